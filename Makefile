@@ -1,0 +1,34 @@
+# syncsim — the two commands of the README, and their parts.
+#   make demo   set everything up, then run the main job on the embedded default (SQLite, FakeStrava)
+#   make test   set everything up (PostgreSQL binaries included), then lint, type-check and run every test
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test lint postgres notebooks clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	$(BIN)/syncsim demo
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+lint: setup
+	$(BIN)/ruff check syncsim tests benchmarks
+	$(BIN)/ruff format --check syncsim tests benchmarks
+	$(BIN)/mypy
+
+test: setup postgres lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache syncsim.db syncsim.db-*

@@ -1,0 +1,260 @@
+"""``syncsim`` — the command line. Every command prints errors as one clear line and exits non-zero."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from syncsim import defaults
+from syncsim.errors import SyncsimError
+
+__all__ = ["format_table", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Command] = {}
+
+
+def _command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table (no pandas needed)."""
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, rule, *body])
+
+
+def _job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for job in jobs:
+        duration = (
+            f"{(job.completed_at - job.started_at).total_seconds():.2f}"
+            if job.completed_at and job.started_at
+            else None
+        )
+        rows.append(
+            {
+                "id": str(job.id)[:8],
+                "user": str(job.user_id)[:8],
+                "type": job.type,
+                "status": job.status.value,
+                "attempts": f"{job.attempts}/{job.max_attempts}",
+                "runs": job.runs,
+                "run_s": duration,
+                "progress": ",".join(f"{k}={v}" for k, v in job.progress.items()) or None,
+                "error": (job.error or "")[:70] or None,
+            }
+        )
+    return rows
+
+
+_JOB_COLUMNS = ("id", "user", "type", "status", "attempts", "runs", "run_s", "progress", "error")
+
+
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=None,
+        help=f"store URL (default: ${defaults.STORE_ENV} or {defaults.STORE_URL})",
+    )
+
+
+# -- commands ------------------------------------------------------------------------------------------------------
+@_command("migrate")
+def _migrate(args: argparse.Namespace) -> int:
+    from syncsim.jobs.store import open_store
+
+    async def run() -> list[str]:
+        store = open_store(args.store)
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
+    return 0
+
+
+def _build_runner(store: Any, *, strategy: str = "worker", **options: Any) -> Any:
+    from syncsim.handlers import register_builtin_handlers
+    from syncsim.runner import HandlerRegistry, JobRunner
+
+    registry = register_builtin_handlers(HandlerRegistry())
+    try:
+        from syncsim.sync import register_strava_sync
+
+        register_strava_sync(registry)
+    except ImportError:  # the Strava sync module is optional while it is being built
+        pass
+    return JobRunner(store, handlers=registry, strategy=strategy, **options)
+
+
+@_command("worker")
+def _worker(args: argparse.Namespace) -> int:
+    from syncsim.jobs.store import open_store
+    from syncsim.worker import Worker
+
+    async def run() -> Any:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            runner = _build_runner(store, lease_s=args.lease)
+            worker = Worker(runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll)
+            print(f"worker {runner.worker_id} on {store.url} (concurrency {args.concurrency})", flush=True)
+            return await worker.run(install_signal_handlers=True)
+        finally:
+            await store.close()
+
+    stats = asyncio.run(run())
+    print(
+        f"worker stopped: {stats.jobs_run} run(s), {stats.completed} completed, {stats.failed} failed, "
+        f"{stats.rescheduled} rescheduled"
+    )
+    return 0
+
+
+@_command("jobs")
+def _jobs(args: argparse.Namespace) -> int:
+    from syncsim.jobs.model import JobStatus, parse_user_id
+    from syncsim.jobs.store import open_store
+
+    async def run() -> list[Any]:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            return await store.list_jobs(
+                user_id=parse_user_id(args.user) if args.user else None,
+                status=JobStatus(args.status) if args.status else None,
+                limit=args.limit,
+            )
+        finally:
+            await store.close()
+
+    jobs = asyncio.run(run())
+    print(format_table(_job_rows(jobs), _JOB_COLUMNS) if jobs else "no jobs")
+    return 0
+
+
+@_command("status")
+def _status(args: argparse.Namespace) -> int:
+    import orjson
+
+    from syncsim.errors import InvalidInput
+    from syncsim.jobs.store import open_store
+
+    try:
+        job_id = uuid.UUID(args.job_id)
+    except ValueError:
+        raise InvalidInput(f"job id must be a UUID, got {args.job_id!r}") from None
+
+    async def run() -> Any:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            return await store.get_job(job_id)
+        finally:
+            await store.close()
+
+    job = asyncio.run(run())
+    if job is None:
+        raise InvalidInput(f"no job {job_id}")
+    print(orjson.dumps(job.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+@_command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from syncsim.jobs.store import open_store
+    from syncsim.retry import RetryPolicy
+    from syncsim.worker import Worker
+
+    async def run() -> list[Any]:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            runner = _build_runner(store, retry=RetryPolicy(base_s=0.5, jitter=0.0))
+            submitted = []
+            for i in range(args.jobs):
+                user = uuid.uuid4()
+                payload = {"steps": 3, "step_s": 0.05, "fail_attempts": 1 if i == 0 else 0}
+                job, _ = await runner.submit(user, payload, type="demo")
+                submitted.append(job.id)
+            print(f"submitted {len(submitted)} demo job(s) to {store.url}; job 1 fails once and is retried")
+            await Worker(runner, concurrency=args.concurrency, burst=True, poll_s=0.1).run()
+            return [await store.get_job(job_id) for job_id in submitted]
+        finally:
+            await store.close()
+
+    jobs = asyncio.run(run())
+    print(format_table(_job_rows(jobs), _JOB_COLUMNS))
+    return 0 if all(j.status.value == "completed" for j in jobs) else 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncsim",
+        description="Background jobs for Strava syncs on serverless platforms, and the simulator that tests them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="apply the store's migrations (idempotent)")
+    _store_arg(p)
+
+    p = sub.add_parser("worker", help="run a long-running worker that claims due jobs")
+    _store_arg(p)
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--burst", action="store_true", help="exit once no job is pending or running")
+    p.add_argument("--poll", type=float, default=defaults.WORKER_POLL_S, help="idle poll interval, s")
+    p.add_argument("--lease", type=float, default=defaults.LEASE_S, help="lease length, s")
+
+    p = sub.add_parser("jobs", help="list jobs, newest first")
+    _store_arg(p)
+    p.add_argument("--user", help="only this user's jobs (UUID)")
+    p.add_argument("--status", choices=["pending", "running", "completed", "failed"])
+    p.add_argument("--limit", type=int, default=defaults.LIST_LIMIT)
+
+    p = sub.add_parser("status", help="print one job as JSON")
+    _store_arg(p)
+    p.add_argument("job_id")
+
+    p = sub.add_parser("demo", help="submit demo jobs (one fails once and retries), run them, print the rows")
+    _store_arg(p)
+    p.add_argument("--jobs", type=int, default=5)
+    p.add_argument("--concurrency", type=int, default=4)
+
+    for extra in _EXTRA_PARSERS:
+        extra(sub)
+    return parser
+
+
+#: Later modules (sync, API, simulator) add their sub-commands here.
+_EXTRA_PARSERS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SyncsimError as exc:
+        print(f"syncsim {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Every default in one place, each with the reason for its value."""
+
+from __future__ import annotations
+
+#: The embedded store: one SQLite file in the working directory, so the first command needs no server.
+STORE_URL = "sqlite:///syncsim.db"
+#: Environment variable that overrides STORE_URL everywhere (CLI, API, notebooks).
+STORE_ENV = "SYNCSIM_STORE"
+
+#: The only job type the design defines; others are registered by handlers.
+JOB_TYPE = "strava_sync"
+#: As in the design's schema (`max_attempts integer not null default 3`).
+MAX_ATTEMPTS = 3
+
+#: A claimed job is owned for this long; a live runner extends it, a killed one lets it lapse. Longer than
+#: one Strava page (~1 s) many times over, short enough that a dead worker's job is back within a minute.
+LEASE_S = 30.0
+#: How often a live runner extends its lease: three renewals per lease, so one slow renewal is harmless.
+LEASE_RENEW_EVERY_S = LEASE_S / 3
+
+#: Backoff: first retry after 2 s, doubling, capped at 5 min (a Strava rate window is 15 min, and a
+#: rate-limited job is rescheduled to the window's reset, not backed off).
+BACKOFF_BASE_S = 2.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_MAX_S = 300.0
+#: Full ±25 % jitter keeps retries of many jobs from arriving together.
+BACKOFF_JITTER = 0.25
+
+#: Stop starting new work when less than this is left before the invocation's deadline: one Strava page
+#: takes ~0.5-1 s, the checkpoint write a few ms.
+DEADLINE_MARGIN_S = 2.0
+
+#: An idle worker looks for due jobs this often.
+WORKER_POLL_S = 1.0
+#: Default user-facing listing size.
+LIST_LIMIT = 20

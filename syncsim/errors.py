@@ -1,0 +1,108 @@
+"""syncsim's exception tree, drawn here in one place.
+
+    SyncsimError
+    ├── ConfigError            bad store URL, missing optional extra, missing credential
+    ├── InvalidInput           a request syncsim refuses (unknown job type, payload not an object, ...)
+    ├── StoreError             the store failed or cannot be reached
+    ├── InvocationKilled       the platform killed the invocation at its deadline; nothing more may be written
+    └── JobError               raised by job handlers; the runner turns each into a decision
+        ├── RetryableError     try again later, with backoff, while attempts remain
+        │   ├── StravaUnavailable   5xx, timeouts, connection errors (after the client's own retries)
+        │   └── MalformedResponse   a Strava response of the wrong shape
+        ├── PermanentError     do not retry: the job fails now
+        │   └── Unauthorized        token revoked or invalid (Strava 401 after one refresh)
+        └── Reschedule         stop now, keep progress, continue at ``at`` (epoch seconds, UTC) without
+            │                   spending an attempt
+            ├── RateLimited         Strava's app-wide window is spent; ``at`` is its reset
+            └── OutOfTime           the invocation's deadline is too close to start another step
+
+Every message is one line and never contains a token.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidInput",
+    "InvocationKilled",
+    "JobError",
+    "MalformedResponse",
+    "OutOfTime",
+    "PermanentError",
+    "RateLimited",
+    "Reschedule",
+    "RetryableError",
+    "StoreError",
+    "StravaError",
+    "StravaUnavailable",
+    "SyncsimError",
+    "Unauthorized",
+]
+
+
+class SyncsimError(Exception):
+    """Base of every error syncsim raises on purpose."""
+
+
+class ConfigError(SyncsimError):
+    """The configuration is wrong: a bad URL, a missing extra, a missing credential."""
+
+
+class InvalidInput(SyncsimError, ValueError):
+    """Input syncsim refuses; nothing was written."""
+
+
+class StoreError(SyncsimError):
+    """The store failed or cannot be reached."""
+
+
+class InvocationKilled(SyncsimError):
+    """The platform killed this invocation at its deadline: nothing it does afterwards may reach the store."""
+
+
+class JobError(SyncsimError):
+    """Raised by a job handler; the runner turns it into a retry, a failure or a reschedule."""
+
+
+class RetryableError(JobError):
+    """A transient failure: retry with backoff while attempts remain."""
+
+
+class PermanentError(JobError):
+    """A failure that retrying cannot fix: the job fails at once."""
+
+
+class Reschedule(JobError):
+    """Stop cleanly with progress saved and continue at ``at`` (UTC epoch seconds); no attempt is spent."""
+
+    def __init__(self, message: str, *, at: float) -> None:
+        super().__init__(message)
+        self.at = at
+
+
+class OutOfTime(Reschedule):
+    """The invocation's deadline is too close to start another step; continue in a new invocation."""
+
+
+class StravaError(JobError):
+    """Marker base for errors that come from talking to Strava."""
+
+
+class Unauthorized(StravaError, PermanentError):
+    """Strava refused the athlete's token (revoked or invalid) even after a refresh."""
+
+
+class RateLimited(StravaError, Reschedule):
+    """Strava's app-wide rate limit is spent until ``reset_at`` (UTC epoch seconds)."""
+
+    def __init__(self, message: str, *, reset_at: float) -> None:
+        super().__init__(message, at=reset_at)
+        self.reset_at = reset_at
+
+
+class StravaUnavailable(StravaError, RetryableError):
+    """Strava answered 5xx, timed out or could not be reached, after the client's own retries."""
+
+
+class MalformedResponse(StravaError, RetryableError):
+    """Strava's response was not what the API promises (bad JSON, wrong shape, an activity without id)."""

@@ -1,0 +1,92 @@
+"""The job record and its statuses, as the `sync_jobs` table stores them."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from syncsim.errors import InvalidInput
+
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "parse_user_id"]
+
+
+class JobStatus(StrEnum):
+    """The four statuses of the design; the strings match the database."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RUNNING})
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED})
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Job:
+    """One row of `sync_jobs`.
+
+    The first twelve fields are the design's schema; the rest are what the runner added by migration:
+    the lease (``locked_by`` until ``locked_until``), the next-attempt time, the checkpoint/progress
+    document and ``runs`` (how many invocations or workers picked the job up).
+    """
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    type: str
+    status: JobStatus
+    payload: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    locked_by: str | None = None
+    locked_until: datetime | None = None
+    next_attempt_at: datetime | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    runs: int = 0
+    updated_at: datetime | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def evolve(self, **changes: Any) -> Job:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: uuids and datetimes as strings (ISO 8601, UTC)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, uuid.UUID):
+                value = str(value)
+            elif isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, JobStatus):
+                value = value.value
+            out[f.name] = value
+        return out
+
+
+def parse_user_id(value: object) -> uuid.UUID:
+    """A user id as a UUID, or :class:`InvalidInput` saying what was wrong."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidInput(f"user id must be a UUID, got {str(value)[:60]!r}") from None

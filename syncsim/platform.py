@@ -1,0 +1,257 @@
+"""Platforms: where an invocation runs, how long it may run, and what happens at its deadline.
+
+An *invocation* starts when a request arrives; its deadline is start + the platform's maximum duration. Work
+handed to :meth:`Invocation.wait_until` runs after the response is sent, until it finishes or the deadline
+hits. At the deadline the invocation is **killed**, as Vercel does: its tasks are cancelled and every store it
+was given refuses all further calls, so nothing it does afterwards (no ``finally`` clean-up) reaches the store.
+
+:class:`LocalPlatform` does this on the running asyncio loop, with the deadline armed as a loop timer; on the
+simulator's virtual-time loop the very same class is the simulated platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import itertools
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol
+
+from syncsim.clock import Clock, SystemClock
+from syncsim.errors import ConfigError, InvocationKilled
+
+__all__ = [
+    "Invocation",
+    "LocalPlatform",
+    "Platform",
+    "PlatformSpec",
+    "data_dir",
+    "guard_store",
+    "load_platforms",
+    "platform_spec",
+]
+
+
+def data_dir() -> Path:
+    """The repository's ``data/`` folder (workloads, platform limits)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "data", here.parent / "data"):
+        if (candidate / "platforms.csv").is_file():
+            return candidate
+    raise ConfigError(f"syncsim's data folder is missing (looked beside {here}); reinstall from a checkout")
+
+
+def _optional_float(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlatformSpec:
+    """One platform preset from ``data/platforms.csv`` (times in seconds, money in USD per month)."""
+
+    name: str
+    max_duration_s: float | None
+    memory_mb: int
+    monthly_price_usd: float
+    included_invocations: float | None = None
+    included_gb_hours: float | None = None
+    included_active_cpu_hours: float | None = None
+    always_on: bool = False
+    source: str = ""
+
+    def with_limit(self, max_duration_s: float | None) -> PlatformSpec:
+        """The same platform with another time limit (scaled-down validation runs)."""
+        from dataclasses import replace
+
+        return replace(self, max_duration_s=max_duration_s)
+
+
+@cache
+def load_platforms() -> dict[str, PlatformSpec]:
+    """All presets, by name."""
+    specs: dict[str, PlatformSpec] = {}
+    with open(data_dir() / "platforms.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            specs[row["platform"]] = PlatformSpec(
+                name=row["platform"],
+                max_duration_s=_optional_float(row["max_duration_s"]),
+                memory_mb=int(row["memory_mb"]),
+                monthly_price_usd=float(row["monthly_price_usd"]),
+                included_invocations=_optional_float(row["included_invocations"]),
+                included_gb_hours=_optional_float(row["included_gb_hours"]),
+                included_active_cpu_hours=_optional_float(row["included_active_cpu_hours"]),
+                always_on=row["always_on"].strip().lower() == "true",
+                source=row["source"],
+            )
+    return specs
+
+
+def platform_spec(name: str | PlatformSpec) -> PlatformSpec:
+    """A preset by name (``hobby``, ``pro``, ``hobby-fluid``, ``pro-fluid``, ``unlimited``)."""
+    if isinstance(name, PlatformSpec):
+        return name
+    specs = load_platforms()
+    if name not in specs:
+        raise ConfigError(f"unknown platform {name!r}; choose one of: {', '.join(sorted(specs))}")
+    return specs[name]
+
+
+_invocation_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Invocation:
+    """One request's lifetime on a platform: its deadline, its background work, and its kill switch."""
+
+    clock: Clock
+    started_at: float
+    deadline: float | None
+    platform: str = "local"
+    id: int = field(default_factory=lambda: next(_invocation_ids))
+    killed: bool = False
+    kill_reason: str | None = None
+    ended_at: float | None = None
+    responded: bool = False
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _timer: asyncio.TimerHandle | None = None
+    _on_end: list[Callable[[Invocation], None]] = field(default_factory=list)
+
+    def time_left(self) -> float:
+        """Seconds until the deadline (``inf`` without one)."""
+        return math.inf if self.deadline is None else self.deadline - self.clock.now()
+
+    def check_alive(self) -> None:
+        if self.killed:
+            raise InvocationKilled(f"invocation {self.id} was killed: {self.kill_reason}")
+
+    def wait_until(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
+        """Run ``work`` after the response, within this invocation's deadline (Vercel's ``waitUntil``)."""
+        self.check_alive()
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed background task must not warn at garbage collection
+        if not self._tasks and self.responded and self.ended_at is None:
+            self._end()
+
+    def arm(self) -> None:
+        """Schedule the kill at the deadline on the running loop."""
+        if self.deadline is None:
+            return
+        delay = max(0.0, self.deadline - self.clock.now())
+        self._timer = asyncio.get_running_loop().call_later(delay, self.kill, "reached the platform's time limit")
+
+    def kill(self, reason: str = "killed") -> None:
+        """Kill now: cancel every background task; stores given to this invocation refuse further calls."""
+        if self.killed or self.ended_at is not None:
+            return
+        self.killed = True
+        self.kill_reason = reason
+        for task in list(self._tasks):
+            task.cancel()
+        self._end()
+
+    def finish_response(self) -> None:
+        """The response was sent; the invocation ends when its background work does."""
+        self.responded = True
+        if not self._tasks and self.ended_at is None:
+            self._end()
+
+    def _end(self) -> None:
+        self.ended_at = self.clock.now()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for callback in self._on_end:
+            callback(self)
+
+    def on_end(self, callback: Callable[[Invocation], None]) -> None:
+        self._on_end.append(callback)
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+    async def drain(self) -> None:
+        """Wait until every background task has finished or been killed."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class _GuardedStore:
+    """A store proxy that refuses every call once its invocation is killed (checked before and after I/O)."""
+
+    def __init__(self, store: Any, invocation: Invocation) -> None:
+        self._store = store
+        self._invocation = invocation
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+        invocation = self._invocation
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            invocation.check_alive()
+            result = await target(*args, **kwargs)
+            invocation.check_alive()
+            return result
+
+        return guarded
+
+
+def guard_store(store: Any, invocation: Invocation | None) -> Any:
+    """``store`` as seen from inside ``invocation``: dead once the invocation is killed."""
+    return store if invocation is None else _GuardedStore(store, invocation)
+
+
+class Platform(Protocol):
+    """Starts invocations; the API and the simulator know platforms only through this."""
+
+    spec: PlatformSpec
+    clock: Clock
+
+    def start_invocation(self) -> Invocation: ...
+
+
+class LocalPlatform:
+    """A platform on the running asyncio loop that enforces ``spec.max_duration_s`` by killing invocations.
+
+    ``invocations`` keeps every invocation it started (for tests and the simulator's metrics).
+    """
+
+    def __init__(self, spec: PlatformSpec | str = "unlimited", *, clock: Clock | None = None) -> None:
+        self.spec = platform_spec(spec)
+        self.clock: Clock = clock or SystemClock()
+        self.invocations: list[Invocation] = []
+        self.keep_history = True
+
+    def start_invocation(self) -> Invocation:
+        now = self.clock.now()
+        limit = self.spec.max_duration_s
+        invocation = Invocation(
+            clock=self.clock,
+            started_at=now,
+            deadline=None if limit is None else now + limit,
+            platform=self.spec.name,
+        )
+        invocation.arm()
+        if self.keep_history:
+            self.invocations.append(invocation)
+        return invocation
+
+    @property
+    def killed_invocations(self) -> int:
+        return sum(1 for inv in self.invocations if inv.killed)
+
+    def __repr__(self) -> str:
+        return f"LocalPlatform({self.spec.name!r}, max_duration_s={self.spec.max_duration_s})"

@@ -1,0 +1,67 @@
+"""The job-service interface of the design: the API talks to this, never to the platform or the runner.
+
+``submit`` writes the row and hands the work to the invocation's ``wait_until``; ``status`` reads the row and,
+under the ``resumable`` strategy, continues a due job in the polling request's invocation. Swapping the
+platform (local, Vercel, simulated) or the strategy changes nothing above this class.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from syncsim import defaults
+from syncsim.jobs.model import Job
+from syncsim.platform import Invocation
+from syncsim.runner import JobRunner
+
+__all__ = ["JobService"]
+
+
+class JobService:
+    """Submit jobs, report their status, and keep them moving within the platform's invocations."""
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+
+    @property
+    def strategy(self) -> str:
+        return self.runner.strategy.name
+
+    async def submit(
+        self,
+        user_id: uuid.UUID | str,
+        payload: object = None,
+        *,
+        invocation: Invocation,
+        type: str = defaults.JOB_TYPE,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+    ) -> tuple[Job, bool]:
+        """Write the job (or find the user's active one) and start it in the background; ``(job, created)``."""
+        job, created = await self.runner.submit(user_id, payload, type=type, max_attempts=max_attempts)
+        if created or self._continues(job):
+            self.start_in_background(job.id, invocation)
+        return job, created
+
+    async def status(
+        self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str, invocation: Invocation | None = None
+    ) -> Job | None:
+        """The user's job (``None`` for an unknown job or another user's); may continue a due job."""
+        job = await self.runner.get(job_id, user_id=user_id)
+        if job is not None and invocation is not None and self._continues(job):
+            self.start_in_background(job.id, invocation)
+        return job
+
+    async def list(self, user_id: uuid.UUID | str, *, limit: int = defaults.LIST_LIMIT) -> list[Job]:
+        from syncsim.jobs.model import parse_user_id
+
+        return await self.runner.store.list_jobs(user_id=parse_user_id(user_id), limit=limit)
+
+    def _continues(self, job: Job) -> bool:
+        strategy = self.runner.strategy
+        return not strategy.uses_worker and strategy.continue_on_poll and self.runner.is_due(job)
+
+    def start_in_background(self, job_id: uuid.UUID, invocation: Invocation, **options: Any) -> None:
+        if self.runner.strategy.uses_worker:
+            return  # a worker claims it
+        invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options))

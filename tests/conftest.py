@@ -1,0 +1,52 @@
+"""Shared fixtures: one behavioural suite runs on every store backend.
+
+PostgreSQL tests use a real server the tests start themselves (tests/pg_fixtures.py); they never skip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from syncsim.handlers import register_builtin_handlers
+from syncsim.jobs.store import Store, open_store
+from syncsim.runner import HandlerRegistry
+
+pytest_plugins = ["tests.pg_fixtures"]
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'syncsim.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """A fresh, empty database URL for each backend."""
+    if request.param == "sqlite":
+        return sqlite_url
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    """A migrated store on each backend."""
+    s = open_store(store_url)
+    await s.migrate()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def handlers() -> HandlerRegistry:
+    return register_builtin_handlers(HandlerRegistry())
+
+
+@pytest.fixture
+def user_id() -> uuid.UUID:
+    return uuid.uuid4()

@@ -1,0 +1,174 @@
+"""The runner on every store: lifecycle, retries, deadlines and kills, concurrency, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from syncsim.errors import InvalidInput
+from syncsim.jobs.model import JobStatus
+from syncsim.jobs.store import Store, open_store
+from syncsim.platform import LocalPlatform, platform_spec
+from syncsim.retry import RetryPolicy
+from syncsim.runner import HandlerRegistry, JobRunner
+from syncsim.service import JobService
+from syncsim.worker import Worker
+
+NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
+
+
+def _runner(store: Store, handlers: HandlerRegistry, **options: object) -> JobRunner:
+    options.setdefault("retry", NO_WAIT)
+    return JobRunner(store, handlers=handlers, **options)  # type: ignore[arg-type]
+
+
+async def test_lifecycle_pending_running_completed_with_timestamps(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    runner = _runner(store, handlers)
+    job, created = await runner.submit(user_id, {"steps": 2, "step_s": 0.01}, type="demo")
+    assert created and job.status is JobStatus.PENDING
+    seen: list[dict[str, object]] = []
+    done = await runner.run_next(on_progress=seen.append)
+    assert done is not None and done.id == job.id
+    assert done.status is JobStatus.COMPLETED
+    assert done.result == {"steps_done": 2} and done.error is None
+    assert seen == [{"steps_done": 1}, {"steps_done": 2}]
+    assert done.started_at is not None and done.completed_at is not None
+    assert job.created_at <= done.started_at <= done.completed_at
+    assert (done.attempts, done.runs, done.locked_by) == (1, 1, None)
+
+
+async def test_failing_job_is_retried_then_failed_with_a_reason(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    runner = _runner(store, handlers)
+    job, _ = await runner.submit(user_id, {"fail_attempts": 9}, type="demo", max_attempts=3)
+    statuses = []
+    for _ in range(3):
+        ran = await runner.run_next()
+        assert ran is not None
+        statuses.append(ran.status)
+    assert statuses == [JobStatus.PENDING, JobStatus.PENDING, JobStatus.FAILED]
+    final = await store.get_job(job.id)
+    assert final is not None and final.attempts == 3 and final.completed_at is not None
+    assert final.error == (
+        "attempt 3 of 3 failed, no attempts left: RetryableError: scripted demo failure on attempt 3"
+    )
+    assert await runner.run_next() is None
+
+
+async def test_stored_backoff_delays_the_next_attempt(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    runner = _runner(store, handlers, retry=RetryPolicy(base_s=60, jitter=0))
+    job, _ = await runner.submit(user_id, {"fail_attempts": 1, "steps": 1, "step_s": 0}, type="demo")
+    first = await runner.run_next()
+    assert first is not None and first.status is JobStatus.PENDING
+    assert first.next_attempt_at is not None
+    assert first.next_attempt_at.timestamp() - first.updated_at.timestamp() == pytest.approx(60)  # type: ignore[union-attr]
+    assert "retrying in 60.0 s" in (first.error or "")
+    assert await runner.run_next() is None  # not due yet
+
+
+async def test_inline_retries_sleep_inside_the_invocation(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    runner = _runner(store, handlers, strategy="waituntil", retry=RetryPolicy(base_s=0.05, jitter=0))
+    job, _ = await runner.submit(user_id, {"fail_attempts": 2, "steps": 1, "step_s": 0}, type="demo")
+    done = await runner.run_job(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED
+    assert (done.attempts, done.runs) == (3, 3)
+
+
+async def test_invocation_killed_at_its_deadline_is_reclaimed_and_completed(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    platform = LocalPlatform(platform_spec("hobby").with_limit(0.3))
+    runner = _runner(store, handlers, strategy="waituntil", lease_s=0.6)
+    service = JobService(runner)
+    invocation = platform.start_invocation()
+    job, _ = await service.submit(user_id, {"steps": 8, "step_s": 0.1}, type="demo", invocation=invocation)
+    invocation.finish_response()
+    await invocation.drain()
+    assert invocation.killed
+    killed_row = await store.get_job(job.id)
+    assert killed_row is not None and killed_row.status is JobStatus.RUNNING  # left running, as on Vercel
+    assert 1 <= killed_row.progress["steps_done"] < 8
+    # Nothing the killed invocation did after its deadline reached the store.
+    assert killed_row.updated_at is not None and invocation.deadline is not None
+    assert killed_row.updated_at.timestamp() <= invocation.deadline
+    await asyncio.sleep(0.7)  # the lease lapses
+    done = await _runner(store, handlers).run_next()
+    assert done is not None and done.id == job.id and done.status is JobStatus.COMPLETED
+    assert (done.attempts, done.runs) == (2, 2)
+    assert done.result == {"steps_done": 8}
+
+
+async def test_resumable_stops_before_the_deadline_and_the_next_poll_continues(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    platform = LocalPlatform(platform_spec("hobby").with_limit(0.35))
+    runner = _runner(store, handlers, strategy="resumable", deadline_margin_s=0.05)
+    service = JobService(runner)
+    first = platform.start_invocation()
+    job, _ = await service.submit(user_id, {"steps": 6, "step_s": 0.1}, type="demo", invocation=first)
+    first.finish_response()
+    await first.drain()
+    assert not first.killed
+    paused = await store.get_job(job.id)
+    assert paused is not None and paused.status is JobStatus.PENDING and paused.attempts == 0
+    invocations = 1
+    while True:
+        poll = platform.start_invocation()
+        row = await service.status(job.id, user_id=user_id, invocation=poll)
+        poll.finish_response()
+        await poll.drain()
+        invocations += 1
+        assert not poll.killed
+        row = await store.get_job(job.id)
+        assert row is not None
+        if row.status is JobStatus.COMPLETED:
+            break
+        assert invocations < 10
+    assert row.result == {"steps_done": 6}
+    assert row.attempts == 1 and row.runs == invocations  # no attempt spent on clean stops
+    assert invocations == 3  # 0.35 s limit, 0.05 s margin: 2 or 3 steps of 0.1 s per invocation
+
+
+async def test_two_workers_never_run_the_same_job(store_url: str, handlers: HandlerRegistry) -> None:
+    stores = [open_store(store_url) for _ in range(2)]
+    await stores[0].migrate()
+    submitter = _runner(stores[0], handlers)
+    ids = [(await submitter.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo"))[0].id for _ in range(24)]
+    workers = [Worker(_runner(s, handlers), concurrency=3, burst=True, poll_s=0.01) for s in stores]
+    stats = await asyncio.gather(*(w.run() for w in workers))
+    assert sum(s.jobs_run for s in stats) == 24
+    assert all(s.jobs_run > 0 for s in stats)
+    for job_id in ids:
+        row = await stores[0].get_job(job_id)
+        assert row is not None and row.status is JobStatus.COMPLETED and row.runs == 1
+    for s in stores:
+        await s.close()
+
+
+@pytest.mark.parametrize(
+    ("user", "payload", "job_type", "max_attempts", "message"),
+    [
+        ("not-a-uuid", {}, "demo", 3, "user id must be a UUID"),
+        (str(uuid.uuid4()), [1, 2], "demo", 3, "payload must be a JSON object"),
+        (str(uuid.uuid4()), {"x": object()}, "demo", 3, "payload is not JSON-serializable"),
+        (str(uuid.uuid4()), {}, "mystery", 3, "unknown job type 'mystery'"),
+        (str(uuid.uuid4()), {}, "demo", 0, "max_attempts must be an integer >= 1"),
+    ],
+)
+async def test_bad_input_gives_one_clear_error_and_writes_nothing(
+    store: Store, handlers: HandlerRegistry, user: str, payload: object, job_type: str, max_attempts: int, message: str
+) -> None:
+    runner = _runner(store, handlers)
+    with pytest.raises(InvalidInput, match=message) as info:
+        await runner.submit(user, payload, type=job_type, max_attempts=max_attempts)
+    assert "\n" not in str(info.value)
+    assert await store.list_jobs() == []

@@ -1,0 +1,183 @@
+"""One behavioural suite for every Store backend (SQLite and a real PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from syncsim.jobs.model import JobStatus
+from syncsim.jobs.store import Store
+from syncsim.strava.models import Activity, StravaTokens
+
+T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
+
+
+async def _create(store: Store, user: uuid.UUID, *, type: str = "demo", max_attempts: int = 3, now: float = T0):
+    return await store.create_job(user_id=user, type=type, payload={"n": 1}, max_attempts=max_attempts, now=now)
+
+
+async def test_created_job_is_pending_with_the_design_defaults(store: Store, user_id: uuid.UUID) -> None:
+    job, created = await _create(store, user_id)
+    assert created
+    assert job.status is JobStatus.PENDING
+    assert (job.attempts, job.max_attempts, job.payload) == (0, 3, {"n": 1})
+    assert job.created_at == datetime.fromtimestamp(T0, UTC)
+    assert job.started_at is None and job.completed_at is None and job.result is None
+    assert await store.get_job(job.id) == job
+
+
+async def test_second_submit_for_an_active_user_returns_the_same_job(store: Store, user_id: uuid.UUID) -> None:
+    first, created_first = await _create(store, user_id)
+    second, created_second = await _create(store, user_id, now=T0 + 5)
+    assert created_first and not created_second
+    assert second.id == first.id
+    other_type, created = await _create(store, user_id, type="noop")
+    assert created and other_type.id != first.id
+    assert len(await store.list_jobs(user_id=user_id)) == 2
+
+
+async def test_a_finished_job_does_not_block_a_new_one(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id)
+    claimed = await store.claim_job(worker_id="w", now=T0, lease_s=30)
+    assert claimed is not None
+    assert await store.complete_job(job.id, worker_id="w", result={"ok": True}, now=T0 + 1)
+    again, created = await _create(store, user_id, now=T0 + 2)
+    assert created and again.id != job.id
+    assert [j.id for j in await store.list_jobs(user_id=user_id)] == [again.id, job.id]
+
+
+async def test_claim_leases_the_job_and_counts_the_attempt(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id)
+    claimed = await store.claim_job(worker_id="w1", now=T0 + 1, lease_s=30)
+    assert claimed is not None and claimed.id == job.id
+    assert claimed.status is JobStatus.RUNNING
+    assert (claimed.attempts, claimed.runs, claimed.locked_by) == (1, 1, "w1")
+    assert claimed.started_at == datetime.fromtimestamp(T0 + 1, UTC)
+    assert claimed.locked_until == datetime.fromtimestamp(T0 + 31, UTC)
+    assert await store.claim_job(worker_id="w2", now=T0 + 2, lease_s=30) is None
+
+
+async def test_claim_by_id_takes_only_that_job(store: Store) -> None:
+    a, _ = await _create(store, uuid.uuid4())
+    b, _ = await _create(store, uuid.uuid4(), now=T0 + 1)
+    claimed = await store.claim_job(worker_id="w", now=T0 + 2, lease_s=30, job_id=b.id)
+    assert claimed is not None and claimed.id == b.id
+    assert (await store.get_job(a.id)).status is JobStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_claim_filters_by_type(store: Store) -> None:
+    await _create(store, uuid.uuid4(), type="noop")
+    assert await store.claim_job(worker_id="w", now=T0, lease_s=30, types=["demo"]) is None
+    assert await store.claim_job(worker_id="w", now=T0, lease_s=30, types=["noop"]) is not None
+
+
+async def test_a_retry_waits_for_its_next_attempt_time(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id)
+    await store.claim_job(worker_id="w", now=T0, lease_s=30)
+    assert await store.retry_job(job.id, worker_id="w", error="boom", retry_at=T0 + 10, now=T0 + 1)
+    pending = await store.get_job(job.id)
+    assert pending is not None and pending.status is JobStatus.PENDING and pending.error == "boom"
+    assert pending.attempts == 1
+    assert await store.claim_job(worker_id="w", now=T0 + 9, lease_s=30) is None
+    again = await store.claim_job(worker_id="w", now=T0 + 10, lease_s=30)
+    assert again is not None and again.attempts == 2
+
+
+async def test_reschedule_spends_no_attempt(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id)
+    await store.claim_job(worker_id="w", now=T0, lease_s=30)
+    assert await store.reschedule_job(job.id, worker_id="w", at=T0 + 900, reason="rate limited", now=T0 + 1)
+    row = await store.get_job(job.id)
+    assert row is not None and row.attempts == 0 and row.runs == 1
+    assert row.next_attempt_at == datetime.fromtimestamp(T0 + 900, UTC)
+
+
+async def test_expired_lease_is_reclaimed_and_the_attempt_counts(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id, max_attempts=2)
+    await store.claim_job(worker_id="dead", now=T0, lease_s=10)
+    assert await store.reclaim_expired(now=T0 + 5) == 0
+    assert await store.reclaim_expired(now=T0 + 11) == 1
+    row = await store.get_job(job.id)
+    assert row is not None and row.status is JobStatus.PENDING and row.locked_by is None
+    assert "lease expired on attempt 1" in (row.error or "")
+    # The dead owner can no longer write.
+    assert not await store.complete_job(job.id, worker_id="dead", result={}, now=T0 + 12)
+    second = await store.claim_job(worker_id="w2", now=T0 + 12, lease_s=10)
+    assert second is not None and second.attempts == 2
+    # Its lease lapses too, and with no attempts left the claim that reclaims it fails it.
+    assert await store.claim_job(worker_id="w3", now=T0 + 30, lease_s=10) is None
+    final = await store.get_job(job.id)
+    assert final is not None and final.status is JobStatus.FAILED
+    assert final.completed_at == datetime.fromtimestamp(T0 + 30, UTC)
+    assert "no attempts left" in (final.error or "")
+
+
+async def test_only_the_lease_owner_can_write(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id)
+    await store.claim_job(worker_id="owner", now=T0, lease_s=30)
+    assert not await store.save_progress(job.id, worker_id="intruder", progress={"x": 1}, now=T0 + 1)
+    assert not await store.fail_job(job.id, worker_id="intruder", error="no", now=T0 + 1)
+    assert await store.save_progress(job.id, worker_id="owner", progress={"pages": 2}, now=T0 + 1)
+    assert await store.extend_lease(job.id, worker_id="owner", now=T0 + 2, lease_s=30)
+    row = await store.get_job(job.id)
+    assert row is not None and row.progress == {"pages": 2}
+    assert row.locked_until == datetime.fromtimestamp(T0 + 32, UTC)
+
+
+async def test_complete_and_fail_are_final(store: Store) -> None:
+    a, _ = await _create(store, uuid.uuid4())
+    b, _ = await _create(store, uuid.uuid4())
+    await store.claim_job(worker_id="w", now=T0, lease_s=30, job_id=a.id)
+    await store.claim_job(worker_id="w", now=T0, lease_s=30, job_id=b.id)
+    assert await store.complete_job(a.id, worker_id="w", result={"activities": 3}, now=T0 + 2)
+    assert await store.fail_job(b.id, worker_id="w", error="revoked", now=T0 + 3)
+    done, failed = await store.get_job(a.id), await store.get_job(b.id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.result == {"activities": 3}
+    assert done.completed_at == datetime.fromtimestamp(T0 + 2, UTC) and done.locked_by is None
+    assert failed is not None and failed.status is JobStatus.FAILED and failed.error == "revoked"
+    assert await store.list_jobs(status=JobStatus.FAILED) == [failed]
+
+
+async def test_cancel_user_jobs_ends_only_that_users_pending_jobs(store: Store) -> None:
+    mine, other = uuid.uuid4(), uuid.uuid4()
+    job, _ = await _create(store, mine)
+    theirs, _ = await _create(store, other)
+    assert await store.cancel_user_jobs(mine, reason="athlete deauthorized", now=T0 + 1) == 1
+    row = await store.get_job(job.id)
+    assert row is not None and row.status is JobStatus.FAILED and row.error == "athlete deauthorized"
+    assert (await store.get_job(theirs.id)).status is JobStatus.PENDING  # type: ignore[union-attr]
+
+
+async def test_tokens_round_trip_and_never_show_in_repr(store: Store, user_id: uuid.UUID) -> None:
+    tokens = StravaTokens(athlete_id=42, access_token="acc-SECRET", refresh_token="ref-SECRET", expires_at=T0)
+    assert await store.get_tokens(user_id) is None
+    await store.save_tokens(user_id, tokens, now=T0)
+    assert await store.get_tokens(user_id) == tokens
+    assert "SECRET" not in repr(tokens)
+    rotated = StravaTokens(athlete_id=42, access_token="a2", refresh_token="r2", expires_at=T0 + 21600)
+    await store.save_tokens(user_id, rotated, now=T0 + 1)
+    assert await store.get_tokens(user_id) == rotated
+    assert await store.user_for_athlete(42) == user_id
+    assert await store.delete_tokens(user_id)
+    assert await store.get_tokens(user_id) is None and await store.user_for_athlete(42) is None
+
+
+def _activity(i: int, *, name: str = "Run") -> Activity:
+    start = datetime.fromtimestamp(T0 - i * 86_400, UTC)
+    raw = {"id": 10**10 + i, "name": name, "sport_type": "Run", "start_date": start.isoformat(), "extra": [i]}
+    return Activity.from_json(raw)
+
+
+async def test_activity_upsert_is_idempotent(store: Store, user_id: uuid.UUID) -> None:
+    batch = [_activity(i) for i in range(250)]
+    assert await store.upsert_activities(user_id, batch, now=T0) == 250
+    assert await store.upsert_activities(user_id, batch[:100], now=T0 + 1) == 100
+    assert await store.count_activities(user_id) == 250
+    assert await store.latest_activity_start(user_id) == batch[0].start_date
+    renamed = _activity(0, name="Renamed")
+    await store.upsert_activities(user_id, [renamed], now=T0 + 2)
+    assert await store.count_activities(user_id) == 250
+    assert await store.delete_activity(user_id, renamed.id)
+    assert await store.count_activities(user_id) == 249
+    assert await store.count_activities(uuid.uuid4()) == 0
+    assert await store.latest_activity_start(uuid.uuid4()) is None

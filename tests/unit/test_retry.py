@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from syncsim.errors import RateLimited, RetryableError, Unauthorized
+from syncsim.retry import Fail, Retry, RetryPolicy, Wait
+
+
+def test_backoff_without_jitter_doubles_up_to_the_cap() -> None:
+    policy = RetryPolicy(base_s=2, factor=2, max_s=10, jitter=0)
+    assert [policy.delay(n) for n in range(1, 7)] == [2, 4, 8, 10, 10, 10]
+
+
+def test_backoff_with_jitter_is_exactly_the_documented_formula() -> None:
+    policy = RetryPolicy(base_s=1, factor=3, max_s=100, jitter=0.5)
+    draws = random.Random(7)
+    expected = [min(100, 1 * 3 ** (n - 1)) * (1 + 0.5 * draws.uniform(-1, 1)) for n in range(1, 6)]
+    rng = random.Random(7)
+    assert [policy.delay(n, rng) for n in range(1, 6)] == expected
+    assert expected == pytest.approx([0.82, 1.95, 10.36, 15.46, 83.91], abs=0.01)
+
+
+def test_retryable_errors_retry_until_attempts_run_out() -> None:
+    policy = RetryPolicy(base_s=2, jitter=0)
+    first = policy.decide(RetryableError("503"), attempt=1, max_attempts=3)
+    assert first == Retry(retry_in=2, reason="attempt 1 of 3 failed, retrying in 2.0 s: RetryableError: 503")
+    last = policy.decide(RetryableError("503"), attempt=3, max_attempts=3)
+    assert isinstance(last, Fail) and "no attempts left" in last.reason
+
+
+def test_a_revoked_token_is_not_retried() -> None:
+    decision = RetryPolicy().decide(Unauthorized("token revoked"), attempt=1, max_attempts=3)
+    assert isinstance(decision, Fail) and "not retried" in decision.reason and "revoked" in decision.reason
+
+
+def test_rate_limits_wait_for_the_reset_without_spending_attempts() -> None:
+    decision = RetryPolicy().decide(RateLimited("read limit", reset_at=900.0), attempt=3, max_attempts=3)
+    assert isinstance(decision, Wait) and decision.at == 900.0
+
+
+def test_unexpected_errors_are_retryable_and_described_on_one_line() -> None:
+    decision = RetryPolicy(jitter=0).decide(KeyError("x\ny"), attempt=1, max_attempts=2)
+    assert isinstance(decision, Retry) and "\n" not in decision.reason and "KeyError" in decision.reason
+
+
+def test_invalid_policy_is_refused() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(factor=0.5)
