@@ -203,6 +203,97 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if all(j.status.value == "completed" for j in jobs) else 1
 
 
+@_command("sync")
+def _sync(args: argparse.Namespace) -> int:
+    from syncsim.jobs.model import parse_user_id
+
+    user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
+    result = asyncio.run(_run_foreground_sync(args, user_id))
+    print(
+        f"{result['status']}: {result['activities']} activities synced ({result['mode']}) in {result['pages']} "
+        f"page(s), {result['requests']} Strava request(s), {result['seconds']:.2f} s; "
+        f"{result['total_activities']} stored for user {user_id} in {result['store']}"
+    )
+    if result["error"]:
+        print(f"error: {result['error']}", file=sys.stderr)
+    return 0 if result["status"] == "completed" else 1
+
+
+async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> dict[str, Any]:
+    import os
+
+    from tqdm.auto import tqdm
+
+    from syncsim.clock import SystemClock
+    from syncsim.errors import ConfigError, InvalidInput
+    from syncsim.jobs.store import open_store
+    from syncsim.strava.client import StravaClient
+    from syncsim.strava.trace import Trace
+
+    clock = SystemClock()
+    store = open_store(args.store)
+    transport = None
+    base_url = args.strava_url or "https://www.strava.com"
+    refresh_token = os.environ.get("STRAVA_REFRESH_TOKEN")
+    client_id = client_secret = None
+    if args.fake is not None:
+        from syncsim.strava.fake import FakeStrava
+
+        fake = FakeStrava(seed=args.seed, clock=clock)
+        athlete = fake.add_athlete(activities=args.fake)
+        transport, base_url = fake.transport(), "http://fake-strava.local"
+        refresh_token, client_id, client_secret = athlete.refresh_token, fake.client_id, fake.client_secret
+    trace = Trace()
+    client = StravaClient(
+        tokens=store,
+        clock=clock,
+        base_url=base_url,
+        transport=transport,
+        client_id=client_id,
+        client_secret=client_secret,
+        trace=trace,
+    )
+    try:
+        await store.migrate()
+        if await store.get_tokens(user_id) is None or args.fake is not None:
+            if not refresh_token:
+                raise ConfigError(
+                    f"user {user_id} has no Strava connection: set STRAVA_REFRESH_TOKEN (with STRAVA_CLIENT_ID and "
+                    "STRAVA_CLIENT_SECRET), or use --fake N for a FakeStrava athlete"
+                )
+            await client.connect_with_refresh_token(user_id, refresh_token)
+        runner = _build_runner(store, resources={"strava": client})
+        payload = {"mode": args.mode, "detail": args.detail}
+        job, created = await runner.submit(user_id, payload, type="strava_sync")
+        if not created and job.status.value == "running" and not runner.is_due(job):
+            raise InvalidInput(f"user {user_id} already has a running sync ({job.id}); try again when it ends")
+        started = clock.now()
+        with tqdm(desc="strava sync", unit=" activities", disable=args.quiet) as bar:
+
+            def on_progress(progress: dict[str, Any]) -> None:
+                bar.update(int(progress.get("activities", 0)) - bar.n)
+                bar.set_postfix(pages=progress.get("pages"), requests=progress.get("requests"))
+
+            done = await runner.run_job(job.id, on_progress=on_progress)
+        if done is None:
+            raise InvalidInput(f"job {job.id} was not due: it is {job.status.value}")
+        result = done.result or {}
+        return {
+            "status": done.status.value,
+            "error": done.error,
+            "mode": result.get("mode", "-"),
+            "activities": result.get("activities", 0),
+            "pages": result.get("pages", 0),
+            "requests": len(trace.records),
+            "total_activities": await store.count_activities(user_id),
+            "seconds": clock.now() - started,
+            "store": store.url,
+        }
+    finally:
+        await client.aclose()
+        await store.close()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncsim",
@@ -234,6 +325,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _store_arg(p)
     p.add_argument("--jobs", type=int, default=5)
     p.add_argument("--concurrency", type=int, default=4)
+
+    p = sub.add_parser("sync", help="run one Strava sync in the foreground, with a progress bar")
+    _store_arg(p)
+    p.add_argument("--user", help="the syncsim user (UUID); default: a fixed demo user")
+    p.add_argument("--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)")
+    p.add_argument("--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities")
+    p.add_argument("--seed", type=int, default=0, help="FakeStrava's seed (with --fake)")
+    p.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto")
+    p.add_argument("--detail", action="store_true", help="also fetch each activity's detail")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     for extra in _EXTRA_PARSERS:
         extra(sub)

@@ -246,7 +246,13 @@ class JobRunner:
         )
         if job is None:
             return None
-        return await self._execute(job, store, runner_id, invocation, on_progress)
+        try:
+            return await self._execute(job, store, runner_id, invocation, on_progress)
+        except InvocationKilled:
+            if invocation is not None and invocation.killed:
+                raise
+            # This runner lost its lease (it expired and another runner took the job): stop quietly.
+            return await self.store.get_job(job.id)
 
     async def run_job(
         self,

@@ -1,0 +1,323 @@
+"""The strava_sync job against FakeStrava, in-process, under virtual time (the simulator's loop).
+
+Each scenario runs the real runner, store, Strava client and sync; only the clock (virtual) and Strava
+(FakeStrava behind an httpx transport) are stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from syncsim.clock import LoopClock
+from syncsim.jobs.model import JobStatus
+from syncsim.jobs.store import Store, open_store
+from syncsim.platform import LocalPlatform, platform_spec
+from syncsim.retry import RetryPolicy
+from syncsim.runner import HandlerRegistry, JobRunner
+from syncsim.service import JobService
+from syncsim.sim.virtual import run_virtual, virtual_clock
+from syncsim.strava.client import StravaClient
+from syncsim.strava.fake import FakeAthlete, FakeStrava, Faults, LatencyModel
+from syncsim.sync import list_requests_needed, register_strava_sync
+
+
+@dataclass
+class Env:
+    clock: LoopClock
+    fake: FakeStrava
+    store: Store
+    client: StravaClient
+
+    def runner(self, strategy: str = "worker", **options: Any) -> JobRunner:
+        options.setdefault("retry", RetryPolicy(base_s=1.0, jitter=0.0))
+        return JobRunner(
+            self.store,
+            handlers=register_strava_sync(HandlerRegistry()),
+            clock=self.clock,
+            strategy=strategy,
+            resources={"strava": self.client},
+            rng=random.Random(0),
+            **options,
+        )
+
+    async def athlete(self, activities: int) -> tuple[uuid.UUID, FakeAthlete]:
+        athlete = self.fake.add_athlete(activities=activities)
+        user = uuid.uuid4()
+        await self.store.save_tokens(user, athlete.tokens(), now=self.clock.now())
+        return user, athlete
+
+    def list_requests(self) -> int:
+        return sum(1 for r in self.fake.requests if r.path.endswith("/athlete/activities"))
+
+
+def in_virtual_time(
+    store_url: str, scenario: Callable[[Env], Awaitable[None]], *, latency: float = 0.0, faults: Faults | None = None
+) -> None:
+    """Run ``scenario`` under virtual time on SQLite; on PostgreSQL in real time (its network I/O would let
+    the virtual clock jump ahead while a query is in flight), with latencies scaled down to keep it quick."""
+    virtual = store_url.startswith("sqlite")
+
+    async def main() -> None:
+        clock = virtual_clock() if virtual else LoopClock(time.time())
+        fake = FakeStrava(clock=clock, seed=7, latency=latency if virtual else 0.0, faults=faults)
+        store = open_store(store_url)
+        await store.migrate()
+        client = StravaClient(
+            tokens=store,
+            clock=clock,
+            base_url="http://fake-strava",
+            transport=fake.transport(),
+            client_id=fake.client_id,
+            client_secret=fake.client_secret,
+            rng=random.Random(1),
+        )
+        try:
+            await scenario(Env(clock, fake, store, client))
+        finally:
+            await client.aclose()
+            await store.close()
+
+    if virtual:
+        run_virtual(main)
+    else:
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("n", [0, 1, 199, 200, 201, 5000])
+def test_full_sync_stores_every_activity_exactly_once(store_url: str, n: int) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(n)
+        runner = env.runner()
+        job, _ = await runner.submit(user)
+        done = await runner.run_next()
+        assert done is not None and done.id == job.id and done.status is JobStatus.COMPLETED, done
+        assert await env.store.count_activities(user) == n
+        assert env.list_requests() == list_requests_needed(n)  # ceil(n / 200) + 1: until an empty page
+        assert done.result == {
+            "mode": "full",
+            "activities": n,
+            "pages": -(-n // 200),
+            "requests": list_requests_needed(n),
+            "total_activities": n,
+        }
+
+    in_virtual_time(store_url, scenario, latency=0.3)
+
+
+def test_short_non_final_pages_do_not_end_the_sync(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, _ = await env.athlete(1500)
+        runner = env.runner()
+        await runner.submit(user)
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED
+        assert await env.store.count_activities(user) == 1500
+        assert env.list_requests() > list_requests_needed(1500)  # short pages cost extra requests
+
+    in_virtual_time(sqlite_url, scenario, faults=Faults(short_pages=0.5))
+
+
+def test_incremental_sync_fetches_only_new_activities(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(450)
+        runner = env.runner()
+        await runner.submit(user)
+        await runner.run_next()
+        for _ in range(3):
+            env.fake.add_activity(athlete.athlete_id)
+        before = env.list_requests()
+        await runner.submit(user, {"mode": "incremental"})
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED
+        assert done.result is not None and done.result["mode"] == "incremental"
+        assert done.result["activities"] <= 4  # the 3 new ones (plus at most the boundary one again)
+        assert await env.store.count_activities(user) == 453
+        assert env.list_requests() - before == 2  # one page with the new ones, one empty
+
+    in_virtual_time(sqlite_url, scenario)
+
+
+def test_token_expiring_mid_sync_is_refreshed_and_the_rotation_saved(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(1200)
+        runner = env.runner()
+        job, _ = await runner.submit(user)
+        expired = False
+
+        def expire_after_two_pages(progress: dict[str, Any]) -> None:
+            nonlocal expired
+            if progress["pages"] == 2 and not expired:
+                env.fake.invalidate_access_token(athlete.athlete_id)
+                expired = True
+
+        done = await runner.run_job(job.id, on_progress=expire_after_two_pages)
+        assert expired and done is not None and done.status is JobStatus.COMPLETED
+        assert await env.store.count_activities(user) == 1200
+        saved = await env.store.get_tokens(user)
+        assert saved is not None and saved.access_token != athlete.access_token
+        assert any(r.path == "/oauth/token" and r.status == 200 for r in env.fake.requests)
+
+    in_virtual_time(sqlite_url, scenario, latency=0.2)
+
+
+def test_revoked_token_fails_the_job_without_retry(store_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(300)
+        env.fake.revoke(athlete.athlete_id)
+        runner = env.runner()
+        job, _ = await runner.submit(user)
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.FAILED
+        assert done.attempts == 1  # not retried
+        error = done.error or ""
+        assert "not retried" in error and "Unauthorized" in error and "\n" not in error
+        assert athlete.refresh_token not in error and athlete.access_token not in error
+        assert await runner.run_next() is None
+        assert await env.store.count_activities(user) == 0
+
+    in_virtual_time(store_url, scenario)
+
+
+def test_rate_limit_mid_sync_reschedules_to_the_window_reset_and_completes(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        # Other users of the app already spent 95 of the 100 reads of this quarter hour.
+        env.fake.spend_rate_limit(95)
+        user, _ = await env.athlete(2000)  # 11 list requests
+        platform = LocalPlatform("hobby", clock=env.clock)
+        service = JobService(env.runner("resumable", deadline_margin_s=1.0))
+        invocation = platform.start_invocation()
+        job, _ = await service.submit(user, invocation=invocation)
+        invocation.finish_response()
+        await invocation.drain()
+        paused = await env.store.get_job(job.id)
+        assert paused is not None and paused.status is JobStatus.PENDING and paused.attempts == 0
+        assert "RateLimited" in (paused.error or "")
+        reset = paused.next_attempt_at
+        assert reset is not None and reset.timestamp() % 900 == 0  # the next quarter hour
+        assert 0 < reset.timestamp() - env.clock.now() <= 900
+        assert await env.store.count_activities(user) == 5 * 200  # five reads fitted
+        # The client polls every 5 s; once the window resets, the polls continue the job.
+        while True:
+            await env.clock.sleep(5)
+            poll = platform.start_invocation()
+            row = await service.status(job.id, user_id=user, invocation=poll)
+            poll.finish_response()
+            await poll.drain()
+            row = await env.store.get_job(job.id)
+            assert row is not None
+            if row.status is not JobStatus.PENDING or row.progress.get("pages", 0) > 5:
+                if row.status is JobStatus.COMPLETED:
+                    break
+        assert row.completed_at is not None and row.completed_at >= reset
+        assert await env.store.count_activities(user) == 2000
+
+    in_virtual_time(sqlite_url, scenario, latency=0.2)
+
+
+def test_server_error_bursts_are_retried_and_the_sync_completes(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, _ = await env.athlete(3000)
+        runner = env.runner()
+        job, _ = await runner.submit(user)
+        for _ in range(job.max_attempts):
+            done = await runner.run_next()
+            if done is not None and done.status is JobStatus.COMPLETED:
+                break
+            await env.clock.sleep(10)
+        assert done is not None and done.status is JobStatus.COMPLETED, done.error
+        assert await env.store.count_activities(user) == 3000
+        assert sum(1 for r in env.fake.requests if r.status >= 500) > 0
+
+    in_virtual_time(sqlite_url, scenario, faults=Faults(error_rate=0.2))
+
+
+def test_malformed_page_gives_a_clear_error_and_keeps_what_was_stored(store_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(1000)
+        env.fake.faults.malformed_pages = {(athlete.athlete_id, 3)}
+        runner = env.runner(retry=RetryPolicy(base_s=0.0, jitter=0.0))
+        job, _ = await runner.submit(user, max_attempts=2)
+        await runner.run_next()
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.FAILED
+        error = done.error or ""
+        assert "MalformedResponse" in error and "page 3" in error and "\n" not in error
+        assert await env.store.count_activities(user) == 400  # pages 1 and 2 stay stored
+        assert done.progress["page"] == 3  # and the checkpoint points at the bad page
+
+    in_virtual_time(store_url, scenario)
+
+
+def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(5000)  # 26 list requests of 1 s: far past hobby's 10 s
+        platform = LocalPlatform("hobby", clock=env.clock)
+        service = JobService(env.runner("waituntil", lease_s=30))
+        invocation = platform.start_invocation()
+        job, _ = await service.submit(user, invocation=invocation)
+        invocation.finish_response()
+        await invocation.drain()
+        assert invocation.killed
+        killed = await env.store.get_job(job.id)
+        assert killed is not None and killed.status is JobStatus.RUNNING
+        stored_when_killed = await env.store.count_activities(user)
+        assert 0 < stored_when_killed < 5000
+        assert killed.progress["activities"] == stored_when_killed
+        await env.clock.sleep(31)  # the lease lapses
+        done = await env.runner("worker").run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED and done.attempts == 2
+        assert await env.store.count_activities(user) == 5000
+        assert done.result is not None and done.result["total_activities"] == 5000
+        # The resumed run started at the checkpoint: no page before it was fetched again.
+        assert env.list_requests() <= list_requests_needed(5000) + 1
+
+    in_virtual_time(sqlite_url, scenario, latency=1.0)
+
+
+def test_the_sync_runs_under_a_running_event_loop_too(sqlite_url: str) -> None:
+    """run_virtual works from inside a running loop (as in a Jupyter cell)."""
+
+    async def outer() -> None:
+        async def scenario(env: Env) -> None:
+            user, _ = await env.athlete(10)
+            runner = env.runner()
+            await runner.submit(user)
+            done = await runner.run_next()
+            assert done is not None and done.status is JobStatus.COMPLETED
+
+        in_virtual_time(sqlite_url, scenario)
+
+    asyncio.run(outer())
+
+
+@pytest.mark.postgres
+def test_sync_killed_mid_way_resumes_on_postgres_in_real_time(pg_url: str) -> None:
+    """The same kill-and-resume on PostgreSQL, in real time scaled down 20x (0.05 s per page, 0.5 s limit)."""
+
+    async def scenario(env: Env) -> None:
+        env.fake.latency = LatencyModel(median_s=0.05)
+        user, _ = await env.athlete(5000)
+        platform = LocalPlatform(platform_spec("hobby").with_limit(0.5), clock=env.clock)
+        service = JobService(env.runner("waituntil", lease_s=1.0))
+        invocation = platform.start_invocation()
+        job, _ = await service.submit(user, invocation=invocation)
+        invocation.finish_response()
+        await invocation.drain()
+        assert invocation.killed
+        stored_when_killed = await env.store.count_activities(user)
+        assert 0 < stored_when_killed < 5000
+        await env.clock.sleep(1.1)
+        done = await env.runner("worker", lease_s=1.0).run_next()
+        assert done is not None and done.id == job.id and done.status is JobStatus.COMPLETED
+        assert await env.store.count_activities(user) == 5000
+        assert env.list_requests() <= list_requests_needed(5000) + 1
+
+    in_virtual_time(pg_url, scenario)
