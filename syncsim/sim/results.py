@@ -1,0 +1,124 @@
+"""What a simulation returns: tidy pandas tables with fixed columns (the contract charts and notebooks use).
+
+``SimulationResult`` — one run (one platform × strategy × seed):
+
+``jobs`` — one row per athlete's first sync job, columns :data:`JOB_COLUMNS`:
+    user_id (str), activities (int: the athlete's history size), platform, strategy, seed,
+    status (pending | running | completed | failed, at the end of the run), attempts, invocations (how many
+    invocations ran part of the job), api_latency_s (the POST /api/sync answer time, simulated seconds),
+    time_to_complete_s (submit → completed, NaN if never), timed_out (bool: an invocation running the job
+    was killed at the platform limit, or it ended failed/stuck because of one), killed_invocations,
+    activities_synced (stored in the store at the end), strava_requests, rate_limited (times the job waited
+    for or was rescheduled to a Strava window reset), compute_s (seconds of invocation time spent on it),
+    error (str or None), stuck (bool: not final when the run ended).
+
+``events`` — the timeline, columns :data:`EVENT_COLUMNS`:
+    t_s (simulated seconds since the run started), user_id, job_id, kind, detail. Kinds include: submit,
+    poll, invocation_start, invocation_end, killed, claimed, checkpoint, retry, rescheduled, rate_limited,
+    completed, failed, gave_up.
+
+``metrics`` — the five success metrics, columns :data:`METRIC_COLUMNS` (metric, target, value, passed), one
+    row per :data:`SUCCESS_METRICS` entry, in that order.
+
+``budget`` — Strava's app-wide rate-limit usage over time, columns :data:`BUDGET_COLUMNS`:
+    t_s, read_15min, read_15min_limit, read_day, read_day_limit.
+
+``cost`` — a one-row table, columns :data:`COST_COLUMNS`: invocations, gb_hours, active_cpu_hours,
+    monthly_cost_usd (extrapolated to a month at this workload's rate), within_free_tier (bool).
+
+``Comparison`` — a sweep (platform × strategy × seed): the same tables concatenated, each row keyed by
+platform, strategy and seed; ``scorecard()`` pivots metrics to platform × strategy rows and one column per
+metric (the value that decided pass/fail), with ``passed_all``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pandas is an optional extra (syncsim[sim])
+    import pandas as pd
+
+__all__ = [
+    "BUDGET_COLUMNS",
+    "COST_COLUMNS",
+    "EVENT_COLUMNS",
+    "JOB_COLUMNS",
+    "METRIC_COLUMNS",
+    "SUCCESS_METRICS",
+    "Comparison",
+    "SimulationResult",
+]
+
+JOB_COLUMNS = (
+    "user_id",
+    "activities",
+    "platform",
+    "strategy",
+    "seed",
+    "status",
+    "attempts",
+    "invocations",
+    "api_latency_s",
+    "time_to_complete_s",
+    "timed_out",
+    "killed_invocations",
+    "activities_synced",
+    "strava_requests",
+    "rate_limited",
+    "compute_s",
+    "error",
+    "stuck",
+)
+EVENT_COLUMNS = ("t_s", "user_id", "job_id", "kind", "detail")
+METRIC_COLUMNS = ("metric", "target", "value", "passed")
+BUDGET_COLUMNS = ("t_s", "read_15min", "read_15min_limit", "read_day", "read_day_limit")
+COST_COLUMNS = ("invocations", "gb_hours", "active_cpu_hours", "monthly_cost_usd", "within_free_tier")
+
+#: (metric name, target as written in design.md)
+SUCCESS_METRICS = (
+    ("api_p99_under_1s", "p99 of POST /api/sync latency < 1 s"),
+    ("heavy_syncs_complete", "every athlete with >= 100 activities ends completed with all activities stored"),
+    ("no_timeout_errors", "no job fails, loses work or stays stuck because an invocation hit the limit"),
+    ("zero_extra_cost", "nothing beyond the platform and database free tiers"),
+    ("works_on_free_tier", "all of the above on the hobby plan"),
+)
+
+
+@dataclass
+class SimulationResult:
+    """One simulated run; see the module docstring for every table's columns."""
+
+    jobs: pd.DataFrame
+    events: pd.DataFrame
+    metrics: pd.DataFrame
+    budget: pd.DataFrame
+    cost: pd.DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.metrics["passed"].all())
+
+
+@dataclass
+class Comparison:
+    """A platform × strategy (× seed) sweep; every table has platform, strategy and seed columns."""
+
+    jobs: pd.DataFrame
+    metrics: pd.DataFrame
+    cost: pd.DataFrame
+    events: pd.DataFrame | None = None
+    budget: pd.DataFrame | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def scorecard(self) -> pd.DataFrame:
+        """platform × strategy rows, one column per metric (True/False), plus ``passed_all``."""
+        table = (
+            self.metrics.groupby(["platform", "strategy", "metric"], sort=False)["passed"]
+            .all()
+            .unstack("metric")
+        )
+        table = table[[name for name, _ in SUCCESS_METRICS if name in table.columns]]
+        table["passed_all"] = table.all(axis=1)
+        return table
