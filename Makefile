@@ -18,6 +18,7 @@ setup: $(BIN)/.installed
 
 demo: setup
 	$(BIN)/syncsim demo
+	$(BIN)/syncsim sync --fake 1500 --quiet
 
 postgres:
 	bash scripts/ensure-postgres.sh

@@ -1,5 +1,107 @@
-"""syncsim: a background-job system for syncing Strava histories on serverless platforms, and its simulator."""
+"""syncsim: a background-job system for syncing Strava histories on serverless platforms, and its simulator.
+
+``__all__`` is the public API; notebooks and the CLI use nothing else. Parts that need optional extras
+(pandas for the simulator, matplotlib for charts) load on first use.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
+from syncsim.clock import Clock, LoopClock, SystemClock
+from syncsim.errors import (
+    ConfigError,
+    InvalidInput,
+    InvocationKilled,
+    JobError,
+    MalformedResponse,
+    OutOfTime,
+    PermanentError,
+    RateLimited,
+    Reschedule,
+    RetryableError,
+    StoreError,
+    StravaError,
+    StravaUnavailable,
+    SyncsimError,
+    Unauthorized,
+)
+from syncsim.jobs import Job, JobStatus, Store, open_store
+from syncsim.platform import Invocation, LocalPlatform, PlatformSpec, load_platforms, platform_spec
+from syncsim.retry import RetryPolicy
+from syncsim.runner import STRATEGIES, HandlerRegistry, JobContext, JobRunner, Strategy
+from syncsim.service import JobService
+from syncsim.strava.models import Activity, StravaTokens
+from syncsim.worker import Worker
+
 __version__ = "0.1.0"
+
+#: Public names that load lazily: name -> module.
+_LAZY = {
+    "StravaClient": "syncsim.strava.client",
+    "RateLimitBudget": "syncsim.strava.ratelimit",
+    "Trace": "syncsim.strava.trace",
+    "FakeStrava": "syncsim.strava.fake",
+    "Faults": "syncsim.strava.fake",
+    "LatencyModel": "syncsim.strava.fake",
+    "running_fake_strava": "syncsim.strava.fake_server",
+    "strava_sync": "syncsim.sync",
+    "register_strava_sync": "syncsim.sync",
+    "list_requests_needed": "syncsim.sync",
+    "run_virtual": "syncsim.sim.virtual",
+    "virtual_clock": "syncsim.sim.virtual",
+    "SimulationResult": "syncsim.sim.results",
+    "Comparison": "syncsim.sim.results",
+    "SUCCESS_METRICS": "syncsim.sim.results",
+}
+
+__all__ = [
+    "STRATEGIES",
+    "Activity",
+    "Clock",
+    "ConfigError",
+    "HandlerRegistry",
+    "InvalidInput",
+    "Invocation",
+    "InvocationKilled",
+    "Job",
+    "JobContext",
+    "JobError",
+    "JobRunner",
+    "JobService",
+    "JobStatus",
+    "LocalPlatform",
+    "LoopClock",
+    "MalformedResponse",
+    "OutOfTime",
+    "PermanentError",
+    "PlatformSpec",
+    "RateLimited",
+    "Reschedule",
+    "RetryPolicy",
+    "RetryableError",
+    "Store",
+    "StoreError",
+    "Strategy",
+    "StravaError",
+    "StravaTokens",
+    "StravaUnavailable",
+    "SyncsimError",
+    "SystemClock",
+    "Unauthorized",
+    "Worker",
+    "load_platforms",
+    "open_store",
+    "platform_spec",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'syncsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -84,7 +84,9 @@ def _migrate(args: argparse.Namespace) -> int:
             await store.close()
 
     applied = asyncio.run(run())
-    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
+    print(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)")
+    )
     return 0
 
 
@@ -207,7 +209,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from syncsim.jobs.model import parse_user_id
 
-    user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
+    user_id = (
+        parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
+    )
     result = asyncio.run(_run_foreground_sync(args, user_id))
     print(
         f"{result['status']}: {result['activities']} activities synced ({result['mode']}) in {result['pages']} "
@@ -266,7 +270,9 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
         payload = {"mode": args.mode, "detail": args.detail}
         job, created = await runner.submit(user_id, payload, type="strava_sync")
         if not created and job.status.value == "running" and not runner.is_due(job):
-            raise InvalidInput(f"user {user_id} already has a running sync ({job.id}); try again when it ends")
+            raise InvalidInput(
+                f"user {user_id} already has a running sync ({job.id}); try again when it ends"
+            )
         started = clock.now()
         with tqdm(desc="strava sync", unit=" activities", disable=args.quiet) as bar:
 
@@ -329,8 +335,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="run one Strava sync in the foreground, with a progress bar")
     _store_arg(p)
     p.add_argument("--user", help="the syncsim user (UUID); default: a fixed demo user")
-    p.add_argument("--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)")
-    p.add_argument("--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities")
+    p.add_argument(
+        "--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)"
+    )
+    p.add_argument(
+        "--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities"
+    )
     p.add_argument("--seed", type=int, default=0, help="FakeStrava's seed (with --fake)")
     p.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto")
     p.add_argument("--detail", action="store_true", help="also fetch each activity's detail")

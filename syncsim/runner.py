@@ -31,7 +31,7 @@ from syncsim.errors import InvalidInput, InvocationKilled, OutOfTime
 from syncsim.jobs.model import Job, JobStatus, parse_user_id
 from syncsim.jobs.store import Store
 from syncsim.platform import Invocation, guard_store
-from syncsim.retry import Fail, Retry, RetryPolicy, Wait, describe
+from syncsim.retry import Fail, Retry, RetryDecision, RetryPolicy, Wait
 
 __all__ = [
     "STRATEGIES",
@@ -67,7 +67,11 @@ STRATEGIES: dict[str, Strategy] = {
         name="resumable", inline_retries=False, stop_before_deadline=True, continue_on_poll=True
     ),
     "worker": Strategy(
-        name="worker", inline_retries=False, stop_before_deadline=False, continue_on_poll=False, uses_worker=True
+        name="worker",
+        inline_retries=False,
+        stop_before_deadline=False,
+        continue_on_poll=False,
+        uses_worker=True,
     ),
 }
 
@@ -117,7 +121,9 @@ class JobContext:
         if not self.strategy.stop_before_deadline or self.deadline is None:
             return
         if self.time_left() < needed_s + self.deadline_margin_s:
-            raise OutOfTime("stopped before the invocation's deadline; continuing in a new one", at=self.clock.now())
+            raise OutOfTime(
+                "stopped before the invocation's deadline; continuing in a new one", at=self.clock.now()
+            )
 
     async def checkpoint(self, progress: dict[str, Any]) -> None:
         """Save progress to the job row (and extend the lease), then tell the progress callback."""
@@ -213,13 +219,13 @@ class JobRunner:
         if not isinstance(payload, dict):
             raise InvalidInput(f"payload must be a JSON object, got {payload.__class__.__name__}")
         try:
-            payload = orjson.loads(orjson.dumps(payload))
+            payload_json: dict[str, Any] = orjson.loads(orjson.dumps(payload))
         except (TypeError, orjson.JSONEncodeError) as exc:
             raise InvalidInput(f"payload is not JSON-serializable: {exc}") from None
         if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
             raise InvalidInput(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         return await self.store.create_job(
-            user_id=uid, type=type, payload=payload, max_attempts=max_attempts, now=self.clock.now()
+            user_id=uid, type=type, payload=payload_json, max_attempts=max_attempts, now=self.clock.now()
         )
 
     # -- run -----------------------------------------------------------------------------------------------------
@@ -287,14 +293,16 @@ class JobRunner:
                 deadline_margin_s=self.deadline_margin_s,
             )
             heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id))
+            decision: RetryDecision | None = None
+            result: dict[str, Any] = {}
             try:
                 result = await handler(ctx)
             except (InvocationKilled, asyncio.CancelledError):
                 raise
             except Exception as exc:
-                decision = self.retry.decide(exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
-            else:
-                decision = None
+                decision = self.retry.decide(
+                    exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng
+                )
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -305,14 +313,18 @@ class JobRunner:
                 await store.complete_job(job.id, worker_id=runner_id, result=result, now=now)
                 return await store.get_job(job.id)
             if isinstance(decision, Wait):
-                await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
+                await store.reschedule_job(
+                    job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now
+                )
                 return await store.get_job(job.id)
             if isinstance(decision, Fail):
                 await store.fail_job(job.id, worker_id=runner_id, error=decision.reason, now=now)
                 return await store.get_job(job.id)
             assert isinstance(decision, Retry)
             retry_at = now + decision.retry_in
-            await store.retry_job(job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now)
+            await store.retry_job(
+                job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now
+            )
             if not self.strategy.inline_retries:
                 return await store.get_job(job.id)
             # The approved design's inline retry: sleep the backoff inside this invocation, then run again.
@@ -329,7 +341,9 @@ class JobRunner:
         every = self.lease_s / 3
         while True:
             await self.clock.sleep(every)
-            ok = await store.extend_lease(job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s)
+            ok = await store.extend_lease(
+                job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s
+            )
             if not ok:
                 return
 

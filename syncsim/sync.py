@@ -65,7 +65,11 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
         ctx.ensure_time(estimate_s * (3 if detail else 1))
         started = now()
         activities = await client.list_activities(
-            ctx.user_id, page=int(progress["page"]), per_page=PER_PAGE, after=progress["after"], deadline=ctx.deadline
+            ctx.user_id,
+            page=int(progress["page"]),
+            per_page=PER_PAGE,
+            after=progress["after"],
+            deadline=ctx.deadline,
         )
         requests = 1
         if detail and activities:

@@ -118,7 +118,9 @@ class SQLiteStore:
         if self.path != ":memory:":
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
-                raise StoreError(f"cannot open sqlite store {self.path!r}: directory {str(parent)!r} does not exist")
+                raise StoreError(
+                    f"cannot open sqlite store {self.path!r}: directory {str(parent)!r} does not exist"
+                )
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -182,7 +184,16 @@ class SQLiteStore:
                         next_attempt_at, updated_at)
                     VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)
                     ON CONFLICT DO NOTHING RETURNING {_JOB_COLUMNS}""",
-                (str(job_id), str(user_id), type, orjson.dumps(payload).decode(), now, max_attempts, now, now),
+                (
+                    str(job_id),
+                    str(user_id),
+                    type,
+                    orjson.dumps(payload).decode(),
+                    now,
+                    max_attempts,
+                    now,
+                    now,
+                ),
             ).fetchone()
             if row is not None:
                 return _job_from_row(row), True
@@ -196,7 +207,9 @@ class SQLiteStore:
         return _job_from_row(row), False
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
-        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)).fetchone()
+        row = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)
+        ).fetchone()
         return None if row is None else _job_from_row(row)
 
     async def list_jobs(
@@ -244,7 +257,9 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else _job_from_row(row)
 
-    def _update_owned(self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]) -> bool:
+    def _update_owned(
+        self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]
+    ) -> bool:
         with self._write() as conn:
             cursor = conn.execute(
                 f"UPDATE sync_jobs SET {assignments} WHERE id = ? AND status = 'running' AND locked_by = ?",
@@ -357,10 +372,14 @@ class SQLiteStore:
             return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
 
     async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
-        row = self.conn.execute("SELECT user_id FROM strava_tokens WHERE athlete_id = ?", (athlete_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT user_id FROM strava_tokens WHERE athlete_id = ?", (athlete_id,)
+        ).fetchone()
         return None if row is None else uuid.UUID(row[0])
 
-    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
+    async def upsert_activities(
+        self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float
+    ) -> int:
         if not activities:
             return 0
         uid = str(user_id)
@@ -406,7 +425,9 @@ class SQLiteStore:
             )
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
-        row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()
+        row = self.conn.execute(
+            "SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)
+        ).fetchone()
         return int(row[0])
 
     async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:

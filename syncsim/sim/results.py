@@ -78,7 +78,10 @@ COST_COLUMNS = ("invocations", "gb_hours", "active_cpu_hours", "monthly_cost_usd
 #: (metric name, target as written in design.md)
 SUCCESS_METRICS = (
     ("api_p99_under_1s", "p99 of POST /api/sync latency < 1 s"),
-    ("heavy_syncs_complete", "every athlete with >= 100 activities ends completed with all activities stored"),
+    (
+        "heavy_syncs_complete",
+        "every athlete with >= 100 activities ends completed with all activities stored",
+    ),
     ("no_timeout_errors", "no job fails, loses work or stays stuck because an invocation hit the limit"),
     ("zero_extra_cost", "nothing beyond the platform and database free tiers"),
     ("works_on_free_tier", "all of the above on the hobby plan"),

@@ -64,7 +64,7 @@ async def test_stored_backoff_delays_the_next_attempt(
     store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
 ) -> None:
     runner = _runner(store, handlers, retry=RetryPolicy(base_s=60, jitter=0))
-    job, _ = await runner.submit(user_id, {"fail_attempts": 1, "steps": 1, "step_s": 0}, type="demo")
+    _job, _ = await runner.submit(user_id, {"fail_attempts": 1, "steps": 1, "step_s": 0}, type="demo")
     first = await runner.run_next()
     assert first is not None and first.status is JobStatus.PENDING
     assert first.next_attempt_at is not None
@@ -142,7 +142,10 @@ async def test_two_workers_never_run_the_same_job(store_url: str, handlers: Hand
     stores = [open_store(store_url) for _ in range(2)]
     await stores[0].migrate()
     submitter = _runner(stores[0], handlers)
-    ids = [(await submitter.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo"))[0].id for _ in range(24)]
+    ids = [
+        (await submitter.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo"))[0].id
+        for _ in range(24)
+    ]
     workers = [Worker(_runner(s, handlers), concurrency=3, burst=True, poll_s=0.01) for s in stores]
     stats = await asyncio.gather(*(w.run() for w in workers))
     assert sum(s.jobs_run for s in stats) == 24
@@ -165,7 +168,13 @@ async def test_two_workers_never_run_the_same_job(store_url: str, handlers: Hand
     ],
 )
 async def test_bad_input_gives_one_clear_error_and_writes_nothing(
-    store: Store, handlers: HandlerRegistry, user: str, payload: object, job_type: str, max_attempts: int, message: str
+    store: Store,
+    handlers: HandlerRegistry,
+    user: str,
+    payload: object,
+    job_type: str,
+    max_attempts: int,
+    message: str,
 ) -> None:
     runner = _runner(store, handlers)
     with pytest.raises(InvalidInput, match=message) as info:
