@@ -1,0 +1,663 @@
+"""The async Strava API client: OAuth tokens, one page at a time, the app-wide rate budget, and retries.
+
+Everything that can go wrong talking to Strava is translated here, once, into :mod:`syncsim.errors`:
+
+- ``Unauthorized``      no connection for the user, a 401 after one refresh, a refused refresh, a 403;
+- ``RateLimited``       the app-wide window is spent and the caller's deadline comes before its reset;
+- ``StravaUnavailable`` 5xx, timeouts and connection errors, after ``max_retries`` retries;
+- ``MalformedResponse`` bad JSON, a page that is not a list, an activity without its required fields;
+- ``StravaRejected``    any other 4xx (a 404 for a deleted activity, for instance).
+
+Every message is one line that names the method and endpoint, and never contains a token or the client
+secret. Waiting (backoff, rate-limit resets) goes through the injected :class:`~syncsim.clock.Clock`, so the
+same code runs in real and in simulated time. The network sits behind an httpx transport, which tests and
+the simulator replace with :class:`~syncsim.strava.fake.FakeStrava`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+import orjson
+
+from syncsim.clock import Clock
+from syncsim.errors import (
+    ConfigError,
+    InvalidInput,
+    MalformedResponse,
+    PermanentError,
+    RateLimited,
+    StravaError,
+    StravaUnavailable,
+    Unauthorized,
+)
+from syncsim.strava.models import Activity, Athlete, StravaTokens
+from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight, parse_pair
+from syncsim.strava.trace import Trace, TraceRecord
+
+__all__ = [
+    "CLIENT_ID_ENV",
+    "CLIENT_SECRET_ENV",
+    "STRAVA_BASE_URL",
+    "MemoryTokenStore",
+    "StravaClient",
+    "StravaRejected",
+    "TokenStore",
+]
+
+#: Strava's host; the API lives under ``/api/v3``, the OAuth token endpoint at ``/oauth/token``.
+STRAVA_BASE_URL = "https://www.strava.com"
+API_PREFIX = "/api/v3"
+TOKEN_PATH = "/oauth/token"
+CLIENT_ID_ENV = "STRAVA_CLIENT_ID"
+CLIENT_SECRET_ENV = "STRAVA_CLIENT_SECRET"
+
+#: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
+#: minutes leaves room for a whole batch of pages without a 401 in the middle.
+REFRESH_MARGIN_S = 300.0
+#: Retry backoff after the n-th failure: ``min(RETRY_MAX_S, RETRY_BASE_S * 2**(n-1))`` seconds, times a
+#: uniform jitter factor in ``[1 - RETRY_JITTER, 1 + RETRY_JITTER]``.
+RETRY_BASE_S = 0.5
+RETRY_MAX_S = 8.0
+RETRY_JITTER = 0.25
+#: Wake this long after a rate-limit reset (seconds), so a small clock skew with Strava does not land the
+#: first request of the new window in the old one.
+RESET_SLACK_S = 1.0
+#: Strava serves at most 200 activities per page.
+PER_PAGE_MAX = 200
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Where athletes' Strava tokens live (the project's Store implements this)."""
+
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None: ...
+
+    async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None: ...
+
+
+class MemoryTokenStore:
+    """A :class:`TokenStore` in a dict: for tests, notebooks and simulations that need no database."""
+
+    def __init__(self, tokens: dict[uuid.UUID, StravaTokens] | None = None) -> None:
+        self.tokens: dict[uuid.UUID, StravaTokens] = dict(tokens or {})
+        self.saves = 0  # how many times tokens were written, for tests
+
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None:
+        return self.tokens.get(user_id)
+
+    async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
+        self.tokens[user_id] = tokens
+        self.saves += 1
+
+    def __repr__(self) -> str:
+        return f"MemoryTokenStore(users={len(self.tokens)})"
+
+
+class StravaRejected(StravaError, PermanentError):
+    """Strava refused the request with a 4xx other than 401/403/429 (e.g. 404 for a deleted activity)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A response that is neither 429 nor 5xx, and when its attempt was sent."""
+
+    response: httpx.Response
+    sent_at: float
+    latency_s: float
+    attempt: int
+
+
+class StravaClient:
+    """Talks to Strava for many users at once; one instance per process, sharing one :class:`RateLimitBudget`.
+
+    Every request method takes the syncsim ``user_id`` whose tokens to use (from ``tokens``) and an optional
+    ``deadline`` (UTC epoch seconds) — the end of the caller's invocation. The client sleeps through a
+    rate-limit window only if the window resets (plus one second) by the deadline; otherwise it raises
+    :class:`~syncsim.errors.RateLimited` with the reset time, so the job can be rescheduled.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenStore,
+        clock: Clock,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        budget: RateLimitBudget | None = None,
+        base_url: str = STRAVA_BASE_URL,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        rng: random.Random | None = None,
+        trace: Trace | None = None,
+        refresh_margin_s: float = REFRESH_MARGIN_S,
+    ) -> None:
+        """Create a client.
+
+        ``client_id``/``client_secret`` default to ``$STRAVA_CLIENT_ID``/``$STRAVA_CLIENT_SECRET`` and are
+        needed only to refresh or exchange tokens. ``timeout_s`` applies to every request (seconds);
+        ``max_retries`` bounds the retries of 5xx, timeouts and connection errors; ``rng`` draws the backoff
+        jitter (inject a seeded one for determinism). ``transport`` replaces the network (FakeStrava).
+        """
+        if max_retries < 0:
+            raise InvalidInput("max_retries must be >= 0")
+        if timeout_s <= 0:
+            raise InvalidInput("timeout_s must be > 0")
+        self._store = tokens
+        self._clock = clock
+        self._client_id = client_id if client_id is not None else os.environ.get(CLIENT_ID_ENV)
+        self._client_secret = client_secret if client_secret is not None else os.environ.get(CLIENT_SECRET_ENV)
+        self.budget = budget if budget is not None else RateLimitBudget()
+        self.base_url = base_url.rstrip("/")
+        self.trace = trace
+        self._timeout = httpx.Timeout(timeout_s)
+        self._max_retries = max_retries
+        self._rng = rng if rng is not None else random.Random()
+        self._refresh_margin_s = refresh_margin_s
+        self._cache: dict[uuid.UUID, StravaTokens] = {}
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=self._timeout,
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "syncsim"},
+        )
+
+    async def __aenter__(self) -> StravaClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"StravaClient(base_url={self.base_url!r}, budget={self.budget!r})"
+
+    # -- the API --------------------------------------------------------------------------------------------
+
+    async def get_athlete(self, user_id: uuid.UUID, *, deadline: float | None = None) -> Athlete:
+        """``GET /athlete``: the athlete connected to ``user_id``."""
+        answer, data = await self._get_json(user_id, "/athlete", "/athlete", None, deadline=deadline)
+        try:
+            athlete = Athlete.from_json(data)
+        except MalformedResponse as exc:
+            self._record(answer, "GET", "/athlete", error="MalformedResponse")
+            raise MalformedResponse(f"GET /athlete: {exc}") from None
+        self._record(answer, "GET", "/athlete")
+        return athlete
+
+    async def list_activities(
+        self,
+        user_id: uuid.UUID,
+        *,
+        page: int,
+        per_page: int = PER_PAGE_MAX,
+        after: float | None = None,
+        before: float | None = None,
+        deadline: float | None = None,
+    ) -> list[Activity]:
+        """``GET /athlete/activities``: one page (1-based) of summary activities, parsed.
+
+        Newest first; with ``after`` (UTC epoch seconds) oldest first, as Strava orders them. A page may be
+        shorter than ``per_page`` before the end: the caller pages until a page is **empty**.
+        """
+        if page < 1:
+            raise InvalidInput(f"page must be >= 1, got {page}")
+        if not 1 <= per_page <= PER_PAGE_MAX:
+            raise InvalidInput(f"per_page must be within 1..{PER_PAGE_MAX}, got {per_page}")
+        params: dict[str, int] = {"page": page, "per_page": per_page}
+        if after is not None:
+            params["after"] = int(after)
+        if before is not None:
+            params["before"] = int(before)
+        endpoint = "/athlete/activities"
+        answer, data = await self._get_json(user_id, endpoint, endpoint, params, deadline=deadline, page=page)
+        if not isinstance(data, list):
+            self._record(answer, "GET", endpoint, page=page, error="MalformedResponse")
+            raise MalformedResponse(f"GET {endpoint} page {page}: expected a JSON list, got {type(data).__name__}")
+        activities: list[Activity] = []
+        for item in data:
+            try:
+                activities.append(Activity.from_json(item))
+            except MalformedResponse as exc:
+                self._record(answer, "GET", endpoint, page=page, items=len(data), error="MalformedResponse")
+                raise MalformedResponse(f"GET {endpoint} page {page}: {_one_line(str(exc))}") from None
+        self._record(answer, "GET", endpoint, page=page, items=len(activities))
+        return activities
+
+    async def get_activity(self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None) -> Activity:
+        """``GET /activities/{id}``: one activity in detail (``DetailedActivity``), parsed."""
+        endpoint = "/activities/{id}"
+        path = f"/activities/{int(activity_id)}"
+        answer, data = await self._get_json(user_id, endpoint, path, None, deadline=deadline)
+        try:
+            activity = Activity.from_json(data)
+        except MalformedResponse as exc:
+            self._record(answer, "GET", endpoint, error="MalformedResponse")
+            raise MalformedResponse(f"GET {endpoint} ({activity_id}): {_one_line(str(exc))}") from None
+        self._record(answer, "GET", endpoint)
+        return activity
+
+    async def exchange_code(self, user_id: uuid.UUID, code: str, *, deadline: float | None = None) -> StravaTokens:
+        """First connection: trade an OAuth authorization ``code`` for tokens; save them for ``user_id``."""
+        tokens = await self._token_grant(
+            user_id, {"grant_type": "authorization_code", "code": code}, athlete_id=None, deadline=deadline
+        )
+        if tokens.athlete_id < 0:
+            athlete = await self._athlete_with(tokens.access_token, deadline=deadline)
+            tokens = _with_athlete(tokens, athlete.id)
+        await self._save(user_id, tokens)
+        return tokens
+
+    async def connect_with_refresh_token(
+        self, user_id: uuid.UUID, refresh_token: str, *, deadline: float | None = None
+    ) -> StravaTokens:
+        """Connect ``user_id`` from a refresh token (e.g. ``$STRAVA_REFRESH_TOKEN``): refresh, then save.
+
+        A refresh response carries no athlete, so the athlete id comes from ``GET /athlete`` with the new
+        access token (or from tokens already stored for the user) before the tokens are saved.
+        """
+        known = await self._store.get_tokens(user_id)
+        tokens = await self._token_grant(
+            user_id,
+            {"grant_type": "refresh_token", "refresh_token": refresh_token},
+            athlete_id=known.athlete_id if known is not None else None,
+            deadline=deadline,
+        )
+        if tokens.athlete_id < 0:
+            athlete = await self._athlete_with(tokens.access_token, deadline=deadline)
+            tokens = _with_athlete(tokens, athlete.id)
+        await self._save(user_id, tokens)
+        return tokens
+
+    # -- tokens ---------------------------------------------------------------------------------------------
+
+    async def _valid_tokens(self, user_id: uuid.UUID, *, deadline: float | None) -> StravaTokens:
+        tokens = self._cache.get(user_id)
+        if tokens is None:
+            tokens = await self._store.get_tokens(user_id)
+            if tokens is None:
+                raise Unauthorized(f"no Strava connection for user {user_id}")
+            self._cache[user_id] = tokens
+        if self._expiring(tokens):
+            tokens = await self._refresh(user_id, stale=tokens, deadline=deadline)
+        return tokens
+
+    def _expiring(self, tokens: StravaTokens) -> bool:
+        return tokens.expires_at - self._refresh_margin_s <= self._clock.now()
+
+    async def _refresh(self, user_id: uuid.UUID, *, stale: StravaTokens, deadline: float | None) -> StravaTokens:
+        """Refresh ``stale`` once, even when several tasks of this process ask at the same time."""
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            # Another task, or another process, may have refreshed while we waited: Strava invalidates a
+            # rotated refresh token at once, so using the stale one now would log the athlete out.
+            latest = await self._store.get_tokens(user_id)
+            if latest is None:
+                raise Unauthorized(f"no Strava connection for user {user_id}")
+            if latest.access_token != stale.access_token and not self._expiring(latest):
+                self._cache[user_id] = latest
+                return latest
+            fresh = await self._token_grant(
+                user_id,
+                {"grant_type": "refresh_token", "refresh_token": latest.refresh_token},
+                athlete_id=latest.athlete_id,
+                deadline=deadline,
+                scope=latest.scope,
+            )
+            await self._save(user_id, fresh)
+            return fresh
+
+    async def _save(self, user_id: uuid.UUID, tokens: StravaTokens) -> None:
+        await self._store.save_tokens(user_id, tokens, now=self._clock.now())
+        self._cache[user_id] = tokens
+
+    def _credentials(self) -> tuple[str, str]:
+        if not self._client_id or not self._client_secret:
+            raise ConfigError(
+                f"Strava client credentials are missing: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} "
+                "to refresh or exchange Strava tokens"
+            )
+        return self._client_id, self._client_secret
+
+    async def _token_grant(
+        self,
+        user_id: uuid.UUID,
+        form: dict[str, str],
+        *,
+        athlete_id: int | None,
+        deadline: float | None,
+        scope: str = "",
+    ) -> StravaTokens:
+        """POST /oauth/token; ``athlete_id`` is -1 if neither the answer nor the caller knew it."""
+        client_id, client_secret = self._credentials()
+        grant = form["grant_type"]
+        what = "refresh token" if grant == "refresh_token" else "authorization code"
+        answer = await self._send(
+            "POST",
+            TOKEN_PATH,
+            TOKEN_PATH,
+            read=False,
+            deadline=deadline,
+            data={"client_id": client_id, "client_secret": client_secret, **form},
+        )
+        status = answer.response.status_code
+        if status in (400, 401, 403):
+            errors = _fault_errors(answer.response)
+            if any(e.get("resource") == "Application" for e in errors):
+                self._record(answer, "POST", TOKEN_PATH, error="ConfigError")
+                raise ConfigError(
+                    f"POST {TOKEN_PATH}: Strava rejected the application credentials (HTTP {status}); "
+                    f"check {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV}"
+                )
+            self._record(answer, "POST", TOKEN_PATH, error="Unauthorized")
+            raise Unauthorized(
+                f"POST {TOKEN_PATH}: Strava refused the {what} of user {user_id} (HTTP {status}): "
+                "access was revoked or the token is invalid; the athlete must reconnect"
+            )
+        self._raise_for_other_4xx(answer, "POST", TOKEN_PATH)
+        data = self._parse_json(answer, "POST", TOKEN_PATH)
+        try:
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            access, refresh, expires_at = data["access_token"], data["refresh_token"], data["expires_at"]
+            if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
+                raise TypeError("tokens are not strings")
+            if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+                raise TypeError("expires_at is not a number")
+            athlete = data.get("athlete")
+            if isinstance(athlete, dict) and isinstance(athlete.get("id"), int):
+                athlete_id = int(athlete["id"])
+        except (KeyError, TypeError) as exc:
+            self._record(answer, "POST", TOKEN_PATH, error="MalformedResponse")
+            # Name only the missing/ill-typed field: the values are secrets.
+            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MalformedResponse(f"POST {TOKEN_PATH}: token response is malformed ({detail})") from None
+        self._record(answer, "POST", TOKEN_PATH)
+        return StravaTokens(
+            athlete_id=athlete_id if athlete_id is not None else -1,
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=float(expires_at),
+            scope=str(data.get("scope") or scope),
+        )
+
+    async def _athlete_with(self, access_token: str, *, deadline: float | None) -> Athlete:
+        """GET /athlete with a token that is not (yet) in the store."""
+        endpoint = "/athlete"
+        answer = await self._send(
+            "GET",
+            endpoint,
+            API_PREFIX + endpoint,
+            read=True,
+            deadline=deadline,
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        if answer.response.status_code in (401, 403):
+            self._record(answer, "GET", endpoint, error="Unauthorized")
+            raise Unauthorized(f"GET {endpoint}: Strava refused a freshly issued access token")
+        self._raise_for_other_4xx(answer, "GET", endpoint)
+        data = self._parse_json(answer, "GET", endpoint)
+        self._record(answer, "GET", endpoint)
+        try:
+            return Athlete.from_json(data)
+        except MalformedResponse as exc:
+            raise MalformedResponse(f"GET {endpoint}: {exc}") from None
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    async def _get_json(
+        self,
+        user_id: uuid.UUID,
+        endpoint: str,
+        path: str,
+        params: dict[str, int] | None,
+        *,
+        deadline: float | None,
+        page: int | None = None,
+    ) -> tuple[_Answer, Any]:
+        """GET an API path as ``user_id``: refresh before expiry, and once more on a 401.
+
+        Returns the answer and its parsed JSON; the caller records the attempt once it knows the outcome.
+        """
+        tokens = await self._valid_tokens(user_id, deadline=deadline)
+        refreshed_on_401 = False
+        while True:
+            answer = await self._send(
+                "GET",
+                endpoint,
+                API_PREFIX + path,
+                read=True,
+                deadline=deadline,
+                params=params,
+                headers={"Authorization": f"Bearer {tokens.access_token}"},
+                page=page,
+            )
+            status = answer.response.status_code
+            if status == 401:
+                self._record(answer, "GET", endpoint, page=page, error="Unauthorized")
+                if refreshed_on_401:
+                    raise Unauthorized(
+                        f"GET {endpoint}: Strava rejected the access token of user {user_id} (HTTP 401) "
+                        "even after a refresh: access was revoked or the token is invalid"
+                    )
+                refreshed_on_401 = True
+                tokens = await self._refresh(user_id, stale=tokens, deadline=deadline)
+                continue
+            if status == 403:
+                self._record(answer, "GET", endpoint, page=page, error="Unauthorized")
+                raise Unauthorized(
+                    f"GET {endpoint}: Strava refused access for user {user_id} (HTTP 403): "
+                    "the token lacks the activity:read scope or the application is inactive"
+                )
+            self._raise_for_other_4xx(answer, "GET", endpoint, page=page)
+            return answer, self._parse_json(answer, "GET", endpoint, page=page)
+
+    async def _send(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        read: bool,
+        deadline: float | None,
+        params: dict[str, int] | None = None,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        page: int | None = None,
+    ) -> _Answer:
+        """Send one request through the budget; retry 5xx/timeouts/connection errors; wait out 429s.
+
+        Returns the first answer that is neither a 429 nor a 5xx.
+        """
+        attempt = 0
+        failures = 0
+        while True:
+            await self._reserve(method, endpoint, read=read, deadline=deadline)
+            attempt += 1
+            sent_at = self._clock.now()
+            try:
+                response = await self._http.request(
+                    method, path, params=params, data=data, headers=headers, timeout=self._timeout
+                )
+            except httpx.TransportError as exc:
+                latency = self._clock.now() - sent_at
+                failures += 1
+                reason = type(exc).__name__
+                self._add(TraceRecord(sent_at, method, endpoint, None, latency, attempt, page, error=reason))
+                await self._retry_or_raise(method, endpoint, failures, reason, deadline)
+                continue
+            except httpx.DecodingError:
+                raise MalformedResponse(f"{method} {endpoint}: response body could not be decoded") from None
+            received_at = self._clock.now()
+            self.budget.observe(response.headers, received_at, sent_at=sent_at)
+            answer = _Answer(response, sent_at, received_at - sent_at, attempt)
+            status = response.status_code
+            if status == 429:
+                reset_at = _reset_after_429(response.headers, received_at)
+                self.budget.block_until(reset_at)
+                self._record(answer, method, endpoint, page=page, error="RateLimited")
+                await self._wait_for_reset(
+                    method,
+                    endpoint,
+                    reset_at,
+                    deadline,
+                    why="Strava answered 429, the app-wide rate limit is spent",
+                )
+                continue
+            if status >= 500:
+                failures += 1
+                self._record(answer, method, endpoint, page=page, error="StravaUnavailable")
+                await self._retry_or_raise(method, endpoint, failures, f"HTTP {status}", deadline)
+                continue
+            return answer
+
+    async def _reserve(self, method: str, endpoint: str, *, read: bool, deadline: float | None) -> None:
+        while True:
+            reset_at = self.budget.reserve(self._clock.now(), read=read)
+            if reset_at is None:
+                return
+            await self._wait_for_reset(
+                method, endpoint, reset_at, deadline, why="the app-wide rate limit is spent (local budget)"
+            )
+
+    async def _wait_for_reset(
+        self, method: str, endpoint: str, reset_at: float, deadline: float | None, *, why: str
+    ) -> None:
+        """Sleep until ``reset_at`` (+1 s) if the deadline allows, else raise :class:`RateLimited`."""
+        if deadline is not None and reset_at + RESET_SLACK_S > deadline:
+            raise RateLimited(
+                f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, after the invocation's deadline",
+                reset_at=reset_at,
+            )
+        await self._clock.sleep(max(0.0, reset_at + RESET_SLACK_S - self._clock.now()))
+
+    async def _retry_or_raise(
+        self, method: str, endpoint: str, failures: int, reason: str, deadline: float | None
+    ) -> None:
+        if failures > self._max_retries:
+            raise StravaUnavailable(f"{method} {endpoint}: {reason} after {failures} attempts")
+        delay = min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (failures - 1))
+        delay *= 1.0 + RETRY_JITTER * (2.0 * self._rng.random() - 1.0)
+        if deadline is not None and self._clock.now() + delay >= deadline:
+            raise StravaUnavailable(
+                f"{method} {endpoint}: {reason} after {failures} attempts; no time left to retry before the deadline"
+            )
+        await self._clock.sleep(delay)
+
+    def _raise_for_other_4xx(self, answer: _Answer, method: str, endpoint: str, *, page: int | None = None) -> None:
+        status = answer.response.status_code
+        if 400 <= status < 500:
+            self._record(answer, method, endpoint, page=page, error="StravaRejected")
+            what = "not found" if status == 404 else "request rejected"
+            raise StravaRejected(f"{method} {endpoint}: {what} (HTTP {status})", status=status)
+
+    def _parse_json(self, answer: _Answer, method: str, endpoint: str, *, page: int | None = None) -> Any:
+        try:
+            return orjson.loads(answer.response.content)
+        except orjson.JSONDecodeError:
+            self._record(answer, method, endpoint, page=page, error="MalformedResponse")
+            where = f" page {page}" if page is not None else ""
+            raise MalformedResponse(
+                f"{method} {endpoint}{where}: response is not valid JSON "
+                f"(HTTP {answer.response.status_code}, {len(answer.response.content)} bytes)"
+            ) from None
+
+    # -- trace ----------------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        answer: _Answer,
+        method: str,
+        endpoint: str,
+        *,
+        page: int | None = None,
+        items: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        if self.trace is None:
+            return
+        headers = answer.response.headers
+        usage = parse_pair(headers.get("x-ratelimit-usage")) or (None, None)
+        read_usage = parse_pair(headers.get("x-readratelimit-usage")) or (None, None)
+        self.trace.add(
+            TraceRecord(
+                ts=answer.sent_at,
+                method=method,
+                endpoint=endpoint,
+                status=answer.response.status_code,
+                latency_s=answer.latency_s,
+                attempt=answer.attempt,
+                page=page,
+                items=items,
+                usage_15min=usage[0],
+                usage_daily=usage[1],
+                read_usage_15min=read_usage[0],
+                read_usage_daily=read_usage[1],
+                error=error,
+            )
+        )
+
+    def _add(self, record: TraceRecord) -> None:
+        if self.trace is not None:
+            self.trace.add(record)
+
+
+def _reset_after_429(headers: httpx.Headers, now: float) -> float:
+    """When a 429 ends: the next UTC midnight if a daily limit is spent per the headers, else the next :15."""
+    for prefix in ("x-ratelimit", "x-readratelimit"):
+        limit = parse_pair(headers.get(f"{prefix}-limit"))
+        usage = parse_pair(headers.get(f"{prefix}-usage"))
+        if limit is not None and usage is not None and usage[1] >= limit[1]:
+            return next_utc_midnight(now)
+    return next_quarter_hour(now)
+
+
+def _fault_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """The ``errors`` list of a Strava ``Fault`` body, or ``[]``."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _with_athlete(tokens: StravaTokens, athlete_id: int) -> StravaTokens:
+    return StravaTokens(
+        athlete_id=athlete_id,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=tokens.expires_at,
+        scope=tokens.scope,
+    )
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,230 @@
+"""Strava's app-wide rate limits, as one budget shared by every job of a process.
+
+Strava limits an *application*, not an athlete: overall 200 requests / 15 min and 2,000 / day, and of
+those, reads 100 / 15 min and 1,000 / day (the figures change; the ``X-RateLimit-*`` and
+``X-ReadRateLimit-*`` headers of every response carry the current limits and usage as "15min,daily"). The
+15-minute window resets at :00, :15, :30 and :45 UTC (epoch multiples of 900 s), the daily one at midnight
+UTC.
+
+:class:`RateLimitBudget` counts each request locally *before* it is sent, so concurrent jobs of one process
+never overshoot between two header updates, and takes the larger of its own count and Strava's reported
+usage, so requests made by other processes of the same application are accounted for too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "DAY_S",
+    "QUARTER_HOUR_S",
+    "RateLimitBudget",
+    "RateUsage",
+    "next_quarter_hour",
+    "next_utc_midnight",
+    "parse_pair",
+    "quarter_hour_start",
+    "utc_day_start",
+]
+
+#: Length of Strava's short window, in seconds; it starts at every epoch multiple (:00/:15/:30/:45 UTC).
+QUARTER_HOUR_S = 900.0
+#: Length of the daily window, in seconds; epoch multiples are UTC midnights (epoch time has no leap seconds).
+DAY_S = 86_400.0
+
+
+def quarter_hour_start(ts: float) -> float:
+    """Start (UTC epoch seconds) of the 15-minute window that contains ``ts``."""
+    return math.floor(ts / QUARTER_HOUR_S) * QUARTER_HOUR_S
+
+
+def next_quarter_hour(ts: float) -> float:
+    """The next :00/:15/:30/:45 UTC strictly after ``ts`` (UTC epoch s): when the short window resets."""
+    return quarter_hour_start(ts) + QUARTER_HOUR_S
+
+
+def utc_day_start(ts: float) -> float:
+    """The UTC midnight (epoch seconds) that starts the day containing ``ts``."""
+    return math.floor(ts / DAY_S) * DAY_S
+
+
+def next_utc_midnight(ts: float) -> float:
+    """The next UTC midnight strictly after ``ts`` (UTC epoch seconds): when the daily window resets."""
+    return utc_day_start(ts) + DAY_S
+
+
+def parse_pair(value: str | None) -> tuple[int, int] | None:
+    """Parse a rate-limit header value ``"15min,daily"`` (e.g. ``"100,1000"``); ``None`` if absent or bad."""
+    if not value:
+        return None
+    parts = value.split(",")
+    if len(parts) != 2:
+        return None
+    try:
+        short, daily = int(parts[0].strip()), int(parts[1].strip())
+    except ValueError:
+        return None
+    if short < 0 or daily < 0:
+        return None
+    return short, daily
+
+
+@dataclass(slots=True)
+class _Counter:
+    """Limits and usage of one kind of request (overall or read) in the current windows."""
+
+    limit_15min: int
+    limit_daily: int
+    used_15min: int = 0
+    used_daily: int = 0
+
+    def has_room(self) -> bool:
+        return self.used_15min < self.limit_15min and self.used_daily < self.limit_daily
+
+    def daily_spent(self) -> bool:
+        return self.used_daily >= self.limit_daily
+
+
+@dataclass(frozen=True, slots=True)
+class RateUsage:
+    """A snapshot of the budget: limits and usage per window, and the window starts (UTC epoch seconds)."""
+
+    overall_limit: tuple[int, int]
+    overall_used: tuple[int, int]
+    read_limit: tuple[int, int]
+    read_used: tuple[int, int]
+    window_start: float
+    day_start: float
+    blocked_until: float | None
+
+
+class RateLimitBudget:
+    """The application's Strava request budget, shared by every client and job of one process.
+
+    Call :meth:`reserve` before each request (it counts the request at once) and :meth:`observe` with each
+    response's headers (it learns the real limits and the usage of the whole application). All times are UTC
+    epoch seconds from the caller's clock, so the same budget works in real and in simulated time.
+
+    POST /oauth/token counts toward the overall limits only (``reserve(now, read=False)``); every other
+    request syncsim makes is a read and counts toward both.
+    """
+
+    def __init__(
+        self,
+        *,
+        overall_limits: tuple[int, int] = (200, 2000),
+        read_limits: tuple[int, int] = (100, 1000),
+    ) -> None:
+        """``*_limits`` are (requests per 15 min, requests per UTC day) until headers say otherwise."""
+        self._overall = _Counter(*overall_limits)
+        self._read = _Counter(*read_limits)
+        self._window_start = -math.inf
+        self._day_start = -math.inf
+        self._blocked_until: float | None = None
+        self.refused = 0  # requests refused locally, for metrics
+
+    def _roll(self, now: float) -> None:
+        window = quarter_hour_start(now)
+        if window > self._window_start:
+            self._window_start = window
+            self._overall.used_15min = 0
+            self._read.used_15min = 0
+        day = utc_day_start(now)
+        if day > self._day_start:
+            self._day_start = day
+            self._overall.used_daily = 0
+            self._read.used_daily = 0
+        if self._blocked_until is not None and now >= self._blocked_until:
+            self._blocked_until = None
+
+    def reserve(self, now: float, *, read: bool = True) -> float | None:
+        """Count one request about to be sent at ``now``.
+
+        Returns ``None`` if it may go (and counts it), else the UTC epoch time of the reset after which it
+        may (and counts nothing): the next quarter hour, or the next UTC midnight if a daily limit is spent.
+        """
+        self._roll(now)
+        counters = (self._overall, self._read) if read else (self._overall,)
+        if self._blocked_until is None and all(c.has_room() for c in counters):
+            for c in counters:
+                c.used_15min += 1
+                c.used_daily += 1
+            return None
+        self.refused += 1
+        return self._reset_at(now, counters)
+
+    def _reset_at(self, now: float, counters: tuple[_Counter, ...]) -> float:
+        reset = next_quarter_hour(now)
+        if any(c.daily_spent() for c in counters):
+            reset = next_utc_midnight(now)
+        if self._blocked_until is not None:
+            reset = max(reset, self._blocked_until)
+        return reset
+
+    def reset_at(self, now: float, *, read: bool = True) -> float:
+        """When a request refused at ``now`` may go (UTC epoch s); counts nothing.
+
+        The next quarter hour, or the next UTC midnight if a daily limit is spent.
+        """
+        self._roll(now)
+        return self._reset_at(now, (self._overall, self._read) if read else (self._overall,))
+
+    def observe(self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None) -> None:
+        """Learn limits and usage from a response's ``X-RateLimit-*`` / ``X-ReadRateLimit-*`` headers.
+
+        Usage only ever raises the local counts (it includes other processes' requests; the local count
+        includes this process's requests still in flight). If the request was sent (``sent_at``) in an
+        earlier window than ``now``, its usage describes that window and is ignored for the current one.
+        """
+        self._roll(now)
+        sent = now if sent_at is None else sent_at
+        same_window = quarter_hour_start(sent) == self._window_start
+        same_day = utc_day_start(sent) == self._day_start
+        for counter, prefix in ((self._overall, "x-ratelimit"), (self._read, "x-readratelimit")):
+            limit = parse_pair(_header(headers, f"{prefix}-limit"))
+            if limit is not None:
+                counter.limit_15min, counter.limit_daily = limit
+            usage = parse_pair(_header(headers, f"{prefix}-usage"))
+            if usage is not None:
+                if same_window:
+                    counter.used_15min = max(counter.used_15min, usage[0])
+                if same_day:
+                    counter.used_daily = max(counter.used_daily, usage[1])
+
+    def block_until(self, reset_at: float) -> None:
+        """Refuse every request until ``reset_at`` (UTC epoch seconds): Strava answered 429."""
+        if self._blocked_until is None or reset_at > self._blocked_until:
+            self._blocked_until = reset_at
+
+    def usage(self, now: float) -> RateUsage:
+        """The current limits and usage, after rolling the windows to ``now``."""
+        self._roll(now)
+        o, r = self._overall, self._read
+        return RateUsage(
+            overall_limit=(o.limit_15min, o.limit_daily),
+            overall_used=(o.used_15min, o.used_daily),
+            read_limit=(r.limit_15min, r.limit_daily),
+            read_used=(r.used_15min, r.used_daily),
+            window_start=self._window_start,
+            day_start=self._day_start,
+            blocked_until=self._blocked_until,
+        )
+
+    def __repr__(self) -> str:
+        o, r = self._overall, self._read
+        return (
+            f"RateLimitBudget(overall={o.used_15min}/{o.limit_15min},{o.used_daily}/{o.limit_daily}, "
+            f"read={r.used_15min}/{r.limit_15min},{r.used_daily}/{r.limit_daily})"
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup that works for httpx.Headers and plain dicts alike."""
+    value = headers.get(name)
+    if value is None:
+        for key, val in headers.items():
+            if key.lower() == name:
+                return val
+    return value

@@ -1,0 +1,389 @@
+"""StravaClient against FakeStrava in-process (its httpx transport), with a manual clock."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from syncsim.errors import (
+    ConfigError,
+    MalformedResponse,
+    RateLimited,
+    StravaUnavailable,
+    SyncsimError,
+    Unauthorized,
+)
+from syncsim.strava import FakeStrava, Faults, MemoryTokenStore, StravaClient, StravaRejected, Trace
+from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight
+from syncsim.testing.clocks import ManualClock
+from tests.unit.strava.helpers import START, all_pages, connect
+
+MakeClient = Callable[..., StravaClient]
+
+
+class FailingFirst(httpx.AsyncBaseTransport):
+    """Answers the first ``n`` requests with ``status`` (or raises ``error``), then delegates."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, n: int, *, status: int = 503, error: type[Exception] | None = None
+    ) -> None:
+        self.inner, self.n, self.status, self.error = inner, n, status, error
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.n > 0:
+            self.n -= 1
+            if self.error is not None:
+                raise self.error("injected", request=request)  # type: ignore[call-arg]
+            return httpx.Response(self.status, text="<html>oops</html>", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+# -- paging -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activities", [0, 1, 199, 200, 201, 5000])
+async def test_paging_until_an_empty_page_returns_every_activity_once(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, activities: int
+) -> None:
+    user_id, athlete_id = await connect(fake, store, activities=activities)
+    pages = await all_pages(make_client(), user_id)
+    ids = [a.id for page in pages for a in page]
+    assert len(ids) == activities
+    assert set(ids) == set(fake.activity_ids(athlete_id))
+    assert len(set(ids)) == activities
+    assert fake.counts["pages"] == math.ceil(activities / 200) + 1  # the empty page ends it
+
+
+async def test_short_pages_before_the_end_do_not_stop_paging_or_lose_activities(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    fake = FakeStrava(clock=clock, seed=3, faults=Faults(short_pages=0.5))
+    user_id, athlete_id = await connect(fake, store, activities=1000)
+    pages = await all_pages(make_client(transport=fake.transport()), user_id)
+    sizes = [len(p) for p in pages]
+    assert any(size < 200 for size in sizes[:-1]), sizes  # some non-final page came short
+    ids = [a.id for page in pages for a in page]
+    assert sorted(ids) == sorted(fake.activity_ids(athlete_id))
+
+
+async def test_activities_come_newest_first_and_oldest_first_with_after(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    user_id, _ = await connect(fake, store, activities=450)
+    client = make_client()
+    newest_first = [a.start_date for page in await all_pages(client, user_id) for a in page]
+    assert newest_first == sorted(newest_first, reverse=True)
+    cut = newest_first[100]
+    after = [a.start_date for page in await all_pages(client, user_id, after=cut.timestamp()) for a in page]
+    assert after == sorted(after)
+    assert after == sorted(newest_first[:100])  # strictly after the cut, oldest first
+    before = [a.start_date for page in await all_pages(client, user_id, before=cut.timestamp()) for a in page]
+    assert before == newest_first[101:]
+
+
+# -- tokens -------------------------------------------------------------------------------------------------
+
+
+async def test_a_token_expiring_mid_paging_is_refreshed_and_the_rotated_refresh_token_saved(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    fake = FakeStrava(clock=clock, seed=1, latency=1200.0)  # 26 pages x 20 min > the 6-hour token
+    user_id, athlete_id = await connect(fake, store, activities=5000)
+    first = await store.get_tokens(user_id)
+    assert first is not None
+    pages = await all_pages(make_client(transport=fake.transport(), timeout_s=1500), user_id)
+    assert sum(len(p) for p in pages) == 5000
+    saved = await store.get_tokens(user_id)
+    assert saved is not None
+    assert saved.refresh_token != first.refresh_token
+    assert saved.refresh_token == fake.athlete(athlete_id).refresh_token  # the one Strava honours now
+    assert saved.athlete_id == athlete_id
+    assert fake.counts["refresh_rotations"] >= 1
+    assert fake.counts["status_401"] == 0  # refreshed before expiry, not after a failure
+
+
+async def test_a_401_mid_paging_refreshes_once_and_retries_the_page(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    user_id, athlete_id = await connect(fake, store, activities=600)
+    client = make_client()
+    first = await client.list_activities(user_id, page=1)
+    fake.invalidate_access_token(athlete_id)
+    rest = await all_pages(client, user_id)  # starts again at page 1 after the 401
+    assert fake.counts["status_401"] == 1
+    assert fake.counts["token_refreshes"] == 1
+    assert [a.id for a in first] == [a.id for a in rest[0]]
+    saved = await store.get_tokens(user_id)
+    assert saved is not None and saved.access_token == fake.athlete(athlete_id).access_token
+
+
+async def test_a_revoked_authorization_is_unauthorized_and_says_so_without_tokens(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, trace: Trace
+) -> None:
+    user_id, athlete_id = await connect(fake, store, activities=10)
+    tokens = fake.tokens(athlete_id)
+    fake.revoke(athlete_id)
+    with pytest.raises(Unauthorized) as caught:
+        await make_client().list_activities(user_id, page=1)
+    message = str(caught.value)
+    assert "revoked" in message
+    assert "\n" not in message
+    for secret in (tokens.access_token, tokens.refresh_token, fake.client_secret):
+        assert secret not in message
+        assert all(secret not in str(record) for record in trace.records)
+
+
+async def test_a_user_without_tokens_is_unauthorized(make_client: MakeClient) -> None:
+    user_id = uuid.uuid4()
+    with pytest.raises(Unauthorized, match=f"no Strava connection for user {user_id}"):
+        await make_client().get_athlete(user_id)
+
+
+async def test_a_refresh_without_client_credentials_is_a_config_error_naming_the_variables(
+    fake: FakeStrava,
+    store: MemoryTokenStore,
+    make_client: MakeClient,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("STRAVA_CLIENT_ID", raising=False)
+    monkeypatch.delenv("STRAVA_CLIENT_SECRET", raising=False)
+    user_id, _ = await connect(fake, store, activities=1)
+    clock.advance(6 * 3600)
+    client = make_client(client_id=None, client_secret=None)
+    with pytest.raises(ConfigError, match="STRAVA_CLIENT_ID and STRAVA_CLIENT_SECRET"):
+        await client.get_athlete(user_id)
+
+
+async def test_wrong_client_credentials_are_a_config_error(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    athlete = fake.add_athlete(activities=1)
+    with pytest.raises(ConfigError, match="application credentials"):
+        await make_client(client_secret="not-the-secret").exchange_code(uuid.uuid4(), athlete.code)
+
+
+async def test_exchange_code_connects_a_user_and_saves_the_tokens(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    athlete = fake.add_athlete(activities=3)
+    user_id = uuid.uuid4()
+    tokens = await make_client().exchange_code(user_id, athlete.code)
+    assert tokens.athlete_id == athlete.athlete_id
+    assert await store.get_tokens(user_id) == tokens
+    with pytest.raises(Unauthorized, match="authorization code"):  # a code works once
+        await make_client().exchange_code(uuid.uuid4(), athlete.code)
+
+
+async def test_connect_with_refresh_token_learns_the_athlete_and_saves_tokens(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    athlete = fake.add_athlete(activities=3)
+    clock.advance(5.5 * 3600)  # less than an hour left: Strava issues new tokens
+    user_id = uuid.uuid4()
+    tokens = await make_client().connect_with_refresh_token(user_id, athlete.refresh_token)
+    assert tokens.athlete_id == athlete.athlete_id
+    assert tokens.refresh_token != athlete.refresh_token
+    assert await store.get_tokens(user_id) == tokens
+    assert len(await make_client().list_activities(user_id, page=1)) == 3
+
+
+# -- rate limits --------------------------------------------------------------------------------------------
+
+
+async def test_a_429_is_waited_out_when_the_deadline_allows(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock, trace: Trace
+) -> None:
+    user_id, _ = await connect(fake, store, activities=5)
+    fake.spend_rate_limit(100)  # other processes of the app spent the read window
+    reset = next_quarter_hour(START)
+    activities = await make_client().list_activities(user_id, page=1, deadline=reset + 300)
+    assert len(activities) == 5
+    assert clock.sleeps == [pytest.approx(reset + 1 - START)]
+    assert [r["status"] for r in trace.records] == [429, 200]
+
+
+async def test_a_429_past_the_deadline_raises_rate_limited_at_the_next_quarter_hour(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    user_id, _ = await connect(fake, store, activities=5)
+    fake.spend_rate_limit(100)
+    with pytest.raises(RateLimited) as caught:
+        await make_client().list_activities(user_id, page=1, deadline=START + 10)
+    assert caught.value.reset_at == next_quarter_hour(START)
+    assert caught.value.at == caught.value.reset_at
+    assert clock.sleeps == []
+
+
+async def test_a_429_with_the_daily_limit_spent_resets_at_utc_midnight(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    clock.set(next_utc_midnight(START) + 3600)  # 01:00 UTC
+    user_id, _ = await connect(fake, store, activities=5)
+    for _ in range(10):  # 1,000 reads spread over ten quarter hours
+        fake.spend_rate_limit(100)
+        clock.advance(900)
+    with pytest.raises(RateLimited) as caught:
+        await make_client().get_athlete(user_id, deadline=clock.now() + 3600)
+    assert caught.value.reset_at == next_utc_midnight(clock.now())
+
+
+async def test_the_101st_read_in_a_window_is_refused_by_the_budget_without_a_request(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    user_id, _ = await connect(fake, store, activities=1)
+    budget = RateLimitBudget()
+    clients = [make_client(budget=budget), make_client(budget=budget)]  # one budget per process
+    for i in range(100):
+        await clients[i % 2].get_athlete(user_id)
+    with pytest.raises(RateLimited) as caught:
+        await clients[0].get_athlete(user_id, deadline=START + 60)
+    assert caught.value.reset_at == next_quarter_hour(START)
+    assert fake.counts["status_200"] == 100
+    assert fake.counts["status_429"] == 0
+    athlete = await clients[1].get_athlete(user_id)  # no deadline: waits for the window
+    assert athlete.id > 0
+    assert clock.now() == pytest.approx(next_quarter_hour(START) + 1)
+
+
+# -- retries and malformed answers --------------------------------------------------------------------------
+
+
+async def test_a_burst_of_5xx_is_retried_with_backoff(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    user_id, _ = await connect(fake, store, activities=5)
+    client = make_client(transport=FailingFirst(fake.transport(), 3))
+    assert len(await client.list_activities(user_id, page=1)) == 5
+    assert len(clock.sleeps) == 3
+    for n, slept in enumerate(clock.sleeps):
+        assert 0.5 * 2**n * 0.75 <= slept <= 0.5 * 2**n * 1.25
+
+
+async def test_persistent_5xx_ends_in_strava_unavailable_after_the_retries(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    fake = FakeStrava(clock=clock, faults=Faults(error_rate=1.0))
+    user_id, _ = await connect(fake, store, activities=5)
+    with pytest.raises(StravaUnavailable, match=r"GET /athlete/activities: HTTP 50\d after 3 attempts"):
+        await make_client(transport=fake.transport(), max_retries=2).list_activities(user_id, page=1)
+    assert fake.counts["errors_5xx"] == 3
+
+
+async def test_retries_stop_when_the_backoff_would_pass_the_deadline(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    user_id, _ = await connect(fake, store, activities=5)
+    client = make_client(transport=FailingFirst(fake.transport(), 1))
+    with pytest.raises(StravaUnavailable, match="deadline"):
+        await client.list_activities(user_id, page=1, deadline=START + 0.1)
+
+
+async def test_timeouts_are_retried_then_strava_unavailable(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    fake = FakeStrava(clock=clock, faults=Faults(timeout_rate=1.0))
+    user_id, _ = await connect(fake, store, activities=5)
+    with pytest.raises(StravaUnavailable, match="ReadTimeout after 2 attempts"):
+        await make_client(transport=fake.transport(), timeout_s=2.0, max_retries=1).get_athlete(user_id)
+    assert clock.sleeps[0] == 2.0  # the fake held the request for the whole read timeout
+
+
+async def test_connection_errors_are_retried(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    user_id, _ = await connect(fake, store, activities=2)
+    client = make_client(transport=FailingFirst(fake.transport(), 2, error=httpx.ConnectError))
+    assert len(await client.list_activities(user_id, page=1)) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "match"),
+    [
+        ("truncated_json", "page 2: response is not valid JSON"),
+        ("missing_id", "page 2: activity .* lacks required field.*id"),
+        ("not_a_list", "page 2: expected a JSON list, got dict"),
+    ],
+)
+async def test_a_malformed_page_is_a_malformed_response_naming_the_page(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient, mode: str, match: str
+) -> None:
+    fake = FakeStrava(clock=clock, faults=Faults(malformed_mode=mode))  # type: ignore[arg-type]
+    user_id, athlete_id = await connect(fake, store, activities=500)
+    fake.faults.malformed_pages = {(athlete_id, 2)}
+    client = make_client(transport=fake.transport())
+    assert len(await client.list_activities(user_id, page=1)) == 200
+    with pytest.raises(MalformedResponse, match=match):
+        await client.list_activities(user_id, page=2)
+
+
+async def test_a_deleted_activity_detail_is_rejected_as_not_found(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    user_id, athlete_id = await connect(fake, store, activities=3)
+    activity_id = fake.activity_ids(athlete_id)[0]
+    client = make_client()
+    detail = await client.get_activity(user_id, activity_id)
+    assert detail.id == activity_id
+    assert detail.raw["resource_state"] == 3
+    fake.delete_activity(activity_id)
+    with pytest.raises(StravaRejected, match="not found") as caught:
+        await client.get_activity(user_id, activity_id)
+    assert caught.value.status == 404
+
+
+async def test_no_error_message_or_trace_record_ever_contains_a_token(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient, trace: Trace
+) -> None:
+    fake = FakeStrava(clock=clock, latency=1200.0, faults=Faults(malformed_mode="missing_id"))
+    user_id, athlete_id = await connect(fake, store, activities=3000)
+    secrets = {fake.client_secret, fake.athlete(athlete_id).access_token, fake.athlete(athlete_id).refresh_token}
+    client = make_client(transport=fake.transport(), timeout_s=1500)
+    messages: list[str] = []
+    await all_pages(client, user_id)  # refreshes on the way: new tokens
+    saved = await store.get_tokens(user_id)
+    assert saved is not None
+    secrets |= {saved.access_token, saved.refresh_token}
+    fake.faults.malformed_pages = {(athlete_id, 1)}
+    fake.faults.error_rate = 1.0
+    for call in (
+        lambda: client.list_activities(user_id, page=2),
+        lambda: client.get_athlete(user_id, deadline=clock.now() + 0.1),
+    ):
+        with pytest.raises(SyncsimError) as caught:
+            await call()
+        messages.append(str(caught.value))
+    fake.faults.error_rate = 0.0
+    with pytest.raises(MalformedResponse) as malformed:
+        await client.list_activities(user_id, page=1)
+    messages.append(str(malformed.value))
+    fake.spend_rate_limit(500)
+    with pytest.raises(RateLimited) as limited:
+        await client.get_athlete(user_id, deadline=clock.now() + 1)
+    messages.append(str(limited.value))
+    fake.revoke(athlete_id)
+    fake.invalidate_access_token(athlete_id)
+    clock.advance(3600)
+    with pytest.raises(Unauthorized) as unauthorized:
+        await client.get_athlete(user_id)
+    messages.append(str(unauthorized.value))
+    assert len(messages) == 5
+    texts = messages + [str(record) for record in trace.records] + [repr(saved), repr(client)]
+    for secret in secrets:
+        assert all(secret not in text for text in texts)
+    assert all("\n" not in m for m in messages)
+    assert {r["error"] for r in trace.records} >= {"MalformedResponse", "StravaUnavailable", "Unauthorized"}
+
+
+async def test_every_request_is_traced_with_page_items_and_rate_usage(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, trace: Trace
+) -> None:
+    user_id, _ = await connect(fake, store, activities=250)
+    await all_pages(make_client(), user_id)
+    assert [(r["page"], r["items"]) for r in trace.records] == [(1, 200), (2, 50), (3, 0)]
+    assert [r["read_usage_15min"] for r in trace.records] == [1, 2, 3]
+    assert all(r["endpoint"] == "/athlete/activities" and r["status"] == 200 for r in trace.records)

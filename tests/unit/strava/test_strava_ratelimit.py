@@ -1,0 +1,133 @@
+"""RateLimitBudget and the window arithmetic: Strava's windows reset at :00/:15/:30/:45 and midnight UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from syncsim.strava.ratelimit import (
+    RateLimitBudget,
+    next_quarter_hour,
+    next_utc_midnight,
+    parse_pair,
+    quarter_hour_start,
+    utc_day_start,
+)
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2024-03-01T10:00:00", "2024-03-01T10:15:00"),  # exactly on a boundary: the *next* one
+        ("2024-03-01T10:14:59.999", "2024-03-01T10:15:00"),
+        ("2024-03-01T10:15:00.001", "2024-03-01T10:30:00"),
+        ("2024-03-01T10:44:00", "2024-03-01T10:45:00"),
+        ("2024-03-01T23:59:30", "2024-03-02T00:00:00"),
+    ],
+)
+def test_next_quarter_hour_is_the_next_quarter_of_the_utc_hour(now: str, expected: str) -> None:
+    assert next_quarter_hour(ts(now)) == ts(expected)
+
+
+def test_quarter_hour_start_is_the_window_containing_the_instant() -> None:
+    assert quarter_hour_start(ts("2024-03-01T10:29:59")) == ts("2024-03-01T10:15:00")
+    assert quarter_hour_start(ts("2024-03-01T10:30:00")) == ts("2024-03-01T10:30:00")
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2024-02-28T00:00:00", "2024-02-29T00:00:00"),
+        ("2024-02-29T23:59:59", "2024-03-01T00:00:00"),  # leap day
+        ("2024-12-31T12:00:00", "2025-01-01T00:00:00"),
+    ],
+)
+def test_next_utc_midnight_is_the_next_utc_day(now: str, expected: str) -> None:
+    assert next_utc_midnight(ts(now)) == ts(expected)
+    assert utc_day_start(ts(now)) == ts(expected) - 86_400
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("100,1000", (100, 1000)), (" 7 , 42 ", (7, 42)), ("", None), (None, None), ("1", None), ("a,b", None)],
+)
+def test_parse_pair_reads_fifteen_minute_and_daily_values(value: str | None, expected: object) -> None:
+    assert parse_pair(value) == expected
+
+
+T0 = ts("2024-03-01T10:03:00")
+
+
+def test_the_101st_read_in_a_window_is_refused_until_the_next_quarter_hour() -> None:
+    budget = RateLimitBudget()
+    assert all(budget.reserve(T0 + i) is None for i in range(100))
+    assert budget.reserve(T0 + 100) == ts("2024-03-01T10:15:00")
+    assert budget.refused == 1
+    assert budget.reserve(ts("2024-03-01T10:15:00")) is None  # the window reset
+
+
+def test_token_requests_count_toward_the_overall_limit_only() -> None:
+    budget = RateLimitBudget(overall_limits=(200, 2000), read_limits=(100, 1000))
+    assert all(budget.reserve(T0, read=False) is None for _ in range(100))
+    assert all(budget.reserve(T0) is None for _ in range(100))  # reads still have their 100
+    assert budget.reserve(T0, read=False) == ts("2024-03-01T10:15:00")  # overall 200 spent
+    usage = budget.usage(T0)
+    assert usage.overall_used == (200, 200)
+    assert usage.read_used == (100, 100)
+
+
+def test_a_spent_daily_limit_waits_for_utc_midnight() -> None:
+    budget = RateLimitBudget(read_limits=(100, 150))
+    for window in range(2):
+        for i in range(75):
+            assert budget.reserve(T0 + window * 900 + i) is None
+    assert budget.reserve(T0 + 1800) == ts("2024-03-02T00:00:00")
+    assert budget.reserve(ts("2024-03-02T00:00:00")) is None
+
+
+def test_observe_learns_limits_and_usage_from_headers() -> None:
+    budget = RateLimitBudget()
+    headers = {
+        "X-RateLimit-Limit": "600,6000",
+        "X-RateLimit-Usage": "10,500",
+        "X-ReadRateLimit-Limit": "300,3000",
+        "X-ReadRateLimit-Usage": "298,400",
+    }
+    budget.observe(headers, T0)
+    usage = budget.usage(T0)
+    assert usage.read_limit == (300, 3000)
+    assert usage.overall_limit == (600, 6000)
+    assert usage.read_used == (298, 400)
+    assert budget.reserve(T0) is None
+    assert budget.reserve(T0) is None
+    assert budget.reserve(T0) == ts("2024-03-01T10:15:00")
+
+
+def test_observe_never_lowers_the_local_count_of_requests_in_flight() -> None:
+    budget = RateLimitBudget()
+    for _ in range(50):
+        budget.reserve(T0)
+    budget.observe({"x-readratelimit-usage": "3,3"}, T0)
+    assert budget.usage(T0).read_used == (50, 50)
+
+
+def test_usage_reported_for_a_request_sent_in_the_previous_window_is_ignored() -> None:
+    budget = RateLimitBudget()
+    later = ts("2024-03-01T10:15:01")
+    budget.observe({"x-readratelimit-usage": "100,900"}, later, sent_at=ts("2024-03-01T10:14:59"))
+    assert budget.usage(later).read_used == (0, 900)
+    assert budget.reserve(later) is None
+
+
+def test_block_until_refuses_every_request_until_the_given_reset() -> None:
+    budget = RateLimitBudget()
+    reset = ts("2024-03-01T10:15:00")
+    budget.block_until(reset)
+    assert budget.reserve(T0) == reset
+    assert budget.reserve(T0, read=False) == reset
+    assert budget.reserve(reset) is None
