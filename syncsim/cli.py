@@ -300,6 +300,21 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
         await store.close()
 
 
+@_command("fake-strava")
+def _fake_strava(args: argparse.Namespace) -> int:
+    from syncsim.strava.fake_server import serve_fake_strava
+
+    serve_fake_strava(
+        host=args.host,
+        port=args.port,
+        athletes=args.athletes,
+        seed=args.seed,
+        activities=args.activities,
+        latency=args.latency,
+    )
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncsim",
@@ -346,13 +361,37 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", action="store_true", help="also fetch each activity's detail")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("fake-strava", help="serve FakeStrava on loopback (prints how to get each athlete's token)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--athletes", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--activities", type=int, default=None, help="per athlete (default: a heavy-tailed spread)")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+
     for extra in _EXTRA_PARSERS:
         extra(sub)
     return parser
 
 
-#: Later modules (sync, API, simulator) add their sub-commands here.
-_EXTRA_PARSERS: list[Callable[[Any], None]] = []
+#: Modules that add their own sub-commands: each has ``register_cli(subparsers) -> {name: handler}``.
+_PLUGIN_MODULES = ("syncsim.serve", "syncsim.sim.cli", "syncsim.report")
+
+
+def _register_plugins(sub: Any) -> None:
+    import importlib
+
+    for name in _PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a missing dependency of the module is a real error
+                raise
+            continue
+        _COMMANDS.update(module.register_cli(sub))
+
+
+_EXTRA_PARSERS: list[Callable[[Any], None]] = [_register_plugins]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

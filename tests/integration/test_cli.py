@@ -1,0 +1,62 @@
+"""The CLI as a user runs it: real subprocesses, one-line errors, non-zero exits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def syncsim(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "syncsim.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_demo_runs_on_the_embedded_default_store(tmp_path: Path) -> None:
+    result = syncsim("demo", "--jobs", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "syncsim.db").exists()
+    rows = [line for line in result.stdout.splitlines() if "  demo  " in line]
+    assert len(rows) == 3 and all("completed" in row for row in rows)
+    assert any("2/3" in row for row in rows)  # the job that failed once and was retried
+
+
+def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
+    result = syncsim("sync", "--fake", "450", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "completed: 450 activities synced (full) in 3 page(s)" in result.stdout
+    listing = syncsim("jobs", cwd=tmp_path)
+    assert "strava_sync" in listing.stdout and "completed" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("jobs", "--store", "mysql://x"), {}, "unsupported store URL 'mysql://x'"),
+        (("jobs", "--store", "sqlite:////no/such/dir/x.db"), {}, "directory '/no/such/dir' does not exist"),
+        (("jobs", "--store", "postgresql://u:hunter2@127.0.0.1:1/db"), {}, "postgresql"),
+        (("status", "not-a-uuid"), {}, "job id must be a UUID"),
+        (("jobs", "--user", "bob"), {}, "user id must be a UUID"),
+        (("sync", "--user", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"), {}, "has no Strava connection"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    result = syncsim(*args, cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
