@@ -119,6 +119,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_retry_job(uuid,text,text,timestamp with time zone,timestamp with time zone)",
         "syncsim_reschedule_job(uuid,text,timestamp with time zone,text,timestamp with time zone)",
         "syncsim_fail_job(uuid,text,text,timestamp with time zone)",
+        "syncsim_ensure_user(uuid)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
     assert applied == [name for name, _ in migration_files("postgres")]
