@@ -5,6 +5,7 @@ PostgreSQL tests use a real server the tests start themselves (tests/pg_fixtures
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -50,3 +51,13 @@ def handlers() -> HandlerRegistry:
 @pytest.fixture
 def user_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI a skipped PostgreSQL test is a failure: CI must never silently skip the real database."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and "postgres" in item.keywords and os.environ.get("CI"):
+        report.outcome = "failed"
+        report.longrepr = f"PostgreSQL test skipped in CI: {report.longrepr}"
