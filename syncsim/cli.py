@@ -91,32 +91,32 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _build_runner(store: Any, *, strategy: str = "worker", **options: Any) -> Any:
-    from syncsim.handlers import register_builtin_handlers
-    from syncsim.runner import HandlerRegistry, JobRunner
+    from syncsim.handlers import default_handlers
+    from syncsim.runner import JobRunner
 
-    registry = register_builtin_handlers(HandlerRegistry())
-    try:
-        from syncsim.sync import register_strava_sync
-
-        register_strava_sync(registry)
-    except ImportError:  # the Strava sync module is optional while it is being built
-        pass
-    return JobRunner(store, handlers=registry, strategy=strategy, **options)
+    return JobRunner(store, handlers=default_handlers(), strategy=strategy, **options)
 
 
 @_command("worker")
 def _worker(args: argparse.Namespace) -> int:
+    from syncsim.clock import SystemClock
     from syncsim.jobs.store import open_store
+    from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
     from syncsim.worker import Worker
 
     async def run() -> Any:
+        clock = SystemClock()
         store = open_store(args.store)
         try:
             await store.migrate()
-            runner = _build_runner(store, lease_s=args.lease)
+            strava = StravaClient(tokens=store, clock=clock, base_url=args.strava_url or STRAVA_BASE_URL)
+            runner = _build_runner(store, clock=clock, lease_s=args.lease, resources={"strava": strava})
             worker = Worker(runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll)
             print(f"worker {runner.worker_id} on {store.url} (concurrency {args.concurrency})", flush=True)
-            return await worker.run(install_signal_handlers=True)
+            try:
+                return await worker.run(install_signal_handlers=True)
+            finally:
+                await strava.aclose()
         finally:
             await store.close()
 
@@ -331,6 +331,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", action="store_true", help="exit once no job is pending or running")
     p.add_argument("--poll", type=float, default=defaults.WORKER_POLL_S, help="idle poll interval, s")
     p.add_argument("--lease", type=float, default=defaults.LEASE_S, help="lease length, s")
+    p.add_argument("--strava-url", help="Strava's base URL for strava_sync jobs (default https://www.strava.com)")
 
     p = sub.add_parser("jobs", help="list jobs, newest first")
     _store_arg(p)

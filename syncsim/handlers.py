@@ -7,7 +7,7 @@ from typing import Any
 from syncsim.errors import InvalidInput, RetryableError
 from syncsim.runner import HandlerRegistry, JobContext
 
-__all__ = ["demo_handler", "noop_handler", "register_builtin_handlers"]
+__all__ = ["default_handlers", "demo_handler", "noop_handler", "register_builtin_handlers"]
 
 
 async def demo_handler(ctx: JobContext) -> dict[str, Any]:
@@ -43,3 +43,10 @@ def register_builtin_handlers(registry: HandlerRegistry) -> HandlerRegistry:
     registry.register("demo", demo_handler)
     registry.register("noop", noop_handler)
     return registry
+
+
+def default_handlers() -> HandlerRegistry:
+    """Every job type syncsim ships: ``strava_sync``, ``demo`` and ``noop``."""
+    from syncsim.sync import register_strava_sync
+
+    return register_strava_sync(register_builtin_handlers(HandlerRegistry()))
