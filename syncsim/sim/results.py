@@ -117,11 +117,7 @@ class Comparison:
 
     def scorecard(self) -> pd.DataFrame:
         """platform × strategy rows, one column per metric (True/False), plus ``passed_all``."""
-        table = (
-            self.metrics.groupby(["platform", "strategy", "metric"], sort=False)["passed"]
-            .all()
-            .unstack("metric")
-        )
+        table = self.metrics.groupby(["platform", "strategy", "metric"], sort=False)["passed"].all().unstack("metric")
         table = table[[name for name, _ in SUCCESS_METRICS if name in table.columns]]
         table["passed_all"] = table.all(axis=1)
         return table

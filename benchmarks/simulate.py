@@ -1,0 +1,61 @@
+"""Benchmark the reference sweep: wall time, simulated Strava requests per wall second, peak memory.
+
+    python benchmarks/simulate.py                 # the reference sweep (1,000 athletes x 2 platforms x 3 strategies)
+    python benchmarks/simulate.py --athletes 200  # its first 200 athletes
+    python benchmarks/simulate.py --profile       # cProfile of one run (hobby/resumable), top functions
+
+Targets: the full sweep in <= 60 s on a 2-core machine, <= 2 GB. Timings are noisy on a shared box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import resource
+import time
+
+from syncsim.sim.compare import REFERENCE_SWEEP, reference_sweep
+from syncsim.sim.run import simulate
+from syncsim.sim.workload import Workload
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--athletes", type=int, default=None, help="only the first N athletes of the workload")
+    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="profile one hobby/resumable run instead")
+    args = parser.parse_args()
+    if args.profile:
+        workload = Workload.named(REFERENCE_SWEEP["workload"]).head(args.athletes or 200)
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        result = simulate(workload=workload, platform="hobby", strategy="resumable", rate_limits="approved")
+        profiler.disable()
+        print(f"one run: {time.perf_counter() - started:.1f} s wall, {result.params['strava_requests']} requests")
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+        return
+    started = time.perf_counter()
+    cpu = time.process_time()
+    sweep = reference_sweep(athletes=args.athletes, processes=args.processes, keep_events=False)
+    wall = time.perf_counter() - started
+    requests = sum(run["strava_requests"] for run in sweep.params["runs"])
+    activities = sum(run["activities"] for run in sweep.params["runs"])
+    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    athletes = sweep.params["runs"][0]["athletes"]
+    print(
+        f"reference sweep: {athletes} athletes x {len(sweep.params['runs'])} runs, {sweep.params['workers']} processes"
+    )
+    print(f"wall time            {wall:8.1f} s   (target <= 60 s for 1,000 athletes)")
+    print(f"activities served    {activities:8d}")
+    print(f"Strava requests      {requests:8d}   ({requests / wall:,.0f} simulated requests per wall second)")
+    print(f"peak memory          {max(peak_self, peak_child):8.0f} MB (largest process; parent {peak_self:.0f} MB)")
+    print(f"parent CPU           {time.process_time() - cpu:8.1f} s")
+    print()
+    print(sweep.scorecard().to_string())
+
+
+if __name__ == "__main__":
+    main()

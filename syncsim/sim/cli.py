@@ -1,0 +1,133 @@
+"""``syncsim simulate``: one run's success-metric table, or (without arguments) the reference sweep's scorecard."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from syncsim.errors import InvalidInput, SyncsimError
+
+__all__ = ["register_cli", "simulate_command"]
+
+_RUN_FLAGS = ("workload", "athletes", "platform", "strategy", "seed", "latency", "rate_limits")
+
+
+def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Add ``simulate`` to ``subparsers``; returns ``{"simulate": handler}``."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="simulate syncs on a platform and print the success metrics (no arguments: the reference sweep)",
+        description=(
+            "Run the real job runner on virtual time against FakeStrava. Without run options, runs the "
+            "reference sweep (the 'reference' workload on hobby and pro x every strategy) and prints its scorecard."
+        ),
+    )
+    p.add_argument("--workload", help="a CSV file (athlete,activities,arrival_s[,kind]) or a named workload")
+    p.add_argument("--athletes", type=int, help="athletes of a seeded launch workload (default 100)")
+    p.add_argument("--platform", help="hobby | pro | hobby-fluid | pro-fluid | unlimited (default hobby)")
+    p.add_argument("--strategy", help="waituntil | resumable | worker (default waituntil)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--latency", help="Strava latency: seconds (0.4) or lognormal:MEDIAN,SIGMA")
+    p.add_argument(
+        "--rate-limits", dest="rate_limits", help="default | approved | READ_15MIN,READ_DAY (default: default)"
+    )
+    p.add_argument("--out", help="write the per-job table to FILE.csv or FILE.parquet")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--processes", type=int, help="worker processes for the sweep (default: every core)")
+    return {"simulate": simulate_command}
+
+
+def _rate_limits(text: str | None) -> Any:
+    if text is None or text in ("default", "approved"):
+        return text
+    try:
+        short, daily = (int(x) for x in text.split(","))
+    except ValueError:
+        raise InvalidInput(f"--rate-limits must be default, approved or READ_15MIN,READ_DAY, got {text!r}") from None
+    return (short, daily)
+
+
+def _write(frame: Any, out: str) -> None:
+    path = Path(out)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        raise InvalidInput(f"--out must end in .csv or .parquet, got {out!r}")
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    """The ``simulate`` handler; errors are one line on stderr and exit status 2."""
+    try:
+        return _simulate(args)
+    except SyncsimError as exc:
+        print(f"syncsim simulate: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from syncsim.sim.compare import REFERENCE_SWEEP, compare
+    from syncsim.sim.run import simulate
+
+    given = {k: getattr(args, k, None) for k in _RUN_FLAGS}
+    if all(v is None for v in given.values()):
+        sweep = compare(**REFERENCE_SWEEP, processes=getattr(args, "processes", None), keep_events=False)
+        card = sweep.scorecard()
+        if args.out:
+            _write(sweep.jobs, args.out)
+        if args.json:
+            print(json.dumps({"scorecard": card.reset_index().to_dict("records"), "metrics": _records(sweep.metrics)}))
+        else:
+            print(
+                "reference sweep: workload 'reference' (1,000 athletes at launch), latency 0.4 s, approved-app limits"
+            )
+            print(card.to_string())
+            print()
+            print(
+                sweep.metrics.pivot_table(
+                    index=["platform", "strategy"], columns="metric", values="value", sort=False
+                ).to_string(float_format=lambda v: f"{v:.4g}")
+            )
+        return 0
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    options["rate_limits"] = _rate_limits(options.get("rate_limits"))
+    if options.get("latency") is not None:
+        text = str(options["latency"])
+        options["latency"] = text if text.startswith("lognormal:") else _float(text)
+    result = simulate(**options)
+    if args.out:
+        _write(result.jobs, args.out)
+    if args.json:
+        print(
+            json.dumps(
+                {"metrics": _records(result.metrics), "cost": _records(result.cost), "params": _plain(result.params)}
+            )
+        )
+    else:
+        p = result.params
+        print(
+            f"{p['platform']} / {p['strategy']}: {p['athletes']} athletes, {p['activities']} activities, "
+            f"{p['strava_requests']} Strava requests, {p['simulated_s']:.0f} simulated s"
+        )
+        print(result.metrics.to_string(index=False))
+    return 0
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"--latency must be seconds or lognormal:MEDIAN,SIGMA, got {text!r}") from None
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records"))  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

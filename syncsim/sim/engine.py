@@ -1,0 +1,297 @@
+"""One simulated run: the real API, service, runner, store, Strava client and sync on a virtual-time loop.
+
+Swapped, and nothing else (design.md, "One code path"): the clock (:func:`~syncsim.sim.virtual.virtual_clock`),
+Strava (one :class:`~syncsim.strava.fake.FakeStrava` per run behind its httpx transport, with the app-wide
+limits shared by every athlete through one :class:`~syncsim.strava.client.StravaClient` and one
+:class:`~syncsim.strava.ratelimit.RateLimitBudget`), and the platform (:class:`~syncsim.platform.LocalPlatform`
+with the preset, which kills invocations at their deadline). The store is a private in-memory SQLite per run.
+The browsers call the real Starlette app (:func:`syncsim.api.create_app`) through ``httpx.ASGITransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from syncsim.api import create_app
+from syncsim.auth import mint_token
+from syncsim.clock import Clock
+from syncsim.errors import InvocationKilled
+from syncsim.jobs.model import ACTIVE_STATUSES, Job, JobStatus
+from syncsim.jobs.store import open_store
+from syncsim.platform import Invocation, guard_store
+from syncsim.runner import HandlerRegistry, JobRunner, resolve_strategy
+from syncsim.service import JobService
+from syncsim.sim.browser import Browser, BrowserOutcome
+from syncsim.sim.recorder import ObservedPlatform, ObservedStore, Recorder
+from syncsim.sim.scenario import Scenario
+from syncsim.sim.virtual import virtual_clock
+from syncsim.sim.workload import WorkloadRow
+from syncsim.strava.client import StravaClient
+from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava
+from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
+from syncsim.sync import register_strava_sync
+from syncsim.worker import Worker
+
+__all__ = ["JWT_SECRET", "RunRecord", "run_scenario"]
+
+#: The simulated app's JWT secret (only ever used inside a simulation).
+JWT_SECRET = "syncsim-simulator-secret-not-for-production-use"
+
+
+@dataclass
+class RunRecord:
+    """Everything a run leaves behind, before it becomes tables (see :mod:`syncsim.sim.tables`)."""
+
+    scenario: Scenario
+    t0: float
+    end_s: float
+    recorder: Recorder
+    outcomes: dict[int, BrowserOutcome]
+    jobs: dict[int, Job | None]
+    synced: dict[int, int]
+    requests_by_athlete: Counter[int]
+    budget_rows: list[tuple[float, int, int, int, int]]
+    strava_requests: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _ColdStarts:
+    """ASGI wrapper: a seeded fraction of requests first waits ``cold_start_s`` (a cold function instance)."""
+
+    def __init__(self, app: Any, *, clock: Clock, seconds: float, rate: float, seed: int) -> None:
+        self.app, self.clock, self.seconds, self.rate = app, clock, seconds, rate
+        self.rng = random.Random(seed)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.rate > 0 and self.rng.random() < self.rate:
+            await self.clock.sleep(self.seconds)
+        await self.app(scope, receive, send)
+
+
+def _user_ids(n: int, seed: int) -> list[uuid.UUID]:
+    rng = random.Random(f"users:{seed}")
+    return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
+
+
+def _quiet_killed_tasks(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """A killed worker's claim loops end in InvocationKilled that nobody retrieves: that is the kill, not news."""
+    if isinstance(context.get("exception"), InvocationKilled):
+        return
+    loop.default_exception_handler(context)
+
+
+async def _simulate(sc: Scenario) -> RunRecord:
+    asyncio.get_running_loop().set_exception_handler(_quiet_killed_tasks)
+    clock = virtual_clock()
+    t0 = clock.now()
+    recorder = Recorder(clock, t0, keep_events=sc.keep_events)
+    limits = sc.rate_limits
+    fake = FakeStrava(
+        clock=clock,
+        seed=sc.seed,
+        read_limits=limits.read,
+        overall_limits=limits.overall,
+        latency=sc.latency,
+        faults=sc.faults,
+    )
+    inner = open_store("sqlite://:memory:")
+    await inner.migrate()
+    store: Any = ObservedStore(inner, clock=clock, recorder=recorder, latency_s=sc.store_latency_s)
+    budget = RateLimitBudget(overall_limits=limits.overall, read_limits=limits.read)
+    strava = StravaClient(
+        tokens=store,
+        clock=clock,
+        budget=budget,
+        base_url="http://fake-strava",
+        transport=fake.transport(),
+        client_id=fake.client_id,
+        client_secret=fake.client_secret,
+        rng=random.Random(f"strava:{sc.seed}"),
+    )
+    strategy = resolve_strategy(sc.strategy)
+
+    def runner(name: str, on: Any = None) -> JobRunner:
+        return JobRunner(
+            store if on is None else on,
+            handlers=register_strava_sync(HandlerRegistry()),
+            clock=clock,
+            strategy=strategy,
+            resources={"strava": strava},
+            rng=random.Random(f"{name}:{sc.seed}"),
+            worker_id=name,
+            deadline_margin_s=sc.deadline_margin_s,
+            lease_s=sc.lease_s,
+        )
+
+    platform = ObservedPlatform(sc.platform, clock=clock, recorder=recorder)
+    app = create_app(service=JobService(runner("sim-api")), platform=platform, jwt_secret=JWT_SECRET, clock=clock)
+    asgi = _ColdStarts(app, clock=clock, seconds=sc.cold_start_s, rate=sc.cold_start_rate, seed=sc.seed)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://syncsim.sim")
+
+    # Athletes: FakeStrava athlete id = ATHLETE_ID_BASE + workload index; tokens stored as if connected.
+    syncs = sorted(sc.workload.syncs, key=lambda r: r.athlete)
+    users = dict(zip((r.athlete for r in syncs), _user_ids(len(syncs), sc.seed), strict=True))
+    for row in syncs:
+        athlete = fake.add_athlete(activities=row.activities, athlete_id=ATHLETE_ID_BASE + row.athlete)
+        await inner.save_tokens(users[row.athlete], athlete.tokens(), now=clock.now())
+    token_ttl = sc.max_sim_s + 86_400.0
+    browsers = {
+        r.athlete: Browser(
+            http,
+            clock=clock,
+            recorder=recorder,
+            user_id=users[r.athlete],
+            token=mint_token(users[r.athlete], JWT_SECRET, ttl_s=token_ttl, now=clock.now()),
+            schedule=sc.poll,
+        )
+        for r in syncs
+    }
+    bar = _progress_bar(len(syncs), sc) if sc.progress else None
+
+    async def visit(row: WorkloadRow) -> None:
+        await clock.sleep(t0 + row.arrival_s - clock.now())
+        await browsers[row.athlete].run()
+        if bar is not None:
+            bar.update(1)
+
+    async def webhook(row: WorkloadRow) -> None:
+        await clock.sleep(t0 + row.arrival_s - clock.now())
+        athlete_id = ATHLETE_ID_BASE + row.athlete
+        activity = fake.add_activity(athlete_id)
+        event = {
+            "object_type": "activity",
+            "object_id": activity["id"],
+            "aspect_type": "create",
+            "updates": {},
+            "owner_id": athlete_id,
+            "subscription_id": 1,
+            "event_time": int(clock.now()),
+        }
+        await browsers[row.athlete].webhook(event)
+
+    async def sample_budget() -> None:
+        while True:
+            fake.spend_rate_limit(0)  # rolls the windows to now
+            headers = fake.rate_headers()
+            used = parse_pair(headers["x-readratelimit-usage"]) or (0, 0)
+            budget_rows.append((round(clock.now() - t0, 3), used[0], limits.read[0], used[1], limits.read[1]))
+            await clock.sleep(sc.budget_every_s)
+
+    budget_rows: list[tuple[float, int, int, int, int]] = []
+    sampler = asyncio.ensure_future(sample_budget())
+    workers = asyncio.ensure_future(_run_workers(sc, runner, store, clock, t0)) if strategy.uses_worker else None
+    horizon = t0 + sc.max_sim_s
+    clients = [asyncio.ensure_future(visit(r)) for r in sc.workload.syncs]
+    clients += [asyncio.ensure_future(webhook(r)) for r in sc.workload.webhooks]
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*clients), timeout=sc.max_sim_s)
+    if workers is not None:
+        while clock.now() < horizon and await _jobs_active(inner):
+            await clock.sleep(min(60.0, horizon - clock.now()))
+        workers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await workers
+    await _drain(platform.active, clock, horizon)
+    end_s = clock.now() - t0
+    sampler.cancel()
+    for task in clients:
+        task.cancel()
+    if bar is not None:
+        bar.close()
+
+    jobs: dict[int, Job | None] = {}
+    synced: dict[int, int] = {}
+    for r in syncs:
+        outcome = browsers[r.athlete].outcome
+        jobs[r.athlete] = await inner.get_job(outcome.job_id) if outcome.job_id else None
+        synced[r.athlete] = await inner.count_activities(users[r.athlete])
+    by_athlete: Counter[int] = Counter(
+        q.athlete_id - ATHLETE_ID_BASE for q in fake.requests if q.athlete_id is not None
+    )
+    await http.aclose()
+    await strava.aclose()
+    await inner.close()
+    return RunRecord(
+        scenario=sc,
+        t0=t0,
+        end_s=end_s,
+        recorder=recorder,
+        outcomes={a: b.outcome for a, b in browsers.items()},
+        jobs=jobs,
+        synced=synced,
+        requests_by_athlete=by_athlete,
+        budget_rows=budget_rows,
+        strava_requests=len(fake.requests),
+        extra={"fake_counts": dict(fake.counts), "budget_refused": budget.refused},
+    )
+
+
+async def _run_workers(sc: Scenario, runner: Any, store: Any, clock: Clock, t0: float) -> None:
+    """The ``worker`` strategy's long-running worker; killed and restarted on cue.
+
+    The kill is SIGKILL's: from that instant the worker's store refuses every call (as a killed invocation's
+    does), so nothing it was doing is written; its leases lapse and the restarted worker reclaims the jobs.
+    """
+    life = Invocation(clock=clock, started_at=clock.now(), deadline=None, platform="worker-vm")
+    worker = Worker(
+        runner("sim-worker", guard_store(store, life)), concurrency=sc.worker_concurrency, poll_s=sc.worker_poll_s
+    )
+    task = asyncio.ensure_future(worker.run())
+    try:
+        if sc.worker_kill_at_s is not None:
+            await clock.sleep(t0 + sc.worker_kill_at_s - clock.now())
+            life.kill("the worker was killed")
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, InvocationKilled):
+                await task
+            await clock.sleep(sc.worker_restart_s)
+            worker = Worker(runner("sim-worker-2"), concurrency=sc.worker_concurrency, poll_s=sc.worker_poll_s)
+            task = asyncio.ensure_future(worker.run())
+        await task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _jobs_active(store: Any) -> bool:
+    for status in ACTIVE_STATUSES:
+        if await store.list_jobs(status=JobStatus(status), limit=1):
+            return True
+    return False
+
+
+async def _drain(active: set[Invocation], clock: Clock, horizon: float) -> None:
+    """Wait for running invocations to end (their deadline bounds them); kill what is left at the horizon."""
+    while active:
+        left = horizon - clock.now()
+        if left <= 0:
+            for invocation in list(active):
+                invocation.kill("the simulation ended")
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(inv.drain() for inv in list(active)), return_exceptions=True), timeout=left
+            )
+        await asyncio.sleep(0)
+
+
+def _progress_bar(total: int, sc: Scenario) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"{sc.platform.name}/{sc.strategy} athletes", unit="athlete", leave=False)
+
+
+def run_scenario(sc: Scenario) -> RunRecord:
+    """Run ``sc`` on a fresh virtual-time loop (works from a Jupyter cell too)."""
+    from syncsim.sim.virtual import run_virtual
+
+    return run_virtual(lambda: _simulate(sc))

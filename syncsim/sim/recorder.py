@@ -1,0 +1,245 @@
+"""What the simulator observes: a store wrapper and a platform that record every step of every job.
+
+The runner, the service and the API are not instrumented: the simulator watches them from the two seams it
+already owns. :class:`ObservedStore` wraps the run's store (claims, checkpoints, retries, reschedules,
+completions — each is a store call) and adds the modelled **store latency**: each call first sleeps
+``latency_s`` seconds of simulated time (one database round trip; Supabase from a Vercel function is a few
+ms). :class:`ObservedPlatform` is :class:`~syncsim.platform.LocalPlatform` (it *is* the simulated platform)
+that also records each invocation's start, end and kill, and which job it was running.
+
+Which invocation a store call comes from is read from a context variable set when the invocation starts: the
+request task sets it, and the background tasks ``wait_until`` creates inherit it (asyncio copies the context
+into each new task). Calls made outside any invocation (the worker) see ``None``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from syncsim.clock import Clock
+from syncsim.jobs.model import Job
+from syncsim.jobs.store import Store
+from syncsim.platform import Invocation, LocalPlatform, PlatformSpec
+from syncsim.strava.models import Activity, StravaTokens
+
+__all__ = ["JobTrace", "ObservedPlatform", "ObservedStore", "Recorder"]
+
+_current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
+    "syncsim_sim_invocation", default=None
+)
+
+
+@dataclass(slots=True)
+class JobTrace:
+    """What the simulator saw of one job (times in simulated seconds since the run started)."""
+
+    job_id: uuid.UUID
+    user_id: uuid.UUID
+    created_s: float
+    claims: int = 0
+    killed_invocations: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    compute_s: float = 0.0
+    claim_started_s: float | None = None
+    invocations: set[int] = field(default_factory=set)
+    completed_s: float | None = None
+
+
+class Recorder:
+    """The run's timeline (``events``) and per-job traces; ``t0`` is the run's start (UTC epoch seconds)."""
+
+    def __init__(self, clock: Clock, t0: float, *, keep_events: bool = True) -> None:
+        self.clock = clock
+        self.t0 = t0
+        self.keep_events = keep_events
+        self.events: list[tuple[float, str | None, str | None, str, str]] = []
+        self.jobs: dict[uuid.UUID, JobTrace] = {}
+        self.invocation_job: dict[int, uuid.UUID] = {}
+        self.invocations = 0
+        self.invocation_s = 0.0
+        self.killed = 0
+
+    def t(self) -> float:
+        return self.clock.now() - self.t0
+
+    def event(
+        self, kind: str, *, user: uuid.UUID | None = None, job: uuid.UUID | None = None, detail: str = ""
+    ) -> None:
+        if self.keep_events:
+            self.events.append(
+                (
+                    round(self.t(), 6),
+                    None if user is None else str(user),
+                    None if job is None else str(job),
+                    kind,
+                    detail,
+                )
+            )
+
+    # -- job steps, from the store ----------------------------------------------------------------------------
+    def created(self, job: Job, created: bool) -> None:
+        if created and job.id not in self.jobs:
+            self.jobs[job.id] = JobTrace(job.id, job.user_id, self.t())
+
+    def claimed(self, job: Job) -> None:
+        trace = self.jobs.get(job.id)
+        if trace is None:
+            trace = self.jobs[job.id] = JobTrace(job.id, job.user_id, self.t())
+        trace.claims += 1
+        trace.claim_started_s = self.t()
+        invocation = _current_invocation.get()
+        if invocation is not None:
+            trace.invocations.add(invocation.id)
+            self.invocation_job[invocation.id] = job.id
+        self.event("claimed", user=job.user_id, job=job.id, detail=f"attempt {job.attempts}")
+
+    def released(self, job_id: uuid.UUID, kind: str, detail: str = "") -> None:
+        trace = self.jobs.get(job_id)
+        if trace is None:
+            return
+        if trace.claim_started_s is not None:
+            trace.compute_s += self.t() - trace.claim_started_s
+            trace.claim_started_s = None
+        if kind == "rescheduled" and "RateLimited" in detail:
+            trace.rate_limited += 1
+            kind = "rate_limited"
+        elif kind == "retry":
+            trace.retries += 1
+        elif kind == "completed":
+            trace.completed_s = self.t()
+        self.event(kind, user=trace.user_id, job=job_id, detail=detail[:200])
+
+    # -- invocations, from the platform -----------------------------------------------------------------------
+    def invocation_started(self, invocation: Invocation) -> None:
+        self.invocations += 1
+        self.event("invocation_start", detail=f"invocation {invocation.id}")
+
+    def invocation_ended(self, invocation: Invocation) -> None:
+        started = invocation.started_at
+        ended = invocation.ended_at if invocation.ended_at is not None else self.clock.now()
+        self.invocation_s += ended - started
+        job_id = self.invocation_job.pop(invocation.id, None)
+        trace = self.jobs.get(job_id) if job_id is not None else None
+        user = trace.user_id if trace is not None else None
+        if invocation.killed:
+            self.killed += 1
+            if trace is not None and trace.claim_started_s is not None:
+                trace.killed_invocations += 1
+                trace.compute_s += self.t() - trace.claim_started_s
+                trace.claim_started_s = None
+            self.event("killed", user=user, job=job_id, detail=invocation.kill_reason or "")
+        self.event("invocation_end", user=user, job=job_id, detail=f"invocation {invocation.id}")
+
+
+class ObservedPlatform(LocalPlatform):
+    """:class:`LocalPlatform` (kills at the deadline) that reports every invocation to a :class:`Recorder`."""
+
+    def __init__(self, spec: PlatformSpec | str, *, clock: Clock, recorder: Recorder) -> None:
+        super().__init__(spec, clock=clock)
+        self.keep_history = False  # the recorder keeps what the metrics need
+        self.recorder = recorder
+        #: Invocations not yet ended (the run drains them before it stops).
+        self.active: set[Invocation] = set()
+
+    def start_invocation(self) -> Invocation:
+        invocation = super().start_invocation()
+        _current_invocation.set(invocation)
+        self.recorder.invocation_started(invocation)
+        self.active.add(invocation)
+        invocation.on_end(self.recorder.invocation_ended)
+        invocation.on_end(self.active.discard)
+        return invocation
+
+
+class ObservedStore:
+    """A :class:`~syncsim.jobs.store.Store` that sleeps ``latency_s`` per call and reports job steps."""
+
+    def __init__(self, store: Store, *, clock: Clock, recorder: Recorder, latency_s: float = 0.0) -> None:
+        self.inner = store
+        self.clock = clock
+        self.recorder = recorder
+        self.latency_s = latency_s
+
+    async def _rtt(self) -> None:
+        if self.latency_s > 0:
+            await self.clock.sleep(self.latency_s)
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._rtt()
+            return await target(*args, **kwargs)
+
+        return call
+
+    async def create_job(self, **kwargs: Any) -> tuple[Job, bool]:
+        await self._rtt()
+        job, created = await self.inner.create_job(**kwargs)
+        self.recorder.created(job, created)
+        return job, created
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        await self._rtt()
+        return await self.inner.get_job(job_id)
+
+    async def claim_job(self, **kwargs: Any) -> Job | None:
+        await self._rtt()
+        job = await self.inner.claim_job(**kwargs)
+        if job is not None:
+            self.recorder.claimed(job)
+        return job
+
+    async def extend_lease(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        await self._rtt()
+        return await self.inner.extend_lease(job_id, **kwargs)
+
+    async def save_progress(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        await self._rtt()
+        ok = await self.inner.save_progress(job_id, **kwargs)
+        if ok:
+            self.recorder.event("checkpoint", job=job_id, detail=f"page {kwargs['progress'].get('pages')}")
+        return ok
+
+    async def complete_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        await self._rtt()
+        ok = await self.inner.complete_job(job_id, **kwargs)
+        if ok:
+            self.recorder.released(job_id, "completed")
+        return ok
+
+    async def retry_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        await self._rtt()
+        ok = await self.inner.retry_job(job_id, **kwargs)
+        if ok:
+            self.recorder.released(job_id, "retry", kwargs.get("error", ""))
+        return ok
+
+    async def reschedule_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        await self._rtt()
+        ok = await self.inner.reschedule_job(job_id, **kwargs)
+        if ok:
+            self.recorder.released(job_id, "rescheduled", kwargs.get("reason", ""))
+        return ok
+
+    async def fail_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        await self._rtt()
+        ok = await self.inner.fail_job(job_id, **kwargs)
+        if ok:
+            self.recorder.released(job_id, "failed", kwargs.get("error", ""))
+        return ok
+
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None:
+        await self._rtt()
+        return await self.inner.get_tokens(user_id)
+
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], **kwargs: Any) -> int:
+        await self._rtt()
+        return await self.inner.upsert_activities(user_id, activities, **kwargs)

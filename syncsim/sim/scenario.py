@@ -1,0 +1,175 @@
+"""A simulation's parameters as one picklable value (so ``compare`` can ship it to worker processes)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from syncsim import defaults
+from syncsim.errors import InvalidInput
+from syncsim.platform import PlatformSpec, platform_spec
+from syncsim.runner import resolve_strategy
+from syncsim.sim.browser import PollSchedule
+from syncsim.sim.workload import Workload
+from syncsim.strava.fake import Faults, LatencyModel
+
+__all__ = ["APPROVED_APP_LIMITS", "STRAVA_DEFAULT_LIMITS", "RateLimits", "Scenario", "parse_latency"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Strava's app-wide limits: (requests per 15 min, requests per UTC day) for reads and for all requests."""
+
+    read: tuple[int, int] = (100, 1_000)
+    overall: tuple[int, int] = (200, 2_000)
+
+    @classmethod
+    def resolve(cls, spec: RateLimits | str | tuple[int, int] | dict[str, Any] | None) -> RateLimits:
+        """``None``/``"default"`` (Strava's defaults), ``"approved"``, ``(read_15min, read_day)``, or a dict."""
+        if spec is None or spec == "default":
+            return STRAVA_DEFAULT_LIMITS
+        if spec == "approved":
+            return APPROVED_APP_LIMITS
+        if isinstance(spec, RateLimits):
+            return spec
+        if isinstance(spec, tuple | list) and len(spec) == 2:
+            read = (int(spec[0]), int(spec[1]))
+            return cls(read=read, overall=(2 * read[0], 2 * read[1]))
+        if isinstance(spec, dict):
+            read = tuple(spec.get("read", (100, 1_000)))
+            overall = tuple(spec.get("overall", (2 * read[0], 2 * read[1])))
+            return cls(read=(int(read[0]), int(read[1])), overall=(int(overall[0]), int(overall[1])))
+        raise InvalidInput(f"rate_limits must be 'default', 'approved', (read_15min, read_day) or a dict: {spec!r}")
+
+
+#: Strava's documented defaults for a new application.
+STRAVA_DEFAULT_LIMITS = RateLimits()
+#: A raised tier like the ones Strava grants approved apps on request (600 / 15 min and 30,000 / day are the
+#: figures commonly reported); overall limits kept at twice the read ones, as in the defaults.
+APPROVED_APP_LIMITS = RateLimits(read=(600, 30_000), overall=(1_200, 60_000))
+
+
+def parse_latency(spec: float | str | LatencyModel, *, seed: int = 0) -> LatencyModel:
+    """Strava's latency (seconds): a constant (``0.4``), ``"lognormal:MEDIAN,SIGMA"``, or a LatencyModel."""
+    if isinstance(spec, LatencyModel):
+        return spec
+    if isinstance(spec, int | float):
+        return LatencyModel(median_s=float(spec), seed=seed)
+    text = str(spec).strip()
+    try:
+        if text.startswith("lognormal:"):
+            median, sigma = (float(x) for x in text.split(":", 1)[1].split(","))
+            return LatencyModel(median_s=median, sigma=sigma, seed=seed)
+        return LatencyModel(median_s=float(text), seed=seed)
+    except ValueError:
+        raise InvalidInput(f"latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got {text!r}") from None
+
+
+def _faults(spec: Faults | dict[str, Any] | None) -> Faults:
+    if spec is None:
+        return Faults()
+    if isinstance(spec, Faults):
+        return spec
+    known = {f.name for f in fields(Faults)}
+    unknown = set(spec) - known
+    if unknown:
+        raise InvalidInput(f"unknown fault(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    return Faults(**spec)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """Everything one run depends on. Times in seconds (simulated), money in USD.
+
+    Modelled overheads: ``store_latency_s`` per store call (a database round trip); a cold start of
+    ``cold_start_s`` before a fraction ``cold_start_rate`` of requests (seeded). ``worker_kill_at_s`` kills the
+    worker (``worker`` strategy) at that time, as SIGKILL would (no clean-up); a new one starts
+    ``worker_restart_s`` later. ``max_sim_s`` bounds the run: what has not finished by then is *stuck*.
+    """
+
+    workload: Workload
+    platform: PlatformSpec
+    strategy: str = "waituntil"
+    seed: int = 0
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    faults: Faults = field(default_factory=Faults)
+    rate_limits: RateLimits = STRAVA_DEFAULT_LIMITS
+    poll: PollSchedule = field(default_factory=PollSchedule)
+    store_latency_s: float = 0.005
+    cold_start_s: float = 0.0
+    cold_start_rate: float = 0.0
+    worker_concurrency: int = 8
+    worker_poll_s: float = defaults.WORKER_POLL_S
+    worker_kill_at_s: float | None = None
+    worker_restart_s: float = 60.0
+    deadline_margin_s: float = defaults.DEADLINE_MARGIN_S
+    lease_s: float = defaults.LEASE_S
+    max_sim_s: float = 7 * 86_400.0
+    budget_every_s: float = 60.0
+    keep_events: bool = True
+    progress: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        workload: Workload | str | Path | None = None,
+        athletes: int = 100,
+        platform: str | PlatformSpec = "hobby",
+        strategy: str = "waituntil",
+        seed: int = 0,
+        latency: float | str | LatencyModel = 0.4,
+        faults: Faults | dict[str, Any] | None = None,
+        rate_limits: RateLimits | str | tuple[int, int] | dict[str, Any] | None = None,
+        poll: PollSchedule | dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Scenario:
+        """Resolve names and shorthands into a Scenario (see :func:`syncsim.sim.simulate`)."""
+        resolve_strategy(strategy)
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise InvalidInput(f"unknown simulate option(s): {', '.join(sorted(unknown))}")
+        schedule = poll if isinstance(poll, PollSchedule) else PollSchedule(**(poll or {}))
+        scenario = cls(
+            workload=Workload.resolve(workload, athletes=athletes, seed=seed),
+            platform=platform_spec(platform),
+            strategy=strategy,
+            seed=seed,
+            latency=parse_latency(latency, seed=seed),
+            faults=_faults(faults),
+            rate_limits=RateLimits.resolve(rate_limits),
+            poll=schedule,
+            **options,
+        )
+        if scenario.store_latency_s < 0 or not math.isfinite(scenario.max_sim_s):
+            raise InvalidInput("store_latency_s must be >= 0 and max_sim_s finite")
+        return scenario
+
+    def evolve(self, **changes: Any) -> Scenario:
+        return replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """The parameters as plain values (for ``SimulationResult.params``)."""
+        return {
+            "workload": self.workload.name,
+            "athletes": self.workload.athletes,
+            "activities": self.workload.total_activities,
+            "platform": self.platform.name,
+            "max_duration_s": self.platform.max_duration_s,
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "latency": repr(self.latency),
+            "faults": repr(self.faults),
+            "rate_limits": {"read": self.rate_limits.read, "overall": self.rate_limits.overall},
+            "poll": repr(self.poll),
+            "store_latency_s": self.store_latency_s,
+            "cold_start_s": self.cold_start_s,
+            "cold_start_rate": self.cold_start_rate,
+            "worker_concurrency": self.worker_concurrency,
+            "deadline_margin_s": self.deadline_margin_s,
+            "lease_s": self.lease_s,
+            "max_sim_s": self.max_sim_s,
+        }

@@ -1,0 +1,250 @@
+"""Workloads: who syncs, how much history each athlete has, and when they arrive.
+
+A workload is a list of *requests*, one per row: an athlete's first full sync (``kind="sync"``) at
+``arrival_s`` seconds after the run starts, or a Strava webhook event (``kind="webhook"``: the athlete
+uploaded one new activity, and Strava tells the app) at ``arrival_s``.
+
+History sizes are heavy-tailed: ``activities ~ round(exp(N(log(median), sigma)))``, capped at ``max_activities``.
+The defaults (median 300, sigma 1.1, cap 20,000) put the public reports of heavy users where they belong:
+516 activities at the 69th percentile, 1,585 at the 93rd, 2,000 at the 96th and 4,100 at the 99th; the mean
+is ~550, so 1,000 athletes carry ~500,000 activities.
+
+Arrivals: ``launch`` (everyone within ``launch_window_s`` of t = 0, uniformly), ``poisson`` (sign-ups as a
+Poisson process of ``rate_per_hour``), ``webhook`` (a launch, then ``updates_per_athlete`` incremental updates per
+athlete at Poisson times within ``webhook_window_s`` after their sign-up).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from syncsim.errors import InvalidInput
+from syncsim.platform import data_dir
+
+__all__ = ["ARRIVALS", "Workload", "WorkloadRow", "workloads_dir"]
+
+ARRIVALS = ("launch", "poisson", "webhook")
+#: Median history size (activities) of a connecting athlete: "a few hundred".
+MEDIAN_ACTIVITIES = 300
+#: Spread of log(history size); with the median this puts 4,100 activities at the 99th percentile.
+SIGMA = 1.1
+#: Nobody has more than this (the heaviest public reports are in the low tens of thousands).
+MAX_ACTIVITIES = 20_000
+
+
+def workloads_dir() -> Path:
+    """``data/workloads/``: the named workloads (``Workload.named``)."""
+    return data_dir() / "workloads"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRow:
+    """One request of a workload: athlete index, their history size, when (seconds after start), and what."""
+
+    athlete: int
+    activities: int
+    arrival_s: float
+    kind: Literal["sync", "webhook"] = "sync"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload: rows sorted by arrival time; one ``sync`` row per athlete, any number of ``webhook`` rows."""
+
+    rows: tuple[WorkloadRow, ...]
+    name: str = "custom"
+
+    def __post_init__(self) -> None:
+        seen: set[int] = set()
+        for row in self.rows:
+            if row.activities < 0 or row.arrival_s < 0 or not math.isfinite(row.arrival_s):
+                raise InvalidInput(f"workload row {row}: activities and arrival_s must be finite and >= 0")
+            if row.kind == "sync":
+                if row.athlete in seen:
+                    raise InvalidInput(f"workload: athlete {row.athlete} has two sync rows")
+                seen.add(row.athlete)
+        for row in self.rows:
+            if row.kind == "webhook" and row.athlete not in seen:
+                raise InvalidInput(f"workload: webhook row for athlete {row.athlete} without a sync row")
+
+    # -- views ---------------------------------------------------------------------------------------------
+    @property
+    def syncs(self) -> list[WorkloadRow]:
+        """The first-sync rows, one per athlete, by arrival time."""
+        return [r for r in self.rows if r.kind == "sync"]
+
+    @property
+    def webhooks(self) -> list[WorkloadRow]:
+        return [r for r in self.rows if r.kind == "webhook"]
+
+    @property
+    def athletes(self) -> int:
+        return len(self.syncs)
+
+    @property
+    def total_activities(self) -> int:
+        return sum(r.activities for r in self.syncs)
+
+    def head(self, athletes: int) -> Workload:
+        """The first ``athletes`` athletes (by arrival) and their webhook rows."""
+        keep = {r.athlete for r in self.syncs[:athletes]}
+        return Workload(tuple(r for r in self.rows if r.athlete in keep), name=f"{self.name}[:{athletes}]")
+
+    def __repr__(self) -> str:
+        return (
+            f"Workload({self.name!r}, athletes={self.athletes}, activities={self.total_activities}, "
+            f"webhooks={len(self.webhooks)})"
+        )
+
+    # -- constructors --------------------------------------------------------------------------------------
+    @classmethod
+    def from_rows(cls, rows: Iterable[WorkloadRow], *, name: str = "custom") -> Workload:
+        ordered = sorted(rows, key=lambda r: (r.arrival_s, r.kind != "sync", r.athlete))
+        return cls(tuple(ordered), name=name)
+
+    @classmethod
+    def sample(
+        cls,
+        *,
+        athletes: int,
+        seed: int = 0,
+        arrival: str = "launch",
+        launch_window_s: float = 60.0,
+        rate_per_hour: float = 60.0,
+        updates_per_athlete: float = 1.0,
+        webhook_window_s: float = 3_600.0,
+        median_activities: float = MEDIAN_ACTIVITIES,
+        sigma: float = SIGMA,
+        max_activities: int = MAX_ACTIVITIES,
+    ) -> Workload:
+        """A seeded random workload; see the module docstring for the distributions (times in seconds)."""
+        if athletes < 0:
+            raise InvalidInput("athletes must be >= 0")
+        if arrival not in ARRIVALS:
+            raise InvalidInput(f"unknown arrival {arrival!r}; choose one of: {', '.join(ARRIVALS)}")
+        rng = random.Random(seed)
+        sizes = [
+            min(max_activities, round(math.exp(rng.gauss(math.log(median_activities), sigma)))) for _ in range(athletes)
+        ]
+        if arrival == "poisson":
+            if rate_per_hour <= 0:
+                raise InvalidInput("rate_per_hour must be > 0")
+            t, times = 0.0, []
+            for _ in range(athletes):
+                times.append(round(t, 3))
+                t += rng.expovariate(rate_per_hour / 3_600.0)
+        else:
+            times = sorted(round(rng.uniform(0.0, launch_window_s), 3) for _ in range(athletes))
+        rows = [WorkloadRow(i, sizes[i], times[i]) for i in range(athletes)]
+        if arrival == "webhook":
+            for i in range(athletes):
+                t = times[i]
+                while True:
+                    t += rng.expovariate(max(updates_per_athlete, 1e-9) / webhook_window_s)
+                    if t > times[i] + webhook_window_s:
+                        break
+                    rows.append(WorkloadRow(i, sizes[i], round(t, 3), "webhook"))
+        name = f"{arrival}-{athletes}-seed{seed}"
+        return cls.from_rows(rows, name=name)
+
+    @classmethod
+    def from_csv(cls, path: str | Path, *, name: str | None = None) -> Workload:
+        """Read a CSV with columns ``athlete, activities, arrival_s`` and optionally ``kind`` (sync|webhook)."""
+        p = Path(path)
+        try:
+            with open(p, newline="") as fh:
+                reader = csv.DictReader(line for line in fh if not line.startswith("#"))
+                missing = {"athlete", "activities", "arrival_s"} - set(reader.fieldnames or ())
+                if missing:
+                    raise InvalidInput(f"{p}: missing column(s) {', '.join(sorted(missing))}")
+                rows = [
+                    WorkloadRow(
+                        int(r["athlete"]),
+                        int(r["activities"]),
+                        float(r["arrival_s"]),
+                        "webhook" if (r.get("kind") or "sync").strip() == "webhook" else "sync",
+                    )
+                    for r in reader
+                ]
+        except OSError as exc:
+            raise InvalidInput(f"cannot read workload {p}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise InvalidInput(f"{p}: bad value: {exc}") from None
+        return cls.from_rows(rows, name=name or p.stem)
+
+    @classmethod
+    def named(cls, name: str) -> Workload:
+        """A committed workload from ``data/workloads/NAME.csv`` (``reference``, ``small``, ``poisson``, ...)."""
+        path = workloads_dir() / f"{name}.csv"
+        if not path.is_file():
+            known = sorted(p.stem for p in workloads_dir().glob("*.csv"))
+            raise InvalidInput(f"unknown workload {name!r}; named ones: {', '.join(known) or 'none'}")
+        return cls.from_csv(path, name=name)
+
+    @classmethod
+    def resolve(cls, spec: Workload | str | Path | None, *, athletes: int, seed: int) -> Workload:
+        """A workload from a Workload, a name, a CSV path, or ``None`` (a seeded launch of ``athletes``)."""
+        if isinstance(spec, Workload):
+            return spec
+        if spec is None:
+            return cls.sample(athletes=athletes, seed=seed)
+        text = str(spec)
+        if text.endswith(".csv") or "/" in text:
+            return cls.from_csv(text)
+        return cls.named(text)
+
+    def to_csv(self, path: str | Path, *, comment: str = "") -> None:
+        """Write ``athlete, activities, arrival_s, kind`` (with optional ``# comment`` lines first)."""
+        with open(path, "w", newline="") as fh:
+            for line in comment.splitlines():
+                fh.write(f"# {line}\n")
+            writer = csv.writer(fh)
+            writer.writerow(["athlete", "activities", "arrival_s", "kind"])
+            for r in self.rows:
+                writer.writerow([r.athlete, r.activities, repr(r.arrival_s), r.kind])
+
+
+def write_named_workloads(target: Path | None = None) -> list[Path]:
+    """(Re)generate the committed workloads in ``data/workloads/`` (``python -m syncsim.sim.workload``)."""
+    folder = target or workloads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    specs: Sequence[tuple[str, Workload, str]] = (
+        (
+            "reference",
+            Workload.sample(athletes=1000, seed=2026, arrival="launch"),
+            "launch day: 1,000 athletes within the first minute; Workload.sample(athletes=1000, seed=2026)",
+        ),
+        (
+            "small",
+            Workload.sample(athletes=20, seed=7, arrival="launch"),
+            "20 athletes at launch; Workload.sample(athletes=20, seed=7) - quick runs and the validation run",
+        ),
+        (
+            "poisson",
+            Workload.sample(athletes=200, seed=11, arrival="poisson", rate_per_hour=60),
+            "200 sign-ups at 60/hour; Workload.sample(athletes=200, seed=11, arrival='poisson', rate_per_hour=60)",
+        ),
+        (
+            "webhook",
+            Workload.sample(athletes=50, seed=13, arrival="webhook", updates_per_athlete=2),
+            "50 athletes at launch, then ~2 new activities each within an hour (Strava webhook events); "
+            "Workload.sample(athletes=50, seed=13, arrival='webhook', updates_per_athlete=2)",
+        ),
+    )
+    paths = []
+    for name, workload, how in specs:
+        path = folder / f"{name}.csv"
+        workload.to_csv(path, comment=f"{how}\ngenerated by python -m syncsim.sim.workload")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for written in write_named_workloads():
+        print(written)

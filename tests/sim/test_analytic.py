@@ -1,0 +1,134 @@
+"""The simulator against arithmetic: with constant latency and no faults, every time and count is predictable.
+
+Unless a test says otherwise the store latency is 0 and the client never gives up early, so a sync of N
+activities costs exactly ``R = ceil(N / 200) + 1`` list requests (paging stops at an *empty* page) of ``L``
+seconds each.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from syncsim.sim import simulate
+from syncsim.sim.workload import Workload, WorkloadRow
+from syncsim.sync import list_requests_needed
+
+
+def one_athlete(activities: int) -> Workload:
+    return Workload.from_rows([WorkloadRow(0, activities, 0.0)], name=f"one-{activities}")
+
+
+def only_job(result):  # type: ignore[no-untyped-def]
+    assert len(result.jobs) == 1
+    return result.jobs.iloc[0]
+
+
+@pytest.mark.parametrize("n", [0, 1, 199, 200, 201, 1234])
+def test_a_sync_takes_ceil_n_over_200_plus_one_requests_of_latency_each(n: int) -> None:
+    latency = 0.25
+    result = simulate(workload=one_athlete(n), platform="unlimited", latency=latency, store_latency_s=0.0)
+    job = only_job(result)
+    requests = math.ceil(n / 200) + 1
+    assert requests == list_requests_needed(n)
+    assert job["status"] == "completed" and job["activities_synced"] == n
+    assert job["strava_requests"] == requests
+    assert job["time_to_complete_s"] == pytest.approx(requests * latency, abs=1e-6)
+
+
+def test_store_round_trips_add_their_stated_overhead() -> None:
+    n, latency, rtt = 1000, 0.25, 0.01
+    result = simulate(workload=one_athlete(n), platform="unlimited", latency=latency, store_latency_s=rtt)
+    job = only_job(result)
+    pages = math.ceil(n / 200)
+    # create (the POST waits for it), claim, latest stored activity, tokens once, then per page an upsert and
+    # a checkpoint, then the final count; the completing write's own round trip is after its timestamp.
+    round_trips = 1 + 1 + 1 + 1 + 2 * pages + 1
+    assert job["time_to_complete_s"] == pytest.approx(list_requests_needed(n) * latency + round_trips * rtt, abs=1e-6)
+    assert job["api_latency_s"] == pytest.approx(rtt, abs=1e-6)  # the POST makes one store call
+
+
+@pytest.mark.parametrize(("n", "killed"), [(2000, False), (3000, True)])
+def test_waituntil_on_hobby_is_killed_exactly_when_the_sync_outlasts_10_s(n: int, killed: bool) -> None:
+    latency = 0.9  # 2000 activities: 11 requests = 9.9 s (fits); 3000: 16 requests = 14.4 s (does not)
+    result = simulate(
+        workload=one_athlete(n),
+        platform="hobby",
+        strategy="waituntil",
+        latency=latency,
+        store_latency_s=0.0,
+        poll={"give_up_s": 120.0},
+    )
+    job = only_job(result)
+    assert (list_requests_needed(n) * latency > 10.0) is killed
+    assert bool(job["timed_out"]) is killed and job["killed_invocations"] == int(killed)
+    if killed:
+        done_by_deadline = math.floor(10.0 / latency)  # requests answered before the kill at t = 10 s
+        assert job["status"] == "running" and job["stuck"]  # the killed row is left running: nobody resumes it
+        assert job["activities_synced"] == 200 * done_by_deadline
+        assert job["strava_requests"] == done_by_deadline + 1  # the last one was in flight
+    else:
+        assert job["status"] == "completed" and job["time_to_complete_s"] == pytest.approx(9.9, abs=1e-6)
+
+
+def poll_times(first: float = 2.0, cap: float = 30.0, until: float = 10_000.0) -> list[float]:
+    """When the browser polls (seconds after its POST): delays 2, 4, 8, 16, 30, 30, ..."""
+    t, k, times = 0.0, 1, []
+    while t < until:
+        t += min(cap, first * 2 ** (k - 1))
+        times.append(t)
+        k += 1
+    return times
+
+
+@pytest.mark.parametrize("n", [1000, 5000, 9000])
+def test_resumable_completes_in_the_invocations_the_deadline_arithmetic_predicts(n: int) -> None:
+    latency, limit, margin = 1.0, 10.0, 2.5
+    # Before each request the runner stops if time_left < estimate (1 s) + margin: an invocation that starts
+    # at s sends requests at s, s+1, ... while 10 - k >= 3.5, i.e. k = 0..6: seven requests per invocation.
+    per_invocation = sum(1 for k in range(100) if limit - k * latency >= latency + margin)
+    assert per_invocation == 7
+    # Invocation 1 is the POST's (t = 0); each later one is the first poll after the previous one stopped.
+    left, start, invocations, polls = list_requests_needed(n), 0.0, 0, poll_times()
+    while True:
+        invocations += 1
+        step = min(left, per_invocation)
+        left -= step
+        end = start + step * latency
+        if left == 0:
+            break
+        start = next(p for p in polls if p >= end)
+    result = simulate(
+        workload=one_athlete(n),
+        platform="hobby",
+        strategy="resumable",
+        latency=latency,
+        store_latency_s=0.0,
+        deadline_margin_s=margin,
+    )
+    job = only_job(result)
+    assert job["status"] == "completed" and job["activities_synced"] == n
+    assert job["invocations"] == invocations and job["killed_invocations"] == 0
+    assert job["strava_requests"] == list_requests_needed(n)
+    assert job["time_to_complete_s"] == pytest.approx(end, abs=1e-6)
+
+
+def test_the_101st_read_in_a_quarter_hour_waits_for_the_next_one() -> None:
+    # 20,000 activities = 101 requests of 1 s under the read limit of 100 per 15 min: requests 1-100 are
+    # answered by t = 100 s; the 101st is refused locally and sent at the quarter hour (t = 900 s, the run
+    # starts on one) plus the client's documented 1 s of slack, so the sync completes at 902 s.
+    result = simulate(
+        workload=one_athlete(20_000),
+        platform="unlimited",
+        strategy="waituntil",
+        latency=1.0,
+        store_latency_s=0.0,
+        rate_limits=(100, 1_000),
+    )
+    job = only_job(result)
+    assert job["status"] == "completed" and job["strava_requests"] == 101
+    assert job["time_to_complete_s"] == pytest.approx(902.0, abs=1e-6)
+    assert result.params["fake_counts"].get("rate_limited", 0) == 0  # never a 429: the budget waited
+    window = result.budget.set_index("t_s")
+    assert window.loc[840.0, "read_15min"] == 100 and window.loc[900.0, "read_15min"] == 0

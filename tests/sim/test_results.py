@@ -1,0 +1,112 @@
+"""The result contract: determinism, the metrics table, compare() and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from syncsim.sim import Workload, compare, simulate
+from syncsim.sim.cli import register_cli, simulate_command
+from syncsim.sim.results import COST_COLUMNS, JOB_COLUMNS, METRIC_COLUMNS, SUCCESS_METRICS
+from syncsim.sim.workload import WorkloadRow
+
+TINY = Workload.from_rows([WorkloadRow(0, 50, 0.0), WorkloadRow(1, 5000, 1.5)], name="tiny")
+
+
+def test_the_same_seed_gives_an_identical_jobs_table_and_another_seed_does_not() -> None:
+    options = dict(
+        athletes=12, platform="hobby", strategy="resumable", latency="lognormal:0.4,0.5", faults={"error_rate": 0.1}
+    )
+    a, b = simulate(seed=5, **options), simulate(seed=5, **options)
+    pd.testing.assert_frame_equal(a.jobs, b.jobs)
+    assert a.events[["t_s", "kind"]].equals(b.events[["t_s", "kind"]])
+    c = simulate(seed=6, **options)
+    assert not a.jobs.equals(c.jobs)
+
+
+def test_metrics_on_a_tiny_launch_show_waituntil_failing_on_hobby() -> None:
+    result = simulate(workload=TINY, platform="hobby", strategy="waituntil", latency=1.0, poll={"give_up_s": 300})
+    assert list(result.jobs.columns) == list(JOB_COLUMNS)
+    assert list(result.cost.columns) == list(COST_COLUMNS)
+    metrics = result.metrics.set_index("metric")
+    assert list(result.metrics.columns) == list(METRIC_COLUMNS)
+    assert list(metrics.index) == [name for name, _ in SUCCESS_METRICS]
+    assert metrics.loc["api_p99_under_1s", "value"] == pytest.approx(0.005, abs=1e-6)  # one store round trip
+    assert metrics.loc["heavy_syncs_complete", "value"] == 0.0  # the 5,000-activity sync was killed at 10 s
+    assert metrics.loc["no_timeout_errors", "value"] == 1.0
+    assert metrics.loc["zero_extra_cost", "value"] == 0.0
+    assert metrics.loc["works_on_free_tier", "value"] == 2.0  # two of the four passed
+    assert list(metrics["passed"]) == [True, False, False, True, False]
+    light, heavy = result.jobs.iloc[0], result.jobs.iloc[1]
+    assert light["status"] == "completed" and heavy["status"] == "running" and heavy["stuck"]
+
+
+def test_resumable_passes_everything_on_hobby_and_worker_costs_a_vm() -> None:
+    resumable = simulate(workload=TINY, platform="hobby", strategy="resumable", latency=1.0)
+    assert resumable.passed, resumable.metrics
+    worker = simulate(workload=TINY, platform="hobby", strategy="worker", latency=1.0)
+    metrics = worker.metrics.set_index("metric")
+    assert metrics.loc["heavy_syncs_complete", "passed"]
+    assert metrics.loc["zero_extra_cost", "value"] == 5.0 and not metrics.loc["zero_extra_cost", "passed"]
+    assert worker.cost.loc[0, "monthly_cost_usd"] == 5.0 and not worker.cost.loc[0, "within_free_tier"]
+
+
+def test_pro_is_not_free_but_costs_nothing_extra() -> None:
+    result = simulate(workload=TINY, platform="pro", strategy="waituntil", latency=1.0)
+    metrics = result.metrics.set_index("metric")
+    assert metrics.loc["zero_extra_cost", "passed"] and not metrics.loc["works_on_free_tier", "passed"]
+    assert result.cost.loc[0, "monthly_cost_usd"] == 20.0
+
+
+def test_a_killed_worker_loses_no_job() -> None:
+    result = simulate(workload=TINY, platform="hobby", strategy="worker", latency=1.0, worker_kill_at_s=5.0)
+    assert (result.jobs["status"] == "completed").all()
+    assert (result.jobs["activities_synced"] == result.jobs["activities"]).all()
+    assert result.jobs.loc[1, "attempts"] == 2  # the lease lapsed and the restarted worker took it over
+
+
+def test_compare_runs_every_platform_and_strategy_in_processes() -> None:
+    sweep = compare(
+        workload=TINY, platforms=("hobby", "pro"), strategies=("waituntil", "resumable"), latency=1.0, processes=2
+    )
+    assert len(sweep.metrics) == 4 * len(SUCCESS_METRICS)
+    assert len(sweep.jobs) == 4 * 2 and {"platform", "strategy", "seed"} <= set(sweep.jobs.columns)
+    card = sweep.scorecard()
+    assert card.shape == (4, len(SUCCESS_METRICS) + 1)
+    assert bool(card.loc[("hobby", "resumable"), "passed_all"]) and not card.loc[("hobby", "waituntil"), "passed_all"]
+
+
+def cli_args(**given: object) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    handlers = register_cli(parser.add_subparsers(dest="command"))
+    assert set(handlers) == {"simulate"}
+    argv = ["simulate"]
+    for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return parser.parse_args(argv)
+
+
+def test_cli_prints_the_metric_table_and_writes_the_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "jobs.csv"
+    code = simulate_command(cli_args(athletes=5, platform="hobby", strategy="resumable", latency=0.3, out=out))
+    printed = capsys.readouterr().out
+    assert code == 0 and "hobby / resumable: 5 athletes" in printed
+    for name, _ in SUCCESS_METRICS:
+        assert name in printed
+    assert list(pd.read_csv(out).columns) == list(JOB_COLUMNS)
+    assert simulate_command(cli_args(athletes=3, latency="lognormal:0.3,0.4", json=True)) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [m["metric"] for m in data["metrics"]] == [name for name, _ in SUCCESS_METRICS]
+
+
+def test_cli_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert simulate_command(cli_args(athletes=2, latency="fast")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("syncsim simulate: error:") and "latency" in err
+    assert simulate_command(cli_args(workload="no-such-workload")) == 2
+    assert "unknown workload" in capsys.readouterr().err
