@@ -60,9 +60,13 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
         progress.update(page=1, pages=0, activities=0, requests=0)
 
     estimate_s = float(progress.get("request_s", INITIAL_REQUEST_ESTIMATE_S))
+    first_request = True
     while True:
-        # Stop cleanly (resumable strategy) if the next page might not make it before the deadline.
-        ctx.ensure_time(estimate_s * (3 if detail else 1))
+        # Stop cleanly (resumable strategy) if the next page might not make it before the deadline. The first
+        # request of an invocation only needs the margin: an estimate larger than a short limit must not stop
+        # every invocation before it starts (no progress, forever).
+        ctx.ensure_time(0.0 if first_request else estimate_s * (3 if detail else 1))
+        first_request = False
         started = now()
         activities = await client.list_activities(
             ctx.user_id,
