@@ -18,6 +18,11 @@ from syncsim.runner import JobRunner
 
 __all__ = ["Worker", "WorkerStats"]
 
+#: After finding nothing to claim, look again this soon, then back off (doubling) to ``poll_s``. A burst
+#: worker waiting for the last jobs of other workers thus exits within about the time they still take,
+#: instead of up to a whole ``poll_s`` later; an idle worker still settles at one look per ``poll_s``.
+IDLE_POLL_FIRST_S = 0.01
+
 
 @dataclass
 class WorkerStats:
@@ -81,6 +86,7 @@ class Worker:
         return self.stats
 
     async def _claim_loop(self) -> None:
+        idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
         while not self._stopping.is_set():
             self._busy += 1
             try:
@@ -88,6 +94,7 @@ class Worker:
             finally:
                 self._busy -= 1
             if job is not None:
+                idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
                 self.stats.jobs_run += 1
                 if job.status is JobStatus.COMPLETED:
                     self.stats.completed += 1
@@ -100,7 +107,8 @@ class Worker:
                 self._stopping.set()
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.poll_s)
+                await asyncio.wait_for(self._stopping.wait(), timeout=idle_s)
+            idle_s = min(idle_s * 2, self.poll_s)
 
     async def _work_remains(self) -> bool:
         store = self.runner.store

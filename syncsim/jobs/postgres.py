@@ -79,6 +79,13 @@ values (%(user_id)s, %(type)s, 'pending', %(payload)s::jsonb, %(now)s, 0, %(max_
 on conflict (user_id, type) where {_ACTIVE} do nothing
 returning {_JOB_COLUMNS}
 """
+# On plain PostgreSQL the user row is ensured by the same statement: one round trip instead of a transaction's
+# four (BEGIN, user, job, COMMIT), and as atomic (autocommit). The foreign key is checked at the end of the
+# statement, when the CTE's row exists.
+_CREATE_JOB_AND_USER = f"""
+with new_user as (insert into auth.users (id) values (%(user_id)s) on conflict (id) do nothing)
+{_CREATE_JOB.strip()}
+"""
 _ACTIVE_JOB = f"select {_JOB_COLUMNS} from sync_jobs where user_id = %s and type = %s and {_ACTIVE}"
 
 # Binary COPY into a per-connection staging table, then one upsert: measured fastest (see upsert_activities).
@@ -346,12 +353,11 @@ class PostgresStore:
         doing = f"create {type} job for user {user_id}"
         async with self._connection(doing) as conn:
             cur = conn.cursor(row_factory=dict_row)
+            create = _CREATE_JOB_AND_USER if await self._adds_users_on_demand(conn) else _CREATE_JOB
             # The active job may finish between a refused insert and the select: then insert again.
             for _ in range(5):
-                async with conn.transaction():
-                    await self._ensure_user(conn, user_id)
-                    await cur.execute(_CREATE_JOB, params)
-                    row = await cur.fetchone()
+                await cur.execute(create, params)
+                row = await cur.fetchone()
                 if row is not None:
                     return _job_from_row(row), True
                 await cur.execute(_ACTIVE_JOB, (user_id, type))
