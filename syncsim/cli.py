@@ -315,7 +315,7 @@ def _fake_strava(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncsim",
         description="Background jobs for Strava syncs on serverless platforms, and the simulator that tests them.",
@@ -370,33 +370,42 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activities", type=int, default=None, help="per athlete (default: a heavy-tailed spread)")
     p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
 
-    for extra in _EXTRA_PARSERS:
-        extra(sub)
+    _register_plugins(sub, _plugins_needed(argv))
     return parser
 
 
-#: Modules that add their own sub-commands: each has ``register_cli(subparsers) -> {name: handler}``.
-_PLUGIN_MODULES = ("syncsim.serve", "syncsim.sim.cli", "syncsim.report")
+#: Sub-commands that live in other modules (each has ``register_cli(subparsers) -> {name: handler}``). They are
+#: imported only when one of them runs or help is asked for: the simulator pulls in pandas, and a worker process
+#: should not pay for that at start-up.
+_PLUGIN_COMMANDS = {
+    "serve": "syncsim.serve",
+    "token": "syncsim.serve",
+    "simulate": "syncsim.sim.cli",
+    "report": "syncsim.report",
+}
 
 
-def _register_plugins(sub: Any) -> None:
+def _plugins_needed(argv: Sequence[str]) -> list[str]:
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in _PLUGIN_COMMANDS:
+        return [_PLUGIN_COMMANDS[command]]
+    if command in _COMMANDS:
+        return []
+    return list(dict.fromkeys(_PLUGIN_COMMANDS.values()))  # help, or an unknown command: list them all
+
+
+def _register_plugins(sub: Any, modules: Sequence[str]) -> None:
     import importlib
 
-    for name in _PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a missing dependency of the module is a real error
-                raise
-            continue
-        _COMMANDS.update(module.register_cli(sub))
+    for name in modules:
+        _COMMANDS.update(importlib.import_module(name).register_cli(sub))
 
 
-_EXTRA_PARSERS: list[Callable[[Any], None]] = [_register_plugins]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)

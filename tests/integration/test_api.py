@@ -1,0 +1,234 @@
+"""The HTTP API over real stores: submit → poll → completed, auth, duplicates, bad input, errors, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+
+from syncsim.api import build_app, openapi_document
+from syncsim.jobs.store import Store, open_store
+from syncsim.serve import running_server
+from tests.integration.test_api_support import SECRET, ApiHarness, assert_json_error, poll_until
+
+
+async def test_submit_then_poll_until_completed_over_loopback(store: Store, user_id: uuid.UUID) -> None:
+    api = ApiHarness(store)
+    async with running_server(api.app) as base_url, api.client(base_url) as client:
+        response = await client.post(
+            "/api/sync", json={"type": "demo", "payload": {"steps": 3, "step_s": 0.02}}, headers=api.auth(user_id)
+        )
+        assert response.status_code == 202, response.text
+        accepted = response.json()
+        assert accepted["status"] == "pending" and accepted["created"] is True
+        assert response.headers["location"] == f"/api/sync/{accepted['jobId']}"
+        job, _ = await poll_until(client, accepted["jobId"], api.auth(user_id))
+    assert job["status"] == "completed", job
+    assert job["jobId"] == accepted["jobId"] and job["type"] == "demo"
+    assert job["result"] == {"steps_done": 3} and job["progress"] == {"steps_done": 3}
+    assert (job["attempts"], job["maxAttempts"], job["runs"], job["error"]) == (1, 3, 1, None)
+    assert job["createdAt"] <= job["startedAt"] <= job["completedAt"]
+    assert job["nextAttemptAt"] is None
+    # The work ran in the background of the POST's own invocation, after its response.
+    first = api.platform.invocations[0]
+    assert first.responded and not first.killed and first.ended_at is not None
+
+
+async def test_listing_shows_the_users_own_jobs_newest_first(store: Store) -> None:
+    api = ApiHarness(store, strategy="worker")  # nothing runs: rows stay pending
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    async with api.client() as client:
+        ids = []
+        for job_type in ("demo", "noop"):
+            response = await client.post("/api/sync", json={"type": job_type}, headers=api.auth(alice))
+            ids.append(response.json()["jobId"])
+        await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(bob))
+        listed = await client.get("/api/sync", headers=api.auth(alice))
+        one = await client.get("/api/sync?limit=1", headers=api.auth(alice))
+    assert listed.status_code == 200
+    assert [job["jobId"] for job in listed.json()["jobs"]] == ids[::-1]
+    assert [job["jobId"] for job in one.json()["jobs"]] == ids[-1:]
+
+
+async def test_second_post_returns_the_active_job_instead_of_a_new_one(store: Store, user_id: uuid.UUID) -> None:
+    api = ApiHarness(store)
+    body = {"type": "demo", "payload": {"steps": 4, "step_s": 0.1}}
+    async with api.client() as client:
+        first = await client.post("/api/sync", json=body, headers=api.auth(user_id))
+        await asyncio.sleep(0.05)  # the first job is running in its invocation's background
+        second = await client.post("/api/sync", json=body, headers=api.auth(user_id))
+        assert (first.status_code, second.status_code) == (202, 202)
+        assert second.json() == {"jobId": first.json()["jobId"], "status": "running", "created": False}
+        await api.drain()
+    jobs = await store.list_jobs(user_id=user_id)
+    assert len(jobs) == 1 and jobs[0].status.value == "completed" and jobs[0].runs == 1
+
+
+async def test_missing_bad_or_expired_tokens_are_401_and_other_users_jobs_404(store: Store) -> None:
+    api = ApiHarness(store, strategy="worker")
+    owner, stranger = uuid.uuid4(), uuid.uuid4()
+    now = api.clock.now()
+    forged = jwt.encode({"sub": str(owner), "role": "authenticated", "exp": now + 60}, "x" * 40, algorithm="HS256")
+    service_role = jwt.encode({"sub": str(owner), "role": "service_role", "exp": now + 60}, SECRET, "HS256")
+    expired = jwt.encode({"sub": str(owner), "role": "authenticated", "exp": now - 1}, SECRET, "HS256")
+    unsigned = jwt.encode({"sub": str(owner), "role": "authenticated", "exp": now + 60}, "", "none")
+    async with api.client() as client:
+        job_id = (await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(owner))).json()["jobId"]
+        cases = {
+            "no header": {},
+            "not bearer": {"Authorization": f"Basic {api.token(owner)}"},
+            "garbage": {"Authorization": "Bearer not.a.jwt"},
+            "wrong secret": {"Authorization": f"Bearer {forged}"},
+            "wrong role": {"Authorization": f"Bearer {service_role}"},
+            "expired": {"Authorization": f"Bearer {expired}"},
+            "alg none": {"Authorization": f"Bearer {unsigned}"},
+        }
+        for name, headers in cases.items():
+            for method, url in (("GET", f"/api/sync/{job_id}"), ("GET", "/api/sync"), ("POST", "/api/sync")):
+                response = await client.request(method, url, headers=headers)
+                message = assert_json_error(response, 401)
+                assert response.headers["www-authenticate"] == "Bearer", name
+                assert "eyJ" not in message, name  # the token is never echoed
+        theirs = await client.get(f"/api/sync/{job_id}", headers=api.auth(stranger))
+        assert_json_error(theirs, 404)
+        assert (await client.get("/api/sync", headers=api.auth(stranger))).json() == {"jobs": []}
+        mine = await client.get(f"/api/sync/{job_id}", headers=api.auth(owner))
+        assert mine.status_code == 200
+    assert len(await store.list_jobs()) == 1  # no request above wrote anything
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+def _chunks(size: int) -> Callable[[], AsyncIterator[bytes]]:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(size // 4096 + 1):
+            yield b" " * 4096
+
+    return body
+
+
+JOB = "/api/sync"
+BAD_INPUTS: list[tuple[str, str, str, dict[str, Any], int, str]] = [
+    # (name, method, url, request options, status, part of the message)
+    ("malformed json", "POST", JOB, {"content": b'{"type": '}, 400, "not valid JSON"),
+    ("array body", "POST", JOB, {"json": [1, 2]}, 400, "must be a JSON object, got array"),
+    ("string body", "POST", JOB, {"json": "demo"}, 400, "got string"),
+    ("oversize, declared", "POST", JOB, {"content": b"{" + b" " * 70_000 + b"}"}, 413, "limit"),
+    ("oversize, chunked", "POST", JOB, {"content": "chunked"}, 413, "limit"),
+    ("form body", "POST", JOB, {"data": {"type": "demo"}}, 415, "application/json"),
+    ("maxAttempts string", "POST", JOB, {"json": {"type": "demo", "maxAttempts": "3"}}, 422, "got string"),
+    ("maxAttempts bool", "POST", JOB, {"json": {"type": "demo", "maxAttempts": True}}, 422, "got boolean"),
+    ("maxAttempts zero", "POST", JOB, {"json": {"type": "demo", "maxAttempts": 0}}, 422, "between 1 and"),
+    ("maxAttempts huge", "POST", JOB, {"json": {"type": "demo", "maxAttempts": 10**6}}, 422, "between 1 and"),
+    ("payload list", "POST", JOB, {"json": {"type": "demo", "payload": [1]}}, 422, "payload must be a JSON object"),
+    ("type number", "POST", JOB, {"json": {"type": 5}}, 422, "type must be a string"),
+    ("unknown type", "POST", JOB, {"json": {"type": "mystery"}}, 422, "unknown job type 'mystery'"),
+    ("unknown field", "POST", JOB, {"json": {"typ": "demo"}}, 422, "unknown field(s): typ"),
+    ("limit zero", "GET", f"{JOB}?limit=0", {}, 422, "limit must be"),
+    ("limit text", "GET", f"{JOB}?limit=ten", {}, 422, "limit must be"),
+    ("limit huge", "GET", f"{JOB}?limit=100000", {}, 422, "limit must be"),
+    ("malformed job id", "GET", f"{JOB}/not-a-uuid", {}, 404, "no such job"),
+    ("unknown job id", "GET", f"{JOB}/{uuid.uuid4()}", {}, 404, "no such job"),
+    ("wrong method", "DELETE", JOB, {}, 405, "allowed: GET, HEAD, POST"),
+    ("wrong method on a job", "PUT", f"{JOB}/{uuid.uuid4()}", {"json": {}}, 405, "not allowed"),
+    ("unknown route", "GET", "/api/nothing-here", {}, 404, "no route"),
+    ("connect without code", "POST", "/api/strava/connect", {"json": {}}, 422, "code must be"),
+    ("connect code number", "POST", "/api/strava/connect", {"json": {"code": 5}}, 422, "code must be"),
+    ("connect empty body", "POST", "/api/strava/connect", {}, 400, "empty"),
+    ("connect unconfigured", "POST", "/api/strava/connect", {"json": {"code": "abc"}}, 503, "not configured"),
+    ("event of a club", "POST", "/api/strava/webhook", {"json": {"object_type": "club"}}, 422, "object_type"),
+    (
+        "event without owner",
+        "POST",
+        "/api/strava/webhook",
+        {"json": {"object_type": "activity", "aspect_type": "create", "object_id": 1}},
+        422,
+        "owner_id",
+    ),
+    ("challenge, wrong mode", "GET", "/api/strava/webhook?hub.mode=x&hub.challenge=1", {}, 400, "hub.mode"),
+]
+
+
+async def test_bad_input_is_a_one_line_json_4xx_and_writes_nothing(store: Store, user_id: uuid.UUID) -> None:
+    api = ApiHarness(store)
+    wrong = []
+    async with api.client() as client:
+        for name, method, url, options, status, fragment in BAD_INPUTS:
+            options = dict(options)
+            if options.get("content") == "chunked":
+                options["content"] = _chunks(70_000)()
+            response = await client.request(method, url, headers=api.auth(user_id), **options)
+            try:
+                message = assert_json_error(response, status)
+                assert fragment in message, message
+            except AssertionError as exc:
+                wrong.append(f"{name}: {exc}")
+    assert wrong == []
+    await api.drain()
+    assert await store.list_jobs() == []
+    assert await store.get_tokens(user_id) is None
+
+
+async def test_oversize_chunked_body_is_refused_while_reading_over_loopback(store: Store, user_id: uuid.UUID) -> None:
+    api = ApiHarness(store, max_body_bytes=1024)
+    async with running_server(api.app) as base_url, api.client(base_url) as client:
+        response = await client.post("/api/sync", content=_chunks(1_000_000)(), headers=api.auth(user_id))
+        assert_json_error(response, 413)
+        # The server is fine afterwards, and a body just under the limit is accepted.
+        small = b'{"type": "noop"' + b" " * 900 + b"}"
+        ok = await client.post("/api/sync", content=small, headers=api.auth(user_id))
+        assert ok.status_code == 202, ok.text
+    await api.drain()
+    assert [job.type for job in await store.list_jobs()] == ["noop"]
+
+
+async def test_store_failure_is_503_not_500(tmp_path: Path, user_id: uuid.UUID) -> None:
+    broken = open_store(f"sqlite:///{tmp_path / 'missing-dir' / 'syncsim.db'}")
+    api = ApiHarness(broken)
+    async with api.client() as client:
+        submit = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user_id))
+        status = await client.get(f"/api/sync/{uuid.uuid4()}", headers=api.auth(user_id))
+        health = await client.get("/healthz")
+    assert "cannot open sqlite store" in assert_json_error(submit, 503)
+    assert_json_error(status, 503)
+    assert health.status_code == 200
+
+
+async def test_health_names_platform_strategy_and_a_redacted_store(sqlite_url: str) -> None:
+    app = build_app(sqlite_url, platform="hobby", strategy="resumable", jwt_secret=SECRET, time_scale=0.5)
+    assert app.state.platform.spec.max_duration_s == 5.0  # hobby's 10 s, scaled
+    async with running_server(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+        health = await client.get("/healthz")
+    assert health.json() == {"status": "ok", "store": sqlite_url, "platform": "hobby", "strategy": "resumable"}
+    secret_store = open_store("postgresql://syncsim:hunter2@db.example:5432/app")
+    api = ApiHarness(secret_store)
+    async with api.client() as client:
+        body = (await client.get("/healthz")).text
+    assert "hunter2" not in body and "***" in body
+
+
+async def test_openapi_describes_exactly_the_routes_the_app_serves(store: Store) -> None:
+    api = ApiHarness(store)
+    served = set()
+    for route in api.app.routes:
+        for method in getattr(route, "methods", None) or ():
+            if method != "HEAD":
+                served.add((route.path, method.lower()))  # type: ignore[attr-defined]
+    async with api.client() as client:
+        document = (await client.get("/openapi.json")).json()
+    assert document == openapi_document()
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert documented == served
+    assert document["openapi"].startswith("3.")
+    # Every status the bad-input cases produce on a documented route is documented for it.
+    templates = {"/api/sync": "/api/sync", "/api/strava/connect": "/api/strava/connect"}
+    for _, method, url, _, status, _ in BAD_INPUTS:
+        path = url.split("?")[0]
+        template = templates.get(path, "/api/sync/{jobId}" if path.startswith("/api/sync/") else path)
+        operation = document["paths"].get(template, {}).get(method.lower())
+        if operation is not None:
+            assert str(status) in operation["responses"], (method, url, status)

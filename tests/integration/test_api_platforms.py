@@ -1,0 +1,195 @@
+"""The API under platform time limits: resumable polls continue jobs, waituntil jobs are killed, 504s; Vercel."""
+
+from __future__ import annotations
+
+import asyncio
+import runpy
+import sys
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from syncsim.api import create_app
+from syncsim.clock import SystemClock
+from syncsim.errors import ConfigError
+from syncsim.jobs.model import JobStatus
+from syncsim.jobs.store import Store
+from syncsim.platform import platform_spec
+from syncsim.service import JobService
+from syncsim.vercel import VercelFunctions, VercelPlatform
+from tests.integration.test_api_support import SECRET, ApiHarness, assert_json_error, poll_until
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("ending", "margin_s"),
+    [
+        ("stopped cleanly", 0.05),
+        # With the margin switched off the runner does not see the deadline coming: the platform kills it.
+        ("killed", -60.0),
+    ],
+)
+async def test_resumable_job_cut_at_the_deadline_is_continued_by_the_next_poll(
+    store: Store, user_id: uuid.UUID, ending: str, margin_s: float
+) -> None:
+    api = ApiHarness(
+        store,
+        platform=platform_spec("hobby").with_limit(0.45),
+        strategy="resumable",
+        deadline_margin_s=margin_s,
+        lease_s=0.5,
+    )
+    async with api.client() as client:
+        response = await client.post(
+            "/api/sync", json={"type": "demo", "payload": {"steps": 6, "step_s": 0.1}}, headers=api.auth(user_id)
+        )
+        assert response.status_code == 202
+        first = api.platform.invocations[0]
+        await first.drain()
+        cut = await store.get_job(uuid.UUID(response.json()["jobId"]))
+        assert cut is not None and 1 <= cut.progress["steps_done"] < 6
+        if ending == "killed":
+            assert first.killed and cut.status is JobStatus.RUNNING
+        else:
+            assert not first.killed and cut.status is JobStatus.PENDING
+        job, _ = await poll_until(client, response.json()["jobId"], api.auth(user_id), every_s=0.1)
+    assert job["status"] == "completed" and job["result"] == {"steps_done": 6}
+    assert job["runs"] >= 2  # a poll's invocation picked it up again
+    # A clean stop spends no attempt; a kill spends the one that was running.
+    if ending == "stopped cleanly":
+        assert job["attempts"] == 1
+    else:
+        assert job["attempts"] >= 2
+
+
+async def test_waituntil_job_is_killed_at_the_deadline_and_stays_running(store: Store, user_id: uuid.UUID) -> None:
+    """The design's failure mode: a sync longer than the limit is killed and left ``running``."""
+    api = ApiHarness(store, platform=platform_spec("hobby").with_limit(0.3), strategy="waituntil")
+    async with api.client() as client:
+        response = await client.post(
+            "/api/sync", json={"type": "demo", "payload": {"steps": 8, "step_s": 0.1}}, headers=api.auth(user_id)
+        )
+        assert response.status_code == 202
+        await api.platform.invocations[0].drain()
+        assert api.platform.invocations[0].killed
+        for _ in range(3):  # polls do not rescue it under waituntil
+            job = (await client.get(f"/api/sync/{response.json()['jobId']}", headers=api.auth(user_id))).json()
+            await asyncio.sleep(0.05)
+    assert job["status"] == "running" and job["completedAt"] is None
+    assert 1 <= job["progress"]["steps_done"] < 8
+    assert job["runs"] == 1 and job["attempts"] == 1
+
+
+class SlowStore:
+    """A real store whose job creation takes ``delay_s`` longer: a database that has become slow."""
+
+    def __init__(self, store: Store, delay_s: float) -> None:
+        self._store = store
+        self.delay_s = delay_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def create_job(self, **kwargs: Any) -> Any:
+        await asyncio.sleep(self.delay_s)
+        return await self._store.create_job(**kwargs)
+
+
+async def test_request_handler_overrunning_the_deadline_is_504_and_writes_nothing(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    api = ApiHarness(SlowStore(store, delay_s=0.5), platform=platform_spec("hobby").with_limit(0.15))  # type: ignore[arg-type]
+    async with api.client() as client:
+        started = asyncio.get_running_loop().time()
+        response = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user_id))
+        took = asyncio.get_running_loop().time() - started
+        assert "time limit" in assert_json_error(response, 504)
+        assert took < 0.45  # answered at the deadline, not after the slow write
+        assert (await client.get("/healthz")).status_code == 200  # the next invocation is fine
+    await asyncio.sleep(0.6)  # past the moment the slow write would have landed
+    assert await store.list_jobs() == []
+    assert api.platform.invocations[0].killed
+
+
+# -- Vercel --------------------------------------------------------------------------------------------------
+class RecordingRuntime:
+    """Stands in for Vercel's runtime hooks: records what ``wait_until`` was given; a fixed deadline."""
+
+    def __init__(self, deadline: datetime | None) -> None:
+        self.deadline = deadline
+        self.waited: list[Awaitable[Any]] = []
+
+    def functions(self) -> VercelFunctions:
+        return VercelFunctions(wait_until=self.waited.append, get_deadline=lambda: self.deadline)
+
+
+async def test_vercel_platform_hands_background_work_to_the_runtime(store: Store, user_id: uuid.UUID) -> None:
+    deadline = datetime.fromtimestamp(SystemClock().now() + 60, UTC)
+    runtime = RecordingRuntime(deadline)
+    platform = VercelPlatform("pro", functions=runtime.functions())
+    api = ApiHarness(store)
+    app = create_app(service=JobService(api.runner), platform=platform, jwt_secret=SECRET)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel.test") as client:
+        response = await client.post(
+            "/api/sync", json={"type": "demo", "payload": {"steps": 2, "step_s": 0.01}}, headers=api.auth(user_id)
+        )
+        assert response.status_code == 202
+        health = (await client.get("/healthz")).json()
+    assert health["platform"] == "pro"
+    assert len(runtime.waited) == 1 and isinstance(runtime.waited[0], asyncio.Task)
+    await runtime.waited[0]  # what Vercel waits for is the job itself
+    job = await store.get_job(uuid.UUID(response.json()["jobId"]))
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert platform.start_invocation().deadline == pytest.approx(deadline.timestamp())
+
+
+async def test_vercel_deadline_falls_back_to_the_configured_max_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = RecordingRuntime(deadline=None)
+    monkeypatch.setenv("VERCEL_FUNCTION_MAX_DURATION", "42")
+    platform = VercelPlatform("hobby", functions=runtime.functions())
+    invocation = platform.start_invocation()
+    assert invocation.deadline == pytest.approx(invocation.started_at + 42)
+    monkeypatch.delenv("VERCEL_FUNCTION_MAX_DURATION")
+    invocation = platform.start_invocation()
+    assert invocation.deadline == pytest.approx(invocation.started_at + 10)  # hobby's own limit
+
+
+def test_vercel_platform_without_the_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vercel", None)  # as if not installed
+    with pytest.raises(ConfigError, match="pip install vercel"):
+        VercelPlatform()
+
+
+def _fake_vercel_package(root: Path) -> None:
+    """A minimal ``vercel`` package on disk with the two hooks, as the Vercel runtime would provide."""
+    package = root / "vercel"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "functions.py").write_text(
+        "WAITED = []\ndef wait_until(awaitable):\n    WAITED.append(awaitable)\ndef get_deadline():\n    return None\n"
+    )
+
+
+async def test_vercel_entry_point_builds_the_app_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
+    _fake_vercel_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "vercel", raising=False)
+    monkeypatch.setenv("SYNCSIM_STORE", sqlite_url)
+    monkeypatch.setenv("SYNCSIM_JWT_SECRET", SECRET)
+    monkeypatch.setenv("SYNCSIM_STRATEGY", "resumable")
+    monkeypatch.setenv("SYNCSIM_PLATFORM", "hobby")
+    app = runpy.run_path(str(REPO / "api" / "index.py"))["app"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel.test") as client:
+        health = (await client.get("/healthz")).json()
+    assert health == {"status": "ok", "store": sqlite_url, "platform": "hobby", "strategy": "resumable"}
+    monkeypatch.setenv("SYNCSIM_STRATEGY", "worker")
+    with pytest.raises(ConfigError, match="SYNCSIM_STRATEGY"):
+        runpy.run_path(str(REPO / "api" / "index.py"))

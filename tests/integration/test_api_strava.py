@@ -1,0 +1,233 @@
+"""The API with Strava: OAuth connect, a real strava_sync against FakeStrava, webhooks, and secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from syncsim.api import DEAUTHORIZED_REASON
+from syncsim.clock import SystemClock
+from syncsim.jobs.model import JobStatus
+from syncsim.jobs.store import Store, open_store
+from syncsim.serve import running_server
+from syncsim.strava.client import StravaClient
+from syncsim.strava.fake import FakeStrava
+from tests.integration.test_api_support import SECRET, VERIFY_TOKEN, ApiHarness, assert_json_error, poll_until
+
+
+class StravaWorld:
+    """A FakeStrava, a StravaClient that talks to it and stores tokens in ``store``, and the API over both."""
+
+    def __init__(self, store: Store, *, latency_s: float = 0.0, **options: Any) -> None:
+        self.store = store
+        self.fake = FakeStrava(clock=SystemClock(), seed=7, latency=latency_s)
+        self.client = StravaClient(
+            tokens=store,
+            clock=SystemClock(),
+            base_url="http://fake-strava.local",
+            transport=self.fake.transport(),
+            client_id=self.fake.client_id,
+            client_secret=self.fake.client_secret,
+        )
+        self.api = ApiHarness(store, strava=self.client, resources={"strava": self.client}, **options)
+
+    async def connected_athlete(self, user: uuid.UUID, activities: int) -> int:
+        """An athlete with ``activities`` activities whose tokens the store already holds for ``user``."""
+        athlete = self.fake.add_athlete(activities=activities)
+        await self.store.save_tokens(user, athlete.tokens(), now=SystemClock().now())
+        return athlete.athlete_id
+
+
+@pytest.fixture
+async def world(store: Store) -> AsyncIterator[StravaWorld]:
+    w = StravaWorld(store)
+    yield w
+    await w.api.drain()
+    await w.client.aclose()
+
+
+def _event(owner_id: int, **fields: Any) -> dict[str, Any]:
+    event = {
+        "object_type": "activity",
+        "object_id": 1_234_567,
+        "aspect_type": "create",
+        "updates": {},
+        "owner_id": owner_id,
+        "subscription_id": 120_475,
+        "event_time": 1_700_000_000,
+    }
+    event.update(fields)
+    return event
+
+
+async def test_connect_then_sync_stores_every_activity_once(world: StravaWorld, user_id: uuid.UUID) -> None:
+    athlete = world.fake.add_athlete(activities=450)
+    api = world.api
+    async with running_server(api.app) as base_url, api.client(base_url) as client:
+        connect = await client.post("/api/strava/connect", json={"code": athlete.code}, headers=api.auth(user_id))
+        assert connect.status_code == 200, connect.text
+        assert connect.json() == {"athleteId": athlete.athlete_id}
+        response = await client.post("/api/sync", headers=api.auth(user_id))  # no body: a strava_sync
+        assert response.status_code == 202 and response.json()["created"] is True
+        job, _ = await poll_until(client, response.json()["jobId"], api.auth(user_id))
+        assert job["status"] == "completed", job
+        assert job["type"] == "strava_sync"
+        assert job["result"]["activities"] == 450 and job["result"]["pages"] == 3  # 200 + 200 + 50
+        assert await world.store.count_activities(user_id) == 450
+        # Syncing again is incremental and idempotent: nothing new, nothing duplicated.
+        again = await client.post("/api/sync", headers=api.auth(user_id))
+        job, _ = await poll_until(client, again.json()["jobId"], api.auth(user_id))
+    assert job["status"] == "completed" and job["result"]["mode"] == "incremental"
+    assert await world.store.count_activities(user_id) == 450
+    tokens = await world.store.get_tokens(user_id)
+    assert tokens is not None and tokens.athlete_id == athlete.athlete_id
+    assert tokens.access_token not in connect.text and tokens.refresh_token not in connect.text
+
+
+async def test_connect_with_a_refused_code_is_400_and_stores_nothing(world: StravaWorld, user_id: uuid.UUID) -> None:
+    world.fake.add_athlete(activities=1)
+    async with world.api.client() as client:
+        response = await client.post(
+            "/api/strava/connect", json={"code": "not-a-real-code"}, headers=world.api.auth(user_id)
+        )
+    assert_json_error(response, 400)
+    assert await world.store.get_tokens(user_id) is None
+
+
+async def test_webhook_challenge_is_echoed_only_for_the_right_verify_token(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    await store.migrate()
+    api = ApiHarness(store)
+    query = "hub.mode=subscribe&hub.challenge=15f7d1a91c1f40f8a748fd134752feb3"
+    async with api.client() as client:
+        right = await client.get(f"/api/strava/webhook?{query}&hub.verify_token={VERIFY_TOKEN}")
+        wrong = await client.get(f"/api/strava/webhook?{query}&hub.verify_token=guess")
+        missing = await client.get(f"/api/strava/webhook?{query}")
+    assert right.status_code == 200
+    assert right.json() == {"hub.challenge": "15f7d1a91c1f40f8a748fd134752feb3"}
+    assert_json_error(wrong, 403)
+    assert_json_error(missing, 403)
+    await store.close()
+
+
+async def test_activity_events_start_one_incremental_sync_and_are_acknowledged_at_once(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    world = StravaWorld(store, latency_s=0.1)  # a sync that takes a while: ~0.4 s
+    athlete_id = await world.connected_athlete(user_id, activities=450)
+    api = world.api
+    loop = asyncio.get_running_loop()
+    async with running_server(api.app) as base_url, api.client(base_url) as client:
+        started = loop.time()
+        created = await client.post("/api/strava/webhook", json=_event(athlete_id))
+        acknowledged_s = loop.time() - started
+        updated = await client.post(
+            "/api/strava/webhook", json=_event(athlete_id, aspect_type="update", updates={"title": "Morning Ride"})
+        )
+        assert (created.status_code, updated.status_code) == (200, 200)
+        assert created.json() == {"status": "accepted"}
+        assert acknowledged_s < 0.3  # Strava wants its 200 within 2 s; the sync itself runs afterwards
+        await api.drain()
+    jobs = await store.list_jobs(user_id=user_id)
+    assert len(jobs) == 1  # the update arrived while the first sync was active: no second job
+    job = jobs[0]
+    assert job.type == "strava_sync" and job.status is JobStatus.COMPLETED
+    assert job.payload == {"mode": "incremental", "trigger": _event(athlete_id)}
+    assert await store.count_activities(user_id) == 450
+    await world.client.aclose()
+
+
+async def test_deauthorization_removes_tokens_and_ends_pending_jobs(world: StravaWorld, user_id: uuid.UUID) -> None:
+    athlete_id = await world.connected_athlete(user_id, activities=3)
+    runner = world.api.runner
+    pending = [(await runner.submit(user_id, {}, type=t))[0].id for t in ("strava_sync", "demo")]
+    bystander = uuid.uuid4()
+    await world.connected_athlete(bystander, activities=3)
+    event = _event(athlete_id, object_type="athlete", object_id=athlete_id, aspect_type="update")
+    event["updates"] = {"authorized": "false"}
+    async with world.api.client() as client:
+        response = await client.post("/api/strava/webhook", json=event)
+    assert response.status_code == 200
+    await world.api.drain()
+    assert await world.store.get_tokens(user_id) is None
+    assert await world.store.user_for_athlete(athlete_id) is None
+    for job_id in pending:
+        job = await world.store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.FAILED and job.error == DEAUTHORIZED_REASON
+    assert await world.store.get_tokens(bystander) is not None  # nobody else is touched
+
+
+async def test_events_of_unknown_athletes_are_acknowledged_and_ignored(world: StravaWorld) -> None:
+    async with world.api.client() as client:
+        response = await client.post("/api/strava/webhook", json=_event(owner_id=424242))
+        deauth = await client.post(
+            "/api/strava/webhook",
+            json=_event(424242, object_type="athlete", aspect_type="update", updates={"authorized": "false"}),
+        )
+    assert (response.status_code, deauth.status_code) == (200, 200)
+    await world.api.drain()
+    assert await world.store.list_jobs() == []
+
+
+async def test_secrets_never_appear_in_responses_or_logs(
+    world: StravaWorld, user_id: uuid.UUID, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    athlete = world.fake.add_athlete(activities=30)
+    api = world.api
+    bearer = api.token(user_id)
+    headers = {"Authorization": f"Bearer {bearer}"}
+    bodies = []
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/api/strava/connect", {"json": {"code": athlete.code}, "headers": headers}),
+        ("POST", "/api/sync", {"headers": headers}),
+        ("GET", "/api/sync", {"headers": headers}),
+        ("GET", f"/api/strava/webhook?hub.mode=subscribe&hub.challenge=c&hub.verify_token={VERIFY_TOKEN}", {}),
+        ("GET", "/api/strava/webhook?hub.mode=subscribe&hub.challenge=c&hub.verify_token=wrong", {}),
+        ("POST", "/api/strava/webhook", {"json": _event(athlete.athlete_id)}),
+        ("GET", "/api/sync", {"headers": {"Authorization": f"Bearer {bearer}x"}}),
+        ("GET", "/healthz", {}),
+    ]
+    async with api.client() as client:
+        for method, url, options in requests:
+            response = await client.request(method, url, **options)
+            bodies.append(response.text)
+        await api.drain()
+        bodies.append((await client.get("/api/sync", headers=headers)).text)
+    tokens = await world.store.get_tokens(user_id)
+    assert tokens is not None
+    secrets = [SECRET, VERIFY_TOKEN, bearer, athlete.code, tokens.access_token, tokens.refresh_token]
+    secrets += [world.fake.client_secret]
+    # The test client's own request log names its URLs (with the verify token it sent): not the server's.
+    server_logs = "\n".join(
+        record.getMessage()
+        for record in caplog.records
+        if not (record.name == "httpx" and "http://api.test" in record.getMessage())
+    )
+    assert "syncsim.api" in {record.name for record in caplog.records}  # the server did log
+    for secret in secrets:
+        assert all(secret not in body for body in bodies)
+        assert secret not in server_logs
+
+
+async def test_events_of_another_subscription_are_ignored_when_one_is_configured(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    world = StravaWorld(store, webhook_subscription_id=120_475)
+    athlete_id = await world.connected_athlete(user_id, activities=3)
+    deauth = _event(athlete_id, object_type="athlete", aspect_type="update", updates={"authorized": "false"})
+    async with world.api.client() as client:
+        forged = await client.post("/api/strava/webhook", json={**deauth, "subscription_id": 1})
+        assert forged.json() == {"status": "ignored"}
+        await world.api.drain()
+        assert await store.get_tokens(user_id) is not None
+        genuine = await client.post("/api/strava/webhook", json=deauth)
+        assert genuine.json() == {"status": "accepted"}
+        await world.api.drain()
+    assert await store.get_tokens(user_id) is None
+    await world.client.aclose()
