@@ -100,7 +100,7 @@ create temp table if not exists syncsim_activities_in (
 _UPSERT_ACTIVITIES = f"""
 insert into strava_activities ({_ACTIVITY_COLUMNS})
 select id, user_id, athlete_id, name, sport_type, start_date, distance, moving_time, elapsed_time,
-       total_elevation_gain, raw::jsonb, synced_at
+       total_elevation_gain, raw::json, synced_at
 from syncsim_activities_in
 on conflict (id) do update set
   user_id = excluded.user_id, athlete_id = excluded.athlete_id, name = excluded.name,

@@ -103,7 +103,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_migrations": False,
     }
     assert {
-        "sync_jobs_pending_due_idx",
+        "sync_jobs_pending_claim_idx",
         "sync_jobs_running_lease_idx",
         "sync_jobs_user_created_idx",
         "sync_jobs_one_active_per_user_type",
