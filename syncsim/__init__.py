@@ -54,7 +54,30 @@ _LAZY = {
     "SimulationResult": "syncsim.sim.results",
     "Comparison": "syncsim.sim.results",
     "SUCCESS_METRICS": "syncsim.sim.results",
+    "PER_PAGE": "syncsim.sync",
+    "default_handlers": "syncsim.handlers",
+    "register_builtin_handlers": "syncsim.handlers",
+    "simulate": "syncsim.sim.run",
+    "compare": "syncsim.sim.compare",
+    "reference_sweep": "syncsim.sim.compare",
+    "REFERENCE_SWEEP": "syncsim.sim.compare",
+    "Workload": "syncsim.sim.workload",
+    "WorkloadRow": "syncsim.sim.workload",
+    "Scenario": "syncsim.sim.scenario",
+    "RateLimits": "syncsim.sim.scenario",
+    "APPROVED_APP_LIMITS": "syncsim.sim.scenario",
+    "STRAVA_DEFAULT_LIMITS": "syncsim.sim.scenario",
+    "PollSchedule": "syncsim.sim.browser",
+    "create_app": "syncsim.api",
+    "build_app": "syncsim.api",
+    "mint_token": "syncsim.auth",
+    "verify_token": "syncsim.auth",
+    "VercelPlatform": "syncsim.vercel",
+    "write_report": "syncsim.report",
 }
+
+#: Public submodules, also loaded on first use.
+_LAZY_MODULES = {"plots": "syncsim.plots"}
 
 __all__ = [
     "STRATEGIES",
@@ -95,10 +118,13 @@ __all__ = [
     "open_store",
     "platform_spec",
     *_LAZY,
+    *_LAZY_MODULES,
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'syncsim' has no attribute {name!r}")
