@@ -12,12 +12,14 @@ the two re-reads that page and upserts the same rows again, so nothing is lost o
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
-from syncsim.errors import InvalidInput, PermanentError
+from syncsim.errors import InvalidInput, OutOfTime, PermanentError
 from syncsim.runner import HandlerRegistry, JobContext
 from syncsim.strava.client import StravaClient
+from syncsim.strava.models import Activity
 
 __all__ = ["JOB_TYPE", "PER_PAGE", "register_strava_sync", "strava_sync"]
 
@@ -60,42 +62,63 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
         progress.update(page=1, pages=0, activities=0, requests=0)
 
     estimate_s = float(progress.get("request_s", INITIAL_REQUEST_ESTIMATE_S))
-    first_request = True
-    while True:
-        # Stop cleanly (resumable strategy) if the next page might not make it before the deadline. The first
-        # request of an invocation only needs the margin: an estimate larger than a short limit must not stop
-        # every invocation before it starts (no progress, forever).
-        ctx.ensure_time(0.0 if first_request else estimate_s * (3 if detail else 1))
-        first_request = False
-        started = now()
-        activities = await client.list_activities(
-            ctx.user_id,
-            page=int(progress["page"]),
-            per_page=PER_PAGE,
-            after=progress["after"],
-            deadline=ctx.deadline,
-        )
-        requests = 1
-        if detail and activities:
-            detailed = []
-            for summary in activities:
-                ctx.ensure_time(estimate_s)
-                detailed.append(await client.get_activity(ctx.user_id, summary.id, deadline=ctx.deadline))
-                requests += 1
-            activities = detailed
-        elapsed = now() - started
-        estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * elapsed / requests) if requests else estimate_s
-        progress["requests"] = int(progress["requests"]) + requests
-        progress["request_s"] = round(estimate_s, 4)
-        if not activities:
-            break
-        written = await ctx.store.upsert_activities(ctx.user_id, activities, now=now())
-        progress.update(
-            page=int(progress["page"]) + 1,
-            pages=int(progress["pages"]) + 1,
-            activities=int(progress["activities"]) + written,
-        )
-        await ctx.checkpoint(progress)
+
+    def fetch(page: int) -> asyncio.Task[tuple[list[Activity], float]]:
+        async def timed() -> tuple[list[Activity], float]:
+            started = now()
+            page_items = await client.list_activities(
+                ctx.user_id, page=page, per_page=PER_PAGE, after=progress["after"], deadline=ctx.deadline
+            )
+            return page_items, now() - started
+
+        return asyncio.ensure_future(timed())
+
+    # The first request of an invocation only needs the margin: an estimate larger than a short limit must not
+    # stop every invocation before it starts (no progress, ever).
+    ctx.ensure_time(0.0)
+    pending: asyncio.Task[tuple[list[Activity], float]] | None = fetch(int(progress["page"]))
+    try:
+        while pending is not None:
+            activities, elapsed = await pending
+            pending = None
+            requests = 1
+            if detail and activities:
+                detailed = []
+                for summary in activities:
+                    ctx.ensure_time(estimate_s)
+                    started = now()
+                    detailed.append(await client.get_activity(ctx.user_id, summary.id, deadline=ctx.deadline))
+                    elapsed += now() - started
+                    requests += 1
+                activities = detailed
+            estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * elapsed / requests)
+            progress["requests"] = int(progress["requests"]) + requests
+            progress["request_s"] = round(estimate_s, 4)
+            if not activities:
+                break
+            # Ask for the next page now and store this one while Strava answers: the writes hide behind the
+            # request's latency. If the next page may not make the deadline (resumable), store this one, then stop.
+            stop: OutOfTime | None = None
+            try:
+                ctx.ensure_time(estimate_s * (3 if detail else 1))
+            except OutOfTime as exc:
+                stop = exc
+            else:
+                pending = fetch(int(progress["page"]) + 1)
+                await asyncio.sleep(0)  # let the request go out before the (possibly blocking) store write
+            written = await ctx.store.upsert_activities(ctx.user_id, activities, now=now())
+            progress.update(
+                page=int(progress["page"]) + 1,
+                pages=int(progress["pages"]) + 1,
+                activities=int(progress["activities"]) + written,
+            )
+            await ctx.checkpoint(progress)
+            if stop is not None:
+                raise stop
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
 
     total = await ctx.store.count_activities(ctx.user_id)
     return {
