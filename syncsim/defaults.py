@@ -34,3 +34,7 @@ DEADLINE_MARGIN_S = 2.0
 WORKER_POLL_S = 1.0
 #: Default user-facing listing size.
 LIST_LIMIT = 20
+#: ``GET /api/sync?limit=`` accepts 1..MAX_LIST_LIMIT: one page of a status list, not a table dump.
+MAX_LIST_LIMIT = 100
+#: ``maxAttempts`` a client may ask for: enough for flaky networks, too few to hammer Strava for hours.
+MAX_ATTEMPTS_LIMIT = 10
