@@ -84,9 +84,7 @@ def _migrate(args: argparse.Namespace) -> int:
             await store.close()
 
     applied = asyncio.run(run())
-    print(
-        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)")
-    )
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
     return 0
 
 
@@ -209,9 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace) -> int:
     from syncsim.jobs.model import parse_user_id
 
-    user_id = (
-        parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
-    )
+    user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
     result = asyncio.run(_run_foreground_sync(args, user_id))
     print(
         f"{result['status']}: {result['activities']} activities synced ({result['mode']}) in {result['pages']} "
@@ -270,9 +266,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
         payload = {"mode": args.mode, "detail": args.detail}
         job, created = await runner.submit(user_id, payload, type="strava_sync")
         if not created and job.status.value == "running" and not runner.is_due(job):
-            raise InvalidInput(
-                f"user {user_id} already has a running sync ({job.id}); try again when it ends"
-            )
+            raise InvalidInput(f"user {user_id} already has a running sync ({job.id}); try again when it ends")
         started = clock.now()
         with tqdm(desc="strava sync", unit=" activities", disable=args.quiet) as bar:
 
@@ -281,6 +275,8 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 bar.set_postfix(pages=progress.get("pages"), requests=progress.get("requests"))
 
             done = await runner.run_job(job.id, on_progress=on_progress)
+        if args.trace:
+            trace.to_csv(args.trace)
         if done is None:
             raise InvalidInput(f"job {job.id} was not due: it is {job.status.value}")
         result = done.result or {}
@@ -351,16 +347,13 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("sync", help="run one Strava sync in the foreground, with a progress bar")
     _store_arg(p)
     p.add_argument("--user", help="the syncsim user (UUID); default: a fixed demo user")
-    p.add_argument(
-        "--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)"
-    )
-    p.add_argument(
-        "--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities"
-    )
+    p.add_argument("--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)")
+    p.add_argument("--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities")
     p.add_argument("--seed", type=int, default=0, help="FakeStrava's seed (with --fake)")
     p.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto")
     p.add_argument("--detail", action="store_true", help="also fetch each activity's detail")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--trace", metavar="FILE.csv", help="write every Strava request (no tokens) to a CSV trace")
 
     p = sub.add_parser("fake-strava", help="serve FakeStrava on loopback (prints how to get each athlete's token)")
     p.add_argument("--host", default="127.0.0.1")
@@ -399,8 +392,6 @@ def _register_plugins(sub: Any, modules: Sequence[str]) -> None:
 
     for name in modules:
         _COMMANDS.update(importlib.import_module(name).register_cli(sub))
-
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -66,6 +67,30 @@ class Trace:
 
         columns = list(TraceRecord.__dataclass_fields__)
         return pd.DataFrame(self.records, columns=columns)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the records as CSV (one row per attempt, no tokens) — what the simulator calibrates from."""
+        import csv
+
+        path = Path(path)
+        columns = list(TraceRecord.__dataclass_fields__)
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.records)
+        return path
+
+    @staticmethod
+    def latencies_from_csv(path: str | Path, *, endpoint: str = "/athlete/activities") -> list[float]:
+        """The answered requests' latencies (seconds) of ``endpoint`` in a trace CSV."""
+        import csv
+
+        with Path(path).open(newline="") as fh:
+            return [
+                float(row["latency_s"])
+                for row in csv.DictReader(fh)
+                if row["endpoint"] == endpoint and row["status"] not in ("", "None")
+            ]
 
     def latency_summary(self) -> dict[str, dict[str, float]]:
         """Per endpoint: ``count``, ``mean``, ``p50``, ``p90``, ``p99`` and ``max`` latency in seconds.
