@@ -39,7 +39,7 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
     assert "completed: 450 activities synced (full) in 3 page(s)" in result.stdout
     trace = (tmp_path / "trace.csv").read_text()
     assert trace.count("/athlete/activities") == 4  # 3 pages and the empty one that ends the sync
-    assert not re.search(r"[0-9a-f]{40}", trace) and "token" not in trace  # no token (40 hex chars), no query
+    assert not re.search(r"[0-9a-f]{40}", trace) and "access_token" not in trace  # no token (40 hex), no query
     listing = syncsim("jobs", cwd=tmp_path)
     assert "strava_sync" in listing.stdout and "completed" in listing.stdout
 
