@@ -588,6 +588,7 @@ def build_app(
     time_scale: float = 1.0,
     clock: Clock | None = None,
     migrate: bool = True,
+    max_background_jobs: int | None = defaults.MAX_BACKGROUND_JOBS,
     **runner_options: Any,
 ) -> Starlette:
     """The whole server from a store URL: store, runner with every handler, platform, clock, Strava client.
@@ -596,6 +597,7 @@ def build_app(
     ``jwt_secret`` defaults to ``$SYNCSIM_JWT_SECRET``, ``webhook_verify_token`` to
     ``$STRAVA_WEBHOOK_VERIFY_TOKEN``; Strava's client credentials come from ``$STRAVA_CLIENT_ID`` /
     ``$STRAVA_CLIENT_SECRET``. With ``migrate`` the store is migrated at start-up (ASGI lifespan).
+    ``max_background_jobs`` bounds the syncs this process runs at once (see :class:`JobService`).
     """
     from syncsim.jobs.store import open_store
     from syncsim.platform import LocalPlatform, platform_spec
@@ -622,7 +624,10 @@ def build_app(
     store = open_store(store_url)
     strava = StravaClient(tokens=store, clock=clock, base_url=strava_url or STRAVA_BASE_URL)
     runner_options.setdefault("resources", {"strava": strava})
-    service = JobService(_build_runner(store, clock=clock, strategy=strategy, **runner_options))
+    service = JobService(
+        _build_runner(store, clock=clock, strategy=strategy, **runner_options),
+        max_background_jobs=max_background_jobs,
+    )
     verify = webhook_verify_token if webhook_verify_token is not None else os.environ.get(WEBHOOK_VERIFY_TOKEN_ENV)
     subscription = os.environ.get(WEBHOOK_SUBSCRIPTION_ENV)
     if subscription is not None and not subscription.strip().isdigit():

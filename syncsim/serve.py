@@ -106,6 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
         strava_url=args.strava_url,
         time_scale=args.time_scale,
         migrate=False,
+        max_background_jobs=args.max_background_jobs or None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(
@@ -140,6 +141,12 @@ def register_cli(subparsers: Any) -> dict[str, Command]:
         type=float,
         default=1.0,
         help="multiply the platform's time limit (scaled validation runs)",
+    )
+    p.add_argument(
+        "--max-background-jobs",
+        type=int,
+        default=defaults.MAX_BACKGROUND_JOBS,
+        help=f"jobs this process syncs at once; the rest wait (0: no bound; default {defaults.MAX_BACKGROUND_JOBS})",
     )
 
     p = subparsers.add_parser("token", help="print a user JWT for local use (HS256, $SYNCSIM_JWT_SECRET)")

@@ -7,6 +7,7 @@ platform (local, Vercel, simulated) or the strategy changes nothing above this c
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -21,8 +22,17 @@ __all__ = ["JobService"]
 class JobService:
     """Submit jobs, report their status, and keep them moving within the platform's invocations."""
 
-    def __init__(self, runner: JobRunner) -> None:
+    def __init__(self, runner: JobRunner, *, max_background_jobs: int | None = None) -> None:
+        """``max_background_jobs`` bounds the jobs this process runs at once in the background (``None``: no
+        bound). One server process shares its CPU between answering requests and syncing; without a bound, a
+        burst of syncs (each page is parsing and writing) starves the requests. On a serverless platform each
+        invocation is its own instance and no bound is needed; the simulator models that.
+        """
+        if max_background_jobs is not None and max_background_jobs < 1:
+            raise ValueError("max_background_jobs must be >= 1 or None")
         self.runner = runner
+        self.max_background_jobs = max_background_jobs
+        self._slots: asyncio.Semaphore | None = None
 
     @property
     def strategy(self) -> str:
@@ -64,4 +74,13 @@ class JobService:
     def start_in_background(self, job_id: uuid.UUID, invocation: Invocation, **options: Any) -> None:
         if self.runner.strategy.uses_worker:
             return  # a worker claims it
-        invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options))
+        if self.max_background_jobs is None:
+            invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options))
+        else:
+            invocation.wait_until(self._in_slot(job_id, invocation, options))
+
+    async def _in_slot(self, job_id: uuid.UUID, invocation: Invocation, options: dict[str, Any]) -> Job | None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_background_jobs or 1)
+        async with self._slots:
+            return await self.runner.run_job(job_id, invocation=invocation, **options)

@@ -142,10 +142,7 @@ async def test_two_workers_never_run_the_same_job(store_url: str, handlers: Hand
     stores = [open_store(store_url) for _ in range(2)]
     await stores[0].migrate()
     submitter = _runner(stores[0], handlers)
-    ids = [
-        (await submitter.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo"))[0].id
-        for _ in range(24)
-    ]
+    ids = [(await submitter.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo"))[0].id for _ in range(24)]
     workers = [Worker(_runner(s, handlers), concurrency=3, burst=True, poll_s=0.01) for s in stores]
     stats = await asyncio.gather(*(w.run() for w in workers))
     assert sum(s.jobs_run for s in stats) == 24
@@ -181,3 +178,26 @@ async def test_bad_input_gives_one_clear_error_and_writes_nothing(
         await runner.submit(user, payload, type=job_type, max_attempts=max_attempts)
     assert "\n" not in str(info.value)
     assert await store.list_jobs() == []
+
+
+async def test_a_bounded_service_runs_background_jobs_one_slot_at_a_time(
+    store: Store, handlers: HandlerRegistry
+) -> None:
+    service = JobService(_runner(store, handlers, strategy="waituntil"), max_background_jobs=1)
+    platform = LocalPlatform("unlimited")
+    invocations, ids = [], []
+    for _ in range(3):
+        invocation = platform.start_invocation()
+        job, _ = await service.submit(uuid.uuid4(), {"steps": 2, "step_s": 0.02}, type="demo", invocation=invocation)
+        invocation.finish_response()
+        invocations.append(invocation)
+        ids.append(job.id)
+    for invocation in invocations:
+        await invocation.drain()
+    rows = [await store.get_job(job_id) for job_id in ids]
+    assert all(r is not None and r.status is JobStatus.COMPLETED for r in rows)
+    spans = sorted((r.started_at, r.completed_at) for r in rows if r is not None)
+    for (_, first_done), (second_start, _) in zip(spans, spans[1:], strict=False):
+        assert first_done is not None and second_start is not None and second_start >= first_done
+    with pytest.raises(ValueError):
+        JobService(_runner(store, handlers), max_background_jobs=0)
