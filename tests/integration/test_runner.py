@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 
 import pytest
@@ -197,7 +198,7 @@ async def test_a_bounded_service_runs_background_jobs_one_slot_at_a_time(
     rows = [await store.get_job(job_id) for job_id in ids]
     assert all(r is not None and r.status is JobStatus.COMPLETED for r in rows)
     spans = sorted((r.started_at, r.completed_at) for r in rows if r is not None)
-    for (_, first_done), (second_start, _) in zip(spans, spans[1:], strict=False):
+    for (_, first_done), (second_start, _) in itertools.pairwise(spans):
         assert first_done is not None and second_start is not None and second_start >= first_done
     with pytest.raises(ValueError):
         JobService(_runner(store, handlers), max_background_jobs=0)
