@@ -19,9 +19,7 @@ async def demo_handler(ctx: JobContext) -> dict[str, Any]:
     steps = ctx.payload.get("steps", 3)
     step_s = ctx.payload.get("step_s", 0.1)
     fail_attempts = ctx.payload.get("fail_attempts", 0)
-    if not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in (steps, step_s, fail_attempts)
-    ):
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (steps, step_s, fail_attempts)):
         raise InvalidInput("demo payload fields steps, step_s, fail_attempts must be numbers")
     if ctx.job.attempts <= fail_attempts:
         raise RetryableError(f"scripted demo failure on attempt {ctx.job.attempts}")

@@ -148,9 +148,7 @@ class Invocation:
         if self.deadline is None:
             return
         delay = max(0.0, self.deadline - self.clock.now())
-        self._timer = asyncio.get_running_loop().call_later(
-            delay, self.kill, "reached the platform's time limit"
-        )
+        self._timer = asyncio.get_running_loop().call_later(delay, self.kill, "reached the platform's time limit")
 
     def kill(self, reason: str = "killed") -> None:
         """Kill now: cancel every background task; stores given to this invocation refuse further calls."""

@@ -60,12 +60,8 @@ class Strategy:
 
 
 STRATEGIES: dict[str, Strategy] = {
-    "waituntil": Strategy(
-        name="waituntil", inline_retries=True, stop_before_deadline=False, continue_on_poll=False
-    ),
-    "resumable": Strategy(
-        name="resumable", inline_retries=False, stop_before_deadline=True, continue_on_poll=True
-    ),
+    "waituntil": Strategy(name="waituntil", inline_retries=True, stop_before_deadline=False, continue_on_poll=False),
+    "resumable": Strategy(name="resumable", inline_retries=False, stop_before_deadline=True, continue_on_poll=True),
     "worker": Strategy(
         name="worker",
         inline_retries=False,
@@ -121,9 +117,7 @@ class JobContext:
         if not self.strategy.stop_before_deadline or self.deadline is None:
             return
         if self.time_left() < needed_s + self.deadline_margin_s:
-            raise OutOfTime(
-                "stopped before the invocation's deadline; continuing in a new one", at=self.clock.now()
-            )
+            raise OutOfTime("stopped before the invocation's deadline; continuing in a new one", at=self.clock.now())
 
     async def checkpoint(self, progress: dict[str, Any]) -> None:
         """Save progress to the job row (and extend the lease), then tell the progress callback."""
@@ -300,9 +294,7 @@ class JobRunner:
             except (InvocationKilled, asyncio.CancelledError):
                 raise
             except Exception as exc:
-                decision = self.retry.decide(
-                    exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng
-                )
+                decision = self.retry.decide(exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -324,18 +316,14 @@ class JobRunner:
                     updated_at=done_at,
                 )
             if isinstance(decision, Wait):
-                await store.reschedule_job(
-                    job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now
-                )
+                await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
                 return await store.get_job(job.id)
             if isinstance(decision, Fail):
                 await store.fail_job(job.id, worker_id=runner_id, error=decision.reason, now=now)
                 return await store.get_job(job.id)
             assert isinstance(decision, Retry)
             retry_at = now + decision.retry_in
-            await store.retry_job(
-                job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now
-            )
+            await store.retry_job(job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now)
             if not self.strategy.inline_retries:
                 return await store.get_job(job.id)
             # The approved design's inline retry: sleep the backoff inside this invocation, then run again.
@@ -352,9 +340,7 @@ class JobRunner:
         every = self.lease_s / 3
         while True:
             await self.clock.sleep(every)
-            ok = await store.extend_lease(
-                job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s
-            )
+            ok = await store.extend_lease(job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s)
             if not ok:
                 return
 

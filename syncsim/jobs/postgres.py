@@ -173,9 +173,7 @@ class PostgresStore:
         prepare_threshold: int | None = PREPARE_THRESHOLD,
     ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
-            raise ConfigError(
-                f"postgres pool sizes need 0 <= min_size <= max_size >= 1, got {min_size}/{max_size}"
-            )
+            raise ConfigError(f"postgres pool sizes need 0 <= min_size <= max_size >= 1, got {min_size}/{max_size}")
         self.url = redact_url(url)
         self._conninfo = url
         self._password = unquote(urlsplit(url).password or "")
@@ -201,9 +199,7 @@ class PostgresStore:
                 f"bad postgres URL {safe!r}: {_one_line(str(exc), unquote(parts.password or ''))}"
             ) from None
         if parts.scheme not in {"postgresql", "postgres"}:
-            raise ConfigError(
-                f"not a postgres URL: {safe!r} (use postgresql://user:password@host:port/dbname)"
-            )
+            raise ConfigError(f"not a postgres URL: {safe!r} (use postgresql://user:password@host:port/dbname)")
         allowed = {"min_size", "max_size", "connect_timeout", "prepare_threshold"}
         unknown = sorted(set(options) - allowed)
         if unknown:
@@ -320,8 +316,7 @@ class PostgresStore:
                         await conn.execute(sql.encode())
                     except psycopg.Error as exc:
                         raise StoreError(
-                            f"postgres store {self.url}: migration {name} failed: "
-                            f"{_one_line(str(exc), self._password)}"
+                            f"postgres store {self.url}: migration {name} failed: {_one_line(str(exc), self._password)}"
                         ) from None
                     # Bookkeeping only: applied_at is the server's time, since no job time depends on it.
                     await conn.execute("insert into syncsim_migrations (name) values (%s)", (name,))
@@ -410,36 +405,28 @@ class PostgresStore:
             (job_id, worker_id, to_datetime(now), lease_s),
         )
 
-    async def save_progress(
-        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float
-    ) -> bool:
+    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
         return await self._call_bool(
             f"save progress of job {job_id}",
             "syncsim_save_progress(%s, %s, %s::jsonb, %s)",
             (job_id, worker_id, _json(progress, "job progress"), to_datetime(now)),
         )
 
-    async def complete_job(
-        self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float
-    ) -> bool:
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
         return await self._call_bool(
             f"complete job {job_id}",
             "syncsim_complete_job(%s, %s, %s::jsonb, %s)",
             (job_id, worker_id, _json(result, "job result"), to_datetime(now)),
         )
 
-    async def retry_job(
-        self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float
-    ) -> bool:
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
         return await self._call_bool(
             f"retry job {job_id}",
             "syncsim_retry_job(%s, %s, %s, %s, %s)",
             (job_id, worker_id, error, to_datetime(retry_at), to_datetime(now)),
         )
 
-    async def reschedule_job(
-        self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float
-    ) -> bool:
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
         return await self._call_bool(
             f"reschedule job {job_id}",
             "syncsim_reschedule_job(%s, %s, %s, %s, %s)",
@@ -506,9 +493,7 @@ class PostgresStore:
                         ),
                     )
             except psycopg.errors.UniqueViolation:
-                raise InvalidInput(
-                    f"Strava athlete {tokens.athlete_id} is already connected to another user"
-                ) from None
+                raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
         async with self._connection(f"delete tokens of user {user_id}") as conn:
@@ -521,9 +506,7 @@ class PostgresStore:
             row = await cur.fetchone()
             return None if row is None else row[0]
 
-    async def upsert_activities(
-        self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float
-    ) -> int:
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
         """Insert or update by activity id in one transaction; return the number of distinct ids written.
 
         Binary ``COPY`` into a staging temp table, then one ``INSERT … ON CONFLICT (id) DO UPDATE``: measured
@@ -578,9 +561,7 @@ class PostgresStore:
 
     async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:
         async with self._connection(f"find latest activity of user {user_id}") as conn:
-            cur = await conn.execute(
-                "select max(start_date) from strava_activities where user_id = %s", (user_id,)
-            )
+            cur = await conn.execute("select max(start_date) from strava_activities where user_id = %s", (user_id,))
             row = await cur.fetchone()
             return None if row is None or row[0] is None else row[0].astimezone(UTC)
 

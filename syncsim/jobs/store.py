@@ -68,27 +68,19 @@ class Store(Protocol):
         """
         ...
 
-    async def extend_lease(
-        self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float
-    ) -> bool: ...
+    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool: ...
 
     async def save_progress(
         self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float
     ) -> bool: ...
 
-    async def complete_job(
-        self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float
-    ) -> bool: ...
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool: ...
 
-    async def retry_job(
-        self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float
-    ) -> bool:
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
         """Back to ``pending`` with ``next_attempt_at = retry_at``; the spent attempt stays counted."""
         ...
 
-    async def reschedule_job(
-        self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float
-    ) -> bool:
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
         """Back to ``pending`` at ``at`` without spending an attempt (rate limit, deadline)."""
         ...
 
@@ -111,9 +103,7 @@ class Store(Protocol):
 
     async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None: ...
 
-    async def upsert_activities(
-        self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float
-    ) -> int:
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
         """Insert or update by activity id, in one batch; return how many rows were written."""
         ...
 
@@ -154,17 +144,13 @@ def open_store(url: str | None = None, **options: Any) -> Store:
         try:
             from syncsim.jobs.postgres import PostgresStore
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ConfigError(
-                f"postgresql stores need psycopg: pip install 'syncsim[postgres]' ({exc})"
-            ) from None
+            raise ConfigError(f"postgresql stores need psycopg: pip install 'syncsim[postgres]' ({exc})") from None
         return PostgresStore.from_url(url, **options)
     if scheme == "supabase":
         try:
             from syncsim.jobs.supabase import SupabaseStore
         except ImportError as exc:  # pragma: no cover
-            raise ConfigError(
-                f"supabase stores need supabase-py: pip install 'syncsim[supabase]' ({exc})"
-            ) from None
+            raise ConfigError(f"supabase stores need supabase-py: pip install 'syncsim[supabase]' ({exc})") from None
         return SupabaseStore.from_url(url, **options)
     raise ConfigError(
         f"unsupported store URL {redact_url(url)!r}: use sqlite:///path.db, postgresql://… or supabase://…"

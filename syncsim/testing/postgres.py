@@ -68,9 +68,7 @@ def find_postgres_bindir() -> Path:
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
-            )
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
             candidates.append(Path(out.stdout.strip()))
 
     def version(path: str) -> tuple[int, ...]:
@@ -249,9 +247,7 @@ class TemporaryPostgres:
         except subprocess.TimeoutExpired:
             raise StoreError(f"{what} did not finish within {_START_TIMEOUT_S} s") from None
         if check and proc.returncode != 0:
-            raise StoreError(
-                f"{what} failed (exit {proc.returncode}): {_one_line(proc.stderr or proc.stdout)}"
-            )
+            raise StoreError(f"{what} failed (exit {proc.returncode}): {_one_line(proc.stderr or proc.stdout)}")
         return proc
 
     def _start_server(self, bindir: Path, run_as: pwd.struct_passwd | None, data: Path) -> int:

@@ -207,13 +207,9 @@ def _connect_as(url: str, role: str, claims: tuple[str, str] | None = None) -> p
 
 
 @pytest.mark.parametrize("claims_form", ["request.jwt.claims", "request.jwt.claim.sub"])
-def test_authenticated_user_reads_and_changes_only_their_own_rows(
-    two_users: TwoUsers, claims_form: str
-) -> None:
+def test_authenticated_user_reads_and_changes_only_their_own_rows(two_users: TwoUsers, claims_form: str) -> None:
     u = two_users
-    value = (
-        f'{{"sub": "{u.a}", "role": "authenticated"}}' if claims_form == "request.jwt.claims" else str(u.a)
-    )
+    value = f'{{"sub": "{u.a}", "role": "authenticated"}}' if claims_form == "request.jwt.claims" else str(u.a)
     with _connect_as(u.url, "authenticated", (claims_form, value)) as conn:
         assert conn.execute("select auth.uid()").fetchone() == (u.a,)
         assert conn.execute("select id from sync_jobs").fetchall() == [(u.job_a,)]

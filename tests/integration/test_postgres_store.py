@@ -81,9 +81,7 @@ async def test_upserting_the_same_activities_twice_keeps_one_row_each(pg_store: 
     assert await pg_store.upsert_activities(user, _activities(5000), now=T0) == 5000
     assert await pg_store.upsert_activities(user, _activities(5000, name="Renamed"), now=T0 + 60) == 5000
     assert await pg_store.count_activities(user) == 5000
-    assert await pg_store.latest_activity_start(user) == datetime(2020, 1, 1, tzinfo=UTC) + timedelta(
-        hours=4999
-    )
+    assert await pg_store.latest_activity_start(user) == datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=4999)
     async with await psycopg.AsyncConnection.connect(pg_store._conninfo) as conn:
         cur = await conn.execute(
             """select name, synced_at, raw -> 'map' ->> 'summary_polyline'
@@ -121,9 +119,7 @@ async def test_plain_postgres_adds_users_on_demand_but_supabase_users_must_exist
             await store.create_job(user_id=stranger, type="demo", payload={}, max_attempts=3, now=T0)
         with pytest.raises(InvalidInput, match=r"does not exist in auth\.users"):
             await store.upsert_activities(stranger, _activities(3), now=T0)
-        again, created = await store.create_job(
-            user_id=user, type="other", payload={}, max_attempts=3, now=T0
-        )
+        again, created = await store.create_job(user_id=user, type="other", payload={}, max_attempts=3, now=T0)
         assert created and again.user_id == user
     finally:
         await store.close()
@@ -136,9 +132,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("where", ["unreachable", "missing-database"])
-async def test_connection_errors_are_one_line_without_the_password(
-    where: str, pg_server: TemporaryPostgres
-) -> None:
+async def test_connection_errors_are_one_line_without_the_password(where: str, pg_server: TemporaryPostgres) -> None:
     port = _closed_port() if where == "unreachable" else pg_server.port
     if port is None:  # an external server: the database part is all we can vary
         port = int(str(pg_server.url).rsplit(":", 1)[1].split("/")[0])

@@ -12,12 +12,8 @@ from syncsim.strava.models import Activity, StravaTokens
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 
 
-async def _create(
-    store: Store, user: uuid.UUID, *, type: str = "demo", max_attempts: int = 3, now: float = T0
-):
-    return await store.create_job(
-        user_id=user, type=type, payload={"n": 1}, max_attempts=max_attempts, now=now
-    )
+async def _create(store: Store, user: uuid.UUID, *, type: str = "demo", max_attempts: int = 3, now: float = T0):
+    return await store.create_job(user_id=user, type=type, payload={"n": 1}, max_attempts=max_attempts, now=now)
 
 
 async def test_created_job_is_pending_with_the_design_defaults(store: Store, user_id: uuid.UUID) -> None:
@@ -30,9 +26,7 @@ async def test_created_job_is_pending_with_the_design_defaults(store: Store, use
     assert await store.get_job(job.id) == job
 
 
-async def test_second_submit_for_an_active_user_returns_the_same_job(
-    store: Store, user_id: uuid.UUID
-) -> None:
+async def test_second_submit_for_an_active_user_returns_the_same_job(store: Store, user_id: uuid.UUID) -> None:
     first, created_first = await _create(store, user_id)
     second, created_second = await _create(store, user_id, now=T0 + 5)
     assert created_first and not created_second
