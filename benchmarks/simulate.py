@@ -41,6 +41,7 @@ def main() -> None:
     sweep = reference_sweep(athletes=args.athletes, processes=args.processes, keep_events=False)
     wall = time.perf_counter() - started
     requests = sum(run["strava_requests"] for run in sweep.params["runs"])
+    invocations = sum(run["invocations"] for run in sweep.params["runs"])
     activities = sum(run["activities"] for run in sweep.params["runs"])
     peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -51,6 +52,7 @@ def main() -> None:
     print(f"wall time            {wall:8.1f} s   (target <= 60 s for 1,000 athletes)")
     print(f"activities served    {activities:8d}")
     print(f"Strava requests      {requests:8d}   ({requests / wall:,.0f} simulated requests per wall second)")
+    print(f"API requests         {invocations:8d}   (the browsers' submits and polls, through the real app)")
     print(f"peak memory          {max(peak_self, peak_child):8.0f} MB (largest process; parent {peak_self:.0f} MB)")
     print(f"parent CPU           {time.process_time() - cpu:8.1f} s")
     print()

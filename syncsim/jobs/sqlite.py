@@ -10,6 +10,7 @@ Times are REAL columns holding UTC epoch seconds, all written from the caller's 
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
@@ -59,16 +60,25 @@ def _json(value: str | None) -> Any:
     return None if value is None else orjson.loads(value)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _uuid(text: str) -> uuid.UUID:
+    """A stored id as a UUID; remembered, since a job's row is read back on every poll of its status."""
+    return uuid.UUID(text)
+
+
+_STATUSES = {s.value: s for s in JobStatus}
+
+
 def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (
         id_, user_id, type_, status, payload, result, error, created_at, started_at, completed_at,
         attempts, max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at,
-    ) = tuple(row)  # fmt: skip
+    ) = row  # fmt: skip
     return Job(
-        id=uuid.UUID(id_),
-        user_id=uuid.UUID(user_id),
+        id=_uuid(id_),
+        user_id=_uuid(user_id),
         type=type_,
-        status=JobStatus(status),
+        status=_STATUSES.get(status) or JobStatus(status),
         payload=_json(payload) or {},
         result=_json(result),
         error=error,
@@ -118,9 +128,7 @@ class SQLiteStore:
         if self.path != ":memory:":
             parent = Path(self.path).resolve().parent
             if not parent.is_dir():
-                raise StoreError(
-                    f"cannot open sqlite store {self.path!r}: directory {str(parent)!r} does not exist"
-                )
+                raise StoreError(f"cannot open sqlite store {self.path!r}: directory {str(parent)!r} does not exist")
         try:
             conn = sqlite3.connect(
                 self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
@@ -151,9 +159,7 @@ class SQLiteStore:
 
     async def migrate(self) -> list[str]:
         conn = self.conn
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
-        )
+        conn.execute("CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         applied: list[str] = []
         for name, sql in migration_files("sqlite"):
             with self._write():
@@ -162,9 +168,7 @@ class SQLiteStore:
                 for statement in _statements(sql):
                     conn.execute(statement)
                 # Bookkeeping only: the one place a store takes the wall clock, since no job time depends on it.
-                conn.execute(
-                    "INSERT INTO syncsim_migrations (name, applied_at) VALUES (?, julianday('now'))", (name,)
-                )
+                conn.execute("INSERT INTO syncsim_migrations (name, applied_at) VALUES (?, julianday('now'))", (name,))
             applied.append(name)
         return applied
 
@@ -207,9 +211,7 @@ class SQLiteStore:
         return _job_from_row(row), False
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
-        row = self.conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)
-        ).fetchone()
+        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)).fetchone()
         return None if row is None else _job_from_row(row)
 
     async def list_jobs(
@@ -257,9 +259,7 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else _job_from_row(row)
 
-    def _update_owned(
-        self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]
-    ) -> bool:
+    def _update_owned(self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]) -> bool:
         with self._write() as conn:
             cursor = conn.execute(
                 f"UPDATE sync_jobs SET {assignments} WHERE id = ? AND status = 'running' AND locked_by = ?",
@@ -270,16 +270,12 @@ class SQLiteStore:
     async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
         return self._update_owned(job_id, worker_id, "locked_until = ?, updated_at = ?", (now + lease_s, now))
 
-    async def save_progress(
-        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float
-    ) -> bool:
+    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
         return self._update_owned(
             job_id, worker_id, "progress = ?, updated_at = ?", (orjson.dumps(progress).decode(), now)
         )
 
-    async def complete_job(
-        self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float
-    ) -> bool:
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
         return self._update_owned(
             job_id,
             worker_id,
@@ -288,20 +284,15 @@ class SQLiteStore:
             (orjson.dumps(result).decode(), now, now),
         )
 
-    async def retry_job(
-        self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float
-    ) -> bool:
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
         return self._update_owned(
             job_id,
             worker_id,
-            "status = 'pending', error = ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL, "
-            "updated_at = ?",
+            "status = 'pending', error = ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?",
             (error, retry_at, now),
         )
 
-    async def reschedule_job(
-        self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float
-    ) -> bool:
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
         return self._update_owned(
             job_id,
             worker_id,
@@ -363,23 +354,17 @@ class SQLiteStore:
                     ),
                 )
             except sqlite3.IntegrityError:
-                raise InvalidInput(
-                    f"Strava athlete {tokens.athlete_id} is already connected to another user"
-                ) from None
+                raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
         with self._write() as conn:
             return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
 
     async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
-        row = self.conn.execute(
-            "SELECT user_id FROM strava_tokens WHERE athlete_id = ?", (athlete_id,)
-        ).fetchone()
+        row = self.conn.execute("SELECT user_id FROM strava_tokens WHERE athlete_id = ?", (athlete_id,)).fetchone()
         return None if row is None else uuid.UUID(row[0])
 
-    async def upsert_activities(
-        self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float
-    ) -> int:
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
         if not activities:
             return 0
         uid = str(user_id)
@@ -425,9 +410,7 @@ class SQLiteStore:
             )
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
-        row = self.conn.execute(
-            "SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)
-        ).fetchone()
+        row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()
         return int(row[0])
 
     async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:

@@ -1,7 +1,8 @@
 """The athletes' browsers: submit a sync over HTTP at the arrival time, then poll it until it ends.
 
-Each browser talks to the real ASGI app (:func:`syncsim.api.create_app`) through ``httpx.ASGITransport``, so
-every request is one platform invocation, as on Vercel. The poll schedule (simulated seconds):
+Each browser talks to the real ASGI app (:func:`syncsim.api.create_app`), in-process through
+:class:`~syncsim.sim.asgi.AsgiCaller` or over real HTTP through an ``httpx.AsyncClient``, so every request is
+one platform invocation, as on Vercel. The poll schedule (simulated seconds):
 
     poll k (k = 1, 2, ...) is sent ``min(cap_s, first_s * 2 ** (k - 1))`` after the previous answer,
     or at ``nextAttemptAt + 1 s`` if the job says it is waiting (rate-limited) until later than that;
@@ -18,9 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from syncsim.clock import Clock
+from syncsim.sim.asgi import HttpCaller
 from syncsim.sim.recorder import Recorder
 
 __all__ = ["Browser", "BrowserOutcome", "PollSchedule"]
@@ -62,7 +62,7 @@ class Browser:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: HttpCaller,
         *,
         clock: Clock,
         recorder: Recorder,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from itertools import product
 from typing import Any
 
@@ -15,7 +15,7 @@ from syncsim.sim.results import Comparison, SimulationResult
 from syncsim.sim.run import simulate_scenario
 from syncsim.sim.scenario import Scenario
 
-__all__ = ["REFERENCE_SWEEP", "compare", "reference_sweep"]
+__all__ = ["REFERENCE_SWEEP", "compare", "expected_cost", "reference_sweep"]
 
 #: The reference sweep (``syncsim simulate`` without arguments): launch day of the committed ``reference``
 #: workload (1,000 athletes, ~550,000 activities, all within the first minute) on hobby and pro × every
@@ -31,6 +31,18 @@ REFERENCE_SWEEP: dict[str, Any] = {
     "latency": 0.4,
     "rate_limits": "approved",
 }
+
+
+#: Relative run time per athlete by strategy, as measured on the reference sweep (hobby and pro alike): most of
+#: a run's work is its browsers' status polls, not Strava's pages, and a job that cannot move (waituntil past
+#: a rate limit) or waits in the worker's queue is polled every ``PollSchedule.cap_s`` until it ends or the
+#: tab gives up, while a resumable job's browser waits for its ``nextAttemptAt``. Used only to order a sweep.
+STRATEGY_COST = {"waituntil": 3.0, "worker": 2.0, "resumable": 1.0}
+
+
+def expected_cost(scenario: Scenario) -> float:
+    """A rough relative run time of ``scenario``; :func:`compare` starts the longest runs first."""
+    return scenario.workload.athletes * STRATEGY_COST.get(scenario.strategy, 1.0) / max(scenario.poll.cap_s, 1.0)
 
 
 def _run(scenario: Scenario) -> SimulationResult:
@@ -84,12 +96,15 @@ def compare(
                 bar.update(1)
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_run, sc) for sc in scenarios]
-            results = []
-            for future in futures:
-                results.append(future.result())
+            # Longest first: a sweep takes as long as its busiest process, and a long run started last would
+            # keep one process busy while the others idle. Results are still returned in scenario order.
+            order = sorted(range(len(scenarios)), key=lambda i: -expected_cost(scenarios[i]))
+            futures = {i: pool.submit(_run, scenarios[i]) for i in order}
+            for future in as_completed(futures.values()):
+                future.result()
                 if bar is not None:
                     bar.update(1)
+            results = [futures[i].result() for i in range(len(scenarios))]
     if bar is not None:
         bar.close()
     pairs = list(zip(scenarios, results, strict=True))

@@ -117,7 +117,8 @@ class Recorder:
     # -- invocations, from the platform -----------------------------------------------------------------------
     def invocation_started(self, invocation: Invocation) -> None:
         self.invocations += 1
-        self.event("invocation_start", detail=f"invocation {invocation.id}")
+        if self.keep_events:
+            self.event("invocation_start", detail=f"invocation {invocation.id}")
 
     def invocation_ended(self, invocation: Invocation) -> None:
         started = invocation.started_at
@@ -133,7 +134,8 @@ class Recorder:
                 trace.compute_s += self.t() - trace.claim_started_s
                 trace.claim_started_s = None
             self.event("killed", user=user, job=job_id, detail=invocation.kill_reason or "")
-        self.event("invocation_end", user=user, job=job_id, detail=f"invocation {invocation.id}")
+        if self.keep_events:
+            self.event("invocation_end", user=user, job=job_id, detail=f"invocation {invocation.id}")
 
 
 class ObservedPlatform(LocalPlatform):
@@ -151,9 +153,12 @@ class ObservedPlatform(LocalPlatform):
         _current_invocation.set(invocation)
         self.recorder.invocation_started(invocation)
         self.active.add(invocation)
-        invocation.on_end(self.recorder.invocation_ended)
-        invocation.on_end(self.active.discard)
+        invocation.on_end(self._ended)
         return invocation
+
+    def _ended(self, invocation: Invocation) -> None:
+        self.recorder.invocation_ended(invocation)
+        self.active.discard(invocation)
 
 
 class ObservedStore:

@@ -87,6 +87,9 @@ class Scenario:
     ``cold_start_s`` before a fraction ``cold_start_rate`` of requests (seeded). ``worker_kill_at_s`` kills the
     worker (``worker`` strategy) at that time, as SIGKILL would (no clean-up); a new one starts
     ``worker_restart_s`` later. ``max_sim_s`` bounds the run: what has not finished by then is *stuck*.
+    ``compact_activities`` has FakeStrava serve activity lists with only the fields syncsim reads (see
+    :data:`~syncsim.strava.fake.COMPACT_SUMMARY_KEYS`): the same activities, a third of the bytes to build,
+    parse and store; set it to ``False`` to push Strava's full SummaryActivity through the sync instead.
     """
 
     workload: Workload
@@ -108,6 +111,7 @@ class Scenario:
     lease_s: float = defaults.LEASE_S
     max_sim_s: float = 7 * 86_400.0
     budget_every_s: float = 60.0
+    compact_activities: bool = True
     keep_events: bool = True
     progress: bool = False
 
@@ -172,4 +176,5 @@ class Scenario:
             "deadline_margin_s": self.deadline_margin_s,
             "lease_s": self.lease_s,
             "max_sim_s": self.max_sim_s,
+            "compact_activities": self.compact_activities,
         }

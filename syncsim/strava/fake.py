@@ -16,6 +16,13 @@ What it models, from ``shared/strava`` (swagger + the documented facts):
   rejected requests still counted;
 - paging: ``per_page`` capped at 200; newest first, oldest first with ``after=``; ``before``/``after`` filter.
 
+``compact=True`` serves the activity lists with each SummaryActivity cut to :data:`COMPACT_SUMMARY_KEYS`:
+what syncsim parses and stores as columns, plus the sport and local time a chart of the history uses. It is
+still valid SummaryActivity JSON (the swagger marks no field required) and the values are the same as the full
+item's; only the bytes per activity drop from ~1.1 KB to ~0.35 KB, which is most of a simulation's cost
+(~550,000 activities are generated, serialized, parsed and stored per run). ``GET /activities/{id}`` and the
+other endpoints are unchanged.
+
 Activities are never materialized: activity *i* of an athlete is a pure function of (seed, athlete, i), and
 start times grow with *i*, so a page is located by binary search and built on demand (a 200-item page builds
 and serializes in about a millisecond). Latency and faults are seeded; fault decisions are keyed by the
@@ -51,6 +58,7 @@ from syncsim.strava.models import StravaTokens
 from syncsim.strava.ratelimit import quarter_hour_start, utc_day_start
 
 __all__ = [
+    "COMPACT_SUMMARY_KEYS",
     "FakeAthlete",
     "FakeRequest",
     "FakeResponse",
@@ -173,12 +181,21 @@ _ITEM_BODY = (
     '"max_heartrate":%d.0,"heartrate_opt_out":false,"display_hide_heartrate_option":true,'
     '"elev_high":%d.0,"elev_low":%d.0,"pr_count":%d,"total_photo_count":0,"has_kudoed":false}'
 )
+#: The fields of a compact list item (``FakeStrava(compact=True)``), in the order they are written.
+COMPACT_SUMMARY_KEYS = (
+    "resource_state", "athlete", "name", "id", "start_date", "start_date_local", "timezone", "utc_offset",
+    "distance", "moving_time", "elapsed_time", "total_elevation_gain", "type", "sport_type",
+)  # fmt: skip
+_ITEM_COMPACT_PLACE = '"timezone":"@TZ@","utc_offset":@OFFSET@.0,'
+_ITEM_COMPACT_BODY = (
+    '"distance":%d.%d,"moving_time":%d,"elapsed_time":%d,"total_elevation_gain":%d.%d,"type":"%s","sport_type":"%s"}'
+)
 #: How many distinct activity bodies (sport and statistics) a FakeStrava draws from, per seed.
 VARIANTS = 4096
 
 
-def _variant(seed: int, v: int) -> tuple[str, bool, str]:
-    """(sport_type, outdoor, JSON body text) of body variant ``v``: a pure function of (seed, v)."""
+def _variant(seed: int, v: int) -> tuple[str, bool, str, str]:
+    """(sport_type, outdoor, JSON body text, compact body text) of body variant ``v``: a function of (seed, v)."""
     h = _mix(_mix(seed & _MASK) ^ v)
     h2 = _mix(h)
     kind, sport_type, _, v_lo, v_hi, t_lo, t_hi, climb, outdoor = _SPORT_TABLE[h % len(_SPORT_TABLE)]
@@ -189,11 +206,22 @@ def _variant(seed: int, v: int) -> tuple[str, bool, str]:
     max_speed = speed * 9 // 5
     hr = (h2 >> 42) & 0x3F
     private = ((h >> 58) & 0xF) == 0
+    elapsed = moving + ((h2 >> 32) & 0x3FF) % (moving // 8 + 1)
+    compact = _ITEM_COMPACT_BODY % (
+        distance // 10,
+        distance % 10,
+        moving,
+        elapsed,
+        elevation // 10,
+        elevation % 10,
+        kind,
+        sport_type,
+    )
     body = _ITEM_BODY % (
         distance // 10,
         distance % 10,
         moving,
-        moving + ((h2 >> 32) & 0x3FF) % (moving // 8 + 1),
+        elapsed,
         elevation // 10,
         elevation % 10,
         kind,
@@ -216,7 +244,7 @@ def _variant(seed: int, v: int) -> tuple[str, bool, str]:
         10 + ((h >> 4) & 0x1F),
         (h >> 62) & 0x3,
     )
-    return sport_type, outdoor, body
+    return sport_type, outdoor, body, compact
 
 
 _TIMEZONES = (
@@ -358,6 +386,7 @@ class _Athlete:
     created_at: float
     head: str = ""
     place: str = ""
+    compact_place: str = ""
     spots: tuple[str, ...] = ()
     extra_starts: dict[int, float] = field(default_factory=dict)
     updates: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -396,8 +425,12 @@ class FakeStrava:
         page_size_cap: int = 200,
         rotate_refresh_tokens: bool = True,
         keep_log: bool = True,
+        compact: bool = False,
     ) -> None:
-        """``*_limits`` are (per 15 min, per UTC day); ``latency`` is seconds or a model (seconds)."""
+        """``*_limits`` are (per 15 min, per UTC day); ``latency`` is seconds or a model (seconds).
+
+        ``compact`` serves activity lists with only :data:`COMPACT_SUMMARY_KEYS` per item (module docstring).
+        """
         self.clock = clock
         self.seed = seed
         self.read_limits = read_limits
@@ -409,6 +442,7 @@ class FakeStrava:
         self.page_size_cap = page_size_cap
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.keep_log = keep_log
+        self.compact = compact
         self.requests: list[FakeRequest] = []
         self.counts: Counter[str] = Counter()
         self._athletes: dict[int, _Athlete] = {}
@@ -419,7 +453,7 @@ class FakeStrava:
         self._usage = _Usage()
         self._asked: Counter[tuple[Any, ...]] = Counter()
         self._token_serial = 0
-        self._variants: list[tuple[str, bool, str] | None] = [None] * VARIANTS
+        self._variants: list[tuple[str, bool, str, str] | None] = [None] * VARIANTS
 
     # -- athletes and their activities -----------------------------------------------------------------------
 
@@ -458,6 +492,7 @@ class FakeStrava:
         tz, offset, lat, lng, country = state.zone
         state.head = _ITEM_HEAD.replace("@ATHLETE@", str(athlete_id))
         state.place = _ITEM_PLACE.replace("@TZ@", tz).replace("@OFFSET@", str(offset)).replace("@COUNTRY@", country)
+        state.compact_place = _ITEM_COMPACT_PLACE.replace("@TZ@", tz).replace("@OFFSET@", str(offset))
         # Sixteen favourite start points within ~3 km of home (start_latlng = end_latlng: loops).
         state.spots = tuple(
             f"[{lat + ((_mix(key + k) & 0xFF) - 128) / 4000.0:.5f},"
@@ -594,18 +629,32 @@ class FakeStrava:
             return orjson.dumps({**orjson.loads(self._generated_text(a, index)), **a.updates[index]}).decode()
         return self._generated_text(a, index)
 
-    def _generated_text(self, a: _Athlete, index: int) -> str:
+    def _list_item_text(self, a: _Athlete, index: int) -> str:
+        """An activity as a list page serves it: the full summary, or the compact one (``compact=True``)."""
+        if not self.compact:
+            return self._summary_text(a, index)
+        if a.updates and index in a.updates:
+            edits = {k: v for k, v in a.updates[index].items() if k in COMPACT_SUMMARY_KEYS}
+            return orjson.dumps({**orjson.loads(self._generated_text(a, index, compact=True)), **edits}).decode()
+        return self._generated_text(a, index, compact=True)
+
+    def _generated_text(self, a: _Athlete, index: int, *, compact: bool = False) -> str:
         h = _mix(a.key ^ index)
         start = _start_of(a, index, h)
         v = h % VARIANTS
         variant = self._variants[v]
         if variant is None:
             variant = self._variants[v] = _variant(self.seed, v)
-        sport_type, outdoor, body = variant
+        sport_type, outdoor, body, compact_body = variant
         local = start + a.zone[1]
         aid = ACTIVITY_ID_BASE + a.seq * ACTIVITY_ID_STRIDE + index
-        latlng = a.spots[(h >> 20) & 0xF] if outdoor else "[]"
         name = _NAMES[sport_type][(local // 3600) % 24]
+        if compact:
+            return (
+                f'{a.head}{name}","id":{aid},"start_date":"{_iso(start)}","start_date_local":"{_iso(local)}",'
+                f"{a.compact_place}{compact_body}"
+            )
+        latlng = a.spots[(h >> 20) & 0xF] if outdoor else "[]"
         return (
             f'{a.head}{name}","id":{aid},"external_id":"garmin_push_{aid}","upload_id":{aid + 7_000_000_000},'
             f'"start_date":"{_iso(start)}","start_date_local":"{_iso(local)}",{a.place}'
@@ -744,7 +793,7 @@ class FakeStrava:
         """One ``GET /athlete/activities`` page, serialized (the hot path of the simulator)."""
         a = self._state(athlete_id)
         indices = self.page_indices(athlete_id, page=page, per_page=per_page, after=after, before=before)
-        return ("[" + ",".join([self._summary_text(a, i) for i in indices]) + "]").encode()
+        return ("[" + ",".join([self._list_item_text(a, i) for i in indices]) + "]").encode()
 
     # -- tokens ----------------------------------------------------------------------------------------------
 
@@ -965,9 +1014,9 @@ class FakeStrava:
             self.counts["pages"] += 1
             self.counts["activities_served"] += len(indices)
             if self._malformed(a.athlete_id, page):
-                items = [self._summary(a, i) for i in indices]
+                items = [orjson.loads(self._list_item_text(a, i)) for i in indices]
                 return FakeResponse(200, dict(JSON), self._malform(items), delay_s=delay)
-            body = ("[" + ",".join([self._summary_text(a, i) for i in indices]) + "]").encode()
+            body = ("[" + ",".join([self._list_item_text(a, i) for i in indices]) + "]").encode()
             return FakeResponse(200, dict(JSON), body, delay_s=delay)
         if method == "GET" and path == "/api/v3/athlete":
             fault = self._transient_fault("athlete", (a.athlete_id,))

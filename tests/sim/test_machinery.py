@@ -1,0 +1,197 @@
+"""The simulator's own machinery: the virtual-time loop, the in-process ASGI caller, compact Strava pages, the
+sweep's ordering and the run's garbage-collector setting. Each must be invisible in the results."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import threading
+import uuid
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+
+from syncsim.errors import MalformedResponse
+from syncsim.sim import Scenario, Workload, simulate
+from syncsim.sim.asgi import AsgiCaller
+from syncsim.sim.compare import expected_cost
+from syncsim.sim.virtual import VirtualTimeLoop, run_virtual, virtual_clock
+from syncsim.sim.workload import WorkloadRow
+from syncsim.strava.fake import COMPACT_SUMMARY_KEYS, FakeStrava
+from syncsim.strava.models import Activity
+from syncsim.testing.clocks import ManualClock
+
+# -- virtual time -------------------------------------------------------------------------------------------
+
+
+def test_a_day_of_sleeping_takes_no_wall_time_and_lands_exactly() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        seen = []
+        for delay in (86_400.0, 0.005, 1e-7, 0.25):
+            await asyncio.sleep(delay)
+            seen.append(loop.time())
+        return seen
+
+    # Integer microseconds: 1e-7 s is one tick, as a timer closer than one tick must still come due.
+    assert run_virtual(main) == [86_400.0, 86_400.005, 86_400.005001, 86_400.255001]
+
+
+def test_timers_less_than_half_a_microsecond_apart_fire_together_in_scheduling_order() -> None:
+    async def main() -> list[tuple[str, float]]:
+        loop = asyncio.get_running_loop()
+        fired: list[tuple[str, float]] = []
+        loop.call_later(1.0000004, lambda: fired.append(("second", loop.time())))
+        loop.call_later(1.0, lambda: fired.append(("first", loop.time())))
+        await asyncio.sleep(2.0)
+        return fired
+
+    assert run_virtual(main) == [("first", 1.0), ("second", 1.000001)]
+
+
+def test_a_thread_can_still_wake_the_loop_when_no_timer_is_left() -> None:
+    async def main() -> str:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str] = loop.create_future()
+        threading.Timer(0.05, lambda: loop.call_soon_threadsafe(answer.set_result, "woken")).start()
+        return await answer
+
+    assert run_virtual(main) == "woken"
+
+
+def test_the_clock_reads_the_virtual_loop() -> None:
+    async def main() -> tuple[float, float]:
+        clock = virtual_clock(epoch=1_000.0)
+        before = clock.now()
+        await clock.sleep(900.0)
+        return before, clock.now()
+
+    loop = VirtualTimeLoop(start=0.0)
+    try:
+        assert loop.run_until_complete(main()) == (1_000.0, 1_900.0)
+    finally:
+        loop.close()
+
+
+# -- the browsers' HTTP ---------------------------------------------------------------------------------------
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    request = await receive()
+    headers = dict(scope["headers"])
+    body = orjson.dumps(
+        {
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode(),
+            "body": request["body"].decode(),
+            "auth": headers.get(b"authorization", b"").decode(),
+            "type": headers.get(b"content-type", b"").decode(),
+        }
+    )
+    await send({"type": "http.response.start", "status": 201, "headers": [(b"x-echo", b"1")]})
+    await send({"type": "http.response.body", "body": body[:10], "more_body": True})
+    await send({"type": "http.response.body", "body": body[10:]})
+    assert await receive() == {"type": "http.disconnect"}  # the client leaves once the response is complete
+
+
+async def test_the_caller_speaks_asgi_both_ways() -> None:
+    http = AsgiCaller(echo)
+    response = await http.post("/api/sync?x=1", headers={"Authorization": "Bearer t"}, json={"a": 1})
+    assert response.status_code == 201 and (b"x-echo", b"1") in response.headers
+    assert response.json() == {
+        "method": "POST",
+        "path": "/api/sync",
+        "query": "x=1",
+        "body": '{"a":1}',
+        "auth": "Bearer t",
+        "type": "application/json",
+    }
+    got = (await http.get("/healthz")).json()
+    assert got["method"] == "GET" and got["body"] == "" and got["type"] == ""
+
+
+async def test_app_errors_reach_the_caller_and_a_missing_response_is_an_error() -> None:
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise ValueError("boom")
+
+    async def silent(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    with pytest.raises(ValueError, match="boom"):
+        await AsgiCaller(broken).get("/")
+    with pytest.raises(RuntimeError, match="without completing"):
+        await AsgiCaller(silent).get("/")
+
+
+# -- compact pages --------------------------------------------------------------------------------------------
+
+
+def test_compact_pages_carry_the_same_activities_in_fewer_bytes() -> None:
+    full, compact = (FakeStrava(clock=ManualClock(1_767_571_200.0), seed=3, compact=c) for c in (False, True))
+    for fake in (full, compact):
+        fake.add_athlete(activities=450, athlete_id=10_000_001)
+    compact.update_activity(full.activity_ids(10_000_001)[5], name="Renamed", description="not in a list item")
+    full.update_activity(full.activity_ids(10_000_001)[5], name="Renamed", description="not in a list item")
+    for page in (1, 2, 3):
+        big = full.page_json(10_000_001, page=page, per_page=200, after=0)
+        small = compact.page_json(10_000_001, page=page, per_page=200, after=0)
+        assert len(small) < len(big) / 2.5 or not orjson.loads(big)
+        items = orjson.loads(small)
+        assert all(tuple(item) == COMPACT_SUMMARY_KEYS for item in items)
+        assert [orjson.loads(big)[i][k] for i in range(len(items)) for k in COMPACT_SUMMARY_KEYS] == [
+            item[k] for item in items for k in COMPACT_SUMMARY_KEYS
+        ]
+        parsed = [dataclasses.replace(Activity.from_json(item), raw={}) for item in items]
+        assert parsed == [dataclasses.replace(Activity.from_json(item), raw={}) for item in orjson.loads(big)]
+
+
+def test_compact_or_full_pages_give_the_same_simulation() -> None:
+    workload = Workload.from_rows([WorkloadRow(i, n, i * 0.5) for i, n in enumerate((0, 150, 900, 2600))])
+    runs = [
+        simulate(workload=workload, platform="hobby", strategy="resumable", compact_activities=c, latency=0.4)
+        for c in (True, False)
+    ]
+    pd.testing.assert_frame_equal(runs[0].jobs, runs[1].jobs)
+    assert runs[0].params["compact_activities"] and not runs[1].params["compact_activities"]
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2018-02-16T14:52:54Z", "2018-02-16T14:52:54+02:00", "2018-02-16T14:52:54", "2018-02-16T14:52:54.250Z"],
+)
+def test_activity_times_parse_the_same_on_the_fast_path_and_the_general_one(stamp: str) -> None:
+    from datetime import UTC, datetime
+
+    general = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    expected = (general if general.tzinfo else general.replace(tzinfo=UTC)).astimezone(UTC)
+    activity = Activity.from_json({"id": 1, "name": "Run", "sport_type": "Run", "start_date": stamp})
+    assert activity.start_date == expected and activity.start_date.tzinfo is UTC
+
+
+def test_a_bad_activity_time_is_still_a_malformed_response() -> None:
+    with pytest.raises(MalformedResponse, match="activity 1 is malformed"):
+        Activity.from_json({"id": 1, "name": "Run", "sport_type": "Run", "start_date": "2018-02-30T14:52:54Z"})
+
+
+# -- the sweep and the run --------------------------------------------------------------------------------------
+
+
+def test_a_sweep_starts_its_longest_runs_first() -> None:
+    workload = Workload.from_rows([WorkloadRow(i, 10, 0.0) for i in range(10)])
+    costs = {
+        s: expected_cost(Scenario.build(workload=workload, strategy=s)) for s in ("resumable", "worker", "waituntil")
+    }
+    assert costs["waituntil"] > costs["worker"] > costs["resumable"] > 0
+    bigger = Scenario.build(workload=Workload.from_rows([WorkloadRow(i, 10, 0.0) for i in range(20)]))
+    assert expected_cost(bigger) > costs["waituntil"]
+
+
+def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
+    assert gc.get_freeze_count() == 0
+    result = simulate(athletes=2, platform="hobby", strategy="resumable", latency=0.1)
+    assert result.passed and gc.get_freeze_count() == 0 and gc.isenabled()
+    assert uuid.UUID(result.jobs.loc[0, "user_id"])
