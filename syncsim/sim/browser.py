@@ -69,8 +69,10 @@ class Browser:
         user_id: uuid.UUID,
         token: str,
         schedule: PollSchedule,
+        payload: dict[str, Any] | None = None,
     ) -> None:
         self.http = http
+        self.submit_body: dict[str, Any] = {"payload": payload} if payload else {}
         self.clock = clock
         self.recorder = recorder
         self.headers = {"authorization": f"Bearer {token}"}
@@ -85,7 +87,7 @@ class Browser:
         body: dict[str, Any] | None = None
         for attempt in range(1, self.schedule.post_attempts + 1):
             sent = self.clock.now()
-            response = await self.http.post("/api/sync", headers=self.headers, json={})
+            response = await self.http.post("/api/sync", headers=self.headers, json=self.submit_body)
             latency = self.clock.now() - sent
             if attempt == 1:
                 out.api_latency_s = latency

@@ -156,6 +156,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
             user_id=users[r.athlete],
             token=mint_token(users[r.athlete], JWT_SECRET, ttl_s=token_ttl, now=clock.now()),
             schedule=sc.poll,
+            payload={"detail": True} if sc.detail else None,
         )
         for r in syncs
     }

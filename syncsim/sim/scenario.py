@@ -90,6 +90,8 @@ class Scenario:
     ``compact_activities`` has FakeStrava serve activity lists with only the fields syncsim reads (see
     :data:`~syncsim.strava.fake.COMPACT_SUMMARY_KEYS`): the same activities, a third of the bytes to build,
     parse and store; set it to ``False`` to push Strava's full SummaryActivity through the sync instead.
+    ``detail`` has every browser ask for a detail sync (``{"payload": {"detail": true}}``): one extra
+    ``GET /activities/{id}`` per activity, as apps that fetch details do.
     """
 
     workload: Workload
@@ -112,6 +114,7 @@ class Scenario:
     max_sim_s: float = 7 * 86_400.0
     budget_every_s: float = 60.0
     compact_activities: bool = True
+    detail: bool = False
     keep_events: bool = True
     progress: bool = False
 
@@ -177,4 +180,5 @@ class Scenario:
             "lease_s": self.lease_s,
             "max_sim_s": self.max_sim_s,
             "compact_activities": self.compact_activities,
+            "detail": self.detail,
         }
