@@ -1,6 +1,8 @@
 # syncsim — the two commands of the README, and their parts.
-#   make demo   set everything up, then run the main job on the embedded default (SQLite, FakeStrava)
-#   make test   set everything up (PostgreSQL binaries included), then lint, type-check and run every test
+#   make demo   set everything up, then run the main job on the embedded default (SQLite, FakeStrava): demo jobs,
+#               a FakeStrava sync, and the simulator's reference sweep (the success-metric scorecard)
+#   make test   set everything up (PostgreSQL binaries included), then lint, type-check and run every test,
+#               the notebooks included (nbval, small parameters)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,6 +21,7 @@ setup: $(BIN)/.installed
 demo: setup
 	$(BIN)/syncsim demo
 	$(BIN)/syncsim sync --fake 1500 --quiet
+	$(BIN)/syncsim simulate
 
 postgres:
 	bash scripts/ensure-postgres.sh
@@ -29,7 +32,10 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup postgres lint
-	$(BIN)/pytest -q
+	SYNCSIM_NOTEBOOK_SMALL=1 $(BIN)/pytest -q --nbval-lax tests notebooks
+
+notebooks: setup
+	$(BIN)/python scripts/regen_notebooks.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache syncsim.db syncsim.db-*
