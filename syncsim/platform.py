@@ -249,9 +249,5 @@ class LocalPlatform:
             self.invocations.append(invocation)
         return invocation
 
-    @property
-    def killed_invocations(self) -> int:
-        return sum(1 for inv in self.invocations if inv.killed)
-
     def __repr__(self) -> str:
         return f"LocalPlatform({self.spec.name!r}, max_duration_s={self.spec.max_duration_s})"

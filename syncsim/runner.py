@@ -344,9 +344,6 @@ class JobRunner:
             if not ok:
                 return
 
-    async def reclaim_expired(self) -> int:
-        return await self.store.reclaim_expired(now=self.clock.now())
-
     async def get(self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str | None = None) -> Job | None:
         """The job, or ``None`` if it does not exist or belongs to another user."""
         try:

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from syncsim import defaults
-from syncsim.jobs.model import Job
+from syncsim.jobs.model import Job, parse_user_id
 from syncsim.platform import Invocation
 from syncsim.runner import JobRunner
 
@@ -63,8 +63,6 @@ class JobService:
         return job
 
     async def list(self, user_id: uuid.UUID | str, *, limit: int = defaults.LIST_LIMIT) -> list[Job]:
-        from syncsim.jobs.model import parse_user_id
-
         return await self.runner.store.list_jobs(user_id=parse_user_id(user_id), limit=limit)
 
     def _continues(self, job: Job) -> bool:

@@ -16,6 +16,7 @@ import asyncio
 import math
 from typing import Any
 
+from syncsim import defaults
 from syncsim.errors import InvalidInput, OutOfTime, PermanentError
 from syncsim.runner import HandlerRegistry, JobContext
 from syncsim.strava.client import StravaClient
@@ -23,7 +24,7 @@ from syncsim.strava.models import Activity
 
 __all__ = ["JOB_TYPE", "PER_PAGE", "register_strava_sync", "strava_sync"]
 
-JOB_TYPE = "strava_sync"
+JOB_TYPE = defaults.JOB_TYPE
 #: Strava's maximum page size.
 PER_PAGE = 200
 #: Before the first measured request, assume one list request takes this long (seconds).
