@@ -1,7 +1,8 @@
 """How close a full Strava sync gets to Strava's own latency, and how fast activities are stored.
 
 1. **Sync wall time vs its lower bound.** A heavy athlete (5,000 activities) on FakeStrava (in-process httpx
-   transport, real time) answering every request after ``L`` seconds (default 0.05). A full sync needs
+   transport, real time) answering every request ``L`` seconds after it arrived (default 0.05; building the
+   page is part of ``L``, as Strava's own work is part of its latency). A full sync needs
    ``ceil(5000 / 200) + 1 = 26`` list requests, one after the other, so it cannot take less than ``26 L``.
    The ``strava_sync`` job (claim -> pages -> upserts -> checkpoints -> complete) is timed against that bound,
    on SQLite and on PostgreSQL. Target: <= 1.1x the bound.

@@ -19,8 +19,7 @@ from typing import Any
 from syncsim import defaults
 from syncsim.errors import InvalidInput, OutOfTime, PermanentError
 from syncsim.runner import HandlerRegistry, JobContext
-from syncsim.strava.client import StravaClient
-from syncsim.strava.models import Activity
+from syncsim.strava.client import ActivityPage, StravaClient
 
 __all__ = ["JOB_TYPE", "PER_PAGE", "register_strava_sync", "strava_sync"]
 
@@ -64,49 +63,57 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
 
     estimate_s = float(progress.get("request_s", INITIAL_REQUEST_ESTIMATE_S))
 
-    def fetch(page: int) -> asyncio.Task[tuple[list[Activity], float]]:
-        async def timed() -> tuple[list[Activity], float]:
-            started = now()
-            page_items = await client.list_activities(
+    def fetch(page: int) -> asyncio.Task[ActivityPage]:
+        return asyncio.ensure_future(
+            client.request_activities(
                 ctx.user_id, page=page, per_page=PER_PAGE, after=progress["after"], deadline=ctx.deadline
             )
-            return page_items, now() - started
+        )
 
-        return asyncio.ensure_future(timed())
+    def fetch_next_if_time() -> tuple[asyncio.Task[ActivityPage] | None, OutOfTime | None]:
+        """Ask for the page after the current one now, so that Strava answers while this one is parsed and
+        stored; or, if the next request may not make the deadline (resumable), the reason to stop after it."""
+        try:
+            ctx.ensure_time(estimate_s * (3 if detail else 1))
+        except OutOfTime as exc:
+            return None, exc
+        return fetch(int(progress["page"]) + 1), None
 
     # The first request of an invocation only needs the margin: an estimate larger than a short limit must not
     # stop every invocation before it starts (no progress, ever).
     ctx.ensure_time(0.0)
-    pending: asyncio.Task[tuple[list[Activity], float]] | None = fetch(int(progress["page"]))
+    pending: asyncio.Task[ActivityPage] | None = fetch(int(progress["page"]))
     try:
         while pending is not None:
-            activities, elapsed = await pending
+            answered = await pending
             pending = None
+            stop: OutOfTime | None = None
+            estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * answered.latency_s)
+            # Pipelining: a summary page that looks non-empty is followed by the next request before it is even
+            # parsed. (Detail syncs fetch each activity first; they ask for the next page after that.)
+            early = not detail and answered.looks_nonempty
+            if early:
+                pending, stop = fetch_next_if_time()
+                await asyncio.sleep(0)  # let the request go out before parsing and the (possibly blocking) write
+            activities = answered.activities()
             requests = 1
             if detail and activities:
-                detailed = []
+                detailed, spent = [], 0.0
                 for summary in activities:
                     ctx.ensure_time(estimate_s)
                     started = now()
                     detailed.append(await client.get_activity(ctx.user_id, summary.id, deadline=ctx.deadline))
-                    elapsed += now() - started
+                    spent += now() - started
                     requests += 1
                 activities = detailed
-            estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * elapsed / requests)
+                estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * spent / (requests - 1))
             progress["requests"] = int(progress["requests"]) + requests
             progress["request_s"] = round(estimate_s, 4)
             if not activities:
                 break
-            # Ask for the next page now and store this one while Strava answers: the writes hide behind the
-            # request's latency. If the next page may not make the deadline (resumable), store this one, then stop.
-            stop: OutOfTime | None = None
-            try:
-                ctx.ensure_time(estimate_s * (3 if detail else 1))
-            except OutOfTime as exc:
-                stop = exc
-            else:
-                pending = fetch(int(progress["page"]) + 1)
-                await asyncio.sleep(0)  # let the request go out before the (possibly blocking) store write
+            if not early:
+                pending, stop = fetch_next_if_time()
+                await asyncio.sleep(0)
             written = await ctx.store.upsert_activities(ctx.user_id, activities, now=now())
             progress.update(
                 page=int(progress["page"]) + 1,

@@ -47,6 +47,7 @@ __all__ = [
     "CLIENT_ID_ENV",
     "CLIENT_SECRET_ENV",
     "STRAVA_BASE_URL",
+    "ActivityPage",
     "MemoryTokenStore",
     "StravaClient",
     "StravaRejected",
@@ -73,6 +74,7 @@ RETRY_JITTER = 0.25
 RESET_SLACK_S = 1.0
 #: Strava serves at most 200 activities per page.
 PER_PAGE_MAX = 200
+LIST_ENDPOINT = "/athlete/activities"
 
 
 @runtime_checkable
@@ -118,6 +120,46 @@ class _Answer:
     sent_at: float
     latency_s: float
     attempt: int
+
+
+class ActivityPage:
+    """One answered ``GET /athlete/activities`` page, not parsed yet (see :meth:`StravaClient.request_activities`)."""
+
+    __slots__ = ("_answer", "_client", "page")
+
+    def __init__(self, client: StravaClient, answer: _Answer, page: int) -> None:
+        self._client = client
+        self._answer = answer
+        self.page = page
+
+    @property
+    def latency_s(self) -> float:
+        """How long Strava took to answer the attempt that succeeded (seconds)."""
+        return self._answer.latency_s
+
+    @property
+    def looks_nonempty(self) -> bool:
+        """Whether the body looks like a JSON list with items in it, without parsing it: ``[`` … ``]`` and not
+        ``[]``. False for the empty page that ends paging, and for a body that is plainly not a list."""
+        body = self._answer.response.content.strip()
+        return len(body) > 2 and body[:1] == b"[" and body[-1:] == b"]" and body[1:-1].strip() != b""
+
+    def activities(self) -> list[Activity]:
+        """The page's activities, parsed and recorded in the trace; a bad page is a :class:`MalformedResponse`."""
+        client, answer, page = self._client, self._answer, self.page
+        data = client._parse_json(answer, "GET", LIST_ENDPOINT, page=page)
+        if not isinstance(data, list):
+            client._record(answer, "GET", LIST_ENDPOINT, page=page, error="MalformedResponse")
+            raise MalformedResponse(f"GET {LIST_ENDPOINT} page {page}: expected a JSON list, got {type(data).__name__}")
+        activities: list[Activity] = []
+        for item in data:
+            try:
+                activities.append(Activity.from_json(item))
+            except MalformedResponse as exc:
+                client._record(answer, "GET", LIST_ENDPOINT, page=page, items=len(data), error="MalformedResponse")
+                raise MalformedResponse(f"GET {LIST_ENDPOINT} page {page}: {_one_line(str(exc))}") from None
+        client._record(answer, "GET", LIST_ENDPOINT, page=page, items=len(activities))
+        return activities
 
 
 class StravaClient:
@@ -199,7 +241,8 @@ class StravaClient:
 
     async def get_athlete(self, user_id: uuid.UUID, *, deadline: float | None = None) -> Athlete:
         """``GET /athlete``: the athlete connected to ``user_id``."""
-        answer, data = await self._get_json(user_id, "/athlete", "/athlete", None, deadline=deadline)
+        answer = await self._get(user_id, "/athlete", "/athlete", None, deadline=deadline)
+        data = self._parse_json(answer, "GET", "/athlete")
         try:
             athlete = Athlete.from_json(data)
         except MalformedResponse as exc:
@@ -223,6 +266,26 @@ class StravaClient:
         Newest first; with ``after`` (UTC epoch seconds) oldest first, as Strava orders them. A page may be
         shorter than ``per_page`` before the end: the caller pages until a page is **empty**.
         """
+        answered = await self.request_activities(
+            user_id, page=page, per_page=per_page, after=after, before=before, deadline=deadline
+        )
+        return answered.activities()
+
+    async def request_activities(
+        self,
+        user_id: uuid.UUID,
+        *,
+        page: int,
+        per_page: int = PER_PAGE_MAX,
+        after: float | None = None,
+        before: float | None = None,
+        deadline: float | None = None,
+    ) -> ActivityPage:
+        """:meth:`list_activities` in two steps: this one returns as soon as Strava has answered (an
+        :class:`ActivityPage` that says whether the page looks empty), and ``.activities()`` parses it.
+
+        A pager can ask for the next page between the two and parse this one while Strava answers.
+        """
         if page < 1:
             raise InvalidInput(f"page must be >= 1, got {page}")
         if not 1 <= per_page <= PER_PAGE_MAX:
@@ -232,26 +295,15 @@ class StravaClient:
             params["after"] = int(after)
         if before is not None:
             params["before"] = int(before)
-        endpoint = "/athlete/activities"
-        answer, data = await self._get_json(user_id, endpoint, endpoint, params, deadline=deadline, page=page)
-        if not isinstance(data, list):
-            self._record(answer, "GET", endpoint, page=page, error="MalformedResponse")
-            raise MalformedResponse(f"GET {endpoint} page {page}: expected a JSON list, got {type(data).__name__}")
-        activities: list[Activity] = []
-        for item in data:
-            try:
-                activities.append(Activity.from_json(item))
-            except MalformedResponse as exc:
-                self._record(answer, "GET", endpoint, page=page, items=len(data), error="MalformedResponse")
-                raise MalformedResponse(f"GET {endpoint} page {page}: {_one_line(str(exc))}") from None
-        self._record(answer, "GET", endpoint, page=page, items=len(activities))
-        return activities
+        answer = await self._get(user_id, LIST_ENDPOINT, LIST_ENDPOINT, params, deadline=deadline, page=page)
+        return ActivityPage(self, answer, page)
 
     async def get_activity(self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None) -> Activity:
         """``GET /activities/{id}``: one activity in detail (``DetailedActivity``), parsed."""
         endpoint = "/activities/{id}"
         path = f"/activities/{int(activity_id)}"
-        answer, data = await self._get_json(user_id, endpoint, path, None, deadline=deadline)
+        answer = await self._get(user_id, endpoint, path, None, deadline=deadline)
+        data = self._parse_json(answer, "GET", endpoint)
         try:
             activity = Activity.from_json(data)
         except MalformedResponse as exc:
@@ -428,7 +480,7 @@ class StravaClient:
 
     # -- requests -------------------------------------------------------------------------------------------
 
-    async def _get_json(
+    async def _get(
         self,
         user_id: uuid.UUID,
         endpoint: str,
@@ -437,10 +489,10 @@ class StravaClient:
         *,
         deadline: float | None,
         page: int | None = None,
-    ) -> tuple[_Answer, Any]:
+    ) -> _Answer:
         """GET an API path as ``user_id``: refresh before expiry, and once more on a 401.
 
-        Returns the answer and its parsed JSON; the caller records the attempt once it knows the outcome.
+        Returns the answer, a 2xx; the caller parses it and records the attempt once it knows the outcome.
         """
         tokens = await self._valid_tokens(user_id, deadline=deadline)
         refreshed_on_401 = False
@@ -473,7 +525,7 @@ class StravaClient:
                     "the token lacks the activity:read scope or the application is inactive"
                 )
             self._raise_for_other_4xx(answer, "GET", endpoint, page=page)
-            return answer, self._parse_json(answer, "GET", endpoint, page=page)
+            return answer
 
     async def _send(
         self,

@@ -271,6 +271,9 @@ _HISTORY_S = 8 * 365 * 86_400.0  # a heavy user's history spans about eight year
 class LatencyModel:
     """How long FakeStrava takes to answer, in seconds: ``median_s * exp(sigma * Z) + per_item_s * items``.
 
+    The time runs from the request's arrival to the answer and includes the fake's own work (building a page),
+    as a real server's latency includes its own.
+
     ``sigma = 0`` is a constant latency; otherwise lognormal with the given median, drawn from a generator
     seeded with ``seed``. Calibrate it from a real sync's trace with :meth:`from_latencies`.
     """
@@ -918,7 +921,9 @@ class FakeStrava:
     ) -> FakeResponse:
         """Answer one request. ``headers`` must have lower-case names; ``query`` is the raw query string.
 
-        Both adapters call this; they only add the latency (``delay_s``) or the hang.
+        Both adapters call this; they only add the latency (``delay_s``) or the hang. ``delay_s`` is the whole
+        time Strava takes to answer, its own work included: the adapters wait only what is left of it after
+        building the response (:meth:`remaining_delay`), so a latency of L answers L after the request arrived.
         """
         now = self.clock.now()
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -1063,6 +1068,10 @@ class FakeStrava:
 
     # -- the two adapters ------------------------------------------------------------------------------------
 
+    def remaining_delay(self, resp: FakeResponse, received_at: float) -> float:
+        """What is left of ``resp.delay_s`` now, for a request received at ``received_at`` (clock time)."""
+        return max(0.0, resp.delay_s - (self.clock.now() - received_at))
+
     def transport(self) -> FakeStravaTransport:
         """An httpx transport answering from this FakeStrava (for ``StravaClient(transport=...)``)."""
         return FakeStravaTransport(self)
@@ -1087,8 +1096,9 @@ class FakeStrava:
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode("latin-1")
+        received_at = self.clock.now()
         resp = self.respond(scope["method"], scope["path"], query, headers, b"".join(chunks))
-        await self.clock.sleep(self.faults.hang_s if resp.hang else resp.delay_s)
+        await self.clock.sleep(self.faults.hang_s if resp.hang else self.remaining_delay(resp, received_at))
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers.items()]
         await send({"type": "http.response.start", "status": resp.status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": resp.body})
@@ -1130,11 +1140,13 @@ class FakeStravaTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        received_at = self.fake.clock.now()
         resp = self.fake.respond(request.method, request.url.path, request.url.query.decode(), headers, body)
         timeout = request.extensions.get("timeout", {}).get("read")
         if resp.hang or (timeout is not None and resp.delay_s > timeout):
             await self.fake.clock.sleep(timeout if timeout is not None else self.fake.faults.hang_s)
             raise httpx.ReadTimeout("FakeStrava did not answer within the read timeout", request=request)
-        if resp.delay_s > 0:
-            await self.fake.clock.sleep(resp.delay_s)
+        delay = self.fake.remaining_delay(resp, received_at)
+        if delay > 0:
+            await self.fake.clock.sleep(delay)
         return httpx.Response(resp.status, headers=resp.headers, content=resp.body, request=request)

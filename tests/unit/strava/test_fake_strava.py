@@ -263,6 +263,26 @@ async def test_latency_is_spent_on_the_fake_s_clock(clock: ManualClock) -> None:
     assert clock.sleeps == [pytest.approx(0.6)]
 
 
+async def test_latency_includes_the_fake_s_own_work(clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A latency L answers L after the request arrived: time spent building the page counts towards it."""
+    fake = FakeStrava(clock=clock, latency=0.05)
+    athlete = fake.add_athlete(activities=10)
+    build = fake.respond
+
+    def slow_build(*args: object, **kwargs: object) -> object:
+        clock.advance(0.03)  # the fake's CPU, as a real clock would see it
+        return build(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fake, "respond", slow_build)
+    async with httpx.AsyncClient(transport=fake.transport()) as http:
+        await http.get("https://www.strava.com/api/v3/athlete", headers=bearer(athlete.access_token))
+        assert clock.sleeps == [pytest.approx(0.02, abs=1e-6)]
+        clock.sleeps.clear()
+        fake.latency = LatencyModel(median_s=0.01)  # slower to build than to answer: no wait at all
+        await http.get("https://www.strava.com/api/v3/athlete", headers=bearer(athlete.access_token))
+        assert clock.sleeps == []
+
+
 def test_fault_decisions_are_seeded_and_do_not_depend_on_other_athletes_requests(clock: ManualClock) -> None:
     def statuses(seed: int, noise: bool) -> list[int]:
         fake = FakeStrava(clock=ManualClock(START), seed=seed, faults=Faults(error_rate=0.3))

@@ -18,6 +18,7 @@ from syncsim.errors import (
     Unauthorized,
 )
 from syncsim.strava import FakeStrava, Faults, MemoryTokenStore, StravaClient, StravaRejected, Trace
+from syncsim.strava.client import ActivityPage, _Answer
 from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight
 from syncsim.testing.clocks import ManualClock
 from tests.unit.strava.helpers import START, all_pages, connect
@@ -319,6 +320,30 @@ async def test_a_malformed_page_is_a_malformed_response_naming_the_page(
     assert len(await client.list_activities(user_id, page=1)) == 200
     with pytest.raises(MalformedResponse, match=match):
         await client.list_activities(user_id, page=2)
+
+
+async def test_request_activities_answers_before_parsing_and_parses_like_list_activities(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, trace: Trace
+) -> None:
+    user_id, _ = await connect(fake, store, activities=250)
+    client = make_client()
+    first = await client.request_activities(user_id, page=1, after=0)
+    assert first.looks_nonempty and len(trace) == 0  # answered, not parsed, not recorded yet
+    assert first.activities() == await client.list_activities(user_id, page=1, after=0)
+    assert [r["items"] for r in trace.records] == [200, 200]
+    last = await client.request_activities(user_id, page=3, after=0)
+    assert not last.looks_nonempty and last.activities() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "nonempty"),
+    [(b"[]", False), (b" [ ]\n", False), (b'[{"id": 1}]', True), (b'{"activities": []}', False), (b'[{"id"', False)],
+)
+async def test_an_answered_page_says_whether_it_looks_nonempty_without_parsing(
+    make_client: MakeClient, body: bytes, nonempty: bool
+) -> None:
+    answer = _Answer(httpx.Response(200, content=body), sent_at=0.0, latency_s=0.1, attempt=1)
+    assert ActivityPage(make_client(), answer, page=1).looks_nonempty is nonempty
 
 
 async def test_a_deleted_activity_detail_is_rejected_as_not_found(
