@@ -17,7 +17,6 @@ Every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status; no error 
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import math
@@ -57,6 +56,7 @@ from syncsim.jobs.store import Store, redact_url
 from syncsim.platform import Invocation, Platform, guard_store
 from syncsim.runner import JobRunner
 from syncsim.service import JobService
+from syncsim.strava.trace import Trace
 
 __all__ = [
     "INVOCATION_KEY",
@@ -171,23 +171,22 @@ class InvocationMiddleware:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 invocation.finish_response()
 
-        left = invocation.time_left()
-        loop = asyncio.get_running_loop()
-        when = None if math.isinf(left) else loop.time() + max(0.0, left)
         try:
-            async with asyncio.timeout_at(when) as budget:
-                await self.app(scope, receive, send_and_finish)
-        except (TimeoutError, InvocationKilled) as exc:
-            if isinstance(exc, TimeoutError) and not budget.expired():
-                raise
-            invocation.kill("the request handler overran the invocation's deadline")
-            if status == 0:
-                limit = self.platform.spec.max_duration_s
-                await _send_error(send, 504, f"the request did not finish within the platform's time limit ({limit} s)")
-                status = 504
+            try:
+                overran = await invocation.serve(self.app(scope, receive, send_and_finish))
+            except InvocationKilled:  # a store call refused after the kill: the handler overran too
+                overran = True
+            if overran:
+                invocation.kill("the request handler overran the invocation's deadline")
+                if status == 0:
+                    limit = self.platform.spec.max_duration_s
+                    message = f"the request did not finish within the platform's time limit ({limit} s)"
+                    await _send_error(send, 504, message)
+                    status = 504
         finally:
             if not invocation.responded:
                 invocation.finish_response()
+        if log.isEnabledFor(logging.INFO):
             log.info(
                 "%s %s %s %.1fms invocation=%s",
                 scope.get("method"),
@@ -589,6 +588,7 @@ def build_app(
     clock: Clock | None = None,
     migrate: bool = True,
     max_background_jobs: int | None = defaults.MAX_BACKGROUND_JOBS,
+    strava_trace: Trace | None = None,
     **runner_options: Any,
 ) -> Starlette:
     """The whole server from a store URL: store, runner with every handler, platform, clock, Strava client.
@@ -598,6 +598,7 @@ def build_app(
     ``$STRAVA_WEBHOOK_VERIFY_TOKEN``; Strava's client credentials come from ``$STRAVA_CLIENT_ID`` /
     ``$STRAVA_CLIENT_SECRET``. With ``migrate`` the store is migrated at start-up (ASGI lifespan).
     ``max_background_jobs`` bounds the syncs this process runs at once (see :class:`JobService`).
+    ``strava_trace`` records every request the Strava client sends (no tokens).
     """
     from syncsim.jobs.store import open_store
     from syncsim.platform import LocalPlatform, platform_spec
@@ -622,7 +623,7 @@ def build_app(
     else:
         the_platform = platform
     store = open_store(store_url)
-    strava = StravaClient(tokens=store, clock=clock, base_url=strava_url or STRAVA_BASE_URL)
+    strava = StravaClient(tokens=store, clock=clock, base_url=strava_url or STRAVA_BASE_URL, trace=strava_trace)
     runner_options.setdefault("resources", {"strava": strava})
     service = JobService(
         _build_runner(store, clock=clock, strategy=strategy, **runner_options),

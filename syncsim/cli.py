@@ -298,15 +298,30 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
 
 @_command("fake-strava")
 def _fake_strava(args: argparse.Namespace) -> int:
+    from syncsim.errors import InvalidInput
     from syncsim.strava.fake_server import serve_fake_strava
 
+    activities: int | list[int] | None = None
+    athletes = args.athletes if args.athletes is not None else 3
+    if args.activities is not None:
+        try:
+            counts = [int(n) for n in args.activities.split(",")]
+        except ValueError:
+            raise InvalidInput(f"--activities must be N or N1,N2,... (integers), got {args.activities!r}") from None
+        if len(counts) == 1:
+            activities = counts[0]
+        elif args.athletes is None or args.athletes == len(counts):
+            activities, athletes = counts, len(counts)
+        else:
+            raise InvalidInput(f"--activities gives {len(counts)} counts for --athletes {args.athletes}")
     serve_fake_strava(
         host=args.host,
         port=args.port,
-        athletes=args.athletes,
+        athletes=athletes,
         seed=args.seed,
-        activities=args.activities,
+        activities=activities,
         latency=args.latency,
+        compact=args.compact,
     )
     return 0
 
@@ -358,10 +373,20 @@ def _build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = sub.add_parser("fake-strava", help="serve FakeStrava on loopback (prints how to get each athlete's token)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
-    p.add_argument("--athletes", type=int, default=3)
+    p.add_argument("--athletes", type=int, default=None, help="how many (default 3, or one per --activities count)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--activities", type=int, default=None, help="per athlete (default: a heavy-tailed spread)")
+    p.add_argument(
+        "--activities",
+        default=None,
+        metavar="N[,N...]",
+        help="per athlete: one count for all, or one count each (default: a heavy-tailed spread)",
+    )
     p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="activity lists with only the fields syncsim reads (as the simulator serves them): a third of the bytes",
+    )
 
     _register_plugins(sub, _plugins_needed(argv))
     return parser

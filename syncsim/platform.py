@@ -118,6 +118,10 @@ class Invocation:
     responded: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _timer: asyncio.TimerHandle | None = None
+    #: The task answering the request (see :meth:`serve`): the kill cancels it too.
+    _handler: asyncio.Task[Any] | None = None
+    #: Whether the kill cancelled the handler (so its CancelledError is the deadline, not a shutdown).
+    handler_cancelled: bool = False
     _on_end: list[Callable[[Invocation], None]] = field(default_factory=list)
 
     def time_left(self) -> float:
@@ -156,9 +160,35 @@ class Invocation:
             return
         self.killed = True
         self.kill_reason = reason
+        if self._handler is not None:
+            self.handler_cancelled = True
+            self._handler.cancel()
         for task in list(self._tasks):
             task.cancel()
         self._end()
+
+    async def serve(self, handler: Awaitable[None]) -> bool:
+        """Await the request's ``handler`` in the current task; the kill at the deadline cancels it.
+
+        Returns ``False`` if the handler completed, ``True`` if the kill cut it short (the caller answers 504).
+        The invocation's own kill timer is the only timer: no second per-request timeout.
+        """
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - always called from a task
+            raise RuntimeError("Invocation.serve() must run in a task")
+        self.check_alive()
+        cancelling = task.cancelling()
+        self._handler = task
+        try:
+            await handler
+        except asyncio.CancelledError:
+            # Ours only if the kill cancelled the handler and nobody else asked this task to stop as well.
+            if self.handler_cancelled and task.uncancel() <= cancelling:
+                return True
+            raise
+        finally:
+            self._handler = None
+        return False
 
     def finish_response(self) -> None:
         """The response was sent; the invocation ends when its background work does."""

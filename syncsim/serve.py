@@ -12,10 +12,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from syncsim import defaults
 from syncsim.errors import ConfigError, InvalidInput
+from syncsim.strava.trace import Trace
 
 __all__ = ["SERVE_PLATFORMS", "register_cli", "running_server"]
 
@@ -88,6 +90,11 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn = _uvicorn()
     if args.time_scale <= 0:
         raise InvalidInput(f"--time-scale must be > 0, got {args.time_scale}")
+    margin = args.deadline_margin if args.deadline_margin is not None else defaults.DEADLINE_MARGIN_S * args.time_scale
+    if margin < 0:
+        raise InvalidInput(f"--deadline-margin must be >= 0, got {margin}")
+
+    trace = _strava_trace(args.strava_trace) if args.strava_trace else None
 
     async def migrate() -> str:
         store = open_store(args.store)
@@ -107,15 +114,36 @@ def _serve(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         migrate=False,
         max_background_jobs=args.max_background_jobs or None,
+        deadline_margin_s=margin,
+        strava_trace=trace,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(
         f"syncsim API on http://{args.host}:{args.port} — store {redact_url(url)}, platform {args.platform}"
-        f" (x{args.time_scale:g}), strategy {args.strategy}",
+        f" (x{args.time_scale:g}, deadline margin {margin:g} s), strategy {args.strategy}",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, lifespan="on", log_level="info")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, access_log=False, lifespan="on", log_level="info")
+    finally:
+        if trace is not None:
+            path = trace.to_csv(args.strava_trace)
+            print(f"wrote {len(trace)} Strava request(s) to {path}", flush=True)
     return 0
+
+
+def _strava_trace(path: str) -> Trace:
+    """A trace of every request the server's Strava client sends, written to ``path`` when the server stops.
+
+    uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default action would end the
+    process before the trace is written, so SIGTERM exits through ``SystemExit`` instead (as Ctrl-C does through
+    ``KeyboardInterrupt``)."""
+    import signal
+    import sys
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return Trace()
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -141,6 +169,20 @@ def register_cli(subparsers: Any) -> dict[str, Command]:
         type=float,
         default=1.0,
         help="multiply the platform's time limit (scaled validation runs)",
+    )
+    p.add_argument(
+        "--deadline-margin",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"stop starting Strava requests this long before an invocation's deadline (default "
+        f"{defaults.DEADLINE_MARGIN_S:g} s x --time-scale)",
+    )
+    p.add_argument(
+        "--strava-trace",
+        metavar="FILE.csv",
+        default=None,
+        help="write every Strava request the server sent (no tokens) to a CSV trace when it stops",
     )
     p.add_argument(
         "--max-background-jobs",

@@ -563,6 +563,9 @@ class StravaClient:
                 continue
             except httpx.DecodingError:
                 raise MalformedResponse(f"{method} {endpoint}: response body could not be decoded") from None
+            # httpx binds a response's stream back to the response (a reference cycle), so every page would stay
+            # in memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
+            response.stream = httpx.ByteStream(response.content)
             received_at = self._clock.now()
             self.budget.observe(response.headers, received_at, sent_at=sent_at)
             answer = _Answer(response, sent_at, received_at - sent_at, attempt)

@@ -12,7 +12,7 @@ import random
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
@@ -26,9 +26,14 @@ __all__ = ["fake_strava_banner", "running_fake_strava", "serve_fake_strava"]
 STARTUP_TIMEOUT_S = 10.0
 
 
-def _history_sizes(athletes: int, seed: int, activities: int | None) -> list[int]:
-    """Activity counts per athlete: ``activities`` each, or a heavy-tailed seeded spread (median ~150,
-    some in the thousands, capped at 5,000 — the sizes Strava's forums report for heavy users)."""
+def _history_sizes(athletes: int, seed: int, activities: int | Sequence[int] | None) -> list[int]:
+    """Activity counts per athlete: ``activities`` each, one count per athlete (a sequence of ``athletes``
+    counts), or a heavy-tailed seeded spread (median ~150, some in the thousands, capped at 5,000 — the sizes
+    Strava's forums report for heavy users)."""
+    if isinstance(activities, Sequence):
+        if len(activities) != athletes:
+            raise ConfigError(f"{len(activities)} activity counts given for {athletes} athletes")
+        return [int(n) for n in activities]
     if activities is not None:
         return [activities] * athletes
     rng = random.Random(seed)
@@ -61,20 +66,24 @@ def serve_fake_strava(
     port: int,
     athletes: int,
     seed: int,
-    activities: int | None = None,
+    activities: int | Sequence[int] | None = None,
     latency: float = 0.0,
+    compact: bool = False,
     out: TextIO | None = None,
 ) -> None:
     """Serve a FakeStrava with ``athletes`` athletes on ``host:port`` until interrupted (wall-clock time).
 
-    ``activities`` per athlete, or a heavy-tailed seeded spread if ``None``; ``latency`` in seconds per
-    request. Prints, first, each athlete's id, activity count, refresh token, code and a curl line.
+    ``activities`` per athlete, one count per athlete (a sequence of length ``athletes``, in order), or a
+    heavy-tailed seeded spread if ``None``; ``latency`` in seconds per request;
+    ``compact`` serves activity lists with only the fields syncsim reads, as the simulator does (see
+    :class:`~syncsim.strava.fake.FakeStrava`). Prints, first, each athlete's id, activity count, refresh token,
+    code and a curl line.
     """
     import uvicorn
 
     if athletes < 1:
         raise ConfigError("athletes must be >= 1")
-    fake = FakeStrava(clock=SystemClock(), seed=seed, latency=latency)
+    fake = FakeStrava(clock=SystemClock(), seed=seed, latency=latency, compact=compact)
     for size in _history_sizes(athletes, seed, activities):
         fake.add_athlete(activities=size)
     stream = out if out is not None else sys.stdout

@@ -53,6 +53,9 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         (("status", "not-a-uuid"), {}, "job id must be a UUID"),
         (("jobs", "--user", "bob"), {}, "user id must be a UUID"),
         (("sync", "--user", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"), {}, "has no Strava connection"),
+        (("fake-strava", "--activities", "5,x"), {}, "--activities must be N or N1,N2,..."),
+        (("fake-strava", "--athletes", "3", "--activities", "5,7"), {}, "2 counts for --athletes 3"),
+        (("serve", "--deadline-margin", "-1"), {}, "--deadline-margin must be >= 0"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(

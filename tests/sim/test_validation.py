@@ -1,112 +1,19 @@
-"""Validation: one small workload in the simulator and for real over loopback must agree.
+"""Validation (issue #5): one small workload in the simulator and for real over loopback must agree.
 
-Real side: the real Starlette app served by uvicorn on loopback (:func:`syncsim.serve.running_server`), a
-FakeStrava served by uvicorn in a thread (:func:`syncsim.strava.fake_server.running_fake_strava`) answering
-after a real ``sleep``, SQLite on disk, the wall clock, and the simulator's own browsers over real HTTP. Every
-time is scaled down by ``SCALE`` (Strava's 0.4 s → 0.1 s, hobby's 10 s → 2.5 s, polls 0.5 s doubling to 7.5 s),
-so the run takes seconds. Simulated side: ``simulate()`` with the same scaled parameters and no modelled
-store latency (the real one is ~0.1 ms). Outcomes and attempts must agree exactly, and the p50/p95 of the
-time to complete within 5 %.
+The real side is ``syncsim fake-strava`` and ``syncsim serve`` as subprocesses on loopback, every time scaled by
+0.5 (about 20 s); the simulator is calibrated from what that run measured (the server's Strava trace, the store's call
+time). Outcomes, attempts and invocations must agree exactly, and the p50/p95 of the time to complete within
+5 %. Method and known limits: :mod:`syncsim.sim.validation`; the same run as a table: ``benchmarks/validate.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
-import time
-import uuid
 from pathlib import Path
 
-import httpx
-import numpy as np
 import pytest
 
-from syncsim.api import create_app
-from syncsim.auth import mint_token
-from syncsim.clock import LoopClock
-from syncsim.jobs.store import open_store
-from syncsim.platform import LocalPlatform, platform_spec
-from syncsim.runner import HandlerRegistry, JobRunner
-from syncsim.serve import running_server
-from syncsim.service import JobService
-from syncsim.sim import PollSchedule, Workload, simulate
-from syncsim.sim.browser import Browser
-from syncsim.sim.engine import JWT_SECRET
-from syncsim.sim.recorder import Recorder
-from syncsim.sim.workload import WorkloadRow
-from syncsim.strava.client import StravaClient
-from syncsim.strava.fake import FakeStrava, LatencyModel
-from syncsim.strava.fake_server import running_fake_strava
-from syncsim.strava.trace import Trace
-from syncsim.sync import register_strava_sync
-
-#: Not smaller: before its first request a sync assumes one takes 1 s (sync.INITIAL_REQUEST_ESTIMATE_S, not
-#: scaled), so an invocation needs 1 s + the margin left to start; at 0.1 no invocation ever starts one.
-SCALE = 0.25
-LATENCY_S = 0.4 * SCALE
-LIMIT_S = 10.0 * SCALE
-MARGIN_S = 2.0 * SCALE
-POLL = PollSchedule(first_s=2.0 * SCALE, cap_s=30.0 * SCALE, give_up_s=60.0)
-WORKLOAD = Workload.from_rows(
-    [WorkloadRow(i, n, 0.0) for i, n in enumerate((120, 450, 900, 1600, 2600, 4000))], name="validation"
-)
-
-
-async def real_run(tmp_path: Path, trace: Trace) -> list[dict[str, object]]:
-    clock = LoopClock(time.time())
-    fake = FakeStrava(clock=clock, seed=0, latency=LATENCY_S)
-    store = open_store(f"sqlite:///{tmp_path / 'real.db'}")
-    await store.migrate()
-    users = [uuid.UUID(int=random.Random(i).getrandbits(128), version=4) for i in range(WORKLOAD.athletes)]
-    for user, row in zip(users, WORKLOAD.syncs, strict=True):
-        athlete = fake.add_athlete(activities=row.activities)
-        await store.save_tokens(user, athlete.tokens(), now=clock.now())
-    with running_fake_strava(fake) as strava_url:
-        strava = StravaClient(
-            tokens=store,
-            clock=clock,
-            base_url=strava_url,
-            client_id=fake.client_id,
-            client_secret=fake.client_secret,
-            trace=trace,
-        )
-        runner = JobRunner(
-            store,
-            handlers=register_strava_sync(HandlerRegistry()),
-            clock=clock,
-            strategy="resumable",
-            resources={"strava": strava},
-            rng=random.Random(0),
-            worker_id="real",
-            deadline_margin_s=MARGIN_S,
-        )
-        platform = LocalPlatform(platform_spec("hobby").with_limit(LIMIT_S), clock=clock)
-        app = create_app(service=JobService(runner), platform=platform, jwt_secret=JWT_SECRET, clock=clock)
-        async with running_server(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
-            recorder = Recorder(clock, clock.now())
-            browsers = [
-                Browser(
-                    http,
-                    clock=clock,
-                    recorder=recorder,
-                    user_id=user,
-                    token=mint_token(user, JWT_SECRET, now=clock.now()),
-                    schedule=POLL,
-                )
-                for user in users
-            ]
-            outcomes = await asyncio.gather(*(b.run() for b in browsers))
-        await strava.aclose()
-    rows = []
-    for outcome in outcomes:
-        assert outcome.job_id is not None
-        job = await store.get_job(outcome.job_id)
-        assert job is not None
-        done = job.completed_at.timestamp() - job.created_at.timestamp() if job.completed_at else float("nan")
-        rows.append({"status": job.status.value, "attempts": job.attempts, "runs": job.runs, "ttc": done})
-    await store.close()
-    return rows
+from syncsim.sim.validation import Comparison, RealRun, Setup, calibrated_latency, simulated_run, validate
 
 
 @pytest.mark.skipif(
@@ -114,27 +21,31 @@ async def real_run(tmp_path: Path, trace: Trace) -> list[dict[str, object]]:
     reason="wall-clock run, sensitive to a loaded machine: set SYNCSIM_VALIDATE=1 to run it",
 )
 def test_the_simulator_agrees_with_a_real_run_over_loopback(tmp_path: Path) -> None:
-    trace = Trace()
-    real = asyncio.run(real_run(tmp_path, trace))
-    # Calibrate the simulated Strava from the real run's trace (the client's measured answer times include
-    # loopback HTTP and the fake's serialization): its median, as a constant.
-    measured = LatencyModel.from_latencies(r["latency_s"] for r in trace.records if r["status"] == 200)
-    sim = simulate(
-        workload=WORKLOAD,
-        platform=platform_spec("hobby").with_limit(LIMIT_S),
-        strategy="resumable",
-        latency=measured.median_s,
-        store_latency_s=0.0,
-        deadline_margin_s=MARGIN_S,
-        poll=POLL,
-    ).jobs
-    assert [r["status"] for r in real] == list(sim["status"])
-    assert [r["attempts"] for r in real] == list(sim["attempts"])
-    assert [r["runs"] for r in real] == list(sim["invocations"])
-    real_ttc = np.array([r["ttc"] for r in real])
-    sim_ttc = sim["time_to_complete_s"].to_numpy()
-    print(
-        "validation: real p50/p95", np.percentile(real_ttc, [50, 95]), "sim p50/p95", np.percentile(sim_ttc, [50, 95])
-    )
+    comparison = validate(Setup(), workdir=tmp_path)
+    print(comparison.describe(), comparison.table(), sep="\n")
+    real, sim = comparison.real.jobs, comparison.sim
+    assert [r["status"] for r in real] == [s["status"] for s in sim]
+    assert [r["attempts"] for r in real] == [s["attempts"] for s in sim]
+    assert [r["runs"] for r in real] == [s["runs"] for s in sim]
     for q in (50, 95):
-        assert np.percentile(real_ttc, q) == pytest.approx(np.percentile(sim_ttc, q), rel=0.05)
+        real_q, sim_q = comparison.percentile(q)
+        assert sim_q == pytest.approx(real_q, rel=0.05), f"p{q}: real {real_q:.3f} s, simulated {sim_q:.3f} s"
+
+
+def test_the_comparison_fails_when_the_simulator_is_off() -> None:
+    """The comparison itself (no real run): a made-up real run, against the simulator calibrated from it."""
+    setup = Setup(activities=(120, 900), sim_seeds=2)
+    page = {"endpoint": "/athlete/activities", "status": "200", "error": ""}
+    made_up = RealRun(jobs=[], trace=[{**page, "latency_s": "0.1"}] * 8, store_call_s=0.0, wall_s=0.0)
+    assert calibrated_latency(made_up).median_s == pytest.approx(0.1)
+    sim = simulated_run(setup, made_up)
+    assert [(s["status"], s["attempts"], s["runs"]) for s in sim] == [("completed", 1, 1)] * 2
+    assert [s["ttc"] for s in sim] == pytest.approx([0.2, 0.6], abs=0.01)  # 2 and 6 list requests of 0.1 s
+    same = RealRun(jobs=[dict(s) for s in sim], trace=made_up.trace, store_call_s=0.0, wall_s=0.0)
+    assert Comparison(setup=setup, real=same, sim=sim, latency=calibrated_latency(made_up)).ok
+    slower = RealRun(jobs=[{**s, "ttc": s["ttc"] * 1.06} for s in sim], trace=made_up.trace, store_call_s=0, wall_s=0)
+    off = Comparison(setup=setup, real=slower, sim=sim, latency=calibrated_latency(made_up))
+    assert off.outcomes_agree and not off.within(50) and not off.ok
+    assert "validation FAILED" in off.table()
+    retried = RealRun(jobs=[{**s, "attempts": 2} for s in sim], trace=made_up.trace, store_call_s=0, wall_s=0)
+    assert not Comparison(setup=setup, real=retried, sim=sim, latency=calibrated_latency(made_up)).ok
