@@ -117,8 +117,14 @@ def verify_token(token: str, secret: str, *, now: float, leeway_s: float = 0.0) 
     aud = claims.get("aud")
     if aud is not None and ROLE not in (aud if isinstance(aud, list) else [aud]):
         raise AuthError(f"token audience must include {ROLE!r}")
+    return _subject(str(claims["sub"]))
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
+def _subject(sub: str) -> uuid.UUID:
+    """A token's ``sub`` as a user id (cached with the signatures: a polling browser sends the same one)."""
     try:
-        return uuid.UUID(str(claims["sub"]))
+        return uuid.UUID(sub)
     except ValueError:
         raise AuthError("token subject is not a user id (UUID)") from None
 

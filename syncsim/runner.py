@@ -346,10 +346,13 @@ class JobRunner:
 
     async def get(self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str | None = None) -> Job | None:
         """The job, or ``None`` if it does not exist or belongs to another user."""
-        try:
-            jid = uuid.UUID(str(job_id))
-        except ValueError:
-            return None
+        if isinstance(job_id, uuid.UUID):
+            jid = job_id
+        else:
+            try:
+                jid = uuid.UUID(str(job_id))
+            except ValueError:
+                return None
         job = await self.store.get_job(jid)
         if job is None or (user_id is not None and job.user_id != parse_user_id(user_id)):
             return None
