@@ -118,6 +118,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         client_id=fake.client_id,
         client_secret=fake.client_secret,
         rng=random.Random(f"strava:{sc.seed}"),
+        on_rate_limit_wait=recorder.rate_limit_wait,
     )
     strategy = resolve_strategy(sc.strategy)
 

@@ -60,6 +60,8 @@ class Recorder:
         self.events: list[tuple[float, str | None, str | None, str, str]] = []
         self.jobs: dict[uuid.UUID, JobTrace] = {}
         self.invocation_job: dict[int, uuid.UUID] = {}
+        #: Each user's latest job (rate-limit waits inside the Strava client are reported by user).
+        self.user_job: dict[uuid.UUID, uuid.UUID] = {}
         self.invocations = 0
         self.invocation_s = 0.0
         self.killed = 0
@@ -85,11 +87,22 @@ class Recorder:
     def created(self, job: Job, created: bool) -> None:
         if created and job.id not in self.jobs:
             self.jobs[job.id] = JobTrace(job.id, job.user_id, self.t())
+            self.user_job[job.user_id] = job.id
+
+    def rate_limit_wait(self, user_id: uuid.UUID | None, seconds: float) -> None:
+        """The Strava client is about to sleep ``seconds`` for a window reset, for ``user_id``'s job."""
+        job_id = self.user_job.get(user_id) if user_id is not None else None
+        trace = self.jobs.get(job_id) if job_id is not None else None
+        if trace is None:
+            return
+        trace.rate_limited += 1
+        self.event("rate_limit_wait", user=user_id, job=job_id, detail=f"{seconds:.1f} s")
 
     def claimed(self, job: Job) -> None:
         trace = self.jobs.get(job.id)
         if trace is None:
             trace = self.jobs[job.id] = JobTrace(job.id, job.user_id, self.t())
+            self.user_job[job.user_id] = job.id
         trace.claims += 1
         trace.claim_started_s = self.t()
         invocation = _current_invocation.get()

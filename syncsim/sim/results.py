@@ -15,6 +15,7 @@
 ``events`` — the timeline, columns :data:`EVENT_COLUMNS`:
     t_s (simulated seconds since the run started), user_id, job_id, kind, detail. Kinds include: submit,
     poll, invocation_start, invocation_end, killed, claimed, checkpoint, retry, rescheduled, rate_limited,
+    rate_limit_wait (the Strava client slept until a window reset inside an invocation),
     completed, failed, gave_up.
 
 ``metrics`` — the five success metrics, columns :data:`METRIC_COLUMNS` (metric, target, value, passed), one

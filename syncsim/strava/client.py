@@ -20,6 +20,7 @@ import asyncio
 import os
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -186,6 +187,7 @@ class StravaClient:
         rng: random.Random | None = None,
         trace: Trace | None = None,
         refresh_margin_s: float = REFRESH_MARGIN_S,
+        on_rate_limit_wait: Callable[[uuid.UUID | None, float], None] | None = None,
     ) -> None:
         """Create a client.
 
@@ -193,6 +195,8 @@ class StravaClient:
         needed only to refresh or exchange tokens. ``timeout_s`` applies to every request (seconds);
         ``max_retries`` bounds the retries of 5xx, timeouts and connection errors; ``rng`` draws the backoff
         jitter (inject a seeded one for determinism). ``transport`` replaces the network (FakeStrava).
+        ``on_rate_limit_wait(user_id, seconds)`` is called each time the client is about to sleep until a rate-limit
+        window resets, for the user whose request waits (``None`` for a token exchange); metrics, not control.
         """
         if max_retries < 0:
             raise InvalidInput("max_retries must be >= 0")
@@ -209,6 +213,7 @@ class StravaClient:
         self._max_retries = max_retries
         self._rng = rng if rng is not None else random.Random()
         self._refresh_margin_s = refresh_margin_s
+        self.on_rate_limit_wait = on_rate_limit_wait
         self._cache: dict[uuid.UUID, StravaTokens] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
         self._http = httpx.AsyncClient(
@@ -506,6 +511,7 @@ class StravaClient:
                 params=params,
                 headers={"Authorization": f"Bearer {tokens.access_token}"},
                 page=page,
+                user_id=user_id,
             )
             status = answer.response.status_code
             if status == 401:
@@ -539,6 +545,7 @@ class StravaClient:
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
         page: int | None = None,
+        user_id: uuid.UUID | None = None,
     ) -> _Answer:
         """Send one request through the budget; retry 5xx/timeouts/connection errors; wait out 429s.
 
@@ -547,7 +554,7 @@ class StravaClient:
         attempt = 0
         failures = 0
         while True:
-            await self._reserve(method, endpoint, read=read, deadline=deadline)
+            await self._reserve(method, endpoint, read=read, deadline=deadline, user_id=user_id)
             attempt += 1
             sent_at = self._clock.now()
             try:
@@ -580,6 +587,7 @@ class StravaClient:
                     reset_at,
                     deadline,
                     why="Strava answered 429, the app-wide rate limit is spent",
+                    user_id=user_id,
                 )
                 continue
             if status >= 500:
@@ -589,17 +597,31 @@ class StravaClient:
                 continue
             return answer
 
-    async def _reserve(self, method: str, endpoint: str, *, read: bool, deadline: float | None) -> None:
+    async def _reserve(
+        self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None
+    ) -> None:
         while True:
             reset_at = self.budget.reserve(self._clock.now(), read=read)
             if reset_at is None:
                 return
             await self._wait_for_reset(
-                method, endpoint, reset_at, deadline, why="the app-wide rate limit is spent (local budget)"
+                method,
+                endpoint,
+                reset_at,
+                deadline,
+                why="the app-wide rate limit is spent (local budget)",
+                user_id=user_id,
             )
 
     async def _wait_for_reset(
-        self, method: str, endpoint: str, reset_at: float, deadline: float | None, *, why: str
+        self,
+        method: str,
+        endpoint: str,
+        reset_at: float,
+        deadline: float | None,
+        *,
+        why: str,
+        user_id: uuid.UUID | None = None,
     ) -> None:
         """Sleep until ``reset_at`` (+1 s) if the deadline allows, else raise :class:`RateLimited`."""
         if deadline is not None and reset_at + RESET_SLACK_S > deadline:
@@ -607,7 +629,10 @@ class StravaClient:
                 f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, after the invocation's deadline",
                 reset_at=reset_at,
             )
-        await self._clock.sleep(max(0.0, reset_at + RESET_SLACK_S - self._clock.now()))
+        wait = max(0.0, reset_at + RESET_SLACK_S - self._clock.now())
+        if self.on_rate_limit_wait is not None:
+            self.on_rate_limit_wait(user_id, wait)
+        await self._clock.sleep(wait)
 
     async def _retry_or_raise(
         self, method: str, endpoint: str, failures: int, reason: str, deadline: float | None

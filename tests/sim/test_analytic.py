@@ -134,3 +134,25 @@ def test_the_101st_read_in_a_quarter_hour_waits_for_the_next_one() -> None:
     assert result.params["fake_counts"].get("rate_limited", 0) == 0  # never a 429: the budget waited
     window = result.budget.set_index("t_s")
     assert window.loc[840.0, "read_15min"] == 100 and window.loc[900.0, "read_15min"] == 0
+    # The wait happened inside the invocation (unlimited platform): it counts, and is on the timeline.
+    assert job["rate_limited"] == 1
+    waits = result.events[result.events["kind"] == "rate_limit_wait"]
+    assert list(waits["t_s"]) == [pytest.approx(100.0, abs=1e-6)] and list(waits["detail"]) == ["801.0 s"]
+
+
+def test_a_job_rescheduled_to_the_window_reset_counts_as_rate_limited_once_per_reset() -> None:
+    # The same athlete on hobby (10 s) with resumable: the 101st request's reset is far past the invocation's
+    # deadline, so the job is rescheduled (not waited for) exactly once, then completes after the reset.
+    result = simulate(
+        workload=one_athlete(20_000),
+        platform="hobby",
+        strategy="resumable",
+        latency=1.0,
+        store_latency_s=0.0,
+        rate_limits=(100, 1_000),
+    )
+    job = only_job(result)
+    assert job["status"] == "completed" and job["strava_requests"] == 101
+    assert job["rate_limited"] == 1
+    assert (result.events["kind"] == "rate_limited").sum() == 1
+    assert (result.events["kind"] == "rate_limit_wait").sum() == 0
