@@ -1,0 +1,76 @@
+"""FakeStrava's configuration: how long it takes to answer (:class:`LatencyModel`) and what goes wrong
+(:class:`Faults`)."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from syncsim.errors import InvalidInput
+
+
+@dataclass
+class LatencyModel:
+    """How long FakeStrava takes to answer, in seconds: ``median_s * exp(sigma * Z) + per_item_s * items``.
+
+    The time runs from the request's arrival to the answer and includes the fake's own work (building a page),
+    as a real server's latency includes its own.
+
+    ``sigma = 0`` is a constant latency; otherwise lognormal with the given median, drawn from a generator
+    seeded with ``seed``. Calibrate it from a real sync's trace with :meth:`from_latencies`.
+    """
+
+    median_s: float = 0.0
+    sigma: float = 0.0
+    per_item_s: float = 0.0
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.median_s < 0 or self.sigma < 0 or self.per_item_s < 0:
+            raise InvalidInput("latency parameters must be >= 0")
+        self._rng = random.Random(self.seed)
+
+    def sample(self, items: int = 0) -> float:
+        """One request's latency in seconds for a response of ``items`` activities."""
+        base = self.median_s
+        if self.sigma > 0 and base > 0:
+            base *= math.exp(self.sigma * self._rng.gauss(0.0, 1.0))
+        return base + self.per_item_s * items
+
+    @classmethod
+    def from_latencies(cls, latencies_s: Iterable[float], *, seed: int = 0) -> LatencyModel:
+        """Fit a lognormal (median, sigma of the log) to observed latencies in seconds, e.g. a Trace's."""
+        logs = [math.log(x) for x in latencies_s if x > 0]
+        if not logs:
+            raise InvalidInput("no positive latencies to fit")
+        sigma = statistics.pstdev(logs) if len(logs) > 1 else 0.0
+        return cls(median_s=math.exp(statistics.median(logs)), sigma=sigma, seed=seed)
+
+
+@dataclass
+class Faults:
+    """What goes wrong, seeded by the FakeStrava's seed. Mutable: switch faults on and off at any time.
+
+    Rates are fractions of requests in [0, 1]. ``malformed_pages`` is either a set of (athlete_id, page)
+    pages that are always malformed, or a rate of activity-list pages malformed at random; ``malformed_mode``
+    says how. ``short_pages`` is the fraction of non-final pages served with fewer than ``per_page`` items
+    (every activity is still served exactly once). ``storm`` answers every API request with a 429 (until
+    ``storm_until``, UTC epoch seconds, if set). ``revoke_at`` revokes an athlete's authorization once the
+    clock passes the given time. A timeout holds the request past the client's read timeout in-process, or
+    for ``hang_s`` seconds on loopback.
+    """
+
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    malformed_pages: set[tuple[int, int]] | float = field(default_factory=set)
+    malformed_mode: Literal["truncated_json", "missing_id", "not_a_list"] = "truncated_json"
+    short_pages: float = 0.0
+    storm: bool = False
+    storm_until: float | None = None
+    revoke_at: dict[int, float] = field(default_factory=dict)
+    hang_s: float = 30.0
