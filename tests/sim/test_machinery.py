@@ -76,6 +76,53 @@ def test_the_clock_reads_the_virtual_loop() -> None:
         loop.close()
 
 
+def test_clock_sleeps_interleave_with_loop_timers_in_time_order_to_the_microsecond() -> None:
+    """LoopClock sleeps go through the virtual loop's own heap of sleepers, timers through asyncio's: one clock."""
+
+    async def main() -> list[tuple[str, float]]:
+        loop, clock = asyncio.get_running_loop(), virtual_clock(epoch=0.0)
+        seen: list[tuple[str, float]] = []
+
+        async def sleeper(name: str, seconds: float) -> None:
+            await clock.sleep(seconds)
+            seen.append((name, loop.time()))
+
+        loop.call_later(0.5, lambda: seen.append(("timer 0.5", loop.time())))
+        loop.call_later(1.5, lambda: seen.append(("timer 1.5", loop.time())))
+        await asyncio.gather(
+            sleeper("a 1.0", 1.0), sleeper("b 1.0", 1.0), sleeper("c 2.0", 2.0), sleeper("d 1e-7", 1e-7)
+        )
+        return seen
+
+    assert run_virtual(main) == [
+        ("d 1e-7", 0.000001),  # closer than one tick: still one tick later
+        ("timer 0.5", 0.5),
+        ("a 1.0", 1.0),  # the same instant: in the order they went to sleep
+        ("b 1.0", 1.0),
+        ("timer 1.5", 1.5),
+        ("c 2.0", 2.0),
+    ]
+
+
+def test_a_cancelled_clock_sleep_neither_wakes_nor_moves_the_clock_later() -> None:
+    async def main() -> tuple[bool, float]:
+        loop, clock = asyncio.get_running_loop(), virtual_clock(epoch=0.0)
+        woke = False
+
+        async def long_sleep() -> None:
+            nonlocal woke
+            await clock.sleep(3_600.0)
+            woke = True
+
+        task = asyncio.ensure_future(long_sleep())
+        await clock.sleep(10.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return woke, loop.time()
+
+    assert run_virtual(main) == (False, 10.0)
+
+
 # -- the browsers' HTTP ---------------------------------------------------------------------------------------
 
 
@@ -192,6 +239,8 @@ def test_a_sweep_starts_its_longest_runs_first() -> None:
 
 def test_a_run_leaves_the_garbage_collector_as_it_found_it() -> None:
     assert gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
     result = simulate(athletes=2, platform="hobby", strategy="resumable", latency=0.1)
     assert result.passed and gc.get_freeze_count() == 0 and gc.isenabled()
+    assert gc.get_threshold() == thresholds
     assert uuid.UUID(result.jobs.loc[0, "user_id"])
