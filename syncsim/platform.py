@@ -176,7 +176,6 @@ class Invocation:
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - always called from a task
             raise RuntimeError("Invocation.serve() must run in a task")
-        self.check_alive()
         cancelling = task.cancelling()
         self._handler = task
         try:
