@@ -132,25 +132,10 @@ def _variant(seed: int, v: int) -> tuple[str, bool, str, str]:
     hr = (h2 >> 42) & 0x3F
     private = ((h >> 58) & 0xF) == 0
     elapsed = moving + ((h2 >> 32) & 0x3FF) % (moving // 8 + 1)
-    compact = _ITEM_COMPACT_BODY % (
-        distance // 10,
-        distance % 10,
-        moving,
-        elapsed,
-        elevation // 10,
-        elevation % 10,
-        kind,
-        sport_type,
-    )
+    stats = (distance // 10, distance % 10, moving, elapsed, elevation // 10, elevation % 10, kind, sport_type)
+    compact = _ITEM_COMPACT_BODY % stats
     body = _ITEM_BODY % (
-        distance // 10,
-        distance % 10,
-        moving,
-        elapsed,
-        elevation // 10,
-        elevation % 10,
-        kind,
-        sport_type,
+        *stats,
         (h >> 44) & 0x3,
         (h >> 46) & 0x1F,
         (h >> 51) & 0x3,
