@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from syncsim.errors import InvalidInput
+from syncsim.records import positional_builder
 
 __all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "parse_user_id"]
 
@@ -80,6 +81,10 @@ class Job:
                 value = value.value
             out[f.name] = value
         return out
+
+
+#: A :class:`Job` from its 18 field values in field order, for a store's rows (see :mod:`syncsim.records`).
+job_from_values = positional_builder(Job)
 
 
 def parse_user_id(value: object) -> uuid.UUID:

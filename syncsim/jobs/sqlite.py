@@ -24,7 +24,7 @@ import orjson
 
 from syncsim.clock import from_datetime, to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError
-from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.model import Job, JobStatus, job_from_values
 from syncsim.sql import migration_files
 from syncsim.strava.models import Activity, StravaTokens
 
@@ -74,25 +74,25 @@ def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         id_, user_id, type_, status, payload, result, error, created_at, started_at, completed_at,
         attempts, max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at,
     ) = row  # fmt: skip
-    return Job(
-        id=_uuid(id_),
-        user_id=_uuid(user_id),
-        type=type_,
-        status=_STATUSES.get(status) or JobStatus(status),
-        payload=_json(payload) or {},
-        result=_json(result),
-        error=error,
-        created_at=to_datetime(created_at),
-        started_at=_ts(started_at),
-        completed_at=_ts(completed_at),
-        attempts=attempts,
-        max_attempts=max_attempts,
-        locked_by=locked_by,
-        locked_until=_ts(locked_until),
-        next_attempt_at=_ts(next_attempt_at),
-        progress=_json(progress) or {},
-        runs=runs,
-        updated_at=_ts(updated_at),
+    return job_from_values(
+        _uuid(id_),
+        _uuid(user_id),
+        type_,
+        _STATUSES.get(status) or JobStatus(status),
+        _json(payload) or {},
+        _json(result),
+        error,
+        to_datetime(created_at),
+        _ts(started_at),
+        _ts(completed_at),
+        attempts,
+        max_attempts,
+        locked_by,
+        _ts(locked_until),
+        _ts(next_attempt_at),
+        _json(progress) or {},
+        runs,
+        _ts(updated_at),
     )
 
 

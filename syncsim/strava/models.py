@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncsim.errors import MalformedResponse
+from syncsim.records import positional_builder
 
 __all__ = ["Activity", "Athlete", "StravaTokens"]
 
@@ -43,20 +44,24 @@ class Activity:
                 raise TypeError("id must be an integer")
             athlete = get("athlete")
             athlete_id = athlete.get("id") if isinstance(athlete, dict) else None
-            return cls(
-                id=activity_id,
-                athlete_id=int(athlete_id) if athlete_id is not None else None,
-                name=name if type(name) is str else str(name),
-                sport_type=sport_type if type(sport_type) is str else str(sport_type),
-                start_date=_utc_time(start_raw),
-                distance=float(get("distance") or 0.0),
-                moving_time=int(get("moving_time") or 0),
-                elapsed_time=int(get("elapsed_time") or 0),
-                total_elevation_gain=float(get("total_elevation_gain") or 0.0),
-                raw=data,
+            return _activity_from_values(
+                activity_id,
+                int(athlete_id) if athlete_id is not None else None,
+                name if type(name) is str else str(name),
+                sport_type if type(sport_type) is str else str(sport_type),
+                _utc_time(start_raw),
+                float(get("distance") or 0.0),
+                int(get("moving_time") or 0),
+                int(get("elapsed_time") or 0),
+                float(get("total_elevation_gain") or 0.0),
+                data,
             )
         except (TypeError, ValueError) as exc:
             raise MalformedResponse(f"activity {get('id', '?')} is malformed: {exc}") from None
+
+
+#: An :class:`Activity` from its field values in order: ``from_json`` has checked them (see :mod:`syncsim.records`).
+_activity_from_values = positional_builder(Activity)
 
 
 def _utc_time(value: object) -> datetime:
