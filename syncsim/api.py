@@ -13,47 +13,62 @@ Routes (the OpenAPI description at ``GET /openapi.json`` is :func:`openapi_docum
 - ``GET /healthz``, ``GET /openapi.json``
 
 Every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status; no error message carries a secret.
+
+The module is one noun, the app; its parts live in sibling modules, and every name they define that callers use
+is re-exported here:
+
+- :mod:`syncsim.api_http` holds the JSON answers and errors (:class:`ApiError`, :func:`job_json`), reading a
+  request (user, invocation, JSON body), the error-to-status mapping and :class:`InvocationMiddleware`;
+- :mod:`syncsim.api_strava` answers the webhook and connect routes (a base class of :class:`_Api`);
+- :mod:`syncsim.api_docs` holds the OpenAPI document.
+
+This module keeps the job routes, health and the OpenAPI route (:class:`_Api`), :func:`create_app` and
+:func:`build_app`.
 """
 
 from __future__ import annotations
 
-import hmac
-import logging
-import math
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncsim import defaults
 from syncsim.api_docs import openapi_document
-from syncsim.auth import AuthError, bearer_token, check_secret, jwt_secret_from_env, verify_token
+from syncsim.api_http import (
+    INVOCATION_KEY,
+    ApiError,
+    InvocationMiddleware,
+    _exception_handlers,
+    _json_type,
+    job_json,
+    json_response,
+    respond_after_work,
+)
+from syncsim.api_http import error_response as error_response
+from syncsim.api_http import log as log
+from syncsim.api_strava import DEAUTHORIZED_REASON as DEAUTHORIZED_REASON
+from syncsim.api_strava import MAX_CODE_CHARS as MAX_CODE_CHARS
+from syncsim.api_strava import (
+    WEBHOOK_SUBSCRIPTION_ENV,
+    WEBHOOK_VERIFY_TOKEN_ENV,
+    StravaConnector,
+    _Strava,
+)
+from syncsim.auth import check_secret, jwt_secret_from_env
 from syncsim.clock import Clock, SystemClock
 from syncsim.defaults import MAX_ATTEMPTS_LIMIT, MAX_LIST_LIMIT
-from syncsim.errors import (
-    ConfigError,
-    InvalidInput,
-    InvocationKilled,
-    PermanentError,
-    Reschedule,
-    RetryableError,
-    StoreError,
-    SyncsimError,
-)
+from syncsim.errors import ConfigError
 from syncsim.handlers import default_handlers
-from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.store import Store, redact_url
-from syncsim.platform import Invocation, Platform, guard_store
+from syncsim.platform import Platform
 from syncsim.runner import JobRunner
 from syncsim.service import JobService
 from syncsim.strava.trace import Trace
@@ -69,169 +84,13 @@ __all__ = [
     "respond_after_work",
 ]
 
-log = logging.getLogger("syncsim.api")
-
-#: Where the request's :class:`Invocation` lives in the ASGI scope.
-INVOCATION_KEY = "syncsim.invocation"
-#: An OAuth authorization code is ~40 characters; anything much longer is not one.
-MAX_CODE_CHARS = 512
-WEBHOOK_VERIFY_TOKEN_ENV = "STRAVA_WEBHOOK_VERIFY_TOKEN"
-WEBHOOK_SUBSCRIPTION_ENV = "STRAVA_WEBHOOK_SUBSCRIPTION_ID"
-DEAUTHORIZED_REASON = "athlete deauthorized on Strava"
 _SUBMIT_FIELDS = frozenset({"type", "payload", "maxAttempts"})
-_EVENT_FIELDS = (
-    "object_type",
-    "object_id",
-    "aspect_type",
-    "updates",
-    "owner_id",
-    "subscription_id",
-    "event_time",
-)
-
-
-class StravaConnector(Protocol):
-    """What ``POST /api/strava/connect`` needs: trade an OAuth code for tokens and store them for the user."""
-
-    async def exchange_code(self, user_id: uuid.UUID, code: str) -> Any:
-        """Returns the saved tokens (anything with an ``athlete_id``)."""
-        ...
-
-
-class ApiError(Exception):
-    """An HTTP error with a one-line message, raised by request handlers."""
-
-    def __init__(self, status: int, message: str, *, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = dict(headers or {})
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(data), status_code=status, headers=headers, media_type="application/json")
-
-
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
-    return json_response({"error": _one_line(message)}, status, headers)
-
-
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """A job as the API shows it: camelCase, ISO 8601 UTC times; ``nextAttemptAt`` only while pending."""
-    return {
-        "jobId": str(job.id),
-        "status": job.status.value,
-        "type": job.type,
-        "attempts": job.attempts,
-        "maxAttempts": job.max_attempts,
-        "progress": job.progress,
-        "result": job.result,
-        "error": job.error,
-        "createdAt": _iso(job.created_at),
-        "startedAt": _iso(job.started_at),
-        "completedAt": _iso(job.completed_at),
-        "nextAttemptAt": _iso(job.next_attempt_at) if job.status is JobStatus.PENDING else None,
-        "runs": job.runs,
-    }
-
-
-# -- the invocation around each request ----------------------------------------------------------------------
-class InvocationMiddleware:
-    """Runs each HTTP request in a new platform invocation; logs one access line (no query, no headers).
-
-    ``finish_response()`` is called once the last body chunk is sent, so background work continues alone. If
-    the handler is still running at the invocation's deadline it is cancelled and answered with 504.
-    """
-
-    def __init__(self, app: ASGIApp, *, platform: Platform) -> None:
-        self.app = app
-        self.platform = platform
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        invocation = self.platform.start_invocation()
-        scope[INVOCATION_KEY] = invocation
-        status = 0
-
-        async def send_and_finish(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                invocation.finish_response()
-
-        try:
-            try:
-                overran = await invocation.serve(self.app(scope, receive, send_and_finish))
-            except InvocationKilled:  # a store call refused after the kill: the handler overran too
-                overran = True
-            if overran:
-                invocation.kill("the request handler overran the invocation's deadline")
-                if status == 0:
-                    limit = self.platform.spec.max_duration_s
-                    message = f"the request did not finish within the platform's time limit ({limit} s)"
-                    await _send_error(send, 504, message)
-                    status = 504
-        finally:
-            if not invocation.responded:
-                invocation.finish_response()
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s %s %.1fms invocation=%s",
-                scope.get("method"),
-                scope.get("path"),
-                status or "-",
-                (invocation.clock.now() - invocation.started_at) * 1000,
-                invocation.id,
-            )
-
-
-async def _send_error(send: Send, status: int, message: str) -> None:
-    body = orjson.dumps({"error": _one_line(message)})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def respond_after_work(app: ASGIApp) -> ASGIApp:
-    """Wrap an app so each response is held until the invocation's background work is done.
-
-    The anti-pattern the design avoids (the sync runs *before* the response), kept for side-by-side
-    benchmarks: same app, same handlers, only the moment of the answer differs.
-    """
-
-    async def held(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        messages: list[Message] = []
-
-        async def hold(message: Message) -> None:
-            messages.append(message)
-
-        await app(scope, receive, hold)
-        invocation = scope.get(INVOCATION_KEY)
-        if isinstance(invocation, Invocation):
-            await invocation.drain()
-        for message in messages:
-            await send(message)
-
-    return held
 
 
 # -- request handlers ----------------------------------------------------------------------------------------
-class _Api:
+class _Api(_Strava):
+    """The request handlers: the job routes, health and OpenAPI here; Strava's in :class:`_Strava`."""
+
     def __init__(
         self,
         *,
@@ -252,56 +111,6 @@ class _Api:
         self.webhook_subscription_id = webhook_subscription_id
         self.strava = strava
         self.max_body_bytes = max_body_bytes
-
-    @property
-    def store(self) -> Store:
-        return self.service.runner.store
-
-    # -- helpers
-    def _user(self, request: Request) -> uuid.UUID:
-        token = bearer_token(request.headers.get("authorization"))
-        return verify_token(token, self.jwt_secret, now=self.clock.now())
-
-    @staticmethod
-    def _invocation(request: Request) -> Invocation:
-        invocation = request.scope.get(INVOCATION_KEY)
-        if not isinstance(invocation, Invocation):  # pragma: no cover - the middleware always sets it
-            raise RuntimeError("request is not running inside an invocation")
-        return invocation
-
-    async def _json_body(self, request: Request, *, required: bool) -> dict[str, Any] | None:
-        """The body as a JSON object; the size limit is enforced while reading, not trusted from headers."""
-        limit = self.max_body_bytes
-        too_big = ApiError(413, f"request body is larger than the {limit}-byte limit")
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            declared = declared.strip()
-            if not declared.isdigit():
-                raise ApiError(400, "Content-Length is not a number")
-            if len(declared) > 18 or int(declared) > limit:  # 18 digits: no giant int to parse
-                raise too_big
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-            raise ApiError(415, f"request body must be application/json, got {content_type[:60]!r}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if not body.strip():
-            if required:
-                raise ApiError(400, "request body is empty: send a JSON object")
-            return None
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, f"request body must be a JSON object, got {_json_type(data)}")
-        return data
 
     # -- /api/sync
     async def sync_collection(self, request: Request) -> Response:
@@ -360,70 +169,6 @@ class _Api:
             raise ApiError(404, "no such job")
         return json_response(job_json(job))
 
-    # -- Strava
-    async def webhook(self, request: Request) -> Response:
-        if request.method == "GET":
-            return self._webhook_challenge(request)
-        return await self._webhook_event(request)
-
-    def _webhook_challenge(self, request: Request) -> Response:
-        if not self.webhook_verify_token:
-            raise ConfigError(f"the webhook verify token is not configured (set {WEBHOOK_VERIFY_TOKEN_ENV})")
-        params = request.query_params
-        if params.get("hub.mode") != "subscribe":
-            raise ApiError(400, "hub.mode must be 'subscribe'")
-        challenge = params.get("hub.challenge")
-        if not challenge:
-            raise ApiError(400, "hub.challenge is missing")
-        given = params.get("hub.verify_token", "")
-        if not hmac.compare_digest(given.encode(), self.webhook_verify_token.encode()):
-            raise ApiError(403, "hub.verify_token does not match")
-        return json_response({"hub.challenge": challenge})
-
-    async def _webhook_event(self, request: Request) -> Response:
-        event = _parse_event(await self._json_body(request, required=True) or {})
-        if self.webhook_subscription_id is not None and event.get("subscription_id") != self.webhook_subscription_id:
-            log.warning("webhook event for another subscription ignored")
-            return json_response({"status": "ignored"})
-        invocation = self._invocation(request)
-        invocation.wait_until(self._handle_event(event, invocation))
-        return json_response({"status": "accepted"})
-
-    async def _handle_event(self, event: dict[str, Any], invocation: Invocation) -> None:
-        """The work behind a webhook event, after its 200: look up the user, then sync or disconnect."""
-        store = guard_store(self.store, invocation)
-        kind = f"{event['object_type']}/{event['aspect_type']}"
-        try:
-            user = await store.user_for_athlete(event["owner_id"])
-            if user is None:
-                log.info("webhook %s for an unknown athlete ignored", kind)
-                return
-            if event["object_type"] == "athlete":
-                if str(event["updates"].get("authorized", "")).lower() == "false":
-                    await store.delete_tokens(user)
-                    ended = await store.cancel_user_jobs(user, reason=DEAUTHORIZED_REASON, now=self.clock.now())
-                    log.info("athlete deauthorized: tokens removed, %d pending job(s) ended", ended)
-                return
-            job, created = await self.service.submit(
-                user, {"mode": "incremental", "trigger": event}, invocation=invocation, type=defaults.JOB_TYPE
-            )
-            log.info("webhook %s -> job %s (%s)", kind, job.id, "new" if created else "already active")
-        except InvocationKilled:
-            raise
-        except SyncsimError as exc:
-            log.warning("webhook %s not handled: %s: %s", kind, type(exc).__name__, _one_line(str(exc)))
-
-    async def connect(self, request: Request) -> Response:
-        user = self._user(request)
-        body = await self._json_body(request, required=True) or {}
-        code = body.get("code")
-        if not isinstance(code, str) or not code.strip() or len(code) > MAX_CODE_CHARS:
-            raise ApiError(422, "code must be a non-empty string (the OAuth authorization code)")
-        if self.strava is None:
-            raise ConfigError("Strava is not configured on this server")
-        tokens = await self.strava.exchange_code(user, code.strip())
-        return json_response({"athleteId": tokens.athlete_id})
-
     # -- service
     async def health(self, request: Request) -> Response:
         return json_response(
@@ -437,90 +182,6 @@ class _Api:
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document())
-
-
-def _json_type(value: object) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _parse_event(body: dict[str, Any]) -> dict[str, Any]:
-    """A Strava webhook event, checked and reduced to its documented fields (nothing else is kept)."""
-    object_type = body.get("object_type")
-    if object_type not in ("activity", "athlete"):
-        raise ApiError(422, "object_type must be 'activity' or 'athlete'")
-    if body.get("aspect_type") not in ("create", "update", "delete"):
-        raise ApiError(422, "aspect_type must be 'create', 'update' or 'delete'")
-    for key in ("object_id", "owner_id"):
-        value = body.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ApiError(422, f"{key} must be an integer")
-    for key in ("subscription_id", "event_time"):
-        value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ApiError(422, f"{key} must be an integer")
-    updates = body.get("updates", {})
-    if updates is None:
-        updates = {}
-    if not isinstance(updates, dict):
-        raise ApiError(422, "updates must be a JSON object")
-    event = {key: body.get(key) for key in _EVENT_FIELDS}
-    event["updates"] = updates
-    return event
-
-
-# -- errors --------------------------------------------------------------------------------------------------
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, str(exc), exc.headers)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        return error_response(404, f"no route for {request.url.path[:200]}")
-    if exc.status_code == 405:
-        allowed = ", ".join(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m))
-        message = f"method {request.method} is not allowed here; allowed: {allowed}"
-        return error_response(405, message, {"Allow": allowed})
-    return error_response(exc.status_code, str(exc.detail), exc.headers)
-
-
-def _syncsim_error(status: int, *, headers: Mapping[str, str] | None = None) -> Callable[..., Awaitable[Response]]:
-    async def handle(request: Request, exc: Exception) -> Response:
-        if status >= 500:
-            log.warning("%s %s -> %d: %s: %s", request.method, request.url.path, status, type(exc).__name__, exc)
-        return error_response(status, str(exc), headers)
-
-    return handle
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("%s %s -> 500: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
-    return error_response(500, "internal server error")
-
-
-def _exception_handlers(clock: Clock) -> dict[Any, Callable[..., Awaitable[Response]]]:
-    """syncsim's error tree → HTTP statuses (most specific class wins)."""
-
-    async def rescheduled(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, Reschedule)
-        wait = max(1, math.ceil(exc.at - clock.now()))
-        return error_response(503, str(exc), {"Retry-After": str(wait)})
-
-    return {
-        ApiError: _api_error,
-        HTTPException: _http_error,
-        AuthError: _syncsim_error(401, headers={"WWW-Authenticate": "Bearer"}),
-        InvalidInput: _syncsim_error(422),
-        PermanentError: _syncsim_error(400),  # e.g. Strava refused the authorization code
-        RetryableError: _syncsim_error(502),  # Strava unavailable
-        Reschedule: rescheduled,  # Strava's rate limit: try again after the window resets
-        ConfigError: _syncsim_error(503),
-        StoreError: _syncsim_error(503),
-        InvocationKilled: _syncsim_error(504),
-        Exception: _internal_error,
-    }
 
 
 # -- building the app ----------------------------------------------------------------------------------------
