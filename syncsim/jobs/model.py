@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -85,6 +86,45 @@ class Job:
 
 #: A :class:`Job` from its 18 field values in field order, for a store's rows (see :mod:`syncsim.records`).
 job_from_values = positional_builder(Job)
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _as_utc(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime: a driver's datetime or PostgREST's ISO 8601 text."""
+    if value is None:
+        return None
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).astimezone(UTC)
+
+
+def job_from_mapping(row: Mapping[str, Any]) -> Job:
+    """A :class:`Job` from a ``sync_jobs`` row as a mapping of its columns: psycopg's (UUIDs, datetimes) or
+    PostgREST's JSON (strings); times become aware UTC datetimes."""
+    created = _as_utc(row["created_at"])
+    if created is None:
+        raise ValueError("a sync_jobs row without created_at")
+    return job_from_values(
+        _as_uuid(row["id"]),
+        _as_uuid(row["user_id"]),
+        row["type"],
+        JobStatus(row["status"]),
+        row["payload"] or {},
+        row["result"],
+        row["error"],
+        created,
+        _as_utc(row["started_at"]),
+        _as_utc(row["completed_at"]),
+        row["attempts"],
+        row["max_attempts"],
+        row["locked_by"],
+        _as_utc(row["locked_until"]),
+        _as_utc(row["next_attempt_at"]),
+        row["progress"] or {},
+        row["runs"],
+        _as_utc(row["updated_at"]),
+    )
 
 
 def parse_user_id(value: object) -> uuid.UUID:

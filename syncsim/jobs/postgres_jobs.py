@@ -4,14 +4,13 @@ The state machine (claim, leases, progress, retries, failure) is the SQL functio
 ``0005_functions``, shared with the Supabase REST store; these methods only call them. Creating a job relies on
 the one-active-job-per-user-and-type unique index: a refused insert returns the user's active job instead. On
 plain PostgreSQL the user row is added by the same statement. Rows become :class:`~syncsim.jobs.model.Job`
-objects (times as UTC datetimes) in :func:`_job_from_row` only.
+objects (times as UTC datetimes) in :func:`~syncsim.jobs.model.job_from_mapping` only.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -19,7 +18,7 @@ from psycopg.rows import dict_row
 
 from syncsim.clock import to_datetime
 from syncsim.errors import InvalidInput, StoreError
-from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.model import Job, JobStatus, job_from_mapping
 from syncsim.jobs.postgres_pool import _PostgresPool
 
 _ACTIVE = "status in ('pending', 'running')"
@@ -54,34 +53,6 @@ def _json(value: Any, what: str) -> str:
         raise InvalidInput(f"{what} is not JSON-serializable: {exc}") from None
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
-
-
-def _job_from_row(row: dict[str, Any]) -> Job:
-    """The one place a ``sync_jobs`` row becomes a :class:`Job` (times as UTC datetimes)."""
-    return Job(
-        id=row["id"],
-        user_id=row["user_id"],
-        type=row["type"],
-        status=JobStatus(row["status"]),
-        payload=row["payload"] or {},
-        result=row["result"],
-        error=row["error"],
-        created_at=row["created_at"].astimezone(UTC),
-        started_at=_utc(row["started_at"]),
-        completed_at=_utc(row["completed_at"]),
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        locked_by=row["locked_by"],
-        locked_until=_utc(row["locked_until"]),
-        next_attempt_at=_utc(row["next_attempt_at"]),
-        progress=row["progress"] or {},
-        runs=row["runs"],
-        updated_at=_utc(row["updated_at"]),
-    )
-
-
 class _PostgresJobs(_PostgresPool):
     """The job-queue part of :class:`~syncsim.jobs.postgres.PostgresStore` (a base class, no state of its own)."""
 
@@ -89,7 +60,7 @@ class _PostgresJobs(_PostgresPool):
         async with self._connection(doing) as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(query, params)
-            return [_job_from_row(row) for row in await cur.fetchall()]
+            return [job_from_mapping(row) for row in await cur.fetchall()]
 
     async def _call_bool(self, doing: str, function: str, params: Sequence[Any]) -> bool:
         async with self._connection(doing) as conn:
@@ -121,11 +92,11 @@ class _PostgresJobs(_PostgresPool):
                 await cur.execute(create, params)
                 row = await cur.fetchone()
                 if row is not None:
-                    return _job_from_row(row), True
+                    return job_from_mapping(row), True
                 await cur.execute(_ACTIVE_JOB, (user_id, type))
                 row = await cur.fetchone()
                 if row is not None:
-                    return _job_from_row(row), False
+                    return job_from_mapping(row), False
         raise StoreError(f"postgres store {self.url}: {doing} kept racing with the user's active job")
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:

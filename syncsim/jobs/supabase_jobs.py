@@ -3,7 +3,7 @@
 Creating, reading, listing and cancelling jobs are plain table requests; claiming, leases, progress, retries
 and failure call the SQL functions of migration ``0005_functions`` (``syncsim_claim_job`` …), so both
 PostgreSQL stores share one implementation of them. Rows as PostgREST JSON become
-:class:`~syncsim.jobs.model.Job` objects in :func:`_job_from_json` only.
+:class:`~syncsim.jobs.model.Job` objects in :func:`~syncsim.jobs.model.job_from_mapping` only.
 """
 
 from __future__ import annotations
@@ -16,37 +16,11 @@ from postgrest.types import CountMethod, ReturnMethod
 from supabase import AsyncClient
 
 from syncsim.errors import InvalidInput, StoreError
-from syncsim.jobs.model import Job, JobStatus
-from syncsim.jobs.supabase_rest import _dt, _iso, _SupabaseRest, _UniqueViolation
+from syncsim.jobs.model import Job, JobStatus, job_from_mapping
+from syncsim.jobs.supabase_rest import _iso, _SupabaseRest, _UniqueViolation
 
 #: How often create_job retries when the user's active job finishes between a refused insert and the select.
 CREATE_RACE_RETRIES = 5
-
-
-def _job_from_json(row: dict[str, Any]) -> Job:
-    """The one place a ``sync_jobs`` row as PostgREST JSON becomes a :class:`Job`."""
-    created = _dt(row["created_at"])
-    assert created is not None
-    return Job(
-        id=uuid.UUID(row["id"]),
-        user_id=uuid.UUID(row["user_id"]),
-        type=row["type"],
-        status=JobStatus(row["status"]),
-        payload=row["payload"] or {},
-        result=row["result"],
-        error=row["error"],
-        created_at=created,
-        started_at=_dt(row["started_at"]),
-        completed_at=_dt(row["completed_at"]),
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        locked_by=row["locked_by"],
-        locked_until=_dt(row["locked_until"]),
-        next_attempt_at=_dt(row["next_attempt_at"]),
-        progress=row["progress"] or {},
-        runs=row["runs"],
-        updated_at=_dt(row["updated_at"]),
-    )
 
 
 class _SupabaseJobs(_SupabaseRest):
@@ -93,12 +67,12 @@ class _SupabaseJobs(_SupabaseRest):
         for _ in range(CREATE_RACE_RETRIES):
             try:
                 created = await self._with_user(doing, user_id, insert)
-                return _job_from_json(created.data[0]), True
+                return job_from_mapping(created.data[0]), True
             except _UniqueViolation:
                 pass
             found = await self._run(doing, active)
             if found.data:
-                return _job_from_json(found.data[0]), False
+                return job_from_mapping(found.data[0]), False
         raise StoreError(f"supabase store {self.url}: {doing} kept racing with the user's active job")
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
@@ -106,7 +80,7 @@ class _SupabaseJobs(_SupabaseRest):
             return await client.table("sync_jobs").select("*").eq("id", str(job_id)).limit(1).execute()
 
         rows = (await self._run(f"get job {job_id}", get)).data
-        return _job_from_json(rows[0]) if rows else None
+        return job_from_mapping(rows[0]) if rows else None
 
     async def list_jobs(
         self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
@@ -127,7 +101,7 @@ class _SupabaseJobs(_SupabaseRest):
                 .execute()
             )
 
-        return [_job_from_json(r) for r in (await self._run("list jobs", select)).data]
+        return [job_from_mapping(r) for r in (await self._run("list jobs", select)).data]
 
     async def claim_job(
         self,
@@ -150,7 +124,7 @@ class _SupabaseJobs(_SupabaseRest):
                 "p_types": list(types) if types else None,
             },
         )
-        return _job_from_json(rows[0]) if rows else None
+        return job_from_mapping(rows[0]) if rows else None
 
     async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
         params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_now": _iso(now), "p_lease_s": lease_s}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncsim.jobs.model import Job, JobStatus, job_from_values
+from syncsim.jobs.model import Job, JobStatus, job_from_mapping, job_from_values
 from syncsim.records import positional_builder
 from syncsim.strava.models import Activity
 
@@ -52,3 +52,20 @@ def test_only_slotted_dataclasses_without_post_init_get_a_builder() -> None:
     for cls in (Plain, Checked):
         with pytest.raises(TypeError, match="slotted dataclass"):
             positional_builder(cls)
+
+
+def test_a_job_row_reads_the_same_from_psycopg_values_and_from_postgrest_json() -> None:
+    native = {
+        "id": uuid.uuid4(), "user_id": uuid.uuid4(), "type": "strava_sync", "status": "pending", "payload": None,
+        "result": None, "error": None, "created_at": datetime(2026, 1, 5, 1, 0, tzinfo=UTC), "started_at": None,
+        "completed_at": None, "attempts": 0, "max_attempts": 3, "locked_by": None, "locked_until": None,
+        "next_attempt_at": datetime(2026, 1, 5, 1, 15, tzinfo=UTC), "progress": None, "runs": 0, "updated_at": None,
+    }  # fmt: skip
+    text = {**native, "id": str(native["id"]), "user_id": str(native["user_id"])}
+    text.update(created_at="2026-01-05T02:00:00+01:00", next_attempt_at="2026-01-05T01:15:00+00:00")
+    job = job_from_mapping(native)
+    assert job == job_from_mapping(text)
+    assert job.status is JobStatus.PENDING and job.payload == {} and job.progress == {}
+    assert job.created_at == datetime(2026, 1, 5, 1, 0, tzinfo=UTC) and job.created_at.tzinfo is UTC
+    with pytest.raises(ValueError, match="created_at"):
+        job_from_mapping({**native, "created_at": None})
