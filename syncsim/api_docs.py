@@ -104,7 +104,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "post": {
-                    "summary": "A Strava event: activity changes → incremental sync; deauthorization",
+                    "summary": "A Strava event: new activity → sync; edit → re-read; delete → removed; deauthorization",
                     "requestBody": _body("WebhookEvent", required=True),
                     "responses": {
                         "200": _ok("accepted (handled in the background)", "Accepted"),

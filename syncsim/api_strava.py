@@ -3,8 +3,9 @@
 :class:`_Strava` is the part of :class:`~syncsim.api._Api` (a base class of it, no state of its own) that
 answers ``GET|POST /api/strava/webhook`` and ``POST /api/strava/connect``. A webhook event is checked and
 reduced to its documented fields (:func:`_parse_event`), answered at once, and handled after the answer, in
-the invocation's background work: an activity event submits an incremental sync for the athlete's user, an
-athlete's deauthorization removes their tokens and ends their pending jobs. Connect trades an OAuth code for
+the invocation's background work: a new activity submits an incremental sync for the athlete's user, an
+edited one is re-read from Strava and stored, a deleted one is removed, and an athlete's deauthorization
+removes their tokens and ends their pending jobs. Connect trades an OAuth code for
 tokens through a :class:`StravaConnector`; the tokens are stored, never echoed. :mod:`syncsim.api`
 re-exports the names defined here; this module logs as ``syncsim.api``, like the rest of the API.
 """
@@ -22,7 +23,9 @@ from starlette.responses import Response
 from syncsim import defaults
 from syncsim.api_http import ApiError, _Handlers, _one_line, json_response
 from syncsim.errors import ConfigError, InvocationKilled, SyncsimError
+from syncsim.jobs.store import Store
 from syncsim.platform import Invocation, guard_store
+from syncsim.strava.models import Activity
 
 __all__ = [
     "DEAUTHORIZED_REASON",
@@ -51,10 +54,15 @@ _EVENT_FIELDS = (
 
 
 class StravaConnector(Protocol):
-    """What ``POST /api/strava/connect`` needs: trade an OAuth code for tokens and store them for the user."""
+    """What the Strava routes need: trade an OAuth code for tokens and store them for the user (connect), and
+    read one activity as the user (a webhook's ``activity/update``)."""
 
     async def exchange_code(self, user_id: uuid.UUID, code: str) -> Any:
         """Returns the saved tokens (anything with an ``athlete_id``)."""
+        ...
+
+    async def get_activity(self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None) -> Activity:
+        """``GET /activities/{id}``, parsed."""
         ...
 
 
@@ -111,6 +119,9 @@ class _Strava(_Handlers):
                     ended = await store.cancel_user_jobs(user, reason=DEAUTHORIZED_REASON, now=self.clock.now())
                     log.info("athlete deauthorized: tokens removed, %d pending job(s) ended", ended)
                 return
+            if event["object_type"] == "activity" and event["aspect_type"] in ("update", "delete"):
+                await self._apply_activity_change(store, user, event, invocation)
+                return
             job, created = await self.service.submit(
                 user, {"mode": "incremental", "trigger": event}, invocation=invocation, type=defaults.JOB_TYPE
             )
@@ -119,6 +130,29 @@ class _Strava(_Handlers):
             raise
         except SyncsimError as exc:
             log.warning("webhook %s not handled: %s: %s", kind, type(exc).__name__, _one_line(str(exc)))
+
+    async def _apply_activity_change(
+        self, store: Store, user: uuid.UUID, event: dict[str, Any], invocation: Invocation
+    ) -> None:
+        """An edited or deleted activity: an incremental sync asks only for activities newer than the newest one
+        stored, so it would never see these. A deletion removes the row. An edit re-reads the activity from
+        Strava (one request) and stores it if it lies within what was synced (not newer than the newest stored
+        start): storing a newer one would move the next incremental sync's ``after`` past activities not yet
+        fetched. Newer ones are left to the user's sync."""
+        activity_id = int(event["object_id"])
+        if event["aspect_type"] == "delete":
+            removed = await store.delete_activity(user, activity_id)
+            log.info("webhook activity/delete: %s", "removed" if removed else "not stored, nothing to remove")
+            return
+        if self.strava is None:
+            raise ConfigError("Strava is not configured on this server")
+        activity = await self.strava.get_activity(user, activity_id, deadline=invocation.deadline)
+        latest = await store.latest_activity_start(user)
+        if latest is None or activity.start_date > latest:
+            log.info("webhook activity/update: newer than what was synced, left to the user's sync")
+            return
+        await store.upsert_activities(user, [activity], now=self.clock.now())
+        log.info("webhook activity/update: re-read from Strava and stored")
 
     async def connect(self, request: Request) -> Response:
         user = self._user(request)

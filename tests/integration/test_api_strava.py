@@ -231,3 +231,39 @@ async def test_events_of_another_subscription_are_ignored_when_one_is_configured
         await world.api.drain()
     assert await store.get_tokens(user_id) is None
     await world.client.aclose()
+
+
+async def test_edited_and_deleted_activities_reach_the_store_which_an_incremental_sync_would_miss(
+    sqlite_url: str, user_id: uuid.UUID
+) -> None:
+    store = open_store(sqlite_url)
+    await store.migrate()
+    world = StravaWorld(store)
+    athlete_id = await world.connected_athlete(user_id, activities=300)
+    api = world.api
+    async with api.client() as client:
+        job = await client.post("/api/sync", headers=api.auth(user_id))
+        assert job.status_code == 202
+        await api.drain()
+        assert await store.count_activities(user_id) == 300
+        oldest, second, *_ = world.fake.activity_ids(athlete_id)
+        world.fake.update_activity(oldest, name="Renamed on Strava")
+        world.fake.delete_activity(second)
+        newest = world.fake.add_activity(athlete_id, name="Brand new")  # not synced yet: left to its sync
+        world.fake.update_activity(newest["id"], name="Brand new, renamed")
+        for event in (
+            _event(athlete_id, object_id=oldest, aspect_type="update", updates={"title": "Renamed on Strava"}),
+            _event(athlete_id, object_id=second, aspect_type="delete"),
+            _event(athlete_id, object_id=newest["id"], aspect_type="update", updates={"title": "Brand new, renamed"}),
+        ):
+            answer = await client.post("/api/strava/webhook", json=event)
+            assert answer.status_code == 200 and answer.json() == {"status": "accepted"}
+        await api.drain()
+    names = dict(store.conn.execute("SELECT id, name FROM strava_activities WHERE user_id = ?", (str(user_id),)))
+    assert names[oldest] == "Renamed on Strava"
+    assert second not in names and newest["id"] not in names and len(names) == 299
+    assert [j.payload.get("mode") for j in await store.list_jobs(user_id=user_id)] == [None]  # no sync for these
+    detail_requests = [r for r in world.fake.requests if r.path.startswith("/api/v3/activities/")]
+    assert len(detail_requests) == 2  # one re-read per edit; a deletion needs no Strava request
+    await world.client.aclose()
+    await store.close()
