@@ -62,6 +62,8 @@ class RunRecord:
     requests_by_athlete: Counter[int]
     budget_rows: list[tuple[float, int, int, int, int]]
     strava_requests: int
+    #: Activities each athlete deleted on Strava during the run (webhook ``delete`` events).
+    deleted: Counter[int] = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,7 +138,9 @@ async def _simulate(sc: Scenario) -> RunRecord:
         )
 
     platform = ObservedPlatform(sc.platform, clock=clock, recorder=recorder)
-    app = create_app(service=JobService(runner("sim-api")), platform=platform, jwt_secret=JWT_SECRET, clock=clock)
+    app = create_app(
+        service=JobService(runner("sim-api")), platform=platform, jwt_secret=JWT_SECRET, clock=clock, strava=strava
+    )
     asgi: Any = app
     if sc.cold_start_rate > 0:
         asgi = _ColdStarts(app, clock=clock, seconds=sc.cold_start_s, rate=sc.cold_start_rate, seed=sc.seed)
@@ -169,15 +173,29 @@ async def _simulate(sc: Scenario) -> RunRecord:
         if bar is not None:
             bar.update(1)
 
+    deleted: Counter[int] = Counter()
+
     async def webhook(row: WorkloadRow) -> None:
         await clock.sleep(t0 + row.arrival_s - clock.now())
         athlete_id = ATHLETE_ID_BASE + row.athlete
-        activity = fake.add_activity(athlete_id)
+        updates: dict[str, str] = {}
+        if row.aspect == "create" or not fake.activity_ids(athlete_id):
+            aspect, activity_id = "create", fake.add_activity(athlete_id)["id"]
+        else:  # an edit or a deletion of one of the athlete's activities, drawn per (seed, athlete, time)
+            ids = fake.activity_ids(athlete_id)
+            activity_id = ids[random.Random(f"webhook:{sc.seed}:{row.athlete}:{row.arrival_s}").randrange(len(ids))]
+            aspect = row.aspect
+            if aspect == "update":
+                updates = {"title": f"Edited at {round(clock.now() - t0)} s"}
+                fake.update_activity(activity_id, name=updates["title"])
+            else:
+                fake.delete_activity(activity_id)
+                deleted[row.athlete] += 1
         event = {
             "object_type": "activity",
-            "object_id": activity["id"],
-            "aspect_type": "create",
-            "updates": {},
+            "object_id": activity_id,
+            "aspect_type": aspect,
+            "updates": updates,
             "owner_id": athlete_id,
             "subscription_id": 1,
             "event_time": int(clock.now()),
@@ -237,6 +255,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         requests_by_athlete=by_athlete,
         budget_rows=budget_rows,
         strava_requests=len(fake.requests),
+        deleted=deleted,
         extra={"fake_counts": dict(fake.counts), "budget_refused": budget.refused},
     )
 

@@ -8,7 +8,8 @@
     invocations ran part of the job), api_latency_s (the POST /api/sync answer time, simulated seconds),
     time_to_complete_s (submit → completed, NaN if never), timed_out (bool: an invocation running the job
     was killed at the platform limit, or it ended failed/stuck because of one), killed_invocations,
-    activities_synced (stored in the store at the end), strava_requests, rate_limited (times the job waited
+    activities_synced (stored in the store at the end), activities_deleted (deleted on Strava during the run,
+    webhook workloads), strava_requests, rate_limited (times the job waited
     for or was rescheduled to a Strava window reset), compute_s (seconds of invocation time spent on it),
     error (str or None), stuck (bool: not final when the run ended).
 
@@ -65,6 +66,7 @@ JOB_COLUMNS = (
     "timed_out",
     "killed_invocations",
     "activities_synced",
+    "activities_deleted",
     "strava_requests",
     "rate_limited",
     "compute_s",

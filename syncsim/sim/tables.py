@@ -94,6 +94,7 @@ def _jobs(rec: RunRecord) -> pd.DataFrame:
                 "timed_out": killed > 0,
                 "killed_invocations": killed,
                 "activities_synced": rec.synced.get(row.athlete, 0),
+                "activities_deleted": rec.deleted.get(row.athlete, 0),
                 "strava_requests": rec.requests_by_athlete.get(row.athlete, 0),
                 "rate_limited": trace.rate_limited if trace is not None else 0,
                 "compute_s": round(trace.compute_s, 6) if trace is not None else 0.0,
@@ -147,7 +148,10 @@ def metrics_table(jobs: pd.DataFrame, *, extra_usd: float, fits_allowance: bool,
     latencies = jobs["api_latency_s"].dropna().to_numpy(dtype=float)
     p99 = float(np.percentile(latencies, 99)) if latencies.size else math.nan
     heavy = jobs[jobs["activities"] >= HEAVY_ACTIVITIES]
-    ok = (heavy["status"] == "completed") & (heavy["activities_synced"] >= heavy["activities"])
+    # Complete: every activity of the history is stored, but for those the athlete deleted on Strava meanwhile.
+    ok = (heavy["status"] == "completed") & (
+        heavy["activities_synced"] + heavy["activities_deleted"] >= heavy["activities"]
+    )
     fraction = float(ok.mean()) if len(heavy) else 1.0
     timeouts = int(jobs["timed_out"].sum())
     values: dict[str, tuple[float, bool]] = {

@@ -1,8 +1,9 @@
 """Workloads: who syncs, how much history each athlete has, and when they arrive.
 
 A workload is a list of *requests*, one per row: an athlete's first full sync (``kind="sync"``) at
-``arrival_s`` seconds after the run starts, or a Strava webhook event (``kind="webhook"``: the athlete
-uploaded one new activity, and Strava tells the app) at ``arrival_s``.
+``arrival_s`` seconds after the run starts, or a Strava webhook event (``kind="webhook"``) at ``arrival_s``: the
+athlete uploaded a new activity (``aspect="create"``), edited one (``"update"``) or deleted one (``"delete"``),
+and Strava tells the app.
 
 History sizes are heavy-tailed: ``activities ~ round(exp(N(log(median), sigma)))``, capped at ``max_activities``.
 The defaults (median 300, sigma 1.1, cap 20,000) put the public reports of heavy users where they belong:
@@ -10,8 +11,9 @@ The defaults (median 300, sigma 1.1, cap 20,000) put the public reports of heavy
 is ~550, so 1,000 athletes carry ~500,000 activities.
 
 Arrivals: ``launch`` (everyone within ``launch_window_s`` of t = 0, uniformly), ``poisson`` (sign-ups as a
-Poisson process of ``rate_per_hour``), ``webhook`` (a launch, then ``updates_per_athlete`` incremental updates per
-athlete at Poisson times within ``webhook_window_s`` after their sign-up).
+Poisson process of ``rate_per_hour``), ``webhook`` (a launch, then ``updates_per_athlete`` events per athlete at
+Poisson times within ``webhook_window_s`` after their sign-up; each an edit with probability ``edit_share``, a
+deletion with probability ``delete_share``, else a new activity).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class WorkloadRow:
     activities: int
     arrival_s: float
     kind: Literal["sync", "webhook"] = "sync"
+    #: For a webhook: what the athlete did on Strava.
+    aspect: Literal["create", "update", "delete"] = "create"
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class Workload:
         rate_per_hour: float = 60.0,
         updates_per_athlete: float = 1.0,
         webhook_window_s: float = 3_600.0,
+        edit_share: float = 0.0,
+        delete_share: float = 0.0,
         median_activities: float = MEDIAN_ACTIVITIES,
         sigma: float = SIGMA,
         max_activities: int = MAX_ACTIVITIES,
@@ -128,6 +134,8 @@ class Workload:
             raise InvalidInput("athletes must be >= 0")
         if arrival not in ARRIVALS:
             raise InvalidInput(f"unknown arrival {arrival!r}; choose one of: {', '.join(ARRIVALS)}")
+        if edit_share < 0 or delete_share < 0 or edit_share + delete_share > 1:
+            raise InvalidInput("edit_share and delete_share must be >= 0 and add up to at most 1")
         rng = random.Random(seed)
         sizes = [
             min(max_activities, round(math.exp(rng.gauss(math.log(median_activities), sigma)))) for _ in range(athletes)
@@ -149,13 +157,20 @@ class Workload:
                     t += rng.expovariate(max(updates_per_athlete, 1e-9) / webhook_window_s)
                     if t > times[i] + webhook_window_s:
                         break
-                    rows.append(WorkloadRow(i, sizes[i], round(t, 3), "webhook"))
+                    aspect: Literal["create", "update", "delete"] = "create"
+                    if edit_share or delete_share:  # no draw otherwise: older seeded workloads stay the same
+                        u = rng.random()
+                        aspect = (
+                            "delete" if u < delete_share else "update" if u < delete_share + edit_share else "create"
+                        )
+                    rows.append(WorkloadRow(i, sizes[i], round(t, 3), "webhook", aspect))
         name = f"{arrival}-{athletes}-seed{seed}"
         return cls.from_rows(rows, name=name)
 
     @classmethod
     def from_csv(cls, path: str | Path, *, name: str | None = None) -> Workload:
-        """Read a CSV with columns ``athlete, activities, arrival_s`` and optionally ``kind`` (sync|webhook)."""
+        """Read a CSV with columns ``athlete, activities, arrival_s`` and optionally ``kind`` (sync|webhook) and
+        ``aspect`` (create|update|delete, for webhook rows; default create)."""
         p = Path(path)
         try:
             with open(p, newline="") as fh:
@@ -169,6 +184,7 @@ class Workload:
                         int(r["activities"]),
                         float(r["arrival_s"]),
                         "webhook" if (r.get("kind") or "sync").strip() == "webhook" else "sync",
+                        _aspect(r.get("aspect")),
                     )
                     for r in reader
                 ]
@@ -200,14 +216,27 @@ class Workload:
         return cls.named(text)
 
     def to_csv(self, path: str | Path, *, comment: str = "") -> None:
-        """Write ``athlete, activities, arrival_s, kind`` (with optional ``# comment`` lines first)."""
+        """Write ``athlete, activities, arrival_s, kind`` (with optional ``# comment`` lines first), and
+        ``aspect`` when a webhook row is an edit or a deletion."""
+        aspects = any(r.aspect != "create" for r in self.rows)
         with open(path, "w", newline="") as fh:
             for line in comment.splitlines():
                 fh.write(f"# {line}\n")
             writer = csv.writer(fh)
-            writer.writerow(["athlete", "activities", "arrival_s", "kind"])
+            writer.writerow(["athlete", "activities", "arrival_s", "kind", *(["aspect"] if aspects else [])])
             for r in self.rows:
-                writer.writerow([r.athlete, r.activities, repr(r.arrival_s), r.kind])
+                writer.writerow([r.athlete, r.activities, repr(r.arrival_s), r.kind, *([r.aspect] if aspects else [])])
+
+
+def _aspect(text: str | None) -> Literal["create", "update", "delete"]:
+    value = (text or "create").strip() or "create"
+    if value == "create":
+        return "create"
+    if value == "update":
+        return "update"
+    if value == "delete":
+        return "delete"
+    raise ValueError(f"aspect must be create, update or delete, got {value!r}")
 
 
 def write_named_workloads(target: Path | None = None) -> list[Path]:
@@ -232,9 +261,12 @@ def write_named_workloads(target: Path | None = None) -> list[Path]:
         ),
         (
             "webhook",
-            Workload.sample(athletes=50, seed=13, arrival="webhook", updates_per_athlete=2),
-            "50 athletes at launch, then ~2 new activities each within an hour (Strava webhook events); "
-            "Workload.sample(athletes=50, seed=13, arrival='webhook', updates_per_athlete=2)",
+            Workload.sample(
+                athletes=50, seed=13, arrival="webhook", updates_per_athlete=3, edit_share=0.2, delete_share=0.1
+            ),
+            "50 athletes at launch, then ~3 Strava webhook events each within an hour: 70 % new activities, 20 % "
+            "edits, 10 % deletions; Workload.sample(athletes=50, seed=13, arrival='webhook', updates_per_athlete=3, "
+            "edit_share=0.2, delete_share=0.1)",
         ),
     )
     paths = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from syncsim.errors import InvalidInput
 from syncsim.sim import Workload
+from syncsim.sim.workload import WorkloadRow
 
 
 def test_history_sizes_are_heavy_tailed_around_the_public_reports() -> None:
@@ -43,3 +45,41 @@ def test_a_webhook_run_syncs_the_new_activities_too() -> None:
     result = simulate(workload=workload, platform="hobby", strategy="resumable", latency=0.2)
     assert (result.jobs["status"] == "completed").all()
     assert (result.events["kind"] == "webhook").sum() == len(workload.webhooks)
+
+
+def test_webhook_edits_and_deletions_are_drawn_and_survive_a_csv_round_trip(tmp_path: Path) -> None:
+    hooks = Workload.sample(
+        athletes=40, seed=5, arrival="webhook", updates_per_athlete=3, edit_share=0.3, delete_share=0.2
+    )
+    aspects = Counter(r.aspect for r in hooks.webhooks)
+    assert set(aspects) == {"create", "update", "delete"} and aspects["create"] > aspects["delete"]
+    assert all(r.aspect == "create" for r in hooks.rows if r.kind == "sync")
+    hooks.to_csv(tmp_path / "hooks.csv")
+    assert Workload.from_csv(tmp_path / "hooks.csv").rows == hooks.rows
+    # Without edits or deletions the draws are the ones older workloads were made with.
+    assert (
+        Workload.sample(athletes=40, seed=5, arrival="webhook").rows
+        == Workload.sample(athletes=40, seed=5, arrival="webhook", edit_share=0.0).rows
+    )
+    with pytest.raises(InvalidInput, match="add up to at most 1"):
+        Workload.sample(athletes=1, arrival="webhook", edit_share=0.7, delete_share=0.4)
+
+
+def test_after_a_sync_webhook_edits_and_deletions_keep_the_store_equal_to_strava() -> None:
+    from syncsim.sim import simulate
+
+    # Two athletes sync at launch; an hour later, when both syncs are long done, each creates three activities,
+    # edits one and deletes one. The store must end with exactly what Strava has.
+    rows = [WorkloadRow(0, 450, 0.0), WorkloadRow(1, 120, 0.0)]
+    for athlete in (0, 1):
+        for i, aspect in enumerate(("create", "update", "delete", "create", "create")):
+            rows.append(WorkloadRow(athlete, rows[athlete].activities, 3_600.0 + 60 * i, "webhook", aspect))  # type: ignore[arg-type]
+    result = simulate(
+        workload=Workload.from_rows(rows, name="edits"), platform="hobby", strategy="resumable", latency=0.2
+    )
+    jobs = result.jobs.set_index(result.jobs["activities"])
+    assert list(jobs["activities_deleted"].loc[[450, 120]]) == [1, 1]
+    # history + 3 new - 1 deleted: the new ones arrived through incremental syncs, the deletion by webhook
+    assert list(jobs["activities_synced"].loc[[450, 120]]) == [452, 122]
+    assert (result.events["kind"] == "webhook").sum() == 10
+    assert result.metrics.set_index("metric").loc["heavy_syncs_complete", "passed"]
