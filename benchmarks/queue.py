@@ -45,6 +45,7 @@ import procrastinate
 import psycopg
 
 from syncsim import defaults
+from syncsim.cli import format_table
 from syncsim.handlers import register_builtin_handlers
 from syncsim.jobs.postgres import PostgresStore
 from syncsim.runner import HandlerRegistry, JobRunner
@@ -339,15 +340,6 @@ async def breakdown(url: str, jobs: int, poll_s: float) -> list[dict[str, Any]]:
 
 
 # -- report ----------------------------------------------------------------------------------------------------
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
-
-
 def _row(metric: str, ours: float, theirs: float, *, fmt: str, higher_is_better: bool) -> dict[str, Any]:
     ratio = ours / theirs if theirs else float("nan")
     better = ratio >= 1.0 if higher_is_better else ratio <= 1.0

@@ -40,11 +40,11 @@ from typing import Any
 
 import orjson
 
+from syncsim.cli import format_table
 from syncsim.clock import SystemClock
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.store import Store, open_store
 from syncsim.runner import HandlerRegistry, JobRunner
-from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeStrava, LatencyModel
 from syncsim.strava.models import Activity
 from syncsim.sync import PER_PAGE, list_requests_needed, register_strava_sync
@@ -71,15 +71,7 @@ async def timed_sync(store: Store, fake: FakeStrava, activities: int, latency_s:
     athlete = fake.add_athlete(activities=activities)
     user = uuid.uuid4()
     await store.save_tokens(user, athlete.tokens(), now=clock.now())
-    client = StravaClient(
-        tokens=store,
-        clock=clock,
-        base_url="http://fake-strava.local",
-        transport=fake.transport(),
-        client_id=fake.client_id,
-        client_secret=fake.client_secret,
-        rng=random.Random(SEED),
-    )
+    client = fake.client(tokens=store, rng=random.Random(SEED))
     runner = JobRunner(store, handlers=register_strava_sync(HandlerRegistry()), resources={"strava": client})
     try:
         await runner.submit(user, {"mode": "full"})
@@ -135,15 +127,6 @@ async def best_of(repeat: int, measure: Callable[..., Awaitable[float]], *args: 
     """(best, median) of ``repeat`` runs of ``measure(*args)`` (seconds)."""
     runs = [await measure(*args) for _ in range(repeat)]
     return min(runs), statistics.median(runs)
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
 
 
 async def run(args: argparse.Namespace, stores: dict[str, str]) -> int:

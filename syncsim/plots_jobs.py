@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from syncsim.plots_style import _LIMIT_COLOUR, _MARKERS, _PALETTE, _groups, _new_axes, _say_empty
+from syncsim.plots_style import _LIMIT_COLOUR, _MARKERS, _PALETTE, _groups, _new_axes, _say_empty, _two_panels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -186,13 +186,7 @@ def attempts_and_retries(jobs: pd.DataFrame, *, axes: Sequence[Axes] | None = No
     Two panels of grouped bars: the share of jobs with 1, 2, 3 … attempts, and with 0, 1, 2 … killed
     invocations (the last bar of each panel collects everything above it). ``axes``: two Axes to draw on.
     """
-    if axes is not None:
-        first = axes[0].get_figure()
-        assert isinstance(first, Figure)
-        fig, panels = first, list(axes)[:2]
-    else:
-        fig = Figure(figsize=(10.0, 4.0), layout="constrained")
-        panels = list(fig.subplots(1, 2))
+    fig, panels = _two_panels(axes, (10.0, 4.0))
     specs = (("attempts", "attempts per job", 1, 6), ("killed_invocations", "killed invocations per job", 0, 6))
     for panel, (column, title, lowest, highest) in zip(panels, specs, strict=True):
         data = jobs if column in jobs.columns else jobs.iloc[0:0]

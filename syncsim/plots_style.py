@@ -34,6 +34,16 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, fig.add_subplot()
 
 
+def _two_panels(axes: Sequence[Axes] | None, figsize: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    """The figure and two side-by-side panels: the first two of ``axes`` if given, else a new figure."""
+    if axes is not None:
+        figure = axes[0].get_figure()
+        assert isinstance(figure, Figure)
+        return figure, list(axes)[:2]
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, list(fig.subplots(1, 2))
+
+
 def _say_empty(ax: Axes, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} to show", ha="center", va="center", transform=ax.transAxes, color="grey")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
-from syncsim.plots_style import _LIMIT_COLOUR, _groups, _new_axes, _say_empty
+from syncsim.plots_style import _LIMIT_COLOUR, _groups, _new_axes, _say_empty, _two_panels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,13 +149,7 @@ def rate_limit_budget(budget: pd.DataFrame, *, axes: Sequence[Axes] | None = Non
     Usage is a step line; the limit is a dashed red line. The time axis is in minutes, or hours for runs
     longer than three hours. ``axes``: two Axes to draw on.
     """
-    if axes is not None:
-        first = axes[0].get_figure()
-        assert isinstance(first, Figure)
-        fig, panels = first, list(axes)[:2]
-    else:
-        fig = Figure(figsize=(10.0, 3.8), layout="constrained")
-        panels = list(fig.subplots(1, 2))
+    fig, panels = _two_panels(axes, (10.0, 3.8))
     data = budget.sort_values("t_s", kind="stable") if len(budget) and "t_s" in budget.columns else None
     span = float(data["t_s"].max()) if data is not None else 0.0
     scale, unit = (3600.0, "h") if span > 3 * 3600 else (60.0, "min")

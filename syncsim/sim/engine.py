@@ -36,7 +36,6 @@ from syncsim.sim.recorder import ObservedPlatform, ObservedStore, Recorder
 from syncsim.sim.scenario import Scenario
 from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
-from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
 from syncsim.sync import register_strava_sync
@@ -111,14 +110,9 @@ async def _simulate(sc: Scenario) -> RunRecord:
     await inner.migrate()
     store: Any = ObservedStore(inner, clock=clock, recorder=recorder, latency_s=sc.store_latency_s)
     budget = RateLimitBudget(overall_limits=limits.overall, read_limits=limits.read)
-    strava = StravaClient(
+    strava = fake.client(
         tokens=store,
-        clock=clock,
         budget=budget,
-        base_url="http://fake-strava",
-        transport=fake.transport(),
-        client_id=fake.client_id,
-        client_secret=fake.client_secret,
         rng=random.Random(f"strava:{sc.seed}"),
         on_rate_limit_wait=recorder.rate_limit_wait,
     )

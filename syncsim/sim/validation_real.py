@@ -183,7 +183,6 @@ async def _time_store_calls(db: Path, activities: Sequence[int], compact: bool) 
     from syncsim.clock import SystemClock
     from syncsim.jobs.store import open_store
     from syncsim.runner import HandlerRegistry, JobRunner
-    from syncsim.strava.client import StravaClient
     from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava
     from syncsim.sync import JOB_TYPE, register_strava_sync
 
@@ -195,14 +194,7 @@ async def _time_store_calls(db: Path, activities: Sequence[int], compact: bool) 
     inner = open_store(f"sqlite:///{copy}")
     timed = _TimedStore(inner)
     fake = FakeStrava(clock=clock, seed=1, compact=compact)
-    strava = StravaClient(
-        tokens=timed,
-        clock=clock,
-        base_url="http://fake-strava.local",
-        transport=fake.transport(),
-        client_id=fake.client_id,
-        client_secret=fake.client_secret,
-    )
+    strava = fake.client(tokens=timed)
     runner = JobRunner(
         timed,  # type: ignore[arg-type]
         handlers=register_strava_sync(HandlerRegistry()),

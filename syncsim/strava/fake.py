@@ -48,7 +48,7 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
@@ -75,6 +75,9 @@ from syncsim.strava.fake_transport import (
     serve_asgi,
 )
 from syncsim.strava.ratelimit import quarter_hour_start, utc_day_start
+
+if TYPE_CHECKING:
+    from syncsim.strava.client import StravaClient, TokenStore
 
 __all__ = [
     "COMPACT_SUMMARY_KEYS",
@@ -360,6 +363,21 @@ class FakeStrava(_Athletes):
     def transport(self) -> FakeStravaTransport:
         """An httpx transport answering from this FakeStrava (for ``StravaClient(transport=...)``)."""
         return FakeStravaTransport(self)
+
+    def client(self, *, tokens: TokenStore, **options: Any) -> StravaClient:
+        """A :class:`~syncsim.strava.client.StravaClient` talking to this FakeStrava in-process: its transport,
+        its app credentials and (unless ``options`` say otherwise) its clock; ``options`` as for the client."""
+        from syncsim.strava.client import StravaClient
+
+        options.setdefault("clock", self.clock)
+        return StravaClient(
+            tokens=tokens,
+            base_url="http://fake-strava.local",
+            transport=self.transport(),
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            **options,
+        )
 
     async def asgi_app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """This FakeStrava as a plain ASGI 3 app, for uvicorn on loopback."""

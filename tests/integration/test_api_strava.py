@@ -15,7 +15,6 @@ from syncsim.clock import SystemClock
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.store import Store, open_store
 from syncsim.serve import running_server
-from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeStrava
 from tests.integration.test_api_support import SECRET, VERIFY_TOKEN, ApiHarness, assert_json_error, poll_until
 
@@ -26,14 +25,7 @@ class StravaWorld:
     def __init__(self, store: Store, *, latency_s: float = 0.0, **options: Any) -> None:
         self.store = store
         self.fake = FakeStrava(clock=SystemClock(), seed=7, latency=latency_s)
-        self.client = StravaClient(
-            tokens=store,
-            clock=SystemClock(),
-            base_url="http://fake-strava.local",
-            transport=self.fake.transport(),
-            client_id=self.fake.client_id,
-            client_secret=self.fake.client_secret,
-        )
+        self.client = self.fake.client(tokens=store)
         self.api = ApiHarness(store, strava=self.client, resources={"strava": self.client}, **options)
 
     async def connected_athlete(self, user: uuid.UUID, activities: int) -> int:

@@ -74,15 +74,7 @@ def in_virtual_time(
         fake = FakeStrava(clock=clock, seed=7, latency=latency if virtual else 0.0, faults=faults)
         store = open_store(store_url)
         await store.migrate()
-        client = StravaClient(
-            tokens=store,
-            clock=clock,
-            base_url="http://fake-strava",
-            transport=fake.transport(),
-            client_id=fake.client_id,
-            client_secret=fake.client_secret,
-            rng=random.Random(1),
-        )
+        client = fake.client(tokens=store, rng=random.Random(1))
         try:
             await scenario(Env(clock, fake, store, client))
         finally:
