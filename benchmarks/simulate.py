@@ -56,6 +56,14 @@ def main() -> None:
     print(f"peak memory          {max(peak_self, peak_child):8.0f} MB (largest process; parent {peak_self:.0f} MB)")
     print(f"parent CPU           {time.process_time() - cpu:8.1f} s")
     print()
+    print("runs (CPU and wall seconds of each, in the process that ran it):")
+    for run in sweep.params["runs"]:
+        print(
+            f"  {run['platform']:>6} {run['strategy']:<10} pid {run['run_pid']:>7}  cpu {run['run_cpu_s']:6.1f} s"
+            f"  wall {run['run_wall_s']:6.1f} s  {run['invocations']:>7} API requests"
+            f"  {run['strava_requests']:>5} Strava requests"
+        )
+    print()
     print(sweep.scorecard().to_string())
 
 

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -67,6 +68,7 @@ from syncsim.clock import Clock, SystemClock
 from syncsim.defaults import MAX_ATTEMPTS_LIMIT, MAX_LIST_LIMIT
 from syncsim.errors import ConfigError
 from syncsim.handlers import default_handlers
+from syncsim.jobs.model import Job
 from syncsim.jobs.store import Store, redact_url
 from syncsim.platform import Platform
 from syncsim.runner import JobRunner
@@ -85,6 +87,8 @@ __all__ = [
 ]
 
 _SUBMIT_FIELDS = frozenset({"type", "payload", "maxAttempts"})
+#: At most this many status bodies are kept for reuse (one per polled job; the lot is dropped when full).
+STATUS_BODIES_KEPT = 10_000
 
 
 # -- request handlers ----------------------------------------------------------------------------------------
@@ -111,6 +115,8 @@ class _Api(_Strava):
         self.webhook_subscription_id = webhook_subscription_id
         self.strava = strava
         self.max_body_bytes = max_body_bytes
+        #: The body last sent for each polled job, with the Job it was rendered from (see :meth:`job_status`).
+        self._bodies: dict[uuid.UUID, tuple[Job, bytes]] = {}
 
     # -- /api/sync
     async def sync_collection(self, request: Request) -> Response:
@@ -167,7 +173,17 @@ class _Api(_Strava):
             job = await self.service.status(job_id, user_id=user, invocation=self._invocation(request))
         if job is None:
             raise ApiError(404, "no such job")
-        return json_response(job_json(job))
+        # A store may hand back the very Job object it returned before (SQLiteStore(":memory:") does while no
+        # row changed): then so is its body. Keyed by identity, not equality, and bounded.
+        sent = self._bodies.get(job.id)
+        if sent is not None and sent[0] is job:
+            body = sent[1]
+        else:
+            body = orjson.dumps(job_json(job))
+            if len(self._bodies) >= STATUS_BODIES_KEPT:
+                self._bodies.clear()
+            self._bodies[job.id] = (job, body)
+        return Response(body, media_type="application/json")
 
     # -- service
     async def health(self, request: Request) -> Response:
@@ -219,8 +235,9 @@ def create_app(
         max_body_bytes=max_body_bytes,
     )
     routes = [
-        Route("/api/sync", api.sync_collection, methods=["GET", "POST"]),
+        # The status poll first: the busiest route is matched with one pattern, not two.
         Route("/api/sync/{jobId}", api.job_status, methods=["GET"]),
+        Route("/api/sync", api.sync_collection, methods=["GET", "POST"]),
         Route("/api/strava/webhook", api.webhook, methods=["GET", "POST"]),
         Route("/api/strava/connect", api.connect, methods=["POST"]),
         Route("/healthz", api.health, methods=["GET"]),

@@ -102,6 +102,7 @@ class Browser:
             return out
         out.job_id = uuid.UUID(body["jobId"])
         out.status = body.get("status")
+        status_url = f"/api/sync/{out.job_id}"
         self.recorder.event("submit", user=out.user_id, job=out.job_id, detail=f"{latency:.4f}")
         k = 0
         next_attempt: float | None = None
@@ -115,7 +116,7 @@ class Browser:
                 self.recorder.event("gave_up", user=out.user_id, job=out.job_id, detail=str(out.status))
                 return out
             await self.clock.sleep(wait)
-            response = await self.http.get(f"/api/sync/{out.job_id}", headers=self.headers)
+            response = await self.http.get(status_url, headers=self.headers)
             out.polls += 1
             if response.status_code != 200:
                 self.recorder.event("poll", user=out.user_id, job=out.job_id, detail=f"HTTP {response.status_code}")

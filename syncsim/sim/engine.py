@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -347,5 +349,11 @@ def run_scenario(sc: Scenario) -> RunRecord:
     """Run ``sc`` on a fresh virtual-time loop (works from a Jupyter cell too)."""
     from syncsim.sim.virtual import run_virtual
 
+    wall, cpu = time.perf_counter(), time.process_time()
     with _frozen_heap():
-        return run_virtual(lambda: _simulate(sc))
+        record = run_virtual(lambda: _simulate(sc))
+    # How long the run took here (not part of its outcome, which depends on the seed alone).
+    record.extra["run_wall_s"] = round(time.perf_counter() - wall, 3)
+    record.extra["run_cpu_s"] = round(time.process_time() - cpu, 3)
+    record.extra["run_pid"] = os.getpid()
+    return record

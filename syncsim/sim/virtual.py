@@ -98,6 +98,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         #: Futures of :meth:`sleep_future`, as a heap of (tick due, sequence number, future).
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._sleeper_seq = itertools.count()
+        #: Every ``call_at``/``call_later`` timer, as a heap of (when, sequence number, handle); see :meth:`call_at`.
+        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._timers_cancelled = 0
 
     def sleep_future(self, seconds: float) -> asyncio.Future[None]:
         """A future that resolves ``seconds`` of virtual time from now: ``asyncio.sleep`` without its timer.
@@ -115,33 +118,53 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         heapq.heappush(self._sleepers, (self._ticks + max(0, step), next(self._sleeper_seq), future))
         return future
 
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        """Schedule ``callback(*args)`` at loop time ``when``, as asyncio does, on a heap of plain tuples.
+
+        asyncio keeps its timers on a heap of ``TimerHandle`` objects, ordered by a Python ``__lt__``: every
+        push and pop makes a dozen Python calls. Here the heap holds ``(when, sequence number, handle)``,
+        compared in C, and timers due at the same instant run in the order they were scheduled. Each request
+        of a simulation arms one (its invocation's kill at the deadline) and cancels it when it ends; a
+        cancelled handle stays on the heap until it comes due, or until cancelled ones are half the heap.
+        """
+        self._check_closed()  # type: ignore[attr-defined]
+        timer = asyncio.TimerHandle(when, callback, args, self, context)
+        timer._scheduled = True  # type: ignore[attr-defined]  # so that cancel() reports back
+        heapq.heappush(self._timers, (when, next(self._sleeper_seq), timer))
+        return timer
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        if handle._scheduled:  # type: ignore[attr-defined]
+            self._timers_cancelled += 1
+
     def _run_once(self) -> None:
         """One iteration: asyncio's own (``BaseEventLoop._run_once`` of CPython 3.11), with the sleepers.
 
-        The only changes: the clock may jump to the earliest sleeper as it does to the earliest timer, and the
-        sleepers that are due are resolved before the ready callbacks run, so their tasks resume in this
-        iteration. Debug-mode slow-callback logging is left out.
+        The changes: timers live on the tuple heap of :meth:`call_at`; the clock may jump to the earliest
+        sleeper as it does to the earliest timer; the sleepers that are due are resolved before the ready
+        callbacks run, so their tasks resume in this iteration. Debug-mode slow-callback logging is left out.
         """
-        scheduled: list[Any] = self._scheduled  # type: ignore[has-type]
-        sched_count = len(scheduled)
+        timers = self._timers
+        count = len(timers)
         if (
-            sched_count > _MIN_SCHEDULED_TIMER_HANDLES
-            and self._timer_cancelled_count / sched_count > _MIN_CANCELLED_TIMER_HANDLES_FRACTION  # type: ignore[has-type]
+            count > _MIN_SCHEDULED_TIMER_HANDLES
+            and self._timers_cancelled / count > _MIN_CANCELLED_TIMER_HANDLES_FRACTION
         ):
             kept = []
-            for handle in scheduled:
-                if handle._cancelled:
-                    handle._scheduled = False
+            for entry in timers:
+                if entry[2]._cancelled:  # type: ignore[attr-defined]
+                    entry[2]._scheduled = False  # type: ignore[attr-defined]
                 else:
-                    kept.append(handle)
+                    kept.append(entry)
             heapq.heapify(kept)
-            self._scheduled = scheduled = kept
-            self._timer_cancelled_count = 0
+            self._timers = timers = kept
+            self._timers_cancelled = 0
         else:
-            while scheduled and scheduled[0]._cancelled:
-                self._timer_cancelled_count -= 1
-                handle = heapq.heappop(scheduled)
-                handle._scheduled = False
+            while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
+                self._timers_cancelled -= 1
+                heapq.heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
 
         sleepers = self._sleepers
         ready = self._ready  # type: ignore[attr-defined]
@@ -149,8 +172,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if ready or self._stopping:  # type: ignore[attr-defined]
             timeout = 0
         else:
-            if scheduled:
-                timeout = min(max(0.0, scheduled[0]._when - self.time()), MAXIMUM_SELECT_TIMEOUT)
+            if timers:
+                timeout = min(max(0.0, timers[0][0] - self.time()), MAXIMUM_SELECT_TIMEOUT)
             if sleepers:
                 due = max(0, sleepers[0][0] - self._ticks) / TICKS_PER_S
                 timeout = due if timeout is None else min(timeout, due)
@@ -158,13 +181,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._process_events(self._selector.select(timeout))  # type: ignore[attr-defined]
 
         end_time = self.time() + self._clock_resolution  # type: ignore[attr-defined]
-        while scheduled:
-            handle = scheduled[0]
-            if handle._when >= end_time:
-                break
-            handle = heapq.heappop(scheduled)
-            handle._scheduled = False
-            ready.append(handle)
+        while timers and timers[0][0] < end_time:
+            timer = heapq.heappop(timers)[2]
+            if timer._cancelled:  # type: ignore[attr-defined]
+                self._timers_cancelled -= 1
+            else:
+                ready.append(timer)
+            timer._scheduled = False  # type: ignore[attr-defined]
         now = self._ticks
         while sleepers and sleepers[0][0] <= now:
             future = heapq.heappop(sleepers)[2]
