@@ -232,3 +232,28 @@ async def test_openapi_describes_exactly_the_routes_the_app_serves(store: Store)
         operation = document["paths"].get(template, {}).get(method.lower())
         if operation is not None:
             assert str(status) in operation["responses"], (method, url, status)
+
+
+async def test_each_poll_shows_the_job_as_stored_even_when_the_store_reuses_it(user_id: uuid.UUID) -> None:
+    # A ':memory:' store hands back the same Job object while nothing changed, and the API then reuses the
+    # body it rendered; a change in between must show in the next poll.
+    store = open_store("sqlite:///:memory:")
+    await store.migrate()
+    api = ApiHarness(store, strategy="worker")  # nothing runs in the API: this test moves the job
+    async with api.client() as client:
+        accepted = (await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user_id))).json()
+        url = f"/api/sync/{accepted['jobId']}"
+        seen = [(await client.get(url, headers=api.auth(user_id))).json()]
+        seen.append((await client.get(url, headers=api.auth(user_id))).json())
+        claimed = await store.claim_job(worker_id="w", now=api.clock.now(), lease_s=30)
+        assert claimed is not None
+        seen.append((await client.get(url, headers=api.auth(user_id))).json())
+        await store.complete_job(claimed.id, worker_id="w", result={"steps_done": 1}, now=api.clock.now())
+        seen.append((await client.get(url, headers=api.auth(user_id))).json())
+    await store.close()
+    assert [(job["status"], job["attempts"], job["result"]) for job in seen] == [
+        ("pending", 0, None),
+        ("pending", 0, None),
+        ("running", 1, None),
+        ("completed", 1, {"steps_done": 1}),
+    ]

@@ -1,15 +1,35 @@
-"""One behavioural suite for every Store backend (SQLite and a real PostgreSQL)."""
+"""One behavioural suite for every Store backend (a SQLite file, SQLite ``:memory:`` and a real PostgreSQL)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import pytest
+
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.store import Store
+from syncsim.jobs.store import Store, open_store
 from syncsim.strava.models import Activity, StravaTokens
+from tests.conftest import BACKENDS
 
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
+
+
+@pytest.fixture(params=[*BACKENDS, "sqlite-memory"])
+def behaviour_url(request: pytest.FixtureRequest) -> str:
+    """The conftest's backends, plus SQLite ``:memory:`` (the simulator's store, which may reuse jobs it read)."""
+    if request.param == "sqlite-memory":
+        return "sqlite:///:memory:"
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+@pytest.fixture
+async def store(behaviour_url: str) -> AsyncIterator[Store]:
+    s = open_store(behaviour_url)
+    await s.migrate()
+    yield s
+    await s.close()
 
 
 async def _create(store: Store, user: uuid.UUID, *, type: str = "demo", max_attempts: int = 3, now: float = T0):
@@ -181,3 +201,53 @@ async def test_activity_upsert_is_idempotent(store: Store, user_id: uuid.UUID) -
     assert await store.count_activities(user_id) == 249
     assert await store.count_activities(uuid.uuid4()) == 0
     assert await store.latest_activity_start(uuid.uuid4()) is None
+
+
+async def test_every_read_of_a_job_shows_the_changes_made_before_it(store: Store, user_id: uuid.UUID) -> None:
+    job, _ = await _create(store, user_id)
+    seen = [await store.get_job(job.id)]
+    await store.claim_job(worker_id="w", now=T0 + 1, lease_s=30)
+    seen.append(await store.get_job(job.id))
+    await store.save_progress(job.id, worker_id="w", progress={"pages": 1}, now=T0 + 2)
+    seen.append(await store.get_job(job.id))
+    seen.append(await store.get_job(job.id))  # nothing changed in between
+    await store.upsert_activities(user_id, [_activity(1)], now=T0 + 3)  # another table: the job is the same
+    seen.append(await store.get_job(job.id))
+    await store.complete_job(job.id, worker_id="w", result={"activities": 1}, now=T0 + 4)
+    seen.append(await store.get_job(job.id))
+    assert [(j.status, j.progress, j.result) for j in seen if j is not None] == [
+        (JobStatus.PENDING, {}, None),
+        (JobStatus.RUNNING, {}, None),
+        (JobStatus.RUNNING, {"pages": 1}, None),
+        (JobStatus.RUNNING, {"pages": 1}, None),
+        (JobStatus.RUNNING, {"pages": 1}, None),
+        (JobStatus.COMPLETED, {"pages": 1}, {"activities": 1}),
+    ]
+    assert await store.get_job(uuid.uuid4()) is None
+
+
+async def test_a_memory_store_reuses_a_job_only_while_no_row_changed(user_id: uuid.UUID) -> None:
+    store = open_store("sqlite:///:memory:")
+    await store.migrate()
+    job, _ = await _create(store, user_id)
+    first = await store.get_job(job.id)
+    assert await store.get_job(job.id) is first  # no query: nothing changed
+    await store.save_tokens(
+        user_id, StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=T0), now=T0
+    )
+    again = await store.get_job(job.id)
+    assert again is not first and again == first  # any change in the database reads the row again
+    await store.close()
+    await store.migrate()  # a new, empty database: nothing of the old one is remembered
+    assert await store.get_job(job.id) is None
+
+
+async def test_a_file_store_sees_what_another_connection_wrote(sqlite_url: str, user_id: uuid.UUID) -> None:
+    reader, writer = open_store(sqlite_url), open_store(sqlite_url)
+    await reader.migrate()
+    job, _ = await _create(reader, user_id)
+    assert (await reader.get_job(job.id)).status is JobStatus.PENDING  # type: ignore[union-attr]
+    assert await writer.claim_job(worker_id="other-process", now=T0 + 1, lease_s=30) is not None
+    assert (await reader.get_job(job.id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
+    await reader.close()
+    await writer.close()

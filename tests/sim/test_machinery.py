@@ -52,6 +52,24 @@ def test_timers_less_than_half_a_microsecond_apart_fire_together_in_scheduling_o
     assert run_virtual(main) == [("first", 1.0), ("second", 1.000001)]
 
 
+def test_loop_timers_due_together_run_in_scheduling_order_and_cancelled_ones_never() -> None:
+    async def main() -> tuple[list[int], int, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        fired: list[int] = []
+        handles = [loop.call_later(5.0 if i % 2 else 3.0, fired.append, i) for i in range(400)]
+        for handle in handles[:300]:  # three quarters cancelled: the heap is compacted on the next iteration
+            handle.cancel()
+        await asyncio.sleep(0)
+        kept = len(loop._timers)
+        await asyncio.sleep(10.0)
+        return fired, kept, len(loop._timers)
+
+    fired, kept, left = run_virtual(main)
+    assert fired == [i for i in range(300, 400) if i % 2 == 0] + [i for i in range(300, 400) if i % 2]
+    assert kept == 100 and left == 0  # only the live timers stay on the heap
+
+
 def test_a_thread_can_still_wake_the_loop_when_no_timer_is_left() -> None:
     async def main() -> str:
         loop = asyncio.get_running_loop()
