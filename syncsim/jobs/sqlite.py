@@ -104,9 +104,11 @@ class SQLiteStore:
         self.url = f"sqlite:///{path}"
         self._busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
-        #: ``:memory:`` only: jobs read since the connection's last change (see :meth:`get_job`).
+        #: ``:memory:`` only: jobs read and not changed since (see :meth:`get_job`).
         self._private = path == ":memory:"
         self._jobs_read: dict[uuid.UUID, Job | None] = {}
+        #: Rows changed by writes that changed no job, or one known job (whose read is then forgotten).
+        self._changes_elsewhere = 0
         self._jobs_read_at = -1
 
     @classmethod
@@ -146,9 +148,14 @@ class SQLiteStore:
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding SQLite's write lock from the start (no lock upgrades, no deadlocks)."""
+    def _write(self, *, job: uuid.UUID | None = None, jobs: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from the start (no lock upgrades, no deadlocks).
+
+        What it may change, for :meth:`get_job`'s reuse: only the row of ``job``, or (``jobs=False``) no job
+        at all; by default, any job.
+        """
         conn = self.conn
+        before = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -160,6 +167,15 @@ class SQLiteStore:
             raise
         else:
             conn.execute("COMMIT")
+        finally:
+            if job is not None or not jobs:
+                self._accounted(conn.total_changes - before, job)
+
+    def _accounted(self, changes: int, job: uuid.UUID | None) -> None:
+        """``changes`` rows were changed, of no job but (if given) ``job``: forget that job's read alone."""
+        self._changes_elsewhere += changes
+        if job is not None:
+            self._jobs_read.pop(job, None)
 
     async def migrate(self) -> list[str]:
         conn = self.conn
@@ -182,13 +198,14 @@ class SQLiteStore:
             self._conn = None
         self._jobs_read.clear()
         self._jobs_read_at = -1
+        self._changes_elsewhere = 0
 
     # -- jobs --------------------------------------------------------------------------------------------------
     async def create_job(
         self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
     ) -> tuple[Job, bool]:
         job_id = uuid.uuid4()
-        with self._write() as conn:
+        with self._write(job=job_id) as conn:  # inserts that job or none
             row = conn.execute(
                 f"""INSERT INTO sync_jobs (id, user_id, type, status, payload, created_at, max_attempts,
                         next_attempt_at, updated_at)
@@ -219,14 +236,16 @@ class SQLiteStore:
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
         """The job, read from the table; a ``:memory:`` store may return the one it read before.
 
-        A ``:memory:`` database belongs to this connection alone, so while the connection's count of changed
-        rows (``total_changes``) stays the same, no row can have changed, and a job read since is returned as
-        it was read, without a query. The simulator's status polls hit this: most read a row nothing wrote
-        since the last poll. Jobs are frozen; their payload, progress and result are to be read, not changed.
+        A ``:memory:`` database belongs to this connection alone: every change goes through it and is counted
+        (``total_changes``). A write that changes one job forgets that job's read, one that changes no job
+        (activities, tokens) forgets nothing, and any other change forgets every read. So a job read since
+        is returned as it was read, without a query. The simulator's status polls hit this: most read a row
+        nothing wrote since the last poll. Jobs are frozen; their payload, progress and result are to be read,
+        not changed.
         """
         conn = self.conn
         if self._private:
-            changes = conn.total_changes
+            changes = conn.total_changes - self._changes_elsewhere
             if changes == self._jobs_read_at:
                 if job_id in self._jobs_read:
                     return self._jobs_read[job_id]
@@ -272,8 +291,9 @@ class SQLiteStore:
         if types:
             filters.append(f"AND type IN ({', '.join('?' * len(types))})")
             params.extend(types)
+        before = self.conn.total_changes
         with self._write() as conn:
-            conn.execute(_RECLAIM_SQL, {"now": now})
+            reclaimed = conn.execute(_RECLAIM_SQL, {"now": now}).rowcount
             row = conn.execute(
                 f"""UPDATE sync_jobs SET status = 'running', attempts = attempts + 1, runs = runs + 1,
                         started_at = COALESCE(started_at, ?), locked_by = ?, locked_until = ?, updated_at = ?
@@ -282,10 +302,15 @@ class SQLiteStore:
                     RETURNING {_JOB_COLUMNS}""",
                 (now, worker_id, now + lease_s, now, now, *params),
             ).fetchone()
-        return None if row is None else _job_from_row(row)
+        if row is None:
+            return None
+        job = _job_from_row(row)
+        if not reclaimed:  # only the claimed job changed
+            self._accounted(self.conn.total_changes - before, job.id)
+        return job
 
     def _update_owned(self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]) -> bool:
-        with self._write() as conn:
+        with self._write(job=job_id) as conn:
             cursor = conn.execute(
                 f"UPDATE sync_jobs SET {assignments} WHERE id = ? AND status = 'running' AND locked_by = ?",
                 (*params, str(job_id), worker_id),
@@ -359,7 +384,7 @@ class SQLiteStore:
         )
 
     async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
-        with self._write() as conn:
+        with self._write(jobs=False) as conn:
             try:
                 conn.execute(
                     """INSERT INTO strava_tokens (user_id, athlete_id, access_token, refresh_token, expires_at,
@@ -382,7 +407,7 @@ class SQLiteStore:
                 raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
-        with self._write() as conn:
+        with self._write(jobs=False) as conn:
             return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
 
     async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
@@ -410,7 +435,7 @@ class SQLiteStore:
             )
             for a in activities
         ]
-        with self._write() as conn:
+        with self._write(jobs=False) as conn:
             conn.executemany(
                 """INSERT INTO strava_activities (id, user_id, athlete_id, name, sport_type, start_date, distance,
                         moving_time, elapsed_time, total_elevation_gain, raw, synced_at)
@@ -426,7 +451,7 @@ class SQLiteStore:
         return len(rows)
 
     async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool:
-        with self._write() as conn:
+        with self._write(jobs=False) as conn:
             return (
                 conn.execute(
                     "DELETE FROM strava_activities WHERE user_id = ? AND id = ?", (str(user_id), activity_id)

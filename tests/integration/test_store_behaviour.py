@@ -226,17 +226,36 @@ async def test_every_read_of_a_job_shows_the_changes_made_before_it(store: Store
     assert await store.get_job(uuid.uuid4()) is None
 
 
-async def test_a_memory_store_reuses_a_job_only_while_no_row_changed(user_id: uuid.UUID) -> None:
+async def test_a_memory_store_reuses_a_job_only_while_nothing_changed_it(user_id: uuid.UUID) -> None:
     store = open_store("sqlite:///:memory:")
     await store.migrate()
     job, _ = await _create(store, user_id)
+    other, _ = await _create(store, uuid.uuid4())
     first = await store.get_job(job.id)
     assert await store.get_job(job.id) is first  # no query: nothing changed
-    await store.save_tokens(
-        user_id, StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=T0), now=T0
-    )
-    again = await store.get_job(job.id)
-    assert again is not first and again == first  # any change in the database reads the row again
+    # Writes that change no job, or another job, leave the read as it is.
+    tokens = StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=T0)
+    await store.save_tokens(user_id, tokens, now=T0)
+    await store.upsert_activities(user_id, [_activity(1)], now=T0)
+    await store.claim_job(worker_id="w", now=T0 + 1, lease_s=30, job_id=other.id)
+    assert await store.save_progress(other.id, worker_id="w", progress={"pages": 1}, now=T0 + 2)
+    assert await store.get_job(job.id) is first
+    assert (await store.get_job(other.id)).progress == {"pages": 1}  # type: ignore[union-attr]
+    # A write to this job is read again.
+    claimed = await store.claim_job(worker_id="w", now=T0 + 3, lease_s=30, job_id=job.id)
+    assert claimed is not None
+    assert await store.save_progress(job.id, worker_id="w", progress={"pages": 2}, now=T0 + 4)
+    third = await store.get_job(job.id)
+    assert third is not None and third.progress == {"pages": 2} and third.status is JobStatus.RUNNING
+    await store.extend_lease(job.id, worker_id="w", now=T0 + 5, lease_s=30)
+    fourth = await store.get_job(job.id)
+    assert fourth is not None and fourth.locked_until == datetime.fromtimestamp(T0 + 35, UTC)
+    # A claim that also takes back an expired lease changes that job too: every read is forgotten.
+    third_user_job, _ = await _create(store, uuid.uuid4())
+    assert (await store.get_job(job.id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
+    assert await store.claim_job(worker_id="w2", now=T0 + 100, lease_s=30, job_id=third_user_job.id) is not None
+    reclaimed = await store.get_job(job.id)
+    assert reclaimed is not None and reclaimed.status is JobStatus.PENDING and reclaimed.locked_by is None
     await store.close()
     await store.migrate()  # a new, empty database: nothing of the old one is remembered
     assert await store.get_job(job.id) is None
