@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from syncsim.sim.engine import share_pages_in_this_process, sharing_pages
 from syncsim.sim.results import Comparison, SimulationResult
 from syncsim.sim.run import simulate_scenario
 from syncsim.sim.scenario import Scenario
@@ -90,12 +91,14 @@ def compare(
         bar = tqdm(total=len(scenarios), desc="simulations", unit="run")
     if workers <= 1:
         results = []
-        for sc in scenarios:
-            results.append(_run(sc))
-            if bar is not None:
-                bar.update(1)
+        with sharing_pages():
+            for sc in scenarios:
+                results.append(_run(sc))
+                if bar is not None:
+                    bar.update(1)
     else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=share_pages_in_this_process) as pool:
             # Longest first: a sweep takes as long as its busiest process, and a long run started last would
             # keep one process busy while the others idle. Results are still returned in scenario order.
             order = sorted(range(len(scenarios)), key=lambda i: -expected_cost(scenarios[i]))

@@ -38,7 +38,7 @@ from syncsim.sim.recorder import ObservedPlatform, ObservedStore, Recorder
 from syncsim.sim.scenario import Scenario
 from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
-from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava
+from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
 from syncsim.sync import register_strava_sync
 from syncsim.worker import Worker
@@ -47,6 +47,30 @@ __all__ = ["JWT_SECRET", "RunRecord", "run_scenario"]
 
 #: The simulated app's JWT secret (only ever used inside a simulation).
 JWT_SECRET = "syncsim-simulator-secret-not-for-production-use"
+
+#: List pages built by this process's runs, for the next runs of the same sweep (see :func:`sharing_pages`).
+_shared_pages: PageCache | None = None
+
+
+@contextlib.contextmanager
+def sharing_pages(max_bytes: int = 256 * 2**20) -> Iterator[PageCache]:
+    """Within this block, runs in this process share FakeStrava's built list pages (:class:`PageCache`).
+
+    The runs of a sweep replay one workload with one seed, so Strava serves them the same pages; each run
+    still requests, counts and waits for every one. Outside a sweep nothing is kept between runs.
+    """
+    global _shared_pages
+    previous, _shared_pages = _shared_pages, PageCache(max_bytes)
+    try:
+        yield _shared_pages
+    finally:
+        _shared_pages = previous
+
+
+def share_pages_in_this_process(max_bytes: int = 256 * 2**20) -> None:
+    """Share list pages among every later run of this process (a sweep's worker process calls this at start)."""
+    global _shared_pages
+    _shared_pages = PageCache(max_bytes)
 
 
 @dataclass
@@ -107,6 +131,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         latency=sc.latency,
         faults=sc.faults,
         compact=sc.compact_activities,
+        page_cache=_shared_pages,
     )
     inner = open_store("sqlite://:memory:")
     await inner.migrate()

@@ -54,7 +54,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from syncsim.clock import Clock
-from syncsim.strava.fake_athletes import FakeAthlete, _Athletes
+from syncsim.strava.fake_athletes import FakeAthlete, PageCache, _Athletes
 from syncsim.strava.fake_config import Faults, LatencyModel
 from syncsim.strava.fake_data import _MASK, VARIANTS, _Athlete, _athlete_json, _mix, _unit
 from syncsim.strava.fake_data import ATHLETE_ID_BASE as ATHLETE_ID_BASE
@@ -88,6 +88,7 @@ __all__ = [
     "FakeStravaTransport",
     "Faults",
     "LatencyModel",
+    "PageCache",
 ]
 
 DEFAULT_PER_PAGE = 30  # swagger: per_page "Defaults to 30"
@@ -121,10 +122,12 @@ class FakeStrava(_Athletes):
         rotate_refresh_tokens: bool = True,
         keep_log: bool = True,
         compact: bool = False,
+        page_cache: PageCache | None = None,
     ) -> None:
         """``*_limits`` are (per 15 min, per UTC day); ``latency`` is seconds or a model (seconds).
 
         ``compact`` serves activity lists with only :data:`COMPACT_SUMMARY_KEYS` per item (module docstring).
+        ``page_cache`` shares built list pages with other instances creating the same athletes (:class:`PageCache`).
         """
         self.clock = clock
         self.seed = seed
@@ -138,6 +141,7 @@ class FakeStrava(_Athletes):
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.keep_log = keep_log
         self.compact = compact
+        self.page_cache = page_cache
         self.requests: list[FakeRequest] = []
         self.counts = Counter()
         self._athletes = {}
@@ -309,8 +313,7 @@ class FakeStrava(_Athletes):
             if self._malformed(a.athlete_id, page):
                 items = [orjson.loads(self._list_item_text(a, i)) for i in indices]
                 return FakeResponse(200, dict(JSON), self._malform(items), delay_s=delay)
-            body = ("[" + ",".join([self._list_item_text(a, i) for i in indices]) + "]").encode()
-            return FakeResponse(200, dict(JSON), body, delay_s=delay)
+            return FakeResponse(200, dict(JSON), self._page_body(a, indices), delay_s=delay)
         if method == "GET" and path == "/api/v3/athlete":
             fault = self._transient_fault("athlete", (a.athlete_id,))
             if fault is not None:

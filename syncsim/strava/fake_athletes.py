@@ -11,6 +11,8 @@ filter; pages located by binary search over start times, with seeded short non-f
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,38 @@ class FakeAthlete:
         )
 
 
+class PageCache:
+    """Serialized list pages of unedited histories, for several FakeStrava instances of one process to share.
+
+    A page of an athlete whose history nobody edited, deleted from or uploaded to is a function of the seed,
+    the athlete's creation (id, order, size, time) and the request, so FakeStrava instances that create the
+    same athletes (the runs of a sweep: same workload and seed, other platform or strategy) serve the same
+    bytes. Each run still asks for, counts, rate-limits and waits for every page; only building the bytes is
+    saved. Least recently used pages are dropped beyond ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.hits = 0
+        self._pages: OrderedDict[Hashable, bytes] = OrderedDict()
+
+    def get(self, key: Hashable) -> bytes | None:
+        body = self._pages.get(key)
+        if body is not None:
+            self._pages.move_to_end(key)
+            self.hits += 1
+        return body
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        if len(body) > self.max_bytes or key in self._pages:
+            return
+        self._pages[key] = body
+        self.size += len(body)
+        while self.size > self.max_bytes:
+            self.size -= len(self._pages.popitem(last=False)[1])
+
+
 class _Athletes(_Credentials):
     """The athletes half of :class:`~syncsim.strava.fake.FakeStrava` (a base class of it, no state of its own).
 
@@ -67,6 +101,8 @@ class _Athletes(_Credentials):
     clock: Clock
     compact: bool
     faults: Faults
+    seed: int
+    page_cache: PageCache | None
     _by_seq: list[_Athlete]
     _variants: list[tuple[str, bool, str, str] | None]
 
@@ -316,5 +352,20 @@ class _Athletes(_Credentials):
     ) -> bytes:
         """One ``GET /athlete/activities`` page, serialized (the hot path of the simulator)."""
         a = self._state(athlete_id)
-        indices = self.page_indices(athlete_id, page=page, per_page=per_page, after=after, before=before)
-        return ("[" + ",".join([self._list_item_text(a, i) for i in indices]) + "]").encode()
+        return self._page_body(
+            a, self.page_indices(athlete_id, page=page, per_page=per_page, after=after, before=before)
+        )
+
+    def _page_body(self, a: _Athlete, indices: list[int]) -> bytes:
+        """The list page of activities ``indices`` of ``a``, serialized; shared through ``page_cache`` if any."""
+        cache = self.page_cache
+        if cache is None or not indices or a.updates or a.deleted or a.count != a.generated:
+            return ("[" + ",".join([self._list_item_text(a, i) for i in indices]) + "]").encode()
+        # An unedited history's indices run in one direction without gaps: the ends and the length say which.
+        athlete = (self.seed, self.compact, a.athlete_id, a.seq, a.generated, a.first_start, a.gap_s)
+        key = (*athlete, indices[0], indices[-1], len(indices))
+        body = cache.get(key)
+        if body is None:
+            body = ("[" + ",".join([self._list_item_text(a, i) for i in indices]) + "]").encode()
+            cache.put(key, body)
+        return body

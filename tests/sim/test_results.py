@@ -80,6 +80,16 @@ def test_compare_runs_every_platform_and_strategy_in_processes() -> None:
     assert bool(card.loc[("hobby", "resumable"), "passed_all"]) and not card.loc[("hobby", "waituntil"), "passed_all"]
 
 
+def test_a_sweep_sharing_strava_pages_gives_the_runs_it_gives_alone() -> None:
+    strategies = ("worker", "resumable")
+    sweep = compare(workload=TINY, platforms=("hobby",), strategies=strategies, latency=1.0, processes=1)
+    for strategy in strategies:
+        alone = simulate(workload=TINY, platform="hobby", strategy=strategy, latency=1.0).jobs
+        shared = sweep.jobs[sweep.jobs["strategy"] == strategy].reset_index(drop=True)
+        pd.testing.assert_frame_equal(shared, alone)
+    assert sweep.params["runs"][0]["strava_requests"] == sweep.params["runs"][1]["strava_requests"] > 0
+
+
 def cli_args(**given: object) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     handlers = register_cli(parser.add_subparsers(dest="command"))

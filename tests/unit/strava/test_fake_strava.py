@@ -10,6 +10,7 @@ import pytest
 
 from syncsim.errors import InvalidInput
 from syncsim.strava import FakeStrava, Faults, LatencyModel
+from syncsim.strava.fake import PageCache
 from syncsim.strava.ratelimit import next_quarter_hour
 from syncsim.testing.clocks import ManualClock
 from tests.unit.strava.helpers import START
@@ -240,6 +241,37 @@ def test_added_updated_and_deleted_activities_show_in_the_pages(fake: FakeStrava
     assert [item["id"] for item in oldest_first] == list(reversed(served))[:200]
     with pytest.raises(InvalidInput):
         fake.add_activity(aid, start_date=START - 86400 * 365)  # histories only grow at the new end
+
+
+def test_fakes_sharing_a_page_cache_serve_the_same_bytes_and_edits_are_never_shared(clock: ManualClock) -> None:
+    cache = PageCache()
+    plain, first, second = (FakeStrava(clock=clock, seed=7, page_cache=c) for c in (None, cache, cache))
+    for fake in (plain, first, second):
+        fake.add_athlete(activities=450)
+        fake.add_athlete(activities=30)
+    requests = [(aid, page, after) for aid in plain.athlete_ids for page in (1, 2, 3) for after in (None, 0.0)]
+
+    def pages(fake: FakeStrava) -> list[bytes]:
+        return [fake.page_json(aid, page=page, per_page=200, after=after) for aid, page, after in requests]
+
+    expected = pages(plain)
+    assert pages(first) == expected and cache.hits == 0
+    assert pages(second) == expected and cache.hits == sum(1 for body in expected if body != b"[]")
+    # An edited history is built afresh, whatever another instance left in the cache.
+    aid = second.athlete_ids[0]
+    renamed = second.activity_ids(aid)[0]
+    second.update_activity(renamed, name="Renamed")
+    assert orjson.loads(second.page_json(aid, page=1, per_page=200))[0]["name"] == "Renamed"
+    assert orjson.loads(first.page_json(aid, page=1, per_page=200))[0]["name"] != "Renamed"
+
+
+def test_a_page_cache_keeps_its_most_recent_pages_within_its_size() -> None:
+    cache = PageCache(max_bytes=10)
+    for key in "abcd":
+        cache.put(key, key.encode() * 4)
+    assert cache.size == 8 and cache.get("a") is None and cache.get("d") == b"dddd"
+    cache.put("huge", b"x" * 11)
+    assert cache.get("huge") is None
 
 
 async def test_a_timeout_fault_holds_the_request_for_the_read_timeout_then_raises(
