@@ -80,16 +80,21 @@ def test_a_thread_can_still_wake_the_loop_when_no_timer_is_left() -> None:
     assert run_virtual(main) == "woken"
 
 
-def test_the_clock_reads_the_virtual_loop() -> None:
-    async def main() -> tuple[float, float]:
-        clock = virtual_clock(epoch=1_000.0)
-        before = clock.now()
-        await clock.sleep(900.0)
-        return before, clock.now()
+def test_the_clock_reads_the_virtual_loop_whether_made_in_it_or_before() -> None:
+    made_before = virtual_clock(epoch=1_000.0)
+
+    async def main() -> list[float]:
+        made_in = virtual_clock(epoch=1_000.0)  # bound to this loop
+        readings = [made_in.now(), made_before.now()]
+        await made_in.sleep(900.0)
+        readings += [made_in.now(), made_before.now()]
+        await made_before.sleep(0.25)
+        await made_in.sleep(0)
+        return [*readings, made_in.now(), made_before.now()]
 
     loop = VirtualTimeLoop(start=0.0)
     try:
-        assert loop.run_until_complete(main()) == (1_000.0, 1_900.0)
+        assert loop.run_until_complete(main()) == [1_000.0, 1_000.0, 1_900.0, 1_900.0, 1_900.25, 1_900.25]
     finally:
         loop.close()
 
