@@ -103,7 +103,7 @@ def platform_spec(name: str | PlatformSpec) -> PlatformSpec:
 _invocation_ids = itertools.count(1)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Invocation:
     """One request's lifetime on a platform: its deadline, its background work, and its kill switch."""
 
