@@ -19,6 +19,23 @@ from syncsim.sim.compare import REFERENCE_SWEEP, reference_sweep
 from syncsim.sim.run import simulate
 from syncsim.sim.workload import Workload
 
+#: The machine check: one small run, timed in CPU seconds before and after the sweep. On a shared machine the
+#: same code's CPU time varies by a third from hour to hour; this says how fast the machine was meanwhile.
+CHECK_ATHLETES = 150
+#: The check's CPU time on this 2-core machine on 2026-11-30 (the lowest seen).
+REFERENCE_CHECK_S = 1.7
+
+
+def machine_check(*, repeat: int = 2) -> float:
+    """CPU seconds of one small run, the best of ``repeat`` (the first also warms caches and imports)."""
+    workload = Workload.named(REFERENCE_SWEEP["workload"]).head(CHECK_ATHLETES)
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        simulate(workload=workload, platform="hobby", strategy="resumable", rate_limits="approved", keep_events=False)
+        best = min(best, time.process_time() - started)
+    return best
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,10 +53,12 @@ def main() -> None:
         print(f"one run: {time.perf_counter() - started:.1f} s wall, {result.params['strava_requests']} requests")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
         return
+    before = machine_check()
     started = time.perf_counter()
     cpu = time.process_time()
     sweep = reference_sweep(athletes=args.athletes, processes=args.processes, keep_events=False)
     wall = time.perf_counter() - started
+    after = machine_check()
     requests = sum(run["strava_requests"] for run in sweep.params["runs"])
     invocations = sum(run["invocations"] for run in sweep.params["runs"])
     activities = sum(run["activities"] for run in sweep.params["runs"])
@@ -55,6 +74,10 @@ def main() -> None:
     print(f"API requests         {invocations:8d}   (the browsers' submits and polls, through the real app)")
     print(f"peak memory          {max(peak_self, peak_child):8.0f} MB (largest process; parent {peak_self:.0f} MB)")
     print(f"parent CPU           {time.process_time() - cpu:8.1f} s")
+    print(
+        f"machine check        {before:8.2f} s before, {after:.2f} s after   (CPU of one {CHECK_ATHLETES}-athlete run, "
+        f"alone; {REFERENCE_CHECK_S} s on 2026-11-30: above that, this machine is slower now)"
+    )
     print()
     print("runs (CPU and wall seconds of each, in the process that ran it):")
     for run in sweep.params["runs"]:
