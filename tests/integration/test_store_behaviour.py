@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -17,19 +16,11 @@ T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 
 
 @pytest.fixture(params=[*BACKENDS, "sqlite-memory"])
-def behaviour_url(request: pytest.FixtureRequest) -> str:
+def store_url(request: pytest.FixtureRequest) -> str:
     """The conftest's backends, plus SQLite ``:memory:`` (the simulator's store, which may reuse jobs it read)."""
     if request.param == "sqlite-memory":
         return "sqlite:///:memory:"
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
-
-
-@pytest.fixture
-async def store(behaviour_url: str) -> AsyncIterator[Store]:
-    s = open_store(behaviour_url)
-    await s.migrate()
-    yield s
-    await s.close()
 
 
 async def _create(store: Store, user: uuid.UUID, *, type: str = "demo", max_attempts: int = 3, now: float = T0):
