@@ -53,24 +53,24 @@ _shared_pages: PageCache | None = None
 
 
 @contextlib.contextmanager
-def sharing_pages(max_bytes: int = 256 * 2**20) -> Iterator[PageCache]:
+def sharing_pages() -> Iterator[PageCache]:
     """Within this block, runs in this process share FakeStrava's built list pages (:class:`PageCache`).
 
     The runs of a sweep replay one workload with one seed, so Strava serves them the same pages; each run
     still requests, counts and waits for every one. Outside a sweep nothing is kept between runs.
     """
     global _shared_pages
-    previous, _shared_pages = _shared_pages, PageCache(max_bytes)
+    previous, _shared_pages = _shared_pages, PageCache()
     try:
         yield _shared_pages
     finally:
         _shared_pages = previous
 
 
-def share_pages_in_this_process(max_bytes: int = 256 * 2**20) -> None:
+def share_pages_in_this_process() -> None:
     """Share list pages among every later run of this process (a sweep's worker process calls this at start)."""
     global _shared_pages
-    _shared_pages = PageCache(max_bytes)
+    _shared_pages = PageCache()
 
 
 @dataclass
