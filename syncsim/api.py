@@ -28,6 +28,7 @@ This module keeps the job routes, health and the OpenAPI route (:class:`_Api`), 
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from syncsim.api_http import (
     INVOCATION_KEY,
     ApiError,
     InvocationMiddleware,
+    StatusRoute,
     _exception_handlers,
     _json_type,
     job_json,
@@ -70,7 +72,7 @@ from syncsim.errors import ConfigError
 from syncsim.handlers import default_handlers
 from syncsim.jobs.model import Job
 from syncsim.jobs.store import Store, redact_url
-from syncsim.platform import Platform
+from syncsim.platform import Invocation, Platform
 from syncsim.runner import JobRunner
 from syncsim.service import JobService
 from syncsim.strava.trace import Trace
@@ -162,28 +164,34 @@ class _Api(_Strava):
         return json_response({"jobs": [job_json(job) for job in jobs]})
 
     async def job_status(self, request: Request) -> Response:
-        user = self._user(request)
-        raw = request.path_params["jobId"]
-        try:
-            job_id = uuid.UUID(raw)
-        except ValueError:
-            job_id = None
+        body = await self.status_body(
+            request.headers.get("authorization"), request.path_params["jobId"], self._invocation(request)
+        )
+        return Response(body, media_type="application/json")
+
+    async def status_body(self, authorization: str | None, raw_id: str, invocation: Invocation) -> bytes:
+        """``GET /api/sync/{jobId}``'s body for that Authorization header and id, or the error to answer.
+
+        Both ways to the route call it: :meth:`job_status` through Starlette's router and :class:`StatusRoute`
+        straight from the ASGI scope.
+        """
+        user = self._user_of(authorization)
+        job_id = _job_id(raw_id)
         job = None
         if job_id is not None:
-            job = await self.service.status(job_id, user_id=user, invocation=self._invocation(request))
+            job = await self.service.status(job_id, user_id=user, invocation=invocation)
         if job is None:
             raise ApiError(404, "no such job")
         # A store may hand back the very Job object it returned before (SQLiteStore(":memory:") does while no
         # row changed): then so is its body. Keyed by identity, not equality, and bounded.
         sent = self._bodies.get(job.id)
         if sent is not None and sent[0] is job:
-            body = sent[1]
-        else:
-            body = orjson.dumps(job_json(job))
-            if len(self._bodies) >= STATUS_BODIES_KEPT:
-                self._bodies.clear()
-            self._bodies[job.id] = (job, body)
-        return Response(body, media_type="application/json")
+            return sent[1]
+        body = orjson.dumps(job_json(job))
+        if len(self._bodies) >= STATUS_BODIES_KEPT:
+            self._bodies.clear()
+        self._bodies[job.id] = (job, body)
+        return body
 
     # -- service
     async def health(self, request: Request) -> Response:
@@ -200,6 +208,19 @@ class _Api(_Strava):
         return json_response(openapi_document())
 
 
+@functools.lru_cache(maxsize=STATUS_BODIES_KEPT)
+def _cached_job_id(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+def _job_id(raw: str) -> uuid.UUID | None:
+    """A path's job id, or ``None`` if it is not a UUID (parses of short ones are cached: polls repeat them)."""
+    return _cached_job_id(raw) if len(raw) <= 64 else _cached_job_id.__wrapped__(raw)
+
+
 # -- building the app ----------------------------------------------------------------------------------------
 def create_app(
     *,
@@ -212,6 +233,7 @@ def create_app(
     webhook_subscription_id: int | None = None,
     clock: Clock | None = None,
     lifespan: Callable[[Starlette], Any] | None = None,
+    status_route: bool = True,
 ) -> Starlette:
     """The ASGI app over ``service`` on ``platform``.
 
@@ -219,6 +241,8 @@ def create_app(
     challenge (unset: the challenge answers 503); ``webhook_subscription_id``, when set, ignores events of
     any other subscription; ``strava`` exchanges OAuth codes (unset: connect answers 503); bodies above
     ``max_body_bytes`` answer 413. Token expiry is checked against ``clock`` (default: the platform's).
+    ``status_route`` answers status polls ahead of the router (:class:`StatusRoute`: the same answers, for less
+    CPU); ``False`` sends them through Starlette's routing like every other request.
     """
     if max_body_bytes < 1:
         raise ConfigError("max_body_bytes must be >= 1")
@@ -243,12 +267,13 @@ def create_app(
         Route("/healthz", api.health, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(InvocationMiddleware, platform=platform)],
-        exception_handlers=_exception_handlers(clock),
-        lifespan=lifespan,
-    )
+    handlers = _exception_handlers(clock)
+    middleware = [Middleware(InvocationMiddleware, platform=platform)]
+    if status_route:
+        middleware.append(
+            Middleware(StatusRoute, prefix="/api/sync/", status_body=api.status_body, exception_handlers=handlers)
+        )
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
     app.state.service = service
     app.state.platform = platform
     return app

@@ -46,6 +46,7 @@ __all__ = [
     "INVOCATION_KEY",
     "ApiError",
     "InvocationMiddleware",
+    "StatusRoute",
     "error_response",
     "job_json",
     "json_response",
@@ -162,6 +163,62 @@ class InvocationMiddleware:
             )
 
 
+class StatusRoute:
+    """``GET {prefix}{jobId}`` answered straight from the ASGI scope, ahead of Starlette's router.
+
+    The status poll is most of the API's traffic (each browser polls every few seconds until its sync ends),
+    and Starlette's exception layer, router, request and response objects cost more than the handler. This
+    layer gives exactly the routed handler's answers: the same ``status_body`` call makes the body, the headers
+    are :class:`~starlette.responses.Response`'s, and errors go to the same exception handlers (an exception
+    none handles propagates, to the 500 handler outside). Any other request, and any path the route's pattern
+    might read differently (a trailing slash, a mounted app's ``root_path``), goes on to ``app``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        prefix: str,
+        status_body: Callable[[str | None, str, Invocation], Awaitable[bytes]],
+        exception_handlers: Mapping[Any, Callable[..., Awaitable[Response]]],
+    ) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.status_body = status_body
+        # What Starlette's ExceptionMiddleware gets: Exception (and 500) belong to the outer error middleware.
+        self.handlers = {k: v for k, v in exception_handlers.items() if k not in (500, Exception)}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        prefix = self.prefix
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or scope.get("root_path")
+            or not (path := scope["path"]).startswith(prefix)
+            or len(path) == len(prefix)
+            or "/" in path[len(prefix) :]
+        ):
+            await self.app(scope, receive, send)
+            return
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            body = await self.status_body(authorization, path[len(prefix) :], scope[INVOCATION_KEY])
+        except Exception as exc:
+            handler = next((self.handlers[c] for c in type(exc).__mro__ if c in self.handlers), None)
+            if handler is None:
+                raise
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send)
+            return
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 async def _send_error(send: Send, status: int, message: str) -> None:
     body = orjson.dumps({"error": _one_line(message)})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -213,8 +270,11 @@ class _Handlers:
 
     # -- helpers
     def _user(self, request: Request) -> uuid.UUID:
-        token = bearer_token(request.headers.get("authorization"))
-        return verify_token(token, self.jwt_secret, now=self.clock.now())
+        return self._user_of(request.headers.get("authorization"))
+
+    def _user_of(self, authorization: str | None) -> uuid.UUID:
+        """The user whose valid token an ``Authorization`` header value carries, or :class:`AuthError`."""
+        return verify_token(bearer_token(authorization), self.jwt_secret, now=self.clock.now())
 
     @staticmethod
     def _invocation(request: Request) -> Invocation:
