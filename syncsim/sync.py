@@ -85,7 +85,15 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
     pending: asyncio.Task[ActivityPage] | None = fetch(int(progress["page"]))
     try:
         while pending is not None:
-            answered = await pending
+            try:
+                answered = await pending
+            except BaseException:
+                # The request failed (rate limit, deadline, Strava's error): its exception's traceback now holds
+                # this frame, so the task holding the exception must not stay in it. The cycle (frame, task,
+                # exception, traceback) would keep the last page alive until the garbage collector ran.
+                if pending.done():
+                    pending = None
+                raise
             pending = None
             stop: OutOfTime | None = None
             estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * answered.latency_s)
@@ -122,7 +130,10 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
             )
             await ctx.checkpoint(progress)
             if stop is not None:
-                raise stop
+                try:
+                    raise stop
+                finally:
+                    stop = None  # as above: the raised exception's traceback holds this frame
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
