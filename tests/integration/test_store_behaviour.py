@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 
@@ -192,6 +193,24 @@ async def test_activity_upsert_is_idempotent(store: Store, user_id: uuid.UUID) -
     assert await store.count_activities(user_id) == 249
     assert await store.count_activities(uuid.uuid4()) == 0
     assert await store.latest_activity_start(uuid.uuid4()) is None
+
+
+async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:
+    """Each write is atomic: a batch whose 150th row breaks a constraint writes none of its rows, keeps every
+    earlier write, and the store goes on writing (on ``:memory:`` a write is a savepoint, not a transaction)."""
+    await store.upsert_activities(user_id, [_activity(i) for i in range(100)], now=T0)
+    job, _ = await _create(store, user_id)
+    broken = [_activity(i) for i in range(100, 300)]
+    broken[150] = dataclasses.replace(broken[150], name=None)  # type: ignore[arg-type]  # NOT NULL
+    with pytest.raises(Exception, match="(?i)null"):
+        await store.upsert_activities(user_id, broken, now=T0 + 1)
+    assert await store.count_activities(user_id) == 100
+    assert await store.latest_activity_start(user_id) == _activity(0).start_date
+    assert await store.get_job(job.id) == job
+    await store.upsert_activities(user_id, broken[:150], now=T0 + 2)
+    assert await store.count_activities(user_id) == 250
+    claimed = await store.claim_job(worker_id="w", now=T0 + 3, lease_s=30)
+    assert claimed is not None and claimed.id == job.id and claimed.status is JobStatus.RUNNING
 
 
 async def test_every_read_of_a_job_shows_the_changes_made_before_it(store: Store, user_id: uuid.UUID) -> None:
