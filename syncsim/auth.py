@@ -14,9 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
+from typing import NamedTuple
 
 import jwt
 
@@ -91,7 +89,7 @@ def verify_token(token: str, secret: str, *, now: float, leeway_s: float = 0.0) 
     not after ``now + leeway_s``; ``role == "authenticated"``; ``aud`` (if any) includes ``authenticated``;
     ``sub`` a UUID.
     """
-    key = check_secret(secret)
+    key = _key(secret)
     if not isinstance(token, str) or not token:
         raise AuthError("missing bearer token")
     try:
@@ -104,36 +102,38 @@ def verify_token(token: str, secret: str, *, now: float, leeway_s: float = 0.0) 
         raise AuthError(f"token algorithm is not allowed (only {ALGORITHM})") from None
     except jwt.InvalidTokenError:
         raise AuthError("token is malformed") from None
-    exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
+    if claims.exp is None:
         raise AuthError("token 'exp' claim is not a number")
-    if exp <= now - leeway_s:
+    if claims.exp <= now - leeway_s:
         raise AuthError("token has expired")
-    nbf = claims.get("nbf")
+    nbf = claims.nbf
     if nbf is not None and (isinstance(nbf, bool) or not isinstance(nbf, int | float) or nbf > now + leeway_s):
         raise AuthError("token is not valid yet")
-    if claims.get("role") != ROLE:
-        raise AuthError(f"token role must be {ROLE!r}")
-    aud = claims.get("aud")
-    if aud is not None and ROLE not in (aud if isinstance(aud, list) else [aud]):
-        raise AuthError(f"token audience must include {ROLE!r}")
-    return _subject(str(claims["sub"]))
+    if claims.user is None:
+        raise AuthError(claims.error)
+    return claims.user
+
+
+class _Claims(NamedTuple):
+    """What a verified token says: its times (checked against the caller's ``now`` each time), and its user or
+    the reason it names none (role, audience, subject: the checks that need no clock)."""
+
+    exp: float | None  # None: not a number
+    nbf: object
+    user: uuid.UUID | None
+    error: str
+
+
+@functools.lru_cache(maxsize=8)
+def _key(secret: str) -> bytes:
+    return check_secret(secret)  # a bad secret raises, and is not cached
 
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
-def _subject(sub: str) -> uuid.UUID:
-    """A token's ``sub`` as a user id (cached with the signatures: a polling browser sends the same one)."""
-    try:
-        return uuid.UUID(sub)
-    except ValueError:
-        raise AuthError("token subject is not a user id (UUID)") from None
-
-
-@functools.lru_cache(maxsize=VERIFIED_TOKENS_CACHED)
-def _signed_claims(token: str, key: bytes) -> Mapping[str, Any]:
-    """The claims of a token whose HS256 signature ``key`` verifies (read-only). Cached: a browser polling its
-    job sends the same token every few seconds, and PyJWT's checks cost ~70 us a call; time checks are not
-    cached (the caller makes them with its ``now``), and a token that fails is checked again each time."""
+def _signed_claims(token: str, key: bytes) -> _Claims:
+    """The claims of a token whose HS256 signature ``key`` verifies. Cached: a browser polling its job sends
+    the same token every few seconds, and PyJWT's checks cost ~70 us a call; time checks are not cached (the
+    caller makes them with its ``now``), and a token that fails is checked again each time."""
     claims = jwt.decode(
         token,
         key,
@@ -147,7 +147,20 @@ def _signed_claims(token: str, key: bytes) -> Mapping[str, Any]:
             "verify_sub": False,
         },
     )
-    return MappingProxyType(claims)
+    exp = claims.get("exp")
+    number = not isinstance(exp, bool) and isinstance(exp, int | float)
+    user, error = None, ""
+    aud = claims.get("aud")
+    if claims.get("role") != ROLE:
+        error = f"token role must be {ROLE!r}"
+    elif aud is not None and ROLE not in (aud if isinstance(aud, list) else [aud]):
+        error = f"token audience must include {ROLE!r}"
+    else:
+        try:
+            user = uuid.UUID(str(claims["sub"]))
+        except ValueError:
+            error = "token subject is not a user id (UUID)"
+    return _Claims(exp if number else None, claims.get("nbf"), user, error)
 
 
 def bearer_token(authorization: str | None) -> str:

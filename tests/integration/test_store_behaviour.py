@@ -202,7 +202,7 @@ async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, 
     job, _ = await _create(store, user_id)
     broken = [_activity(i) for i in range(100, 300)]
     broken[150] = dataclasses.replace(broken[150], name=None)  # type: ignore[arg-type]  # NOT NULL
-    with pytest.raises(Exception, match="(?i)null"):
+    with pytest.raises(Exception, match=r"(?i)null"):
         await store.upsert_activities(user_id, broken, now=T0 + 1)
     assert await store.count_activities(user_id) == 100
     assert await store.latest_activity_start(user_id) == _activity(0).start_date

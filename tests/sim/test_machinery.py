@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import socket
 import threading
 import types
 import uuid
@@ -69,6 +70,27 @@ def test_loop_timers_due_together_run_in_scheduling_order_and_cancelled_ones_nev
     fired, kept, left = run_virtual(main)
     assert fired == [i for i in range(300, 400) if i % 2 == 0] + [i for i in range(300, 400) if i % 2]
     assert kept == 100 and left == 0  # only the live timers stay on the heap
+
+
+def test_real_io_is_served_before_the_clock_jumps_to_the_next_timer() -> None:
+    """A socket that is ready is read at once, at the current virtual time, not after a pending timer."""
+
+    async def main() -> tuple[bytes, float, float]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        got: asyncio.Future[tuple[bytes, float]] = loop.create_future()
+        sleeper = asyncio.ensure_future(asyncio.sleep(3_600.0))  # a timer an hour away
+        await asyncio.sleep(1.0)
+        loop.add_reader(ours, lambda: got.set_result((ours.recv(16), loop.time())))
+        theirs.send(b"ping")
+        data, at = await got
+        loop.remove_reader(ours)
+        ours.close(), theirs.close()
+        await sleeper
+        return data, at, loop.time()
+
+    data, at, end = run_virtual(main)
+    assert data == b"ping" and at == pytest.approx(1.0) and end == pytest.approx(3_600.0)
 
 
 def test_a_thread_can_still_wake_the_loop_when_no_timer_is_left() -> None:
