@@ -5,14 +5,16 @@ handed to :meth:`Invocation.wait_until` runs after the response is sent, until i
 hits. At the deadline the invocation is **killed**, as Vercel does: its tasks are cancelled and every store it
 was given refuses all further calls, so nothing it does afterwards (no ``finally`` clean-up) reaches the store.
 
-:class:`LocalPlatform` does this on the running asyncio loop, with the deadline armed as a loop timer; on the
-simulator's virtual-time loop the very same class is the simulated platform.
+:class:`LocalPlatform` does this on the running asyncio loop: the deadlines of a loop's invocations wait on one
+heap, behind one loop timer (:class:`_Deadlines`); on the simulator's virtual-time loop the very same class is
+the simulated platform.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import heapq
 import itertools
 import math
 from collections.abc import Awaitable, Callable
@@ -117,7 +119,6 @@ class Invocation:
     ended_at: float | None = None
     responded: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _timer: asyncio.TimerHandle | None = None
     #: The task answering the request (see :meth:`serve`): the kill cancels it too.
     _handler: asyncio.Task[Any] | None = None
     #: Whether the kill cancelled the handler (so its CancelledError is the deadline, not a shutdown).
@@ -148,11 +149,10 @@ class Invocation:
             self._end()
 
     def arm(self) -> None:
-        """Schedule the kill at the deadline on the running loop."""
+        """Schedule the kill at the deadline on the running loop (see :class:`_Deadlines`)."""
         if self.deadline is None:
             return
-        delay = max(0.0, self.deadline - self.clock.now())
-        self._timer = asyncio.get_running_loop().call_later(delay, self.kill, "reached the platform's time limit")
+        _Deadlines.of(asyncio.get_running_loop()).watch(self, max(0.0, self.deadline - self.clock.now()))
 
     def kill(self, reason: str = "killed") -> None:
         """Kill now: cancel every background task; stores given to this invocation refuse further calls."""
@@ -197,9 +197,6 @@ class Invocation:
 
     def _end(self) -> None:
         self.ended_at = self.clock.now()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         for callback in self._on_end:
             callback(self)
 
@@ -214,6 +211,60 @@ class Invocation:
         """Wait until every background task has finished or been killed."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class _Deadlines:
+    """One loop's invocation deadlines: a heap of ``(when, invocation id, invocation)``, and one loop timer, for
+    the earliest deadline of an invocation still running.
+
+    An invocation that ends is not taken off the heap (it is skipped when its deadline comes), so a request
+    costs a push on a heap of tuples, compared in C, instead of a ``TimerHandle`` armed and cancelled: a status
+    poll ends long before its deadline. Measured on the simulator's status polls: 231k instructions each with
+    a timer per invocation, 200k without any. Invocations due at the same moment are killed in the order they
+    started.
+    """
+
+    __slots__ = ("_armed_at", "_heap", "_timer", "loop")
+
+    #: The last loop's deadlines (a new loop gets new ones; a loop's own timer keeps its heap alive).
+    _last: _Deadlines | None = None
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._heap: list[tuple[float, int, Invocation]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Deadlines:
+        deadlines = cls._last
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = cls._last = cls(loop)
+        return deadlines
+
+    def watch(self, invocation: Invocation, delay: float) -> None:
+        """Kill ``invocation`` ``delay`` seconds from now (loop time) unless it has ended by then."""
+        when = self.loop.time() + delay
+        heapq.heappush(self._heap, (when, invocation.id, invocation))
+        if when < self._armed_at:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_at = when
+        self._timer = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        heap = self._heap
+        due = max(self._armed_at, self.loop.time())
+        self._timer, self._armed_at = None, math.inf
+        while heap and heap[0][0] <= due:
+            heapq.heappop(heap)[2].kill("reached the platform's time limit")  # no-op if it has ended
+        while heap and heap[0][2].ended_at is not None:
+            heapq.heappop(heap)
+        if heap:
+            self._arm(heap[0][0])
 
 
 class _GuardedStore:

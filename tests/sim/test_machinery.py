@@ -321,3 +321,31 @@ def test_a_sync_ended_by_an_exception_leaves_no_reference_cycle() -> None:
     assert jobs["rate_limited"].sum() > 0 and (jobs["invocations"] > jobs["rate_limited"] + 1).any()
     assert (jobs["status"] == "completed").all() and (jobs["activities_synced"] == 3_000).all()
     assert held == []
+
+
+def test_invocations_are_killed_at_their_own_deadlines_in_the_order_they_started() -> None:
+    """One loop, two platforms: every invocation still running at its deadline is killed then, exactly; one
+    that ended first never is; invocations due at the same moment die in the order they started."""
+    from syncsim.platform import LocalPlatform
+
+    async def main() -> tuple[list[tuple[str, float]], list[bool]]:
+        clock = virtual_clock()
+        t0 = clock.now()
+        hobby, pro = LocalPlatform("hobby", clock=clock), LocalPlatform("pro", clock=clock)
+        killed: list[tuple[str, float]] = []
+        started = []
+        for name, platform in [("pro-1", pro), ("hobby-1", hobby), ("hobby-2", hobby), ("hobby-ended", hobby)]:
+            invocation = platform.start_invocation()
+            invocation.on_end(lambda inv, name=name: inv.killed and killed.append((name, clock.now() - t0)))
+            started.append(invocation)
+        started[3].finish_response()  # answered, no background work: it ends now
+        await clock.sleep(4.0)
+        late = hobby.start_invocation()  # due at 14 s
+        late.on_end(lambda inv: inv.killed and killed.append(("hobby-late", clock.now() - t0)))
+        started.append(late)
+        await clock.sleep(400.0)
+        return killed, [inv.killed for inv in started]
+
+    killed, flags = run_virtual(main)
+    assert killed == [("hobby-1", 10.0), ("hobby-2", 10.0), ("hobby-late", 14.0), ("pro-1", 300.0)]
+    assert flags == [True, True, True, False, True]
