@@ -25,6 +25,7 @@ import heapq
 import itertools
 import selectors
 import threading
+from asyncio import format_helpers
 from asyncio.base_events import (  # type: ignore[attr-defined]
     _MIN_CANCELLED_TIMER_HANDLES_FRACTION,
     _MIN_SCHEDULED_TIMER_HANDLES,
@@ -203,10 +204,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             if not future.done():
                 future.set_result(None)
 
+        # Each ready callback runs as Handle._run would run it, without its Python frame (one per task step).
         for _ in range(len(ready)):
             handle = ready.popleft()
             if not handle._cancelled:
-                handle._run()
+                try:
+                    handle._context.run(handle._callback, *handle._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    _report_callback_error(handle, exc)
         handle = None
 
     def time(self) -> float:
@@ -218,6 +225,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         if 0 < seconds < 1 / TICKS_PER_S:  # a timer closer than one tick must still come due
             step += 1
         self._ticks += step
+
+
+def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
+    """What ``Handle._run`` does with an exception its callback raised: the loop's exception handler gets it."""
+    callback = format_helpers._format_callback_source(handle._callback, handle._args)  # type: ignore[attr-defined]
+    context: dict[str, Any] = {"message": f"Exception in callback {callback}", "exception": exc, "handle": handle}
+    if handle._source_traceback:  # type: ignore[attr-defined]
+        context["source_traceback"] = handle._source_traceback  # type: ignore[attr-defined]
+    handle._loop.call_exception_handler(context)  # type: ignore[attr-defined]
 
 
 class _BoundVirtualClock(LoopClock):

@@ -349,3 +349,22 @@ def test_invocations_are_killed_at_their_own_deadlines_in_the_order_they_started
     killed, flags = run_virtual(main)
     assert killed == [("hobby-1", 10.0), ("hobby-2", 10.0), ("hobby-late", 14.0), ("pro-1", 300.0)]
     assert flags == [True, True, True, False, True]
+
+
+def test_a_callback_that_raises_reaches_the_loops_exception_handler_and_the_loop_goes_on() -> None:
+    def broken() -> None:
+        raise ValueError("boom")
+
+    async def main() -> tuple[list[dict[str, Any]], float]:
+        loop = asyncio.get_running_loop()
+        seen: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _, context: seen.append(context))
+        loop.call_soon(broken)
+        loop.call_later(5.0, broken)
+        await asyncio.sleep(10.0)
+        return seen, loop.time()
+
+    seen, end = run_virtual(main)
+    assert [type(c["exception"]) for c in seen] == [ValueError, ValueError]
+    assert all(c["message"].startswith("Exception in callback ") and "broken" in c["message"] for c in seen)
+    assert isinstance(seen[0]["handle"], asyncio.Handle) and end == pytest.approx(10.0)
