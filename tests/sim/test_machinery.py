@@ -368,3 +368,16 @@ def test_a_callback_that_raises_reaches_the_loops_exception_handler_and_the_loop
     assert [type(c["exception"]) for c in seen] == [ValueError, ValueError]
     assert all(c["message"].startswith("Exception in callback ") and "broken" in c["message"] for c in seen)
     assert isinstance(seen[0]["handle"], asyncio.Handle) and end == pytest.approx(10.0)
+
+
+def test_callbacks_run_first_in_first_out_and_a_closed_loop_takes_none() -> None:
+    loop = VirtualTimeLoop()
+    order: list[int] = []
+    for i in range(5):
+        loop.call_soon(order.append, i)
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    loop.close()
+    assert order == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_soon(order.append, 5)
