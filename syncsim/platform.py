@@ -219,9 +219,11 @@ class _Deadlines:
 
     An invocation that ends is not taken off the heap (it is skipped when its deadline comes), so a request
     costs a push on a heap of tuples, compared in C, instead of a ``TimerHandle`` armed and cancelled: a status
-    poll ends long before its deadline. Measured on the simulator's status polls: 231k instructions each with
-    a timer per invocation, 200k without any. Invocations due at the same moment are killed in the order they
-    started.
+    poll ends long before its deadline. Measured with 200 browsers polling through the simulator's app: 198k
+    instructions a poll with a timer per invocation, 188k with this, 186k with no deadline at all. (A lone
+    browser polling less often than the deadline gains nothing: each of its invocations still gets the timer.)
+    An ended invocation stays referenced until its deadline passes. Invocations due at the same moment are
+    killed in the order they started.
     """
 
     __slots__ = ("_armed_at", "_heap", "_timer", "loop")
