@@ -208,17 +208,19 @@ class _Api(_Strava):
         return json_response(openapi_document())
 
 
-@functools.lru_cache(maxsize=STATUS_BODIES_KEPT)
-def _cached_job_id(raw: str) -> uuid.UUID | None:
+def _parse_job_id(raw: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(raw)
     except ValueError:
         return None
 
 
+_cached_job_id = functools.lru_cache(maxsize=STATUS_BODIES_KEPT)(_parse_job_id)
+
+
 def _job_id(raw: str) -> uuid.UUID | None:
     """A path's job id, or ``None`` if it is not a UUID (parses of short ones are cached: polls repeat them)."""
-    return _cached_job_id(raw) if len(raw) <= 64 else _cached_job_id.__wrapped__(raw)
+    return _cached_job_id(raw) if len(raw) <= 64 else _parse_job_id(raw)
 
 
 # -- building the app ----------------------------------------------------------------------------------------

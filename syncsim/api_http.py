@@ -167,7 +167,7 @@ class StatusRoute:
     """``GET {prefix}{jobId}`` answered straight from the ASGI scope, ahead of Starlette's router.
 
     The status poll is most of the API's traffic (each browser polls every few seconds until its sync ends),
-    and Starlette's exception layer, router, request and response objects cost more than the handler. This
+    and Starlette's exception layer, router, request and response objects cost about as much as the handler. This
     layer gives exactly the routed handler's answers: the same ``status_body`` call makes the body, the headers
     are :class:`~starlette.responses.Response`'s, and errors go to the same exception handlers (an exception
     none handles propagates, to the 500 handler outside). Any other request, and any path the route's pattern

@@ -197,7 +197,7 @@ async def test_activity_upsert_is_idempotent(store: Store, user_id: uuid.UUID) -
 
 async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:
     """Each write is atomic: a batch whose 150th row breaks a constraint writes none of its rows, keeps every
-    earlier write, and the store goes on writing (on ``:memory:`` a write is a savepoint, not a transaction)."""
+    earlier write, and the store goes on writing."""
     await store.upsert_activities(user_id, [_activity(i) for i in range(100)], now=T0)
     job, _ = await _create(store, user_id)
     broken = [_activity(i) for i in range(100, 300)]

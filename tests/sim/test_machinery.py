@@ -85,7 +85,8 @@ def test_real_io_is_served_before_the_clock_jumps_to_the_next_timer() -> None:
         theirs.send(b"ping")
         data, at = await got
         loop.remove_reader(ours)
-        ours.close(), theirs.close()
+        ours.close()
+        theirs.close()
         await sleeper
         return data, at, loop.time()
 
