@@ -28,7 +28,14 @@ from syncsim.jobs.model import Job, JobStatus, job_from_values
 from syncsim.sql import migration_files
 from syncsim.strava.models import Activity, StravaTokens
 
-__all__ = ["SQLiteStore"]
+__all__ = ["MEMORY_PAGE_SIZE", "SQLiteStore"]
+
+#: Page size (bytes) of a ``:memory:`` database. Its commits cost time in proportion to the database's page count,
+#: not only to the pages a transaction changed, so a large in-memory store (the simulator's: ~550,000 activities)
+#: commits each 200-activity page several times faster with 16 KiB pages than with SQLite's default 4 KiB.
+#: Measured (callgrind) storing the reference workload's 3,269 pages: 26.7G instructions at 4 KiB, 23.3G at 16 KiB,
+#: 23.4G at 32 KiB. Files keep the default: a WAL commit writes the pages it changed, in full.
+MEMORY_PAGE_SIZE = 16_384
 
 _JOB_COLUMNS = (
     "id, user_id, type, status, payload, result, error, created_at, started_at, completed_at, attempts, "
@@ -141,6 +148,8 @@ class SQLiteStore:
             )
             if self.path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
+            else:
+                conn.execute(f"PRAGMA page_size={MEMORY_PAGE_SIZE}")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from syncsim.jobs.model import JobStatus
+from syncsim.jobs.sqlite import MEMORY_PAGE_SIZE, SQLiteStore
 from syncsim.jobs.store import Store, open_store
 from syncsim.strava.models import Activity, StravaTokens
 from tests.conftest import BACKENDS
@@ -280,3 +281,16 @@ async def test_a_file_store_sees_what_another_connection_wrote(sqlite_url: str, 
     assert (await reader.get_job(job.id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
     await reader.close()
     await writer.close()
+
+
+async def test_a_memory_store_uses_large_pages_a_file_store_the_default(sqlite_url: str, user_id: uuid.UUID) -> None:
+    """A ``:memory:`` commit costs in proportion to the database's page count: its pages are 16 KiB (see sqlite.py)."""
+    memory, file = SQLiteStore(":memory:"), open_store(sqlite_url)
+    for store in (memory, file):
+        await store.migrate()
+        await store.upsert_activities(user_id, [_activity(i) for i in range(1, 301)], now=T0)
+        assert await store.count_activities(user_id) == 300
+    assert memory.conn.execute("PRAGMA page_size").fetchone()[0] == MEMORY_PAGE_SIZE == 16_384
+    assert file.conn.execute("PRAGMA page_size").fetchone()[0] == 4_096  # type: ignore[attr-defined]
+    await memory.close()
+    await file.close()
