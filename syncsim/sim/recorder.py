@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,17 @@ from syncsim.platform import Invocation, LocalPlatform, PlatformSpec
 from syncsim.strava.models import Activity, StravaTokens
 
 __all__ = ["JobTrace", "ObservedPlatform", "ObservedStore", "Recorder"]
+
+class _NoWait:
+    """An awaitable that completes at once, without yielding to the loop (as an ``async def`` with no await)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_NO_WAIT = _NoWait()
 
 _current_invocation: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar(
     "syncsim_sim_invocation", default=None
@@ -183,9 +194,9 @@ class ObservedStore:
         self.recorder = recorder
         self.latency_s = latency_s
 
-    async def _rtt(self) -> None:
-        if self.latency_s > 0:
-            await self.clock.sleep(self.latency_s)
+    def _rtt(self) -> Awaitable[None]:
+        """One database round trip of simulated time, to await (without latency, it completes at once)."""
+        return self.clock.sleep(self.latency_s) if self.latency_s > 0 else _NO_WAIT
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)

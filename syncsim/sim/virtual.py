@@ -31,7 +31,7 @@ from asyncio.base_events import (  # type: ignore[attr-defined]
     _MIN_SCHEDULED_TIMER_HANDLES,
     MAXIMUM_SELECT_TIMEOUT,
 )
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from syncsim.clock import LoopClock
@@ -39,6 +39,7 @@ from syncsim.clock import LoopClock
 __all__ = ["VIRTUAL_EPOCH", "VirtualTimeLoop", "run_virtual", "virtual_clock"]
 
 T = TypeVar("T")
+_Future = asyncio.Future
 
 #: Simulations start at 2026-01-05 00:00:00 UTC (a Monday, on a quarter hour and a UTC midnight), so Strava's
 #: rate-limit windows line up with round numbers in charts.
@@ -121,7 +122,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         out and one more loop iteration to wake the task. Measured: about half the instructions of a sleep.
         Cancelling the waiting task cancels the future; its heap entry is skipped when it comes due.
         """
-        future: asyncio.Future[None] = self.create_future()
+        future: asyncio.Future[None] = _Future(loop=self)
         step = round(seconds * TICKS_PER_S)
         if step <= 0 and seconds > 0:
             step = 1
@@ -195,14 +196,25 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             timeout = 0
         else:
             if timers:
-                timeout = min(max(0.0, timers[0][0] - self.time()), MAXIMUM_SELECT_TIMEOUT)
+                timeout = min(max(0.0, timers[0][0] - self._ticks / TICKS_PER_S), MAXIMUM_SELECT_TIMEOUT)
             if sleepers:
                 due = max(0, sleepers[0][0] - self._ticks) / TICKS_PER_S
                 timeout = due if timeout is None else min(timeout, due)
 
-        self._process_events(self._selector.select(timeout))  # type: ignore[attr-defined]
+        selector = self._selector
+        if timeout is None or selector._watched > selector._quiet:
+            # Real I/O is watched, or only the outside world can wake the loop: ask the selector.
+            self._process_events(selector.select(timeout))  # type: ignore[attr-defined]
+        elif timeout > 0:
+            # Nothing but the wake-up pipe is watched and every task waits: what the selector would do, without
+            # the two calls (jump the clock; no events). A loop iteration with callbacks ready (timeout 0)
+            # polls nothing either.
+            step = round(timeout * TICKS_PER_S)
+            if timeout < 1 / TICKS_PER_S:
+                step += 1
+            self._ticks += step
 
-        end_time = self.time() + self._clock_resolution  # type: ignore[attr-defined]
+        end_time = self._ticks / TICKS_PER_S + self._clock_resolution  # type: ignore[attr-defined]
         while timers and timers[0][0] < end_time:
             timer = heapq.heappop(timers)[2]
             if timer._cancelled:  # type: ignore[attr-defined]
@@ -262,11 +274,11 @@ class _BoundVirtualClock(LoopClock):
     def now(self) -> float:
         return self.epoch + self._loop._ticks / TICKS_PER_S
 
-    async def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> Awaitable[None]:  # type: ignore[override]
+        """The loop's sleep future itself (a coroutine around it would be one more frame on every wake-up)."""
         if seconds > 0:
-            await self._loop.sleep_future(seconds)
-        else:
-            await asyncio.sleep(0)
+            return self._loop.sleep_future(seconds)
+        return asyncio.sleep(0)
 
 
 def virtual_clock(epoch: float = VIRTUAL_EPOCH) -> LoopClock:
