@@ -113,7 +113,7 @@ class Invocation:
     started_at: float
     deadline: float | None
     platform: str = "local"
-    id: int = field(default_factory=lambda: next(_invocation_ids))
+    id: int = field(default_factory=_invocation_ids.__next__)
     killed: bool = False
     kill_reason: str | None = None
     ended_at: float | None = None
@@ -148,11 +148,14 @@ class Invocation:
         if not self._tasks and self.responded and self.ended_at is None:
             self._end()
 
-    def arm(self) -> None:
-        """Schedule the kill at the deadline on the running loop (see :class:`_Deadlines`)."""
+    def arm(self, now: float | None = None) -> None:
+        """Schedule the kill at the deadline on the running loop (see :class:`_Deadlines`); ``now``: the clock's
+        reading, if the caller has just taken it."""
         if self.deadline is None:
             return
-        _Deadlines.of(asyncio.get_running_loop()).watch(self, max(0.0, self.deadline - self.clock.now()))
+        if now is None:
+            now = self.clock.now()
+        _Deadlines.of(asyncio.get_running_loop()).watch(self, max(0.0, self.deadline - now))
 
     def kill(self, reason: str = "killed") -> None:
         """Kill now: cancel every background task; stores given to this invocation refuse further calls."""
@@ -326,7 +329,7 @@ class LocalPlatform:
             deadline=None if limit is None else now + limit,
             platform=self.spec.name,
         )
-        invocation.arm()
+        invocation.arm(now)
         if self.keep_history:
             self.invocations.append(invocation)
         return invocation
