@@ -28,6 +28,7 @@ from syncsim.strava.models import Activity, StravaTokens
 
 __all__ = ["JobTrace", "ObservedPlatform", "ObservedStore", "Recorder"]
 
+
 class _NoWait:
     """An awaitable that completes at once, without yielding to the loop (as an ``async def`` with no await)."""
 
