@@ -382,3 +382,37 @@ def test_callbacks_run_first_in_first_out_and_a_closed_loop_takes_none() -> None
     assert order == [0, 1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="closed"):
         loop.call_soon(order.append, 5)
+
+
+@pytest.mark.parametrize("latency_s", [0.0, 0.005])
+def test_a_store_round_trip_takes_its_latency_and_none_yields_nothing(latency_s: float) -> None:
+    """Without store latency a store call completes without yielding to the loop (as a plain ``async def``
+    would); with it, each call takes exactly that much simulated time."""
+    from syncsim.jobs.store import open_store
+    from syncsim.sim.recorder import ObservedStore, Recorder
+
+    async def main() -> tuple[bool, float, bool]:
+        clock = virtual_clock()
+        store = ObservedStore(
+            open_store("sqlite:///:memory:"), clock=clock, recorder=Recorder(clock, clock.now()), latency_s=latency_s
+        )
+        await store.migrate()
+        job, _ = await store.create_job(user_id=uuid.uuid4(), type="strava_sync", payload={}, max_attempts=3, now=0)
+        call = store.get_job(job.id).__await__()
+        try:
+            yielded = next(call)  # the first step: does it yield to the loop?
+        except StopIteration as done:
+            assert done.value is not None and done.value.id == job.id
+            yields = False
+        else:
+            assert isinstance(yielded, asyncio.Future)  # the round trip's sleep
+            call.close()
+            yields = True
+        t0 = clock.now()
+        found = await store.get_job(job.id)
+        return yields, clock.now() - t0, found is not None and found.id == job.id
+
+    yields, elapsed, found = run_virtual(main)
+    assert found
+    assert yields is (latency_s > 0)
+    assert elapsed == pytest.approx(latency_s, abs=1e-6)  # to the tick (epoch seconds are floats)
