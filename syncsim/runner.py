@@ -354,8 +354,12 @@ class JobRunner:
             except ValueError:
                 return None
         job = await self.store.get_job(jid)
-        if job is None or (user_id is not None and job.user_id != parse_user_id(user_id)):
+        if job is None:
             return None
+        if user_id is not None:
+            user = user_id if type(user_id) is uuid.UUID else parse_user_id(user_id)
+            if job.user_id.int != user.int:  # UUID's own == is a Python call; every status poll comes here
+                return None
         return job
 
     def is_due(self, job: Job) -> bool:

@@ -74,6 +74,7 @@ def _uuid(text: str) -> uuid.UUID:
 
 
 _STATUSES = {s.value: s for s in JobStatus}
+_UNREAD = object()
 
 
 def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
@@ -256,8 +257,9 @@ class SQLiteStore:
         if self._private:
             changes = conn.total_changes - self._changes_elsewhere
             if changes == self._jobs_read_at:
-                if job_id in self._jobs_read:
-                    return self._jobs_read[job_id]
+                known = self._jobs_read.get(job_id, _UNREAD)  # one lookup: a UUID's hash is a Python call
+                if known is not _UNREAD:
+                    return known  # type: ignore[return-value]
             else:
                 self._jobs_read.clear()
                 self._jobs_read_at = changes

@@ -21,6 +21,9 @@ import orjson
 
 __all__ = ["AsgiCaller", "AsgiResponse", "HttpCaller", "HttpResponse"]
 
+#: URLs whose split and encoded parts :class:`AsgiCaller` keeps (one per job polled; cleared when full).
+_URLS_KEPT = 4096
+
 
 class HttpResponse(Protocol):
     """What a browser reads from a response (``httpx.Response`` has it too)."""
@@ -112,6 +115,7 @@ class AsgiCaller:
         self.client = client
         self._host_header = (b"host", host.encode("latin-1"))
         self._server = (host, 80)
+        self._urls: dict[str, tuple[str, bytes, bytes]] = {}
         self.requests = 0
 
     async def get(self, url: str, *, headers: Mapping[str, str] | None = None) -> AsgiResponse:
@@ -124,7 +128,14 @@ class AsgiCaller:
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, json: Any = None
     ) -> AsgiResponse:
         """Call the app with one request; ``url`` is a path with an optional query string."""
-        path, _, query = url.partition("?")
+        parts = self._urls.get(url)
+        if parts is None:  # a browser polls one URL all run long: split and encode it once
+            path, _, query = url.partition("?")
+            parts = (path, path.encode(), query.encode())
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            self._urls[url] = parts
+        path, raw_path, query_string = parts
         raw = [self._host_header]
         body = b""
         if json is not None:
@@ -142,8 +153,8 @@ class AsgiCaller:
             "headers": raw,
             "scheme": "http",
             "path": path,
-            "raw_path": path.encode(),
-            "query_string": query.encode(),
+            "raw_path": raw_path,
+            "query_string": query_string,
             "server": self._server,
             "client": self.client,
             "root_path": "",

@@ -202,3 +202,20 @@ async def test_a_bounded_service_runs_background_jobs_one_slot_at_a_time(
         assert first_done is not None and second_start is not None and second_start >= first_done
     with pytest.raises(ValueError):
         JobService(_runner(store, handlers), max_background_jobs=0)
+
+
+async def test_get_shows_a_job_only_to_its_owner_whatever_form_the_ids_take(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    runner = _runner(store, handlers)
+    job, _ = await runner.submit(user_id, {"steps": 1}, type="demo")
+    for owner in (user_id, str(user_id), uuid.UUID(str(user_id)), None):
+        for jid in (job.id, str(job.id)):
+            found = await runner.get(jid, user_id=owner)
+            assert found is not None and found.id == job.id
+    assert await runner.get(job.id, user_id=uuid.uuid4()) is None
+    assert await runner.get(job.id, user_id=str(uuid.uuid4())) is None
+    assert await runner.get("not-a-uuid", user_id=user_id) is None
+    assert await runner.get(uuid.uuid4(), user_id=user_id) is None
+    with pytest.raises(InvalidInput, match="user id must be a UUID"):
+        await runner.get(job.id, user_id="not-a-user")
