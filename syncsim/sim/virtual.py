@@ -32,6 +32,7 @@ from asyncio.base_events import (  # type: ignore[attr-defined]
     MAXIMUM_SELECT_TIMEOUT,
 )
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from contextvars import copy_context
 from typing import Any, TypeVar
 
 from syncsim.clock import LoopClock
@@ -40,6 +41,8 @@ __all__ = ["VIRTUAL_EPOCH", "VirtualTimeLoop", "run_virtual", "virtual_clock"]
 
 T = TypeVar("T")
 _Future = asyncio.Future
+_Handle = asyncio.Handle
+_new_handle = object.__new__
 
 #: Simulations start at 2026-01-05 00:00:00 UTC (a Monday, on a quarter hour and a UTC midnight), so Strava's
 #: rate-limit windows line up with round numbers in charts.
@@ -154,7 +157,16 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             return super().call_soon(callback, *args, context=context)
         if self._closed:  # type: ignore[attr-defined]
             raise RuntimeError("Event loop is closed")
-        handle = asyncio.Handle(callback, args, self, context)
+        # What Handle(callback, args, self, context) sets, without its __init__ frame and the get_debug() call
+        # it makes (this loop is not in debug mode here: the debug path above takes asyncio's own call_soon).
+        handle = _new_handle(_Handle)
+        handle._callback = callback  # type: ignore[attr-defined]
+        handle._args = args  # type: ignore[attr-defined]
+        handle._cancelled = False  # type: ignore[attr-defined]
+        handle._loop = self  # type: ignore[attr-defined]
+        handle._source_traceback = None  # type: ignore[attr-defined]
+        handle._repr = None  # type: ignore[attr-defined]
+        handle._context = copy_context() if context is None else context  # type: ignore[attr-defined]
         self._ready.append(handle)  # type: ignore[attr-defined]
         return handle
 

@@ -384,6 +384,26 @@ def test_callbacks_run_first_in_first_out_and_a_closed_loop_takes_none() -> None
         loop.call_soon(order.append, 5)
 
 
+def test_a_call_soon_handle_is_asyncios_own_cancellable_and_runs_in_the_callers_context() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    loop = VirtualTimeLoop()
+    seen: list[str] = []
+    var.set("caller")
+    kept = loop.call_soon(lambda: seen.append(f"kept:{var.get()}"))
+    dropped = loop.call_soon(seen.append, "dropped")
+    other = contextvars.Context()
+    loop.call_soon(lambda: seen.append(f"given:{var.get()}"), context=other)
+    assert type(kept) is asyncio.Handle and "lambda" in repr(kept) and not kept.cancelled()
+    dropped.cancel()
+    assert dropped.cancelled()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    loop.close()
+    assert seen == ["kept:caller", "given:unset"]
+
+
 @pytest.mark.parametrize("latency_s", [0.0, 0.005])
 def test_a_store_round_trip_takes_its_latency_and_none_yields_nothing(latency_s: float) -> None:
     """Without store latency a store call completes without yielding to the loop (as a plain ``async def``
