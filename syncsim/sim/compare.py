@@ -34,11 +34,11 @@ REFERENCE_SWEEP: dict[str, Any] = {
 }
 
 
-#: Relative run time per athlete by strategy, as measured on the reference sweep (hobby and pro alike): most of
-#: a run's work is its browsers' status polls, not Strava's pages, and a job that cannot move (waituntil past
-#: a rate limit) or waits in the worker's queue is polled every ``PollSchedule.cap_s`` until it ends or the
-#: tab gives up, while a resumable job's browser waits for its ``nextAttemptAt``. Used only to order a sweep.
-STRATEGY_COST = {"waituntil": 3.0, "worker": 2.0, "resumable": 1.0}
+#: Relative run time per athlete by strategy, as measured on the reference sweep (hobby and pro alike, CPU s per
+#: run on 2026-11-30): worker ~20 (all of Strava's pages, and its queued jobs polled every ``PollSchedule.cap_s``),
+#: waituntil ~12 (few pages, but the jobs left past a rate limit are polled until the tab gives up), resumable
+#: ~10 (all the pages; its browsers wait for each ``nextAttemptAt``). Used only to order a sweep.
+STRATEGY_COST = {"worker": 2.0, "waituntil": 1.2, "resumable": 1.0}
 
 
 def expected_cost(scenario: Scenario) -> float:
