@@ -172,14 +172,14 @@ class ObservedPlatform(LocalPlatform):
         self.recorder = recorder
         #: Invocations not yet ended (the run drains them before it stops).
         self.active: set[Invocation] = set()
-        self._on_end = self._ended  # one bound method for every invocation
+        self._end_callback = self._ended  # one bound method for every invocation
 
     def start_invocation(self) -> Invocation:
         invocation = super().start_invocation()
         _current_invocation.set(invocation)
         self.recorder.invocation_started(invocation)
         self.active.add(invocation)
-        invocation.on_end(self._on_end)
+        invocation.on_end(self._end_callback)
         return invocation
 
     def _ended(self, invocation: Invocation) -> None:
