@@ -28,7 +28,7 @@ from syncsim.sim.workload import Workload
 #: in CPU seconds before and after the sweep. On this shared machine it took 0.72-1.62 s within minutes on
 #: 2026-11-30; it says how fast the machine was meanwhile, and the sweep is also given in checks. It runs in one
 #: process: it does not see what slows two busy processes down together (the sweep took 55.5 s once between
-#: checks of 0.87 and 0.83 s, and 40-45 s in other runs at the same checks).
+#: checks of 0.87 and 0.83 s, and 40-47 s in other runs at checks of 0.72-0.96 s).
 CHECK_PAGES = 600
 #: The check's CPU time on this 2-core machine on 2026-11-30 (the lowest of the day).
 REFERENCE_CHECK_S = 0.72

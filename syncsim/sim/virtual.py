@@ -218,13 +218,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             # Real I/O is watched, or only the outside world can wake the loop: ask the selector.
             self._process_events(selector.select(timeout))  # type: ignore[attr-defined]
         elif timeout > 0:
-            # Nothing but the wake-up pipe is watched and every task waits: what the selector would do, without
-            # the two calls (jump the clock; no events). A loop iteration with callbacks ready (timeout 0)
-            # polls nothing either.
-            step = round(timeout * TICKS_PER_S)
-            if timeout < 1 / TICKS_PER_S:
-                step += 1
-            self._ticks += step
+            # Nothing but the wake-up pipe is watched and every task waits: what the selector would do (jump
+            # the clock; no events), without calling it and _process_events. A loop iteration with callbacks
+            # ready (timeout 0) polls nothing either.
+            self.advance(timeout)
 
         end_time = self._ticks / TICKS_PER_S + self._clock_resolution  # type: ignore[attr-defined]
         while timers and timers[0][0] < end_time:
