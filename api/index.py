@@ -1,6 +1,6 @@
 """Vercel's entry point: the syncsim API as an ASGI app named ``app``, configured from the environment.
 
-See :func:`syncsim.vercel.build_vercel_app` for the variables (``SYNCSIM_STORE``, ``SYNCSIM_JWT_SECRET``,
+See :func:`syncsim.platforms.vercel.build_vercel_app` for the variables (``SYNCSIM_STORE``, ``SYNCSIM_JWT_SECRET``,
 ``SYNCSIM_STRATEGY``, ...). The repository root goes on ``sys.path`` so the function runs from the checkout
 without installing the package.
 """
@@ -14,6 +14,6 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from syncsim.vercel import build_vercel_app  # noqa: E402
+from syncsim.api.vercel import build_vercel_app  # noqa: E402
 
 app = build_vercel_app()

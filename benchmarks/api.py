@@ -86,7 +86,7 @@ async def serve_strava(args: argparse.Namespace) -> None:
     import uvicorn
 
     from syncsim.clock import SystemClock
-    from syncsim.jobs.store import open_store
+    from syncsim.stores import open_store
     from syncsim.strava.fake import FakeStrava, LatencyModel
 
     clock = SystemClock()
@@ -122,16 +122,17 @@ async def serve_api(args: argparse.Namespace) -> None:
     """The API (answering at once, or held until the work is done), syncing from FakeStrava over HTTP."""
     import uvicorn
 
-    from syncsim.api import create_app, respond_after_work
+    from syncsim.api.app import create_app
+    from syncsim.api.http import respond_after_work
     from syncsim.clock import SystemClock
-    from syncsim.handlers import register_builtin_handlers
-    from syncsim.jobs.store import open_store
-    from syncsim.platform import LocalPlatform
-    from syncsim.runner import HandlerRegistry, JobRunner
-    from syncsim.service import JobService
+    from syncsim.jobs.handlers import register_builtin_handlers
+    from syncsim.jobs.runner import HandlerRegistry, JobRunner
+    from syncsim.jobs.service import JobService
+    from syncsim.platforms import LocalPlatform
+    from syncsim.stores import open_store
     from syncsim.strava.client import StravaClient
     from syncsim.strava.ratelimit import RateLimitBudget
-    from syncsim.sync import register_strava_sync
+    from syncsim.strava.sync import register_strava_sync
 
     clock = SystemClock()
     store = open_store(args.store)
@@ -187,7 +188,7 @@ class Samples:
 
 
 def _headers(index: int) -> dict[str, str]:
-    from syncsim.auth import mint_token
+    from syncsim.api.auth import mint_token
     from syncsim.clock import SystemClock
 
     token = mint_token(user_id(index), SECRET, ttl_s=3600, now=SystemClock().now())

@@ -43,11 +43,11 @@ import orjson
 from syncsim.cli import format_table
 from syncsim.clock import SystemClock
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.store import Store, open_store
-from syncsim.runner import HandlerRegistry, JobRunner
+from syncsim.jobs.runner import HandlerRegistry, JobRunner
+from syncsim.stores import Store, open_store
 from syncsim.strava.fake import FakeStrava, LatencyModel
 from syncsim.strava.models import Activity
-from syncsim.sync import PER_PAGE, list_requests_needed, register_strava_sync
+from syncsim.strava.sync import PER_PAGE, list_requests_needed, register_strava_sync
 from syncsim.testing.postgres import TemporaryPostgres, database_url
 
 #: What the issue asks of the two figures.

@@ -48,7 +48,7 @@ def execute(path: Path, *, small: bool, timeout_s: int) -> float:
 
 def write_docs_scorecard() -> Path:
     """``docs/scorecard.png`` for the README: the reference report's scorecard."""
-    from syncsim.report import write_report
+    from syncsim.plots.report import write_report
 
     with tempfile.TemporaryDirectory() as tmp:
         write_report(tmp)

@@ -27,13 +27,15 @@ from syncsim.errors import (
     SyncsimError,
     Unauthorized,
 )
-from syncsim.jobs import Job, JobStatus, Store, open_store
-from syncsim.platform import Invocation, LocalPlatform, PlatformSpec, load_platforms, platform_spec
+from syncsim.jobs.handlers import HandlerRegistry
+from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.runner import STRATEGIES, JobContext, JobRunner, Strategy
+from syncsim.jobs.service import JobService
+from syncsim.jobs.worker import Worker
+from syncsim.platforms import Invocation, LocalPlatform, PlatformSpec, load_platforms, platform_spec
 from syncsim.retry import RetryPolicy
-from syncsim.runner import STRATEGIES, HandlerRegistry, JobContext, JobRunner, Strategy
-from syncsim.service import JobService
+from syncsim.stores import Store, open_store
 from syncsim.strava.models import Activity, StravaTokens
-from syncsim.worker import Worker
 
 __version__ = "0.1.0"
 
@@ -45,18 +47,18 @@ _LAZY = {
     "FakeStrava": "syncsim.strava.fake",
     "Faults": "syncsim.strava.fake",
     "LatencyModel": "syncsim.strava.fake",
-    "running_fake_strava": "syncsim.strava.fake_server",
-    "strava_sync": "syncsim.sync",
-    "register_strava_sync": "syncsim.sync",
-    "list_requests_needed": "syncsim.sync",
+    "running_fake_strava": "syncsim.strava.fake.server",
+    "strava_sync": "syncsim.strava.sync",
+    "register_strava_sync": "syncsim.strava.sync",
+    "list_requests_needed": "syncsim.strava.sync",
     "run_virtual": "syncsim.sim.virtual",
     "virtual_clock": "syncsim.sim.virtual",
     "SimulationResult": "syncsim.sim.results",
     "Comparison": "syncsim.sim.results",
     "SUCCESS_METRICS": "syncsim.sim.results",
-    "PER_PAGE": "syncsim.sync",
-    "default_handlers": "syncsim.handlers",
-    "register_builtin_handlers": "syncsim.handlers",
+    "PER_PAGE": "syncsim.strava.sync",
+    "default_handlers": "syncsim.jobs.handlers",
+    "register_builtin_handlers": "syncsim.jobs.handlers",
     "simulate": "syncsim.sim.run",
     "compare": "syncsim.sim.compare",
     "reference_sweep": "syncsim.sim.compare",
@@ -68,12 +70,12 @@ _LAZY = {
     "APPROVED_APP_LIMITS": "syncsim.sim.scenario",
     "STRAVA_DEFAULT_LIMITS": "syncsim.sim.scenario",
     "PollSchedule": "syncsim.sim.browser",
-    "create_app": "syncsim.api",
-    "build_app": "syncsim.api",
-    "mint_token": "syncsim.auth",
-    "verify_token": "syncsim.auth",
-    "VercelPlatform": "syncsim.vercel",
-    "write_report": "syncsim.report",
+    "create_app": "syncsim.api.app",
+    "build_app": "syncsim.api.app",
+    "mint_token": "syncsim.api.auth",
+    "verify_token": "syncsim.api.auth",
+    "VercelPlatform": "syncsim.platforms.vercel",
+    "write_report": "syncsim.plots.report",
 }
 
 #: Public submodules, also loaded on first use.

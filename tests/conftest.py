@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from syncsim.handlers import register_builtin_handlers
-from syncsim.jobs.store import Store, open_store
-from syncsim.runner import HandlerRegistry
+from syncsim.jobs.handlers import register_builtin_handlers
+from syncsim.jobs.runner import HandlerRegistry
+from syncsim.stores import Store, open_store
 
-pytest_plugins = ["tests.pg_fixtures"]
+pytest_plugins = ["tests.support.pg_fixtures"]
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 

@@ -1,18 +1,8 @@
-"""Job records and the stores that keep them."""
+"""Jobs: the record and its statuses, the runner (submit, claim, lease, retry, recover), the service the API
+talks to, the long-running worker, and the handlers that do a job's work."""
 
 from __future__ import annotations
 
 from syncsim.jobs.model import ACTIVE_STATUSES, FINAL_STATUSES, Job, JobStatus, parse_user_id
-from syncsim.jobs.store import Store, default_store_url, open_store, redact_url
 
-__all__ = [
-    "ACTIVE_STATUSES",
-    "FINAL_STATUSES",
-    "Job",
-    "JobStatus",
-    "Store",
-    "default_store_url",
-    "open_store",
-    "parse_user_id",
-    "redact_url",
-]
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "parse_user_id"]

@@ -11,7 +11,6 @@ from enum import StrEnum
 from typing import Any
 
 from syncsim.errors import InvalidInput
-from syncsim.records import positional_builder
 
 __all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "parse_user_id"]
 
@@ -84,10 +83,6 @@ class Job:
         return out
 
 
-#: A :class:`Job` from its 18 field values in field order, for a store's rows (see :mod:`syncsim.records`).
-job_from_values = positional_builder(Job)
-
-
 def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
@@ -105,25 +100,25 @@ def job_from_mapping(row: Mapping[str, Any]) -> Job:
     created = _as_utc(row["created_at"])
     if created is None:
         raise ValueError("a sync_jobs row without created_at")
-    return job_from_values(
-        _as_uuid(row["id"]),
-        _as_uuid(row["user_id"]),
-        row["type"],
-        JobStatus(row["status"]),
-        row["payload"] or {},
-        row["result"],
-        row["error"],
-        created,
-        _as_utc(row["started_at"]),
-        _as_utc(row["completed_at"]),
-        row["attempts"],
-        row["max_attempts"],
-        row["locked_by"],
-        _as_utc(row["locked_until"]),
-        _as_utc(row["next_attempt_at"]),
-        row["progress"] or {},
-        row["runs"],
-        _as_utc(row["updated_at"]),
+    return Job(
+        id=_as_uuid(row["id"]),
+        user_id=_as_uuid(row["user_id"]),
+        type=row["type"],
+        status=JobStatus(row["status"]),
+        payload=row["payload"] or {},
+        result=row["result"],
+        error=row["error"],
+        created_at=created,
+        started_at=_as_utc(row["started_at"]),
+        completed_at=_as_utc(row["completed_at"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        locked_by=row["locked_by"],
+        locked_until=_as_utc(row["locked_until"]),
+        next_attempt_at=_as_utc(row["next_attempt_at"]),
+        progress=row["progress"] or {},
+        runs=row["runs"],
+        updated_at=_as_utc(row["updated_at"]),
     )
 
 

@@ -3,7 +3,7 @@
 Swapped, and nothing else (design.md, "One code path"): the clock (:func:`~syncsim.sim.virtual.virtual_clock`),
 Strava (one :class:`~syncsim.strava.fake.FakeStrava` per run behind its httpx transport, with the app-wide
 limits shared by every athlete through one :class:`~syncsim.strava.client.StravaClient` and one
-:class:`~syncsim.strava.ratelimit.RateLimitBudget`), and the platform (:class:`~syncsim.platform.LocalPlatform`
+:class:`~syncsim.strava.ratelimit.RateLimitBudget`), and the platform (:class:`~syncsim.platforms.LocalPlatform`
 with the preset, which kills invocations at their deadline). The store is a private in-memory SQLite per run.
 The browsers call the real Starlette app (:func:`syncsim.api.create_app`) in-process, through
 :class:`~syncsim.sim.asgi.AsgiCaller` (the ASGI interface itself, no HTTP client library in between).
@@ -23,25 +23,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from syncsim.api import create_app
-from syncsim.auth import mint_token
+from syncsim.api.app import create_app
+from syncsim.api.auth import mint_token
 from syncsim.clock import Clock
 from syncsim.errors import InvocationKilled
 from syncsim.jobs.model import ACTIVE_STATUSES, Job, JobStatus
-from syncsim.jobs.store import open_store
-from syncsim.platform import Invocation, guard_store
-from syncsim.runner import HandlerRegistry, JobRunner, resolve_strategy
-from syncsim.service import JobService
+from syncsim.jobs.runner import HandlerRegistry, JobRunner, resolve_strategy
+from syncsim.jobs.service import JobService
+from syncsim.jobs.worker import Worker
+from syncsim.platforms import Invocation, guard_store
 from syncsim.sim.asgi import AsgiCaller
 from syncsim.sim.browser import Browser, BrowserOutcome
 from syncsim.sim.recorder import ObservedPlatform, ObservedStore, Recorder
 from syncsim.sim.scenario import Scenario
 from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
+from syncsim.stores import open_store
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
-from syncsim.sync import register_strava_sync
-from syncsim.worker import Worker
+from syncsim.strava.sync import register_strava_sync
 
 __all__ = ["JWT_SECRET", "RunRecord", "run_scenario"]
 
@@ -358,7 +358,7 @@ def _frozen_heap() -> Iterator[None]:
     first setting) a poll-heavy run of the reference sweep made ~200 of them, 13 % of its CPU time; at
     1,000,000 it makes none or one, the sweep's wall time fell from 98 s to 75 s, and peak memory stayed at
     ~0.9 GB. The runs make few reference cycles, which are still collected, only later: a sync's request that
-    failed used to leave its page of activities in one (see :func:`syncsim.sync.strava_sync`), 836,000 objects
+    failed used to leave its page of activities in one (see :func:`syncsim.strava.sync.strava_sync`), 836,000 objects
     in the garbage of a page-heavy run; now ~20,000, all of them the run's own state at its end. Everything is
     unfrozen, and the thresholds restored, once the run is over.
     """

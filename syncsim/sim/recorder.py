@@ -4,7 +4,7 @@ The runner, the service and the API are not instrumented: the simulator watches 
 already owns. :class:`ObservedStore` wraps the run's store (claims, checkpoints, retries, reschedules,
 completions — each is a store call) and adds the modelled **store latency**: each call first sleeps
 ``latency_s`` seconds of simulated time (one database round trip; Supabase from a Vercel function is a few
-ms). :class:`ObservedPlatform` is :class:`~syncsim.platform.LocalPlatform` (it *is* the simulated platform)
+ms). :class:`ObservedPlatform` is :class:`~syncsim.platforms.LocalPlatform` (it *is* the simulated platform)
 that also records each invocation's start, end and kill, and which job it was running.
 
 Which invocation a store call comes from is read from a context variable set when the invocation starts: the
@@ -22,8 +22,8 @@ from typing import Any
 
 from syncsim.clock import Clock
 from syncsim.jobs.model import Job
-from syncsim.jobs.store import Store
-from syncsim.platform import Invocation, LocalPlatform, PlatformSpec
+from syncsim.platforms import Invocation, LocalPlatform, PlatformSpec
+from syncsim.stores import Store
 from syncsim.strava.models import Activity, StravaTokens
 
 __all__ = ["JobTrace", "ObservedPlatform", "ObservedStore", "Recorder"]
@@ -188,7 +188,7 @@ class ObservedPlatform(LocalPlatform):
 
 
 class ObservedStore:
-    """A :class:`~syncsim.jobs.store.Store` that sleeps ``latency_s`` per call and reports job steps."""
+    """A :class:`~syncsim.stores.Store` that sleeps ``latency_s`` per call and reports job steps."""
 
     def __init__(self, store: Store, *, clock: Clock, recorder: Recorder, latency_s: float = 0.0) -> None:
         self.inner = store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from syncsim.platform import PlatformSpec
+from syncsim.platforms import PlatformSpec
 from syncsim.sim.engine import run_scenario
 from syncsim.sim.results import SimulationResult
 from syncsim.sim.scenario import RateLimits, Scenario

@@ -9,8 +9,8 @@ from typing import Any
 
 from syncsim import defaults
 from syncsim.errors import InvalidInput
-from syncsim.platform import PlatformSpec, platform_spec
-from syncsim.runner import resolve_strategy
+from syncsim.jobs.runner import resolve_strategy
+from syncsim.platforms import PlatformSpec, platform_spec
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.workload import Workload
 from syncsim.strava.fake import Faults, LatencyModel

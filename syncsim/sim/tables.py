@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syncsim.platform import load_platforms
-from syncsim.runner import resolve_strategy
+from syncsim.jobs.runner import resolve_strategy
+from syncsim.platforms import load_platforms
 from syncsim.sim.engine import RunRecord
 from syncsim.sim.results import (
     BUDGET_COLUMNS,

@@ -96,7 +96,7 @@ class Setup:
 
     @property
     def limit_s(self) -> float:
-        from syncsim.platform import platform_spec
+        from syncsim.platforms import platform_spec
 
         limit = platform_spec(self.platform).max_duration_s
         if limit is None:
@@ -244,7 +244,7 @@ def simulated_run(setup: Setup, real: RealRun, fit: str = "mean") -> list[dict[s
     """``setup`` in the simulator, calibrated from ``real`` (:func:`calibrated_latency`, ``store_latency_s`` =
     the real store's mean call time). A drawn (lognormal) latency is simulated with ``setup.sim_seeds`` seeds and
     each job's time to complete is the median over them; outcomes must not depend on the seed."""
-    from syncsim.platform import platform_spec
+    from syncsim.platforms import platform_spec
     from syncsim.sim.run import simulate
 
     runs = []

@@ -104,7 +104,7 @@ async def _browse(poll: PollSchedule, base_url: str, codes: Sequence[str]) -> li
     """Connect one user per athlete through the API, then run every browser at once; the job ids, in order."""
     import httpx
 
-    from syncsim.auth import mint_token
+    from syncsim.api.auth import mint_token
     from syncsim.clock import SystemClock
     from syncsim.sim.browser import Browser
     from syncsim.sim.recorder import Recorder
@@ -135,7 +135,7 @@ async def _browse(poll: PollSchedule, base_url: str, codes: Sequence[str]) -> li
 
 async def _read_jobs(db: Path, job_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
     """The jobs as the real store holds them, in ``job_ids`` order."""
-    from syncsim.jobs.store import open_store
+    from syncsim.stores import open_store
 
     store = open_store(f"sqlite:///{db}")
     try:
@@ -181,10 +181,10 @@ async def _time_store_calls(db: Path, activities: Sequence[int], compact: bool) 
     after the other, on a copy of the real run's SQLite file, against an in-process FakeStrava that answers at
     once. The store's calls only are timed, not the pages' building or parsing."""
     from syncsim.clock import SystemClock
-    from syncsim.jobs.store import open_store
-    from syncsim.runner import HandlerRegistry, JobRunner
+    from syncsim.jobs.runner import HandlerRegistry, JobRunner
+    from syncsim.stores import open_store
     from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava
-    from syncsim.sync import JOB_TYPE, register_strava_sync
+    from syncsim.strava.sync import JOB_TYPE, register_strava_sync
 
     copy = db.with_name("store-timing.db")
     for suffix in ("", "-wal"):

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from syncsim.data import data_dir
 from syncsim.errors import InvalidInput
-from syncsim.platform import data_dir
 
 __all__ = ["ARRIVALS", "Workload", "WorkloadRow", "workloads_dir"]
 

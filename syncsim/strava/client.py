@@ -13,15 +13,16 @@ secret. Waiting (backoff, rate-limit resets) goes through the injected :class:`~
 same code runs in real and in simulated time. The network sits behind an httpx transport, which tests and
 the simulator replace with :class:`~syncsim.strava.fake.FakeStrava`.
 
-:class:`StravaClient` is one noun; to keep each module short its parts live in sibling modules, and every
-name they define that callers use is re-exported here:
+How one request is sent: a slot is reserved in the shared :class:`RateLimitBudget`, then the first answer that
+is neither a 429 nor a 5xx is returned. A 429 blocks the budget and waits for the window's reset (or raises
+``RateLimited`` if that comes after the caller's deadline); 5xx, timeouts and connection errors are retried
+``max_retries`` times with the backoff of :data:`REQUEST_RETRY`, then raise ``StravaUnavailable``. Every attempt
+is recorded in the :class:`~syncsim.strava.trace.Trace` if one is given.
 
-- :mod:`syncsim.strava.tokens` holds :class:`TokenStore` and :class:`MemoryTokenStore`, where tokens are kept;
-- :mod:`syncsim.strava.oauth` connects athletes and keeps their access tokens fresh (the OAuth grants);
-- :mod:`syncsim.strava.http` sends one request through the rate budget, with retries, rate-limit waits and
-  the trace, and defines :class:`StravaRejected`.
-
-This module keeps :class:`StravaClient` itself (its setup and the API methods) and :class:`ActivityPage`.
+Tokens: an access token is refreshed :data:`REFRESH_MARGIN_S` before it expires — once per user even when
+several tasks ask at the same time, re-reading the :class:`~syncsim.strava.tokens.TokenStore` first because
+Strava invalidates a rotated refresh token at once — and the result saved. A refused grant is ``Unauthorized``,
+rejected application credentials (or missing ones) a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -31,27 +32,35 @@ import os
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import httpx
+import orjson
 
 from syncsim.clock import Clock
-from syncsim.errors import InvalidInput, MalformedResponse, Unauthorized
-from syncsim.strava.http import API_PREFIX, StravaRejected, _Answer
-from syncsim.strava.http import RESET_SLACK_S as RESET_SLACK_S
-from syncsim.strava.http import RETRY_BASE_S as RETRY_BASE_S
-from syncsim.strava.http import RETRY_JITTER as RETRY_JITTER
-from syncsim.strava.http import RETRY_MAX_S as RETRY_MAX_S
+from syncsim.errors import (
+    ConfigError,
+    InvalidInput,
+    MalformedResponse,
+    PermanentError,
+    RateLimited,
+    StravaError,
+    StravaUnavailable,
+    Unauthorized,
+)
+from syncsim.retry import RetryPolicy
 from syncsim.strava.models import Activity, Athlete, StravaTokens
-from syncsim.strava.oauth import CLIENT_ID_ENV, CLIENT_SECRET_ENV, REFRESH_MARGIN_S, _OAuth
-from syncsim.strava.oauth import TOKEN_PATH as TOKEN_PATH
-from syncsim.strava.ratelimit import RateLimitBudget
+from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight, parse_pair
 from syncsim.strava.tokens import MemoryTokenStore, TokenStore
-from syncsim.strava.trace import Trace
+from syncsim.strava.trace import Trace, TraceRecord
 
 __all__ = [
     "CLIENT_ID_ENV",
     "CLIENT_SECRET_ENV",
+    "REQUEST_RETRY",
     "STRAVA_BASE_URL",
     "ActivityPage",
     "MemoryTokenStore",
@@ -63,9 +72,40 @@ __all__ = [
 #: Strava's host; the API lives under ``/api/v3`` (``API_PREFIX``), the OAuth token endpoint at ``/oauth/token``
 #: (``TOKEN_PATH``).
 STRAVA_BASE_URL = "https://www.strava.com"
+API_PREFIX = "/api/v3"
+TOKEN_PATH = "/oauth/token"
 #: Strava serves at most 200 activities per page.
 PER_PAGE_MAX = 200
 LIST_ENDPOINT = "/athlete/activities"
+CLIENT_ID_ENV = "STRAVA_CLIENT_ID"
+CLIENT_SECRET_ENV = "STRAVA_CLIENT_SECRET"
+#: Retries of one request after 5xx, timeouts and connection errors: 0.5 s, 1 s, 2 s … capped at 8 s, ±25 %.
+#: Short, since the caller (a job with its own retries and an invocation deadline) is waiting.
+REQUEST_RETRY = RetryPolicy(base_s=0.5, factor=2.0, max_s=8.0, jitter=0.25)
+#: Wake this long after a rate-limit reset (seconds), so a small clock skew with Strava does not land the
+#: first request of the new window in the old one.
+RESET_SLACK_S = 1.0
+#: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
+#: minutes leaves room for a whole batch of pages without a 401 in the middle.
+REFRESH_MARGIN_S = 300.0
+
+
+class StravaRejected(StravaError, PermanentError):
+    """Strava refused the request with a 4xx other than 401/403/429 (e.g. 404 for a deleted activity)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A response that is neither 429 nor 5xx, and when its attempt was sent."""
+
+    response: httpx.Response
+    sent_at: float
+    latency_s: float
+    attempt: int
 
 
 class ActivityPage:
@@ -108,7 +148,7 @@ class ActivityPage:
         return activities
 
 
-class StravaClient(_OAuth):
+class StravaClient:
     """Talks to Strava for many users at once; one instance per process, sharing one :class:`RateLimitBudget`.
 
     Every request method takes the syncsim ``user_id`` whose tokens to use (from ``tokens``) and an optional
@@ -311,6 +351,378 @@ class StravaClient(_OAuth):
                 )
             self._raise_for_other_4xx(answer, "GET", endpoint, page=page)
             return answer
+
+    # -- OAuth ----------------------------------------------------------------------------------------------
+
+    async def exchange_code(self, user_id: uuid.UUID, code: str, *, deadline: float | None = None) -> StravaTokens:
+        """First connection: trade an OAuth authorization ``code`` for tokens; save them for ``user_id``."""
+        tokens = await self._token_grant(
+            user_id, {"grant_type": "authorization_code", "code": code}, athlete_id=None, deadline=deadline
+        )
+        if tokens.athlete_id < 0:
+            athlete = await self._athlete_with(tokens.access_token, deadline=deadline)
+            tokens = _with_athlete(tokens, athlete.id)
+        await self._save(user_id, tokens)
+        return tokens
+
+    async def connect_with_refresh_token(
+        self, user_id: uuid.UUID, refresh_token: str, *, deadline: float | None = None
+    ) -> StravaTokens:
+        """Connect ``user_id`` from a refresh token (e.g. ``$STRAVA_REFRESH_TOKEN``): refresh, then save.
+
+        A refresh response carries no athlete, so the athlete id comes from ``GET /athlete`` with the new
+        access token (or from tokens already stored for the user) before the tokens are saved.
+        """
+        known = await self._store.get_tokens(user_id)
+        tokens = await self._token_grant(
+            user_id,
+            {"grant_type": "refresh_token", "refresh_token": refresh_token},
+            athlete_id=known.athlete_id if known is not None else None,
+            deadline=deadline,
+        )
+        if tokens.athlete_id < 0:
+            athlete = await self._athlete_with(tokens.access_token, deadline=deadline)
+            tokens = _with_athlete(tokens, athlete.id)
+        await self._save(user_id, tokens)
+        return tokens
+
+    async def _valid_tokens(self, user_id: uuid.UUID, *, deadline: float | None) -> StravaTokens:
+        tokens = self._cache.get(user_id)
+        if tokens is None:
+            tokens = await self._store.get_tokens(user_id)
+            if tokens is None:
+                raise Unauthorized(f"no Strava connection for user {user_id}")
+            self._cache[user_id] = tokens
+        if self._expiring(tokens):
+            tokens = await self._refresh(user_id, stale=tokens, deadline=deadline)
+        return tokens
+
+    def _expiring(self, tokens: StravaTokens) -> bool:
+        return tokens.expires_at - self._refresh_margin_s <= self._clock.now()
+
+    async def _refresh(self, user_id: uuid.UUID, *, stale: StravaTokens, deadline: float | None) -> StravaTokens:
+        """Refresh ``stale`` once, even when several tasks of this process ask at the same time."""
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            # Another task, or another process, may have refreshed while we waited: Strava invalidates a
+            # rotated refresh token at once, so using the stale one now would log the athlete out.
+            latest = await self._store.get_tokens(user_id)
+            if latest is None:
+                raise Unauthorized(f"no Strava connection for user {user_id}")
+            if latest.access_token != stale.access_token and not self._expiring(latest):
+                self._cache[user_id] = latest
+                return latest
+            fresh = await self._token_grant(
+                user_id,
+                {"grant_type": "refresh_token", "refresh_token": latest.refresh_token},
+                athlete_id=latest.athlete_id,
+                deadline=deadline,
+                scope=latest.scope,
+            )
+            await self._save(user_id, fresh)
+            return fresh
+
+    async def _save(self, user_id: uuid.UUID, tokens: StravaTokens) -> None:
+        await self._store.save_tokens(user_id, tokens, now=self._clock.now())
+        self._cache[user_id] = tokens
+
+    def _credentials(self) -> tuple[str, str]:
+        if not self._client_id or not self._client_secret:
+            raise ConfigError(
+                f"Strava client credentials are missing: set {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV} "
+                "to refresh or exchange Strava tokens"
+            )
+        return self._client_id, self._client_secret
+
+    async def _token_grant(
+        self,
+        user_id: uuid.UUID,
+        form: dict[str, str],
+        *,
+        athlete_id: int | None,
+        deadline: float | None,
+        scope: str = "",
+    ) -> StravaTokens:
+        """POST /oauth/token; ``athlete_id`` is -1 if neither the answer nor the caller knew it."""
+        client_id, client_secret = self._credentials()
+        grant = form["grant_type"]
+        what = "refresh token" if grant == "refresh_token" else "authorization code"
+        answer = await self._send(
+            "POST",
+            TOKEN_PATH,
+            TOKEN_PATH,
+            read=False,
+            deadline=deadline,
+            data={"client_id": client_id, "client_secret": client_secret, **form},
+        )
+        status = answer.response.status_code
+        if status in (400, 401, 403):
+            errors = _fault_errors(answer.response)
+            if any(e.get("resource") == "Application" for e in errors):
+                self._record(answer, "POST", TOKEN_PATH, error="ConfigError")
+                raise ConfigError(
+                    f"POST {TOKEN_PATH}: Strava rejected the application credentials (HTTP {status}); "
+                    f"check {CLIENT_ID_ENV} and {CLIENT_SECRET_ENV}"
+                )
+            self._record(answer, "POST", TOKEN_PATH, error="Unauthorized")
+            raise Unauthorized(
+                f"POST {TOKEN_PATH}: Strava refused the {what} of user {user_id} (HTTP {status}): "
+                "access was revoked or the token is invalid; the athlete must reconnect"
+            )
+        self._raise_for_other_4xx(answer, "POST", TOKEN_PATH)
+        data = self._parse_json(answer, "POST", TOKEN_PATH)
+        try:
+            if not isinstance(data, dict):
+                raise TypeError("not a JSON object")
+            access, refresh, expires_at = data["access_token"], data["refresh_token"], data["expires_at"]
+            if not (isinstance(access, str) and access and isinstance(refresh, str) and refresh):
+                raise TypeError("tokens are not strings")
+            if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+                raise TypeError("expires_at is not a number")
+            athlete = data.get("athlete")
+            if isinstance(athlete, dict) and isinstance(athlete.get("id"), int):
+                athlete_id = int(athlete["id"])
+        except (KeyError, TypeError) as exc:
+            self._record(answer, "POST", TOKEN_PATH, error="MalformedResponse")
+            # Name only the missing/ill-typed field: the values are secrets.
+            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise MalformedResponse(f"POST {TOKEN_PATH}: token response is malformed ({detail})") from None
+        self._record(answer, "POST", TOKEN_PATH)
+        return StravaTokens(
+            athlete_id=athlete_id if athlete_id is not None else -1,
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=float(expires_at),
+            scope=str(data.get("scope") or scope),
+        )
+
+    async def _athlete_with(self, access_token: str, *, deadline: float | None) -> Athlete:
+        """GET /athlete with a token that is not (yet) in the store."""
+        endpoint = "/athlete"
+        answer = await self._send(
+            "GET",
+            endpoint,
+            API_PREFIX + endpoint,
+            read=True,
+            deadline=deadline,
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+        if answer.response.status_code in (401, 403):
+            self._record(answer, "GET", endpoint, error="Unauthorized")
+            raise Unauthorized(f"GET {endpoint}: Strava refused a freshly issued access token")
+        self._raise_for_other_4xx(answer, "GET", endpoint)
+        data = self._parse_json(answer, "GET", endpoint)
+        self._record(answer, "GET", endpoint)
+        try:
+            return Athlete.from_json(data)
+        except MalformedResponse as exc:
+            raise MalformedResponse(f"GET {endpoint}: {exc}") from None
+
+    # -- sending one request --------------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        *,
+        read: bool,
+        deadline: float | None,
+        params: dict[str, int] | None = None,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        page: int | None = None,
+        user_id: uuid.UUID | None = None,
+    ) -> _Answer:
+        """Send one request through the budget; retry 5xx/timeouts/connection errors; wait out 429s.
+
+        Returns the first answer that is neither a 429 nor a 5xx.
+        """
+        attempt = 0
+        failures = 0
+        while True:
+            await self._reserve(method, endpoint, read=read, deadline=deadline, user_id=user_id)
+            attempt += 1
+            sent_at = self._clock.now()
+            try:
+                response = await self._http.request(
+                    method, path, params=params, data=data, headers=headers, timeout=self._timeout
+                )
+            except httpx.TransportError as exc:
+                latency = self._clock.now() - sent_at
+                failures += 1
+                reason = type(exc).__name__
+                self._add(TraceRecord(sent_at, method, endpoint, None, latency, attempt, page, error=reason))
+                await self._retry_or_raise(method, endpoint, failures, reason, deadline)
+                continue
+            except httpx.DecodingError:
+                raise MalformedResponse(f"{method} {endpoint}: response body could not be decoded") from None
+            # httpx binds a response's stream back to the response (a reference cycle), so every page would stay
+            # in memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
+            response.stream = httpx.ByteStream(response.content)
+            received_at = self._clock.now()
+            self.budget.observe(response.headers, received_at, sent_at=sent_at)
+            answer = _Answer(response, sent_at, received_at - sent_at, attempt)
+            status = response.status_code
+            if status == 429:
+                reset_at = _reset_after_429(response.headers, received_at)
+                self.budget.block_until(reset_at)
+                self._record(answer, method, endpoint, page=page, error="RateLimited")
+                await self._wait_for_reset(
+                    method,
+                    endpoint,
+                    reset_at,
+                    deadline,
+                    why="Strava answered 429, the app-wide rate limit is spent",
+                    user_id=user_id,
+                )
+                continue
+            if status >= 500:
+                failures += 1
+                self._record(answer, method, endpoint, page=page, error="StravaUnavailable")
+                await self._retry_or_raise(method, endpoint, failures, f"HTTP {status}", deadline)
+                continue
+            return answer
+
+    async def _reserve(
+        self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None
+    ) -> None:
+        while True:
+            reset_at = self.budget.reserve(self._clock.now(), read=read)
+            if reset_at is None:
+                return
+            await self._wait_for_reset(
+                method,
+                endpoint,
+                reset_at,
+                deadline,
+                why="the app-wide rate limit is spent (local budget)",
+                user_id=user_id,
+            )
+
+    async def _wait_for_reset(
+        self,
+        method: str,
+        endpoint: str,
+        reset_at: float,
+        deadline: float | None,
+        *,
+        why: str,
+        user_id: uuid.UUID | None = None,
+    ) -> None:
+        """Sleep until ``reset_at`` (+1 s) if the deadline allows, else raise :class:`RateLimited`."""
+        if deadline is not None and reset_at + RESET_SLACK_S > deadline:
+            raise RateLimited(
+                f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, after the invocation's deadline",
+                reset_at=reset_at,
+            )
+        wait = max(0.0, reset_at + RESET_SLACK_S - self._clock.now())
+        if self.on_rate_limit_wait is not None:
+            self.on_rate_limit_wait(user_id, wait)
+        await self._clock.sleep(wait)
+
+    async def _retry_or_raise(
+        self, method: str, endpoint: str, failures: int, reason: str, deadline: float | None
+    ) -> None:
+        if failures > self._max_retries:
+            raise StravaUnavailable(f"{method} {endpoint}: {reason} after {failures} attempts")
+        delay = REQUEST_RETRY.delay(failures, self._rng)
+        if deadline is not None and self._clock.now() + delay >= deadline:
+            raise StravaUnavailable(
+                f"{method} {endpoint}: {reason} after {failures} attempts; no time left to retry before the deadline"
+            )
+        await self._clock.sleep(delay)
+
+    def _raise_for_other_4xx(self, answer: _Answer, method: str, endpoint: str, *, page: int | None = None) -> None:
+        status = answer.response.status_code
+        if 400 <= status < 500:
+            self._record(answer, method, endpoint, page=page, error="StravaRejected")
+            what = "not found" if status == 404 else "request rejected"
+            raise StravaRejected(f"{method} {endpoint}: {what} (HTTP {status})", status=status)
+
+    def _parse_json(self, answer: _Answer, method: str, endpoint: str, *, page: int | None = None) -> Any:
+        try:
+            return orjson.loads(answer.response.content)
+        except orjson.JSONDecodeError:
+            self._record(answer, method, endpoint, page=page, error="MalformedResponse")
+            where = f" page {page}" if page is not None else ""
+            raise MalformedResponse(
+                f"{method} {endpoint}{where}: response is not valid JSON "
+                f"(HTTP {answer.response.status_code}, {len(answer.response.content)} bytes)"
+            ) from None
+
+    # -- trace ----------------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        answer: _Answer,
+        method: str,
+        endpoint: str,
+        *,
+        page: int | None = None,
+        items: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        if self.trace is None:
+            return
+        headers = answer.response.headers
+        usage = parse_pair(headers.get("x-ratelimit-usage")) or (None, None)
+        read_usage = parse_pair(headers.get("x-readratelimit-usage")) or (None, None)
+        self.trace.add(
+            TraceRecord(
+                ts=answer.sent_at,
+                method=method,
+                endpoint=endpoint,
+                status=answer.response.status_code,
+                latency_s=answer.latency_s,
+                attempt=answer.attempt,
+                page=page,
+                items=items,
+                usage_15min=usage[0],
+                usage_daily=usage[1],
+                read_usage_15min=read_usage[0],
+                read_usage_daily=read_usage[1],
+                error=error,
+            )
+        )
+
+    def _add(self, record: TraceRecord) -> None:
+        if self.trace is not None:
+            self.trace.add(record)
+
+
+def _fault_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """The ``errors`` list of a Strava ``Fault`` body, or ``[]``."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _with_athlete(tokens: StravaTokens, athlete_id: int) -> StravaTokens:
+    return StravaTokens(
+        athlete_id=athlete_id,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        expires_at=tokens.expires_at,
+        scope=tokens.scope,
+    )
+
+
+def _reset_after_429(headers: httpx.Headers, now: float) -> float:
+    """When a 429 ends: the next UTC midnight if a daily limit is spent per the headers, else the next :15."""
+    for prefix in ("x-ratelimit", "x-readratelimit"):
+        limit = parse_pair(headers.get(f"{prefix}-limit"))
+        usage = parse_pair(headers.get(f"{prefix}-usage"))
+        if limit is not None and usage is not None and usage[1] >= limit[1]:
+            return next_utc_midnight(now)
+    return next_quarter_hour(now)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _one_line(text: str) -> str:

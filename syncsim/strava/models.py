@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncsim.errors import MalformedResponse
-from syncsim.records import positional_builder
 
 __all__ = ["Activity", "Athlete", "StravaTokens"]
 
@@ -34,7 +33,7 @@ class Activity:
         """Parse one activity; a missing required field or a wrong type is a :class:`MalformedResponse`."""
         if not isinstance(data, dict):
             raise MalformedResponse(f"activity is not a JSON object: {type(data).__name__}")
-        get = data.get  # one bound method: a sync parses every activity of a history, ~10 lookups each
+        get = data.get
         activity_id, name, sport_type, start_raw = get("id"), get("name"), get("sport_type"), get("start_date")
         if activity_id is None or name is None or sport_type is None or start_raw is None:
             missing = [k for k in _REQUIRED if get(k) is None]
@@ -44,24 +43,20 @@ class Activity:
                 raise TypeError("id must be an integer")
             athlete = get("athlete")
             athlete_id = athlete.get("id") if isinstance(athlete, dict) else None
-            return _activity_from_values(
-                activity_id,
-                int(athlete_id) if athlete_id is not None else None,
-                name if type(name) is str else str(name),
-                sport_type if type(sport_type) is str else str(sport_type),
-                _utc_time(start_raw),
-                float(get("distance") or 0.0),
-                int(get("moving_time") or 0),
-                int(get("elapsed_time") or 0),
-                float(get("total_elevation_gain") or 0.0),
-                data,
+            return cls(
+                id=activity_id,
+                athlete_id=int(athlete_id) if athlete_id is not None else None,
+                name=str(name),
+                sport_type=str(sport_type),
+                start_date=_utc_time(start_raw),
+                distance=float(get("distance") or 0.0),
+                moving_time=int(get("moving_time") or 0),
+                elapsed_time=int(get("elapsed_time") or 0),
+                total_elevation_gain=float(get("total_elevation_gain") or 0.0),
+                raw=data,
             )
         except (TypeError, ValueError) as exc:
             raise MalformedResponse(f"activity {get('id', '?')} is malformed: {exc}") from None
-
-
-#: An :class:`Activity` from its field values in order: ``from_json`` has checked them (see :mod:`syncsim.records`).
-_activity_from_values = positional_builder(Activity)
 
 
 def _utc_time(value: object) -> datetime:

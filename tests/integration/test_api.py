@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import jwt
 
-from syncsim.api import build_app, openapi_document
-from syncsim.jobs.store import Store, open_store
-from syncsim.serve import running_server
-from tests.integration.test_api_support import SECRET, ApiHarness, assert_json_error, poll_until
+from syncsim.api.app import build_app
+from syncsim.api.openapi import openapi_document
+from syncsim.api.serve import running_server
+from syncsim.stores import Store, open_store
+from tests.support.api import SECRET, ApiHarness, assert_json_error, poll_until
 
 
 async def test_submit_then_poll_until_completed_over_loopback(store: Store, user_id: uuid.UUID) -> None:

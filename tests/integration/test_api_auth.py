@@ -15,11 +15,11 @@ import httpx
 import jwt
 import pytest
 
-from syncsim.auth import AuthError, mint_token, verify_token
+from syncsim.api.auth import AuthError, mint_token, verify_token
 from syncsim.cli import main
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError, InvalidInput
-from tests.integration.test_api_support import SECRET
+from tests.support.api import SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_750_000_000.0

@@ -14,15 +14,15 @@ from typing import Any
 import httpx
 import pytest
 
-from syncsim.api import create_app
+from syncsim.api.app import create_app
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.store import Store
-from syncsim.platform import platform_spec
-from syncsim.service import JobService
-from syncsim.vercel import VercelFunctions, VercelPlatform
-from tests.integration.test_api_support import SECRET, ApiHarness, assert_json_error, poll_until
+from syncsim.jobs.service import JobService
+from syncsim.platforms import platform_spec
+from syncsim.platforms.vercel import VercelFunctions, VercelPlatform
+from syncsim.stores import Store
+from tests.support.api import SECRET, ApiHarness, assert_json_error, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from syncsim.api import DEAUTHORIZED_REASON
+from syncsim.api.serve import running_server
+from syncsim.api.strava import DEAUTHORIZED_REASON
 from syncsim.clock import SystemClock
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.store import Store, open_store
-from syncsim.serve import running_server
+from syncsim.stores import Store, open_store
 from syncsim.strava.fake import FakeStrava
-from tests.integration.test_api_support import SECRET, VERIFY_TOKEN, ApiHarness, assert_json_error, poll_until
+from tests.support.api import SECRET, VERIFY_TOKEN, ApiHarness, assert_json_error, poll_until
 
 
 class StravaWorld:

@@ -31,10 +31,13 @@ import pytest
 
 from syncsim.clock import SystemClock
 from syncsim.errors import MalformedResponse, RateLimited, StravaUnavailable, Unauthorized
-from syncsim.strava import FakeStrava, Faults, MemoryTokenStore, StravaClient, Trace, running_fake_strava
-from syncsim.strava.fake_server import fake_strava_banner
+from syncsim.strava.client import StravaClient
+from syncsim.strava.fake import FakeStrava, Faults
+from syncsim.strava.fake.server import fake_strava_banner, running_fake_strava
 from syncsim.strava.ratelimit import next_quarter_hour
-from syncsim.testing.clocks import ManualClock
+from syncsim.strava.tokens import MemoryTokenStore
+from syncsim.strava.trace import Trace
+from tests.support.clocks import ManualClock
 
 START = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -206,7 +209,7 @@ def test_serve_fake_strava_prints_each_athlete_then_serves() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     code = (
-        "from syncsim.strava.fake_server import serve_fake_strava;"
+        "from syncsim.strava.fake.server import serve_fake_strava;"
         f"serve_fake_strava(port={port}, athletes=3, seed=5, activities=7)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from syncsim.jobs.postgres import PostgresStore
-from syncsim.sql import migration_files
+from syncsim.stores.postgres import PostgresStore
+from syncsim.stores.sql import migration_files
 
 pytestmark = pytest.mark.postgres
 

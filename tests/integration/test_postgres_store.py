@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from syncsim.errors import ConfigError, InvalidInput, StoreError
-from syncsim.jobs.postgres import PostgresStore
-from syncsim.jobs.store import open_store
+from syncsim.stores import open_store
+from syncsim.stores.postgres import PostgresStore
 from syncsim.strava.models import Activity, StravaTokens
 from syncsim.testing.postgres import TemporaryPostgres
 

@@ -10,12 +10,12 @@ import pytest
 
 from syncsim.errors import InvalidInput
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.store import Store, open_store
-from syncsim.platform import LocalPlatform, platform_spec
+from syncsim.jobs.runner import HandlerRegistry, JobRunner
+from syncsim.jobs.service import JobService
+from syncsim.jobs.worker import Worker
+from syncsim.platforms import LocalPlatform, platform_spec
 from syncsim.retry import RetryPolicy
-from syncsim.runner import HandlerRegistry, JobRunner
-from syncsim.service import JobService
-from syncsim.worker import Worker
+from syncsim.stores import Store, open_store
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.sqlite import MEMORY_PAGE_SIZE, SQLiteStore
-from syncsim.jobs.store import Store, open_store
+from syncsim.stores import Store, open_store
 from syncsim.strava.models import Activity, StravaTokens
 from tests.conftest import BACKENDS
 
@@ -19,7 +18,7 @@ T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 
 @pytest.fixture(params=[*BACKENDS, "sqlite-memory"])
 def store_url(request: pytest.FixtureRequest) -> str:
-    """The conftest's backends, plus SQLite ``:memory:`` (the simulator's store, which may reuse jobs it read)."""
+    """The conftest's backends, plus SQLite ``:memory:`` (the simulator's store)."""
     if request.param == "sqlite-memory":
         return "sqlite:///:memory:"
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
@@ -237,39 +236,6 @@ async def test_every_read_of_a_job_shows_the_changes_made_before_it(store: Store
     assert await store.get_job(uuid.uuid4()) is None
 
 
-async def test_a_memory_store_reuses_a_job_only_while_nothing_changed_it(user_id: uuid.UUID) -> None:
-    store = open_store("sqlite:///:memory:")
-    await store.migrate()
-    job, _ = await _create(store, user_id)
-    other, _ = await _create(store, uuid.uuid4())
-    first = await store.get_job(job.id)
-    assert await store.get_job(job.id) is first  # no query: nothing changed
-    # Writes that change no job, or another job, leave the read as it is.
-    tokens = StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=T0)
-    await store.save_tokens(user_id, tokens, now=T0)
-    await store.upsert_activities(user_id, [_activity(1)], now=T0)
-    await store.claim_job(worker_id="w", now=T0 + 1, lease_s=30, job_id=other.id)
-    assert await store.save_progress(other.id, worker_id="w", progress={"pages": 1}, now=T0 + 2)
-    assert await store.get_job(job.id) is first
-    assert (await store.get_job(other.id)).progress == {"pages": 1}  # type: ignore[union-attr]
-    # A write to this job is read again.
-    claimed = await store.claim_job(worker_id="w", now=T0 + 3, lease_s=30, job_id=job.id)
-    assert claimed is not None
-    assert await store.save_progress(job.id, worker_id="w", progress={"pages": 2}, now=T0 + 4)
-    third = await store.get_job(job.id)
-    assert third is not None and third.progress == {"pages": 2} and third.status is JobStatus.RUNNING
-    await store.extend_lease(job.id, worker_id="w", now=T0 + 5, lease_s=30)
-    fourth = await store.get_job(job.id)
-    assert fourth is not None and fourth.locked_until == datetime.fromtimestamp(T0 + 35, UTC)
-    # A claim that also takes back an expired lease changes that job too: every read is forgotten.
-    third_user_job, _ = await _create(store, uuid.uuid4())
-    assert (await store.get_job(job.id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
-    assert await store.claim_job(worker_id="w2", now=T0 + 100, lease_s=30, job_id=third_user_job.id) is not None
-    reclaimed = await store.get_job(job.id)
-    assert reclaimed is not None and reclaimed.status is JobStatus.PENDING and reclaimed.locked_by is None
-    await store.close()
-    await store.migrate()  # a new, empty database: nothing of the old one is remembered
-    assert await store.get_job(job.id) is None
 
 
 async def test_a_file_store_sees_what_another_connection_wrote(sqlite_url: str, user_id: uuid.UUID) -> None:
@@ -281,16 +247,3 @@ async def test_a_file_store_sees_what_another_connection_wrote(sqlite_url: str, 
     assert (await reader.get_job(job.id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
     await reader.close()
     await writer.close()
-
-
-async def test_a_memory_store_uses_large_pages_a_file_store_the_default(sqlite_url: str, user_id: uuid.UUID) -> None:
-    """A ``:memory:`` commit costs in proportion to the database's page count: its pages are 16 KiB (see sqlite.py)."""
-    memory, file = SQLiteStore(":memory:"), open_store(sqlite_url)
-    for store in (memory, file):
-        await store.migrate()
-        await store.upsert_activities(user_id, [_activity(i) for i in range(1, 301)], now=T0)
-        assert await store.count_activities(user_id) == 300
-    assert memory.conn.execute("PRAGMA page_size").fetchone()[0] == MEMORY_PAGE_SIZE == 16_384
-    assert file.conn.execute("PRAGMA page_size").fetchone()[0] == 4_096  # type: ignore[attr-defined]
-    await memory.close()
-    await file.close()

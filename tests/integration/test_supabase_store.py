@@ -1,7 +1,7 @@
 """The Supabase REST store.
 
 No PostgREST server runs here (none is installable from the package sources we can reach). The REST layer
-is tested against :class:`syncsim.testing.postgrest.PostgrestTransport`, a PostgREST-compatible httpx
+is tested against :class:`tests.support.postgrest.PostgrestTransport`, a PostgREST-compatible httpx
 transport that executes each request as SQL on a real, fully migrated PostgreSQL, switching to the role named
 by the request's JWT so that grants and row-level security apply for real. So these tests prove the store's
 requests, the SQL functions behind its RPCs and the RLS policies; they do not prove byte-for-byte fidelity
@@ -19,10 +19,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from syncsim.errors import ConfigError, InvalidInput, StoreError
-from syncsim.jobs.store import open_store
-from syncsim.jobs.supabase import KEY_ENV, SupabaseStore
+from syncsim.stores import open_store
+from syncsim.stores.supabase import KEY_ENV, SupabaseStore
 from syncsim.strava.models import StravaTokens
-from syncsim.testing.postgrest import PostgrestTransport, sign_test_jwt
 from tests.integration.test_store_behaviour import (  # noqa: F401 - collected here to run on this store
     test_a_finished_job_does_not_block_a_new_one,
     test_a_retry_waits_for_its_next_attempt_time,
@@ -39,6 +38,7 @@ from tests.integration.test_store_behaviour import (  # noqa: F401 - collected h
     test_second_submit_for_an_active_user_returns_the_same_job,
     test_tokens_round_trip_and_never_show_in_repr,
 )
+from tests.support.postgrest import PostgrestTransport, sign_test_jwt
 
 pytestmark = pytest.mark.postgres
 

@@ -18,15 +18,15 @@ import pytest
 
 from syncsim.clock import LoopClock
 from syncsim.jobs.model import JobStatus
-from syncsim.jobs.store import Store, open_store
-from syncsim.platform import LocalPlatform, platform_spec
+from syncsim.jobs.runner import HandlerRegistry, JobRunner
+from syncsim.jobs.service import JobService
+from syncsim.platforms import LocalPlatform, platform_spec
 from syncsim.retry import RetryPolicy
-from syncsim.runner import HandlerRegistry, JobRunner
-from syncsim.service import JobService
 from syncsim.sim.virtual import run_virtual, virtual_clock
+from syncsim.stores import Store, open_store
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeAthlete, FakeStrava, Faults, LatencyModel
-from syncsim.sync import list_requests_needed, register_strava_sync
+from syncsim.strava.sync import list_requests_needed, register_strava_sync
 
 
 @dataclass

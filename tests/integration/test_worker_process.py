@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from syncsim.handlers import register_builtin_handlers
+from syncsim.jobs.handlers import register_builtin_handlers
 from syncsim.jobs.model import Job, JobStatus
-from syncsim.jobs.store import Store, open_store
-from syncsim.runner import HandlerRegistry, JobRunner
+from syncsim.jobs.runner import HandlerRegistry, JobRunner
+from syncsim.stores import Store, open_store
 
 #: Short leases so that a dead worker's job comes back within a second.
 LEASE_S = 1.0

@@ -13,7 +13,7 @@ import pytest
 
 from syncsim.sim import simulate
 from syncsim.sim.workload import Workload, WorkloadRow
-from syncsim.sync import list_requests_needed
+from syncsim.strava.sync import list_requests_needed
 
 
 def one_athlete(activities: int) -> Workload:

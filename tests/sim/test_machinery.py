@@ -24,7 +24,7 @@ from syncsim.sim.virtual import VirtualTimeLoop, run_virtual, virtual_clock
 from syncsim.sim.workload import WorkloadRow
 from syncsim.strava.fake import COMPACT_SUMMARY_KEYS, FakeStrava
 from syncsim.strava.models import Activity
-from syncsim.testing.clocks import ManualClock
+from tests.support.clocks import ManualClock
 
 # -- virtual time -------------------------------------------------------------------------------------------
 
@@ -328,7 +328,7 @@ def test_a_sync_ended_by_an_exception_leaves_no_reference_cycle() -> None:
 def test_invocations_are_killed_at_their_own_deadlines_in_the_order_they_started() -> None:
     """One loop, two platforms: every invocation still running at its deadline is killed then, exactly; one
     that ended first never is; invocations due at the same moment die in the order they started."""
-    from syncsim.platform import LocalPlatform
+    from syncsim.platforms import LocalPlatform
 
     async def main() -> tuple[list[tuple[str, float]], list[bool]]:
         clock = virtual_clock()
@@ -409,8 +409,8 @@ def test_a_call_soon_handle_is_asyncios_own_cancellable_and_runs_in_the_callers_
 def test_a_store_round_trip_takes_its_latency_and_none_yields_nothing(latency_s: float) -> None:
     """Without store latency a store call completes without yielding to the loop (as a plain ``async def``
     would); with it, each call takes exactly that much simulated time."""
-    from syncsim.jobs.store import open_store
     from syncsim.sim.recorder import ObservedStore, Recorder
+    from syncsim.stores import open_store
 
     async def main() -> tuple[bool, float, bool]:
         clock = virtual_clock()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from syncsim.cli.simulate import register_cli, simulate_command
 from syncsim.sim import Workload, compare, simulate
-from syncsim.sim.cli import register_cli, simulate_command
 from syncsim.sim.results import COST_COLUMNS, JOB_COLUMNS, METRIC_COLUMNS, SUCCESS_METRICS
 from syncsim.sim.workload import WorkloadRow
 

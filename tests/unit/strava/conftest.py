@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
-from syncsim.strava import FakeStrava, MemoryTokenStore, StravaClient, Trace
-from syncsim.testing.clocks import ManualClock
+from syncsim.strava.client import StravaClient
+from syncsim.strava.fake import FakeStrava
+from syncsim.strava.tokens import MemoryTokenStore
+from syncsim.strava.trace import Trace
+from tests.support.clocks import ManualClock
 from tests.unit.strava.helpers import START
 
 

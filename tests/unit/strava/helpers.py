@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from syncsim.strava import FakeStrava, MemoryTokenStore, StravaClient
+from syncsim.strava.client import StravaClient
+from syncsim.strava.fake import FakeStrava
+from syncsim.strava.tokens import MemoryTokenStore
 
 #: 2023-11-14T22:13:20Z; ten minutes and 40 s into a quarter hour, far from UTC midnight.
 START = 1_700_000_000.0

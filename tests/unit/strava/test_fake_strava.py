@@ -8,11 +8,9 @@ import httpx
 import orjson
 import pytest
 
-from syncsim.errors import InvalidInput
-from syncsim.strava import FakeStrava, Faults, LatencyModel
-from syncsim.strava.fake import PageCache
+from syncsim.strava.fake import FakeStrava, Faults, LatencyModel, PageCache
 from syncsim.strava.ratelimit import next_quarter_hour
-from syncsim.testing.clocks import ManualClock
+from tests.support.clocks import ManualClock
 from tests.unit.strava.helpers import START
 
 BODY_401 = {
@@ -239,8 +237,13 @@ def test_added_updated_and_deleted_activities_show_in_the_pages(fake: FakeStrava
     assert next(item for item in page1 if item["id"] == old_ids[5])["name"] == "Renamed"
     oldest_first = orjson.loads(fake.page_json(aid, page=1, per_page=200, after=0))
     assert [item["id"] for item in oldest_first] == list(reversed(served))[:200]
-    with pytest.raises(InvalidInput):
-        fake.add_activity(aid, start_date=START - 86400 * 365)  # histories only grow at the new end
+    # A late upload (a watch that synced a year later) takes its place by start time, in lists and pages.
+    late = fake.add_activity(aid, start_date=START - 86400 * 365, name="Late upload")
+    ids = fake.activity_ids(aid)
+    starts = [fake.activity(i)["start_date"] for i in ids]
+    assert late["id"] in ids and starts == sorted(starts, reverse=True)
+    paged = [item["id"] for p in (1, 2) for item in orjson.loads(fake.page_json(aid, page=p, per_page=200))]
+    assert paged == ids
 
 
 def test_fakes_sharing_a_page_cache_serve_the_same_bytes_and_edits_are_never_shared(clock: ManualClock) -> None:

@@ -17,10 +17,12 @@ from syncsim.errors import (
     SyncsimError,
     Unauthorized,
 )
-from syncsim.strava import FakeStrava, Faults, MemoryTokenStore, StravaClient, StravaRejected, Trace
-from syncsim.strava.client import ActivityPage, _Answer
+from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected, _Answer
+from syncsim.strava.fake import FakeStrava, Faults
 from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight
-from syncsim.testing.clocks import ManualClock
+from syncsim.strava.tokens import MemoryTokenStore
+from syncsim.strava.trace import Trace
+from tests.support.clocks import ManualClock
 from tests.unit.strava.helpers import START, all_pages, connect
 
 MakeClient = Callable[..., StravaClient]

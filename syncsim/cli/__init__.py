@@ -1,0 +1,65 @@
+"""``syncsim`` — the command line. Every command prints errors as one clear line and exits non-zero.
+
+Each family of commands lives in its own module with ``register_cli(subparsers) -> {name: handler}``; only
+the module of the command being run is imported (the simulator pulls in pandas, and a worker process should
+not pay for that at start-up), all of them for ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from syncsim.cli.common import Command, format_table
+from syncsim.errors import SyncsimError
+
+__all__ = ["format_table", "main"]
+
+#: Which module defines each command.
+COMMAND_MODULES = {
+    "migrate": "syncsim.cli.jobs",
+    "worker": "syncsim.cli.jobs",
+    "jobs": "syncsim.cli.jobs",
+    "status": "syncsim.cli.jobs",
+    "demo": "syncsim.cli.jobs",
+    "sync": "syncsim.cli.strava",
+    "fake-strava": "syncsim.cli.strava",
+    "serve": "syncsim.cli.serve",
+    "token": "syncsim.cli.serve",
+    "simulate": "syncsim.cli.simulate",
+    "report": "syncsim.cli.report",
+}
+
+
+def _modules_needed(argv: Sequence[str]) -> list[str]:
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in COMMAND_MODULES:
+        return [COMMAND_MODULES[command]]
+    return list(dict.fromkeys(COMMAND_MODULES.values()))  # help, or an unknown command: list them all
+
+
+def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    parser = argparse.ArgumentParser(
+        prog="syncsim",
+        description="Background jobs for Strava syncs on serverless platforms, and the simulator that tests them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    handlers: dict[str, Command] = {}
+    for name in _modules_needed(argv):
+        handlers.update(importlib.import_module(name).register_cli(sub))
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, handlers = _build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args)
+    except SyncsimError as exc:
+        print(f"syncsim {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

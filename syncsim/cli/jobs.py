@@ -1,0 +1,198 @@
+"""``syncsim migrate | worker | jobs | status | demo``: the store and the job queue from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from syncsim import defaults
+from syncsim.cli.common import Command, format_table, store_arg
+
+__all__ = ["build_runner", "job_rows", "register_cli"]
+
+
+def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
+    rows = []
+    for job in jobs:
+        duration = (
+            f"{(job.completed_at - job.started_at).total_seconds():.2f}"
+            if job.completed_at and job.started_at
+            else None
+        )
+        rows.append(
+            {
+                "id": str(job.id)[:8],
+                "user": str(job.user_id)[:8],
+                "type": job.type,
+                "status": job.status.value,
+                "attempts": f"{job.attempts}/{job.max_attempts}",
+                "runs": job.runs,
+                "run_s": duration,
+                "progress": ",".join(f"{k}={v}" for k, v in job.progress.items()) or None,
+                "error": (job.error or "")[:70] or None,
+            }
+        )
+    return rows
+
+
+_JOB_COLUMNS = ("id", "user", "type", "status", "attempts", "runs", "run_s", "progress", "error")
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from syncsim.stores import open_store
+
+    async def run() -> list[str]:
+        store = open_store(args.store)
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else " (up to date)"))
+    return 0
+
+
+def build_runner(store: Any, *, strategy: str = "worker", **options: Any) -> Any:
+    from syncsim.jobs.handlers import default_handlers
+    from syncsim.jobs.runner import JobRunner
+
+    return JobRunner(store, handlers=default_handlers(), strategy=strategy, **options)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from syncsim.clock import SystemClock
+    from syncsim.jobs.worker import Worker
+    from syncsim.stores import open_store
+    from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
+
+    async def run() -> Any:
+        clock = SystemClock()
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            strava = StravaClient(tokens=store, clock=clock, base_url=args.strava_url or STRAVA_BASE_URL)
+            runner = build_runner(store, clock=clock, lease_s=args.lease, resources={"strava": strava})
+            worker = Worker(runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll)
+            print(f"worker {runner.worker_id} on {store.url} (concurrency {args.concurrency})", flush=True)
+            try:
+                return await worker.run(install_signal_handlers=True)
+            finally:
+                await strava.aclose()
+        finally:
+            await store.close()
+
+    stats = asyncio.run(run())
+    print(
+        f"worker stopped: {stats.jobs_run} run(s), {stats.completed} completed, {stats.failed} failed, "
+        f"{stats.rescheduled} rescheduled"
+    )
+    return 0
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    from syncsim.jobs.model import JobStatus, parse_user_id
+    from syncsim.stores import open_store
+
+    async def run() -> list[Any]:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            return await store.list_jobs(
+                user_id=parse_user_id(args.user) if args.user else None,
+                status=JobStatus(args.status) if args.status else None,
+                limit=args.limit,
+            )
+        finally:
+            await store.close()
+
+    jobs = asyncio.run(run())
+    print(format_table(job_rows(jobs), _JOB_COLUMNS) if jobs else "no jobs")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import orjson
+
+    from syncsim.errors import InvalidInput
+    from syncsim.stores import open_store
+
+    try:
+        job_id = uuid.UUID(args.job_id)
+    except ValueError:
+        raise InvalidInput(f"job id must be a UUID, got {args.job_id!r}") from None
+
+    async def run() -> Any:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            return await store.get_job(job_id)
+        finally:
+            await store.close()
+
+    job = asyncio.run(run())
+    if job is None:
+        raise InvalidInput(f"no job {job_id}")
+    print(orjson.dumps(job.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from syncsim.jobs.worker import Worker
+    from syncsim.retry import RetryPolicy
+    from syncsim.stores import open_store
+
+    async def run() -> list[Any]:
+        store = open_store(args.store)
+        try:
+            await store.migrate()
+            runner = build_runner(store, retry=RetryPolicy(base_s=0.5, jitter=0.0))
+            submitted = []
+            for i in range(args.jobs):
+                user = uuid.uuid4()
+                payload = {"steps": 3, "step_s": 0.05, "fail_attempts": 1 if i == 0 else 0}
+                job, _ = await runner.submit(user, payload, type="demo")
+                submitted.append(job.id)
+            print(f"submitted {len(submitted)} demo job(s) to {store.url}; job 1 fails once and is retried")
+            await Worker(runner, concurrency=args.concurrency, burst=True, poll_s=0.1).run()
+            return [await store.get_job(job_id) for job_id in submitted]
+        finally:
+            await store.close()
+
+    jobs = asyncio.run(run())
+    print(format_table(job_rows(jobs), _JOB_COLUMNS))
+    return 0 if all(j.status.value == "completed" for j in jobs) else 1
+
+
+def register_cli(sub: Any) -> dict[str, Command]:
+    """Add the queue's commands to ``syncsim``'s sub-parsers; return their handlers by name."""
+    p = sub.add_parser("migrate", help="apply the store's migrations (idempotent)")
+    store_arg(p)
+
+    p = sub.add_parser("worker", help="run a long-running worker that claims due jobs")
+    store_arg(p)
+    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--burst", action="store_true", help="exit once no job is pending or running")
+    p.add_argument("--poll", type=float, default=defaults.WORKER_POLL_S, help="idle poll interval, s")
+    p.add_argument("--lease", type=float, default=defaults.LEASE_S, help="lease length, s")
+    p.add_argument("--strava-url", help="Strava's base URL for strava_sync jobs (default https://www.strava.com)")
+
+    p = sub.add_parser("jobs", help="list jobs, newest first")
+    store_arg(p)
+    p.add_argument("--user", help="only this user's jobs (UUID)")
+    p.add_argument("--status", choices=["pending", "running", "completed", "failed"])
+    p.add_argument("--limit", type=int, default=defaults.LIST_LIMIT)
+
+    p = sub.add_parser("status", help="print one job as JSON")
+    store_arg(p)
+    p.add_argument("job_id")
+
+    p = sub.add_parser("demo", help="submit demo jobs (one fails once and retries), run them, print the rows")
+    store_arg(p)
+    p.add_argument("--jobs", type=int, default=5)
+    p.add_argument("--concurrency", type=int, default=4)
+
+    return {"migrate": _migrate, "worker": _worker, "jobs": _jobs, "status": _status, "demo": _demo}

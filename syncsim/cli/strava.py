@@ -1,0 +1,169 @@
+"""``syncsim sync | fake-strava``: one Strava sync in the foreground, and FakeStrava on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from typing import Any
+
+from syncsim.cli.common import Command, store_arg
+
+__all__ = ["register_cli"]
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from syncsim.jobs.model import parse_user_id
+
+    user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
+    result = asyncio.run(_run_foreground_sync(args, user_id))
+    print(
+        f"{result['status']}: {result['activities']} activities synced ({result['mode']}) in {result['pages']} "
+        f"page(s), {result['requests']} Strava request(s), {result['seconds']:.2f} s; "
+        f"{result['total_activities']} stored for user {user_id} in {result['store']}"
+    )
+    if result["error"]:
+        print(f"error: {result['error']}", file=sys.stderr)
+    return 0 if result["status"] == "completed" else 1
+
+
+async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> dict[str, Any]:
+    import os
+
+    from tqdm.auto import tqdm
+
+    from syncsim.cli.jobs import build_runner
+    from syncsim.clock import SystemClock
+    from syncsim.errors import ConfigError, InvalidInput
+    from syncsim.stores import open_store
+    from syncsim.strava.client import StravaClient
+    from syncsim.strava.trace import Trace
+
+    clock = SystemClock()
+    store = open_store(args.store)
+    transport = None
+    base_url = args.strava_url or "https://www.strava.com"
+    refresh_token = os.environ.get("STRAVA_REFRESH_TOKEN")
+    client_id = client_secret = None
+    if args.fake is not None:
+        from syncsim.strava.fake import FakeStrava
+
+        fake = FakeStrava(seed=args.seed, clock=clock)
+        athlete = fake.add_athlete(activities=args.fake)
+        transport, base_url = fake.transport(), "http://fake-strava.local"
+        refresh_token, client_id, client_secret = athlete.refresh_token, fake.client_id, fake.client_secret
+    trace = Trace()
+    client = StravaClient(
+        tokens=store,
+        clock=clock,
+        base_url=base_url,
+        transport=transport,
+        client_id=client_id,
+        client_secret=client_secret,
+        trace=trace,
+    )
+    try:
+        await store.migrate()
+        if await store.get_tokens(user_id) is None or args.fake is not None:
+            if not refresh_token:
+                raise ConfigError(
+                    f"user {user_id} has no Strava connection: set STRAVA_REFRESH_TOKEN (with STRAVA_CLIENT_ID and "
+                    "STRAVA_CLIENT_SECRET), or use --fake N for a FakeStrava athlete"
+                )
+            await client.connect_with_refresh_token(user_id, refresh_token)
+        runner = build_runner(store, resources={"strava": client})
+        payload = {"mode": args.mode, "detail": args.detail}
+        job, created = await runner.submit(user_id, payload, type="strava_sync")
+        if not created and job.status.value == "running" and not runner.is_due(job):
+            raise InvalidInput(f"user {user_id} already has a running sync ({job.id}); try again when it ends")
+        started = clock.now()
+        with tqdm(desc="strava sync", unit=" activities", disable=args.quiet) as bar:
+
+            def on_progress(progress: dict[str, Any]) -> None:
+                bar.update(int(progress.get("activities", 0)) - bar.n)
+                bar.set_postfix(pages=progress.get("pages"), requests=progress.get("requests"))
+
+            done = await runner.run_job(job.id, on_progress=on_progress)
+        if args.trace:
+            trace.to_csv(args.trace)
+        if done is None:
+            raise InvalidInput(f"job {job.id} was not due: it is {job.status.value}")
+        result = done.result or {}
+        return {
+            "status": done.status.value,
+            "error": done.error,
+            "mode": result.get("mode", "-"),
+            "activities": result.get("activities", 0),
+            "pages": result.get("pages", 0),
+            "requests": len(trace.records),
+            "total_activities": await store.count_activities(user_id),
+            "seconds": clock.now() - started,
+            "store": store.url,
+        }
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+def _fake_strava(args: argparse.Namespace) -> int:
+    from syncsim.errors import InvalidInput
+    from syncsim.strava.fake.server import serve_fake_strava
+
+    activities: int | list[int] | None = None
+    athletes = args.athletes if args.athletes is not None else 3
+    if args.activities is not None:
+        try:
+            counts = [int(n) for n in args.activities.split(",")]
+        except ValueError:
+            raise InvalidInput(f"--activities must be N or N1,N2,... (integers), got {args.activities!r}") from None
+        if len(counts) == 1:
+            activities = counts[0]
+        elif args.athletes is None or args.athletes == len(counts):
+            activities, athletes = counts, len(counts)
+        else:
+            raise InvalidInput(f"--activities gives {len(counts)} counts for --athletes {args.athletes}")
+    serve_fake_strava(
+        host=args.host,
+        port=args.port,
+        athletes=athletes,
+        seed=args.seed,
+        activities=activities,
+        latency=args.latency,
+        compact=args.compact,
+    )
+    return 0
+
+
+def register_cli(sub: Any) -> dict[str, Command]:
+    """Add ``sync`` and ``fake-strava`` to ``syncsim``'s sub-parsers; return their handlers by name."""
+    p = sub.add_parser("sync", help="run one Strava sync in the foreground, with a progress bar")
+    store_arg(p)
+    p.add_argument("--user", help="the syncsim user (UUID); default: a fixed demo user")
+    p.add_argument("--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)")
+    p.add_argument("--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities")
+    p.add_argument("--seed", type=int, default=0, help="FakeStrava's seed (with --fake)")
+    p.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto")
+    p.add_argument("--detail", action="store_true", help="also fetch each activity's detail")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--trace", metavar="FILE.csv", help="write every Strava request (no tokens) to a CSV trace")
+
+    p = sub.add_parser("fake-strava", help="serve FakeStrava on loopback (prints how to get each athlete's token)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--athletes", type=int, default=None, help="how many (default 3, or one per --activities count)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--activities",
+        default=None,
+        metavar="N[,N...]",
+        help="per athlete: one count for all, or one count each (default: a heavy-tailed spread)",
+    )
+    p.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    p.add_argument(
+        "--compact",
+        action="store_true",
+        help="activity lists with only the fields syncsim reads (as the simulator serves them): a third of the bytes",
+    )
+
+    return {"sync": _sync, "fake-strava": _fake_strava}

@@ -1,0 +1,335 @@
+"""The job runner: submit, claim with a lease, run within the invocation's deadline, retry, recover.
+
+Three strategies (design.md, "Platform and strategies") share this one code path and differ only in values:
+
+- ``waituntil`` — the approved design: the invocation that accepted the request runs the whole job; a failure
+  is retried inline (sleep the backoff, then run again inside the same invocation). A killed invocation leaves
+  the row ``running`` until its lease expires.
+- ``resumable`` — checkpoints after every step, stops cleanly before the deadline (``OutOfTime``), and is
+  continued by a new invocation (the client's next status poll, or a self-chained request); backoff is a
+  stored next-attempt time, not a sleep.
+- ``worker`` — a long-running worker with no time limit claims due jobs (``syncsim worker``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from syncsim import defaults
+from syncsim.clock import Clock, SystemClock, to_datetime
+from syncsim.errors import InvalidInput, InvocationKilled, OutOfTime
+from syncsim.jobs.handlers import HandlerRegistry
+from syncsim.jobs.model import Job, JobStatus, parse_user_id
+from syncsim.platforms.invocation import Invocation, guard_store
+from syncsim.retry import Fail, Retry, RetryDecision, RetryPolicy, Wait
+from syncsim.stores.protocol import Store
+
+__all__ = ["STRATEGIES", "JobContext", "JobRunner", "Strategy", "resolve_strategy"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Strategy:
+    """How jobs are executed relative to the platform's invocations."""
+
+    name: str
+    #: Retry by sleeping inside the same invocation (True) or by a stored next-attempt time (False).
+    inline_retries: bool
+    #: Stop cleanly with progress saved when the deadline is near, to be continued by a new invocation.
+    stop_before_deadline: bool
+    #: A status poll for a due job continues it in the polling request's invocation.
+    continue_on_poll: bool
+    #: Jobs are run by a long-running worker, not by the request's invocation.
+    uses_worker: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "waituntil": Strategy(name="waituntil", inline_retries=True, stop_before_deadline=False, continue_on_poll=False),
+    "resumable": Strategy(name="resumable", inline_retries=False, stop_before_deadline=True, continue_on_poll=True),
+    "worker": Strategy(
+        name="worker",
+        inline_retries=False,
+        stop_before_deadline=False,
+        continue_on_poll=False,
+        uses_worker=True,
+    ),
+}
+
+
+def resolve_strategy(name: str | Strategy) -> Strategy:
+    """A strategy by name (``waituntil``, ``resumable``, ``worker``)."""
+    if isinstance(name, Strategy):
+        return name
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise InvalidInput(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None
+
+
+@dataclass(kw_only=True)
+class JobContext:
+    """What a handler sees: its job, a store that dies with the invocation, the clock and the deadline."""
+
+    job: Job
+    store: Store
+    clock: Clock
+    worker_id: str
+    deadline: float | None
+    strategy: Strategy
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    deadline_margin_s: float = defaults.DEADLINE_MARGIN_S
+
+    @property
+    def user_id(self) -> uuid.UUID:
+        return self.job.user_id
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.job.payload
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        """The last checkpoint saved (empty on a first run)."""
+        return self.job.progress
+
+    def time_left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - self.clock.now()
+
+    def ensure_time(self, needed_s: float = 0.0) -> None:
+        """Under a deadline-aware strategy, stop (``OutOfTime``) when the next step may not finish in time."""
+        if not self.strategy.stop_before_deadline or self.deadline is None:
+            return
+        if self.time_left() < needed_s + self.deadline_margin_s:
+            raise OutOfTime("stopped before the invocation's deadline; continuing in a new one", at=self.clock.now())
+
+    async def checkpoint(self, progress: dict[str, Any]) -> None:
+        """Save progress to the job row (and extend the lease), then tell the progress callback."""
+        ok = await self.store.save_progress(
+            self.job.id, worker_id=self.worker_id, progress=progress, now=self.clock.now()
+        )
+        if not ok:
+            raise InvocationKilled(f"lost the lease on job {self.job.id}: another runner owns it now")
+        self.job = self.job.evolve(progress=progress)
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobRunner:
+    """Creates, claims, runs, retries and recovers jobs in one store.
+
+    ``submit`` only writes the row; ``run_job`` / ``run_next`` execute within an optional
+    :class:`~syncsim.platforms.invocation.Invocation` whose deadline bounds them and whose kill silences them.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        handlers: HandlerRegistry,
+        clock: Clock | None = None,
+        strategy: Strategy | str = "worker",
+        retry: RetryPolicy | None = None,
+        lease_s: float = defaults.LEASE_S,
+        rng: random.Random | None = None,
+        resources: Mapping[str, Any] | None = None,
+        worker_id: str | None = None,
+        deadline_margin_s: float = defaults.DEADLINE_MARGIN_S,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.clock: Clock = clock or SystemClock()
+        self.strategy = resolve_strategy(strategy)
+        self.retry = retry or RetryPolicy()
+        self.lease_s = lease_s
+        self.rng = rng or random.Random()
+        self.resources: dict[str, Any] = dict(resources or {})
+        self.worker_id = worker_id or _default_worker_id()
+        self.deadline_margin_s = deadline_margin_s
+        self._runs = 0
+
+    # -- submit --------------------------------------------------------------------------------------------------
+    async def submit(
+        self,
+        user_id: uuid.UUID | str,
+        payload: object = None,
+        *,
+        type: str = defaults.JOB_TYPE,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+    ) -> tuple[Job, bool]:
+        """Validate and write a pending job; return ``(job, created)``. An active job of the user is returned."""
+        uid = parse_user_id(user_id)
+        self.handlers.get(type)
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise InvalidInput(f"payload must be a JSON object, got {payload.__class__.__name__}")
+        try:
+            payload_json: dict[str, Any] = orjson.loads(orjson.dumps(payload))
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise InvalidInput(f"payload is not JSON-serializable: {exc}") from None
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidInput(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        return await self.store.create_job(
+            user_id=uid, type=type, payload=payload_json, max_attempts=max_attempts, now=self.clock.now()
+        )
+
+    # -- run -----------------------------------------------------------------------------------------------------
+    def _runner_id(self) -> str:
+        self._runs += 1
+        return f"{self.worker_id}#{self._runs}"
+
+    async def run_next(
+        self,
+        *,
+        invocation: Invocation | None = None,
+        job_id: uuid.UUID | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Job | None:
+        """Claim one due job (``job_id`` if given) and run it; ``None`` when nothing was due."""
+        store = guard_store(self.store, invocation)
+        runner_id = self._runner_id()
+        job = await store.claim_job(
+            worker_id=runner_id,
+            now=self.clock.now(),
+            lease_s=self.lease_s,
+            job_id=job_id,
+            types=self.handlers.types,
+        )
+        if job is None:
+            return None
+        try:
+            return await self._execute(job, store, runner_id, invocation, on_progress)
+        except InvocationKilled:
+            if invocation is not None and invocation.killed:
+                raise
+            # This runner lost its lease (it expired and another runner took the job): stop quietly.
+            return await self.store.get_job(job.id)
+
+    async def run_job(
+        self,
+        job_id: uuid.UUID,
+        *,
+        invocation: Invocation | None = None,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Job | None:
+        """Run one job if it is due; what ``wait_until`` is handed after a submit or a poll."""
+        return await self.run_next(invocation=invocation, job_id=job_id, on_progress=on_progress)
+
+    async def _execute(
+        self,
+        job: Job,
+        store: Store,
+        runner_id: str,
+        invocation: Invocation | None,
+        on_progress: Callable[[dict[str, Any]], None] | None,
+    ) -> Job | None:
+        handler = self.handlers.get(job.type)
+        deadline = invocation.deadline if invocation is not None else None
+        while True:
+            ctx = JobContext(
+                job=job,
+                store=store,
+                clock=self.clock,
+                worker_id=runner_id,
+                deadline=deadline,
+                strategy=self.strategy,
+                resources=self.resources,
+                on_progress=on_progress,
+                deadline_margin_s=self.deadline_margin_s,
+            )
+            heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id))
+            decision: RetryDecision | None = None
+            result: dict[str, Any] = {}
+            try:
+                result = await handler(ctx)
+            except (InvocationKilled, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                decision = self.retry.decide(exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await heartbeat
+
+            now = self.clock.now()
+            if decision is None:
+                if not await store.complete_job(job.id, worker_id=runner_id, result=result, now=now):
+                    return await store.get_job(job.id)  # the lease was lost meanwhile: report what is stored
+                # The row is now exactly this: no read-back needed (it cost ~20 % of a no-op job).
+                done_at = to_datetime(now)
+                return ctx.job.evolve(
+                    status=JobStatus.COMPLETED,
+                    result=result,
+                    error=None,
+                    completed_at=done_at,
+                    locked_by=None,
+                    locked_until=None,
+                    updated_at=done_at,
+                )
+            if isinstance(decision, Wait):
+                await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
+                return await store.get_job(job.id)
+            if isinstance(decision, Fail):
+                await store.fail_job(job.id, worker_id=runner_id, error=decision.reason, now=now)
+                return await store.get_job(job.id)
+            assert isinstance(decision, Retry)
+            retry_at = now + decision.retry_in
+            await store.retry_job(job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now)
+            if not self.strategy.inline_retries:
+                return await store.get_job(job.id)
+            # The approved design's inline retry: sleep the backoff inside this invocation, then run again.
+            await self.clock.sleep(decision.retry_in)
+            claimed = await store.claim_job(
+                worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s, job_id=job.id
+            )
+            if claimed is None:  # someone else took it meanwhile
+                return await store.get_job(job.id)
+            job = claimed
+
+    async def _keep_lease(self, job_id: uuid.UUID, store: Store, runner_id: str) -> None:
+        """Extend the lease while the handler runs; a killed invocation stops extending and the lease lapses."""
+        every = self.lease_s / 3
+        while True:
+            await self.clock.sleep(every)
+            ok = await store.extend_lease(job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s)
+            if not ok:
+                return
+
+    async def get(self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str | None = None) -> Job | None:
+        """The job, or ``None`` if it does not exist or belongs to another user."""
+        if isinstance(job_id, uuid.UUID):
+            jid = job_id
+        else:
+            try:
+                jid = uuid.UUID(str(job_id))
+            except ValueError:
+                return None
+        job = await self.store.get_job(jid)
+        if job is None:
+            return None
+        if user_id is not None and job.user_id != parse_user_id(user_id):
+            return None
+        return job
+
+    def is_due(self, job: Job) -> bool:
+        """Can a new invocation continue this job now (pending and due, or running with an expired lease)?"""
+        now = self.clock.now()
+        if job.status is JobStatus.PENDING:
+            return job.next_attempt_at is None or job.next_attempt_at.timestamp() <= now
+        if job.status is JobStatus.RUNNING:
+            return job.locked_until is not None and job.locked_until.timestamp() < now
+        return False

@@ -1,0 +1,84 @@
+"""The job-service interface of the design: the API talks to this, never to the platform or the runner.
+
+``submit`` writes the row and hands the work to the invocation's ``wait_until``; ``status`` reads the row and,
+under the ``resumable`` strategy, continues a due job in the polling request's invocation. Swapping the
+platform (local, Vercel, simulated) or the strategy changes nothing above this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from syncsim import defaults
+from syncsim.jobs.model import Job, parse_user_id
+from syncsim.jobs.runner import JobRunner
+from syncsim.platforms import Invocation
+
+__all__ = ["JobService"]
+
+
+class JobService:
+    """Submit jobs, report their status, and keep them moving within the platform's invocations."""
+
+    def __init__(self, runner: JobRunner, *, max_background_jobs: int | None = None) -> None:
+        """``max_background_jobs`` bounds the jobs this process runs at once in the background (``None``: no
+        bound). One server process shares its CPU between answering requests and syncing; without a bound, a
+        burst of syncs (each page is parsing and writing) starves the requests. On a serverless platform each
+        invocation is its own instance and no bound is needed; the simulator models that.
+        """
+        if max_background_jobs is not None and max_background_jobs < 1:
+            raise ValueError("max_background_jobs must be >= 1 or None")
+        self.runner = runner
+        self.max_background_jobs = max_background_jobs
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def strategy(self) -> str:
+        return self.runner.strategy.name
+
+    async def submit(
+        self,
+        user_id: uuid.UUID | str,
+        payload: object = None,
+        *,
+        invocation: Invocation,
+        type: str = defaults.JOB_TYPE,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+    ) -> tuple[Job, bool]:
+        """Write the job (or find the user's active one) and start it in the background; ``(job, created)``."""
+        job, created = await self.runner.submit(user_id, payload, type=type, max_attempts=max_attempts)
+        if created or self._continues(job):
+            self.start_in_background(job.id, invocation)
+        return job, created
+
+    async def status(
+        self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str, invocation: Invocation | None = None
+    ) -> Job | None:
+        """The user's job (``None`` for an unknown job or another user's); may continue a due job."""
+        job = await self.runner.get(job_id, user_id=user_id)
+        if job is not None and invocation is not None and self._continues(job):
+            self.start_in_background(job.id, invocation)
+        return job
+
+    async def list(self, user_id: uuid.UUID | str, *, limit: int = defaults.LIST_LIMIT) -> list[Job]:
+        return await self.runner.store.list_jobs(user_id=parse_user_id(user_id), limit=limit)
+
+    def _continues(self, job: Job) -> bool:
+        strategy = self.runner.strategy
+        return not strategy.uses_worker and strategy.continue_on_poll and self.runner.is_due(job)
+
+    def start_in_background(self, job_id: uuid.UUID, invocation: Invocation, **options: Any) -> None:
+        if self.runner.strategy.uses_worker:
+            return  # a worker claims it
+        if self.max_background_jobs is None:
+            invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options))
+        else:
+            invocation.wait_until(self._in_slot(job_id, invocation, options))
+
+    async def _in_slot(self, job_id: uuid.UUID, invocation: Invocation, options: dict[str, Any]) -> Job | None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_background_jobs or 1)
+        async with self._slots:
+            return await self.runner.run_job(job_id, invocation=invocation, **options)

@@ -1,0 +1,556 @@
+"""The Store protocol on PostgreSQL (any server, including a Supabase project's connection string).
+
+psycopg 3 in async mode over an ``AsyncConnectionPool`` that opens on first use (after one direct probe
+connection, so an unreachable server or a bad password is one clear error), so creating a store costs nothing
+until it is needed. Every psycopg error leaves as a one-line :class:`~syncsim.errors.StoreError` (or
+:class:`~syncsim.errors.InvalidInput` for a user missing from ``auth.users``) with the password masked.
+
+The job state machine lives in SQL functions (migration ``0005_functions``) shared with the Supabase REST store;
+this module only calls them. Creating a job relies on the one-active-job-per-user-and-type unique index: a
+refused insert returns the user's active job instead. Activities are upserted by binary ``COPY`` into a
+per-connection staging temp table, then one ``INSERT … ON CONFLICT (id) DO UPDATE``. Every time is written from
+the caller's clock (epoch seconds → ``timestamptz``), never the database's ``now()``, so simulated runs store
+simulated time.
+
+On plain PostgreSQL the compatibility migration creates ``auth.users`` and marks it with a comment; only then
+does the store add a user id to it on demand. On Supabase, ``auth.users`` belongs to Supabase Auth: a job or
+token for an unknown user is an :class:`~syncsim.errors.InvalidInput`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import orjson
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from syncsim.clock import to_datetime
+from syncsim.errors import ConfigError, InvalidInput, StoreError
+from syncsim.jobs.model import Job, JobStatus, job_from_mapping
+from syncsim.stores.sql import migration_files
+from syncsim.stores.urls import redact_url
+from syncsim.strava.models import Activity, StravaTokens
+
+__all__ = ["MIGRATION_LOCK_KEY", "PostgresStore"]
+
+#: A serverless invocation needs one connection; a worker or the simulator a few. Small enough for the
+#: free tier's connection limit (Supabase: 60 direct) to hold many stores at once.
+MIN_POOL_SIZE = 1
+MAX_POOL_SIZE = 10
+#: Fail fast, with libpq's reason, when the server cannot be reached.
+CONNECT_TIMEOUT_S = 10.0
+#: Supabase's transaction pooler (port 6543) cannot keep server-side prepared statements between
+#: transactions, so statements are never prepared there; psycopg's default threshold elsewhere.
+TRANSACTION_POOLER_PORT = 6543
+PREPARE_THRESHOLD = 5
+#: Key of the advisory lock that serializes concurrent ``migrate()`` calls on one database ("syncsim").
+MIGRATION_LOCK_KEY = 0x73796E6373696D
+
+_COMPAT_MARK = "syncsim compat:"
+_ENSURE_USER = "insert into auth.users (id) values (%s) on conflict (id) do nothing"
+
+_ACTIVE = "status in ('pending', 'running')"
+_JOB_FIELDS = (
+    "id", "user_id", "type", "status", "payload", "result", "error", "created_at", "started_at",
+    "completed_at", "attempts", "max_attempts", "locked_by", "locked_until", "next_attempt_at", "progress",
+    "runs", "updated_at",
+)  # fmt: skip
+_JOB_COLUMNS = ", ".join(_JOB_FIELDS)
+_CREATE_JOB = f"""
+insert into sync_jobs (user_id, type, status, payload, created_at, attempts, max_attempts, next_attempt_at,
+                       progress, runs, updated_at)
+values (%(user_id)s, %(type)s, 'pending', %(payload)s::jsonb, %(now)s, 0, %(max_attempts)s, %(now)s,
+        '{{}}', 0, %(now)s)
+on conflict (user_id, type) where {_ACTIVE} do nothing
+returning {_JOB_COLUMNS}
+"""
+# On plain PostgreSQL the user row is ensured by the same statement: one round trip instead of a transaction's
+# four (BEGIN, user, job, COMMIT), and as atomic (autocommit). The foreign key is checked at the end of the
+# statement, when the CTE's row exists.
+_CREATE_JOB_AND_USER = f"""
+with new_user as (insert into auth.users (id) values (%(user_id)s) on conflict (id) do nothing)
+{_CREATE_JOB.strip()}
+"""
+_ACTIVE_JOB = f"select {_JOB_COLUMNS} from sync_jobs where user_id = %s and type = %s and {_ACTIVE}"
+
+
+def _json(value: Any, what: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise InvalidInput(f"{what} is not JSON-serializable: {exc}") from None
+
+
+_ACTIVITY_COLUMNS = (
+    "id, user_id, athlete_id, name, sport_type, start_date, distance, moving_time, elapsed_time, "
+    "total_elevation_gain, raw, synced_at"
+)
+# raw travels as orjson-encoded text and is cast once by the server (a Python str bound as jsonb would be
+# stored as a JSON string, not an object).
+_ACTIVITY_COPY_TYPES = [
+    "int8", "uuid", "int8", "text", "text", "timestamptz", "float8", "int4", "int4", "float8", "text",
+    "timestamptz",
+]  # fmt: skip
+# Binary COPY into a per-connection staging table, then one upsert: measured fastest (see upsert_activities).
+# ``if not exists`` + ``on commit delete rows`` keeps it correct behind a transaction pooler too.
+_STAGE_ACTIVITIES = """
+create temp table if not exists syncsim_activities_in (
+  id bigint, user_id uuid, athlete_id bigint, name text, sport_type text, start_date timestamptz,
+  distance double precision, moving_time integer, elapsed_time integer, total_elevation_gain double precision,
+  raw text, synced_at timestamptz
+) on commit delete rows
+"""
+_UPSERT_ACTIVITIES = f"""
+insert into strava_activities ({_ACTIVITY_COLUMNS})
+select id, user_id, athlete_id, name, sport_type, start_date, distance, moving_time, elapsed_time,
+       total_elevation_gain, raw::json, synced_at
+from syncsim_activities_in
+on conflict (id) do update set
+  user_id = excluded.user_id, athlete_id = excluded.athlete_id, name = excluded.name,
+  sport_type = excluded.sport_type, start_date = excluded.start_date, distance = excluded.distance,
+  moving_time = excluded.moving_time, elapsed_time = excluded.elapsed_time,
+  total_elevation_gain = excluded.total_elevation_gain, raw = excluded.raw, synced_at = excluded.synced_at
+"""
+_SAVE_TOKENS = """
+insert into strava_tokens (user_id, athlete_id, access_token, refresh_token, expires_at, scope, updated_at)
+values (%s, %s, %s, %s, %s, %s, %s)
+on conflict (user_id) do update set
+  athlete_id = excluded.athlete_id, access_token = excluded.access_token,
+  refresh_token = excluded.refresh_token, expires_at = excluded.expires_at, scope = excluded.scope,
+  updated_at = excluded.updated_at
+"""
+
+
+async def _configure(conn: AsyncConnection[Any]) -> None:
+    set_json_loads(orjson.loads, conn)
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL through a lazily opened psycopg async pool.
+
+    ``url`` is the redacted URL (safe to print). A store belongs to the event loop that first uses it.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = MIN_POOL_SIZE,
+        max_size: int = MAX_POOL_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        prepare_threshold: int | None = PREPARE_THRESHOLD,
+    ) -> None:
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ConfigError(f"postgres pool sizes need 0 <= min_size <= max_size >= 1, got {min_size}/{max_size}")
+        self.url = redact_url(url)
+        self._conninfo = url
+        self._password = unquote(urlsplit(url).password or "")
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._prepare_threshold = prepare_threshold
+        self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._open_lock = asyncio.Lock()
+        self._adds_users: bool | None = None  # learnt from auth.users' comment on first need
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStore:
+        """``postgresql://user:password@host:port/dbname?…`` (or ``postgres://``); ``options`` are
+        ``min_size``, ``max_size``, ``connect_timeout`` (seconds) and ``prepare_threshold``."""
+        safe = redact_url(url)
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a non-numeric port
+            conninfo_to_dict(url)
+        except (ValueError, psycopg.ProgrammingError) as exc:
+            raise ConfigError(
+                f"bad postgres URL {safe!r}: {_one_line(str(exc), unquote(parts.password or ''))}"
+            ) from None
+        if parts.scheme not in {"postgresql", "postgres"}:
+            raise ConfigError(f"not a postgres URL: {safe!r} (use postgresql://user:password@host:port/dbname)")
+        allowed = {"min_size", "max_size", "connect_timeout", "prepare_threshold"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"unknown postgres store option(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}"
+            )
+        if "prepare_threshold" not in options and parts.port == TRANSACTION_POOLER_PORT:
+            options["prepare_threshold"] = None
+        return cls(url, **options)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.url!r})"
+
+    # -- connections ---------------------------------------------------------------------------------------
+    def _fail(self, exc: BaseException, doing: str) -> StoreError:
+        return StoreError(f"postgres store {self.url}: {doing} failed: {_one_line(str(exc), self._password)}")
+
+    async def _open_pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
+        if self._pool is not None:
+            return self._pool
+        async with self._open_lock:
+            if self._pool is None:
+                # One direct connection first: an unreachable server or a bad password becomes one clear error
+                # now, instead of a pool that retries in the background until its timeout.
+                try:
+                    probe = await AsyncConnection.connect(
+                        self._conninfo, connect_timeout=max(1, round(self._connect_timeout))
+                    )
+                except psycopg.Error as exc:
+                    raise StoreError(
+                        f"cannot connect to postgres store {self.url}: {_one_line(str(exc), self._password)}"
+                    ) from None
+                await probe.close()
+                pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
+                    self._conninfo,
+                    min_size=self._min_size,
+                    max_size=self._max_size,
+                    kwargs={"autocommit": True, "prepare_threshold": self._prepare_threshold},
+                    configure=_configure,
+                    timeout=self._connect_timeout,
+                    open=False,
+                    name="syncsim",
+                )
+                await pool.open(wait=False)
+                self._pool = pool
+        assert self._pool is not None
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self, doing: str) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection (autocommit); psycopg errors leave as one-line :class:`StoreError`."""
+        pool = await self._open_pool()
+        try:
+            async with pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise StoreError(
+                f"postgres store {self.url}: no connection free within {self._connect_timeout:g} s ({doing})"
+            ) from None
+        except psycopg.errors.ForeignKeyViolation:
+            raise InvalidInput(f"{doing}: the user does not exist in auth.users") from None
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
+            raise StoreError(
+                f"postgres store {self.url}: {doing} failed: {_one_line(str(exc), self._password)} "
+                "(is the database migrated? run `syncsim migrate`)"
+            ) from None
+        except psycopg.Error as exc:
+            raise self._fail(exc, doing) from None
+
+    async def _adds_users_on_demand(self, conn: AsyncConnection[Any]) -> bool:
+        """True when ``auth.users`` is the compat migration's stand-in (plain PostgreSQL), not Supabase's."""
+        if self._adds_users is None:
+            cur = await conn.execute(
+                "select to_regclass('auth.users') is not null, "
+                "coalesce(starts_with(obj_description(to_regclass('auth.users'), 'pg_class'), %s), false)",
+                (_COMPAT_MARK,),
+            )
+            row = await cur.fetchone()
+            if row is None or not row[0]:
+                return False  # not migrated yet: ask again next time
+            self._adds_users = bool(row[1])
+        return self._adds_users
+
+    async def _ensure_user(self, conn: AsyncConnection[Any], user_id: uuid.UUID) -> None:
+        if await self._adds_users_on_demand(conn):
+            await conn.execute(_ENSURE_USER, (user_id,))
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations, each in its own transaction under an advisory lock, so concurrent
+        ``migrate()`` calls (several workers starting at once) apply each file exactly once."""
+        applied: list[str] = []
+        async with self._connection("migrate") as conn:
+            for name, sql in migration_files("postgres"):
+                async with conn.transaction():
+                    await conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                    await conn.execute(
+                        "create table if not exists syncsim_migrations "
+                        "(name text primary key, applied_at timestamptz not null default now())"
+                    )
+                    cur = await conn.execute("select 1 from syncsim_migrations where name = %s", (name,))
+                    if await cur.fetchone():
+                        continue
+                    try:
+                        await conn.execute(sql.encode())
+                    except psycopg.Error as exc:
+                        raise StoreError(
+                            f"postgres store {self.url}: migration {name} failed: {_one_line(str(exc), self._password)}"
+                        ) from None
+                    # Bookkeeping only: applied_at is the server's time, since no job time depends on it.
+                    await conn.execute("insert into syncsim_migrations (name) values (%s)", (name,))
+                applied.append(name)
+        self._adds_users = None
+        return applied
+
+    async def close(self) -> None:
+        """Close the pool; the store reopens it if used again."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+    async def _fetch_jobs(self, doing: str, query: str, params: Sequence[Any] | dict[str, Any]) -> list[Job]:
+        async with self._connection(doing) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
+            return [job_from_mapping(row) for row in await cur.fetchall()]
+
+    async def _call_bool(self, doing: str, function: str, params: Sequence[Any]) -> bool:
+        async with self._connection(doing) as conn:
+            cur = await conn.execute(f"select {function}", params)
+            row = await cur.fetchone()
+            return bool(row and row[0])
+
+    async def create_job(
+        self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
+    ) -> tuple[Job, bool]:
+        if not isinstance(payload, dict):
+            raise InvalidInput(f"job payload must be a JSON object, got {payload.__class__.__name__}")
+        if max_attempts < 1:
+            raise InvalidInput(f"max_attempts must be at least 1, got {max_attempts}")
+        params = {
+            "user_id": user_id,
+            "type": type,
+            "payload": _json(payload, "job payload"),
+            "now": to_datetime(now),
+            "max_attempts": max_attempts,
+        }
+        doing = f"create {type} job for user {user_id}"
+        async with self._connection(doing) as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            create = _CREATE_JOB_AND_USER if await self._adds_users_on_demand(conn) else _CREATE_JOB
+            # The active job may finish between a refused insert and the select: then insert again.
+            for _ in range(5):
+                await cur.execute(create, params)
+                row = await cur.fetchone()
+                if row is not None:
+                    return job_from_mapping(row), True
+                await cur.execute(_ACTIVE_JOB, (user_id, type))
+                row = await cur.fetchone()
+                if row is not None:
+                    return job_from_mapping(row), False
+        raise StoreError(f"postgres store {self.url}: {doing} kept racing with the user's active job")
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        jobs = await self._fetch_jobs(
+            f"get job {job_id}", f"select {_JOB_COLUMNS} from sync_jobs where id = %s", (job_id,)
+        )
+        return jobs[0] if jobs else None
+
+    async def list_jobs(
+        self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
+    ) -> list[Job]:
+        """Newest first (by ``created_at``, then ``updated_at``)."""
+        return await self._fetch_jobs(
+            "list jobs",
+            f"""select {_JOB_COLUMNS} from sync_jobs
+                where (%(user_id)s::uuid is null or user_id = %(user_id)s::uuid)
+                  and (%(status)s::text is null or status = %(status)s::text)
+                order by created_at desc, updated_at desc, id
+                limit %(limit)s""",
+            {"user_id": user_id, "status": None if status is None else str(status), "limit": limit},
+        )
+
+    async def claim_job(
+        self,
+        *,
+        worker_id: str,
+        now: float,
+        lease_s: float,
+        job_id: uuid.UUID | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Job | None:
+        """``syncsim_claim_job``: reclaim expired leases, then lease one due job (``SKIP LOCKED``)."""
+        jobs = await self._fetch_jobs(
+            "claim job",
+            f"select {_JOB_COLUMNS} from syncsim_claim_job(%s, %s, %s, %s::uuid, %s::text[])",
+            (worker_id, to_datetime(now), lease_s, job_id, list(types) if types else None),
+        )
+        return jobs[0] if jobs else None
+
+    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
+        return await self._call_bool(
+            f"extend lease of job {job_id}",
+            "syncsim_extend_lease(%s, %s, %s, %s)",
+            (job_id, worker_id, to_datetime(now), lease_s),
+        )
+
+    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
+        return await self._call_bool(
+            f"save progress of job {job_id}",
+            "syncsim_save_progress(%s, %s, %s::jsonb, %s)",
+            (job_id, worker_id, _json(progress, "job progress"), to_datetime(now)),
+        )
+
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
+        return await self._call_bool(
+            f"complete job {job_id}",
+            "syncsim_complete_job(%s, %s, %s::jsonb, %s)",
+            (job_id, worker_id, _json(result, "job result"), to_datetime(now)),
+        )
+
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
+        return await self._call_bool(
+            f"retry job {job_id}",
+            "syncsim_retry_job(%s, %s, %s, %s, %s)",
+            (job_id, worker_id, error, to_datetime(retry_at), to_datetime(now)),
+        )
+
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
+        return await self._call_bool(
+            f"reschedule job {job_id}",
+            "syncsim_reschedule_job(%s, %s, %s, %s, %s)",
+            (job_id, worker_id, to_datetime(at), reason, to_datetime(now)),
+        )
+
+    async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool:
+        return await self._call_bool(
+            f"fail job {job_id}",
+            "syncsim_fail_job(%s, %s, %s, %s)",
+            (job_id, worker_id, error, to_datetime(now)),
+        )
+
+    async def reclaim_expired(self, *, now: float) -> int:
+        async with self._connection("reclaim expired leases") as conn:
+            cur = await conn.execute("select syncsim_reclaim_expired(%s)", (to_datetime(now),))
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
+        async with self._connection(f"cancel jobs of user {user_id}") as conn:
+            cur = await conn.execute(
+                """update sync_jobs set status = 'failed', error = %s, completed_at = %s, updated_at = %s
+                   where user_id = %s and status = 'pending'""",
+                (reason, to_datetime(now), to_datetime(now), user_id),
+            )
+            return cur.rowcount
+
+    # -- Strava data ---------------------------------------------------------------------------------------
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None:
+        async with self._connection(f"get tokens of user {user_id}") as conn:
+            cur = await conn.execute(
+                """select athlete_id, access_token, refresh_token, expires_at, scope
+                   from strava_tokens where user_id = %s""",
+                (user_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return StravaTokens(
+            athlete_id=row[0],
+            access_token=row[1],
+            refresh_token=row[2],
+            expires_at=row[3].timestamp(),
+            scope=row[4],
+        )
+
+    async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
+        doing = f"save tokens of user {user_id}"
+        async with self._connection(doing) as conn:
+            try:
+                async with conn.transaction():
+                    await self._ensure_user(conn, user_id)
+                    await conn.execute(
+                        _SAVE_TOKENS,
+                        (
+                            user_id,
+                            tokens.athlete_id,
+                            tokens.access_token,
+                            tokens.refresh_token,
+                            to_datetime(tokens.expires_at),
+                            tokens.scope,
+                            to_datetime(now),
+                        ),
+                    )
+            except psycopg.errors.UniqueViolation:
+                raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
+
+    async def delete_tokens(self, user_id: uuid.UUID) -> bool:
+        async with self._connection(f"delete tokens of user {user_id}") as conn:
+            cur = await conn.execute("delete from strava_tokens where user_id = %s", (user_id,))
+            return cur.rowcount == 1
+
+    async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
+        async with self._connection(f"find user of athlete {athlete_id}") as conn:
+            cur = await conn.execute("select user_id from strava_tokens where athlete_id = %s", (athlete_id,))
+            row = await cur.fetchone()
+            return None if row is None else row[0]
+
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
+        """Insert or update by activity id in one transaction; return the number of distinct ids written.
+
+        Binary ``COPY`` into a staging temp table, then one ``INSERT … ON CONFLICT (id) DO UPDATE``: measured
+        at 30-60k activities/s locally, about twice ``executemany`` in pipeline mode. A repeated id keeps its
+        last occurrence (one statement may not update a row twice).
+        """
+        unique = {activity.id: activity for activity in activities}
+        if not unique:
+            return 0
+        synced_at = to_datetime(now)
+        rows = [
+            (
+                a.id,
+                user_id,
+                a.athlete_id,
+                a.name,
+                a.sport_type,
+                a.start_date,
+                a.distance,
+                a.moving_time,
+                a.elapsed_time,
+                a.total_elevation_gain,
+                orjson.dumps(a.raw).decode(),
+                synced_at,
+            )
+            for a in unique.values()
+        ]
+        copy_sql = f"copy syncsim_activities_in ({_ACTIVITY_COLUMNS}) from stdin (format binary)"
+        async with self._connection(f"upsert activities of user {user_id}") as conn, conn.transaction():
+            await self._ensure_user(conn, user_id)
+            await conn.execute(_STAGE_ACTIVITIES)
+            cur = conn.cursor()
+            async with cur.copy(copy_sql) as copy:
+                copy.set_types(_ACTIVITY_COPY_TYPES)
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(_UPSERT_ACTIVITIES)
+            return cur.rowcount
+
+    async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool:
+        async with self._connection(f"delete activity {activity_id}") as conn:
+            cur = await conn.execute(
+                "delete from strava_activities where user_id = %s and id = %s", (user_id, activity_id)
+            )
+            return cur.rowcount == 1
+
+    async def count_activities(self, user_id: uuid.UUID) -> int:
+        async with self._connection(f"count activities of user {user_id}") as conn:
+            cur = await conn.execute("select count(*) from strava_activities where user_id = %s", (user_id,))
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:
+        async with self._connection(f"find latest activity of user {user_id}") as conn:
+            cur = await conn.execute("select max(start_date) from strava_activities where user_id = %s", (user_id,))
+            row = await cur.fetchone()
+            return None if row is None or row[0] is None else row[0].astimezone(UTC)
+
+
+def _one_line(message: str, secret: str | None = None) -> str:
+    """libpq's multi-line messages as one line, with the password (if any) masked."""
+    text = "; ".join(line.strip() for line in message.strip().splitlines() if line.strip()) or "unknown error"
+    for variant in {secret, quote(secret, safe="")} if secret else ():
+        text = text.replace(variant, "***")
+    return text

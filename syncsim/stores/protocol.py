@@ -1,0 +1,111 @@
+"""The Store protocol: everything the runner, the API and the Strava sync need from a database.
+
+Implementations: :mod:`syncsim.stores.sqlite` (``sqlite:///path``, the embedded default),
+:mod:`syncsim.stores.postgres` (``postgresql://…``) and :mod:`syncsim.stores.supabase` (``supabase://…``);
+:func:`syncsim.stores.open_store` picks one by URL.
+Every time is passed in by the caller (``now``, UTC epoch seconds) so that stores never read a clock:
+under the simulator their timestamps are simulated time.
+
+Writes by a runner name the lease owner (``worker_id``); a write whose owner no longer holds the lease
+(it expired and another runner took the job) changes nothing and returns ``False``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from syncsim.jobs.model import Job, JobStatus
+from syncsim.strava.models import Activity, StravaTokens
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """What the runner, the API and the Strava sync need from a store."""
+
+    url: str  # redacted: safe to print
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations idempotently; return the names applied now."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- jobs ---------------------------------------------------------------------------------------------
+    async def create_job(
+        self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
+    ) -> tuple[Job, bool]:
+        """Insert a pending job, or return the user's active job of that type. ``(job, created)``."""
+        ...
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None: ...
+
+    async def list_jobs(
+        self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
+    ) -> list[Job]:
+        """Newest first."""
+        ...
+
+    async def claim_job(
+        self,
+        *,
+        worker_id: str,
+        now: float,
+        lease_s: float,
+        job_id: uuid.UUID | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Job | None:
+        """Reclaim expired leases, then take a due pending job (``job_id`` if given) and lease it.
+
+        Claiming sets ``running``, ``attempts += 1``, ``runs += 1``, ``started_at`` if unset, and the lease.
+        Two concurrent claims never return the same job.
+        """
+        ...
+
+    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool: ...
+
+    async def save_progress(
+        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float
+    ) -> bool: ...
+
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool: ...
+
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
+        """Back to ``pending`` with ``next_attempt_at = retry_at``; the spent attempt stays counted."""
+        ...
+
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
+        """Back to ``pending`` at ``at`` without spending an attempt (rate limit, deadline)."""
+        ...
+
+    async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool: ...
+
+    async def reclaim_expired(self, *, now: float) -> int:
+        """Expired leases: back to ``pending`` (the attempt counts), or ``failed`` when none remain."""
+        ...
+
+    async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
+        """End the user's pending jobs as ``failed`` with ``reason`` (e.g. the athlete deauthorized)."""
+        ...
+
+    # -- Strava data ---------------------------------------------------------------------------------------
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None: ...
+
+    async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None: ...
+
+    async def delete_tokens(self, user_id: uuid.UUID) -> bool: ...
+
+    async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None: ...
+
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
+        """Insert or update by activity id, in one batch; return how many rows were written."""
+        ...
+
+    async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool: ...
+
+    async def count_activities(self, user_id: uuid.UUID) -> int: ...
+
+    async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None: ...

@@ -1,0 +1,419 @@
+"""The embedded default store: SQLite through the standard library.
+
+One file (``sqlite:///syncsim.db``), WAL journal, so several processes on one machine can share it: every
+write that must be atomic (a claim, a create) runs in ``BEGIN IMMEDIATE``, which takes SQLite's single write
+lock, so two workers can never claim the same job. Calls are synchronous inside ``async`` methods: each
+statement takes microseconds, far less than handing it to a thread would.
+
+Times are REAL columns holding UTC epoch seconds, all written from the caller's clock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from syncsim.clock import from_datetime, to_datetime
+from syncsim.errors import ConfigError, InvalidInput, StoreError
+from syncsim.jobs.model import Job, JobStatus
+from syncsim.stores.sql import migration_files
+from syncsim.strava.models import Activity, StravaTokens
+
+__all__ = ["SQLiteStore"]
+
+_JOB_COLUMNS = (
+    "id, user_id, type, status, payload, result, error, created_at, started_at, completed_at, attempts, "
+    "max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at"
+)
+
+_RECLAIM_SQL = """
+UPDATE sync_jobs SET
+    status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+    error = CASE WHEN attempts >= max_attempts
+        THEN 'lease expired on attempt ' || attempts || ' of ' || max_attempts
+             || ': the invocation was killed at its deadline or its worker died; no attempts left'
+        ELSE 'lease expired on attempt ' || attempts
+             || ': the invocation was killed at its deadline or its worker died' END,
+    completed_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
+    next_attempt_at = :now,
+    locked_by = NULL,
+    locked_until = NULL,
+    updated_at = :now
+WHERE status = 'running' AND locked_until < :now
+"""
+
+
+def _ts(value: float | None) -> datetime | None:
+    return None if value is None else to_datetime(value)
+
+
+def _json(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    (
+        id_, user_id, type_, status, payload, result, error, created_at, started_at, completed_at,
+        attempts, max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at,
+    ) = row  # fmt: skip
+    return Job(
+        id=uuid.UUID(id_),
+        user_id=uuid.UUID(user_id),
+        type=type_,
+        status=JobStatus(status),
+        payload=_json(payload) or {},
+        result=_json(result),
+        error=error,
+        created_at=to_datetime(created_at),
+        started_at=_ts(started_at),
+        completed_at=_ts(completed_at),
+        attempts=attempts,
+        max_attempts=max_attempts,
+        locked_by=locked_by,
+        locked_until=_ts(locked_until),
+        next_attempt_at=_ts(next_attempt_at),
+        progress=_json(progress) or {},
+        runs=runs,
+        updated_at=_ts(updated_at),
+    )
+
+
+class SQLiteStore:
+    """The Store protocol on one SQLite database file (or ``:memory:``)."""
+
+    def __init__(self, path: str, *, busy_timeout_s: float = 10.0) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._busy_timeout_s = busy_timeout_s
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStore:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
+        parts = urlsplit(url)
+        if parts.scheme != "sqlite":
+            raise ConfigError(f"not a sqlite URL: {url!r}")
+        path = unquote(parts.netloc + parts.path)
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise ConfigError(f"sqlite URL has no path: {url!r} (use sqlite:///syncsim.db)")
+        return cls(path, **options)
+
+    # -- connection ------------------------------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            parent = Path(self.path).resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot open sqlite store {self.path!r}: directory {str(parent)!r} does not exist")
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open sqlite store {self.path!r}: {exc}") from None
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from the start (no lock upgrades, no deadlocks)."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path!r} is busy or unwritable: {exc}") from None
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    async def migrate(self) -> list[str]:
+        conn = self.conn
+        conn.execute("CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        applied: list[str] = []
+        for name, sql in migration_files("sqlite"):
+            with self._write():
+                if conn.execute("SELECT 1 FROM syncsim_migrations WHERE name = ?", (name,)).fetchone():
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                # Bookkeeping only: the one place a store takes the wall clock, since no job time depends on it.
+                conn.execute("INSERT INTO syncsim_migrations (name, applied_at) VALUES (?, julianday('now'))", (name,))
+            applied.append(name)
+        return applied
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+    async def create_job(
+        self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
+    ) -> tuple[Job, bool]:
+        job_id = uuid.uuid4()
+        with self._write() as conn:
+            row = conn.execute(
+                f"""INSERT INTO sync_jobs (id, user_id, type, status, payload, created_at, max_attempts,
+                        next_attempt_at, updated_at)
+                    VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)
+                    ON CONFLICT DO NOTHING RETURNING {_JOB_COLUMNS}""",
+                (
+                    str(job_id),
+                    str(user_id),
+                    type,
+                    orjson.dumps(payload).decode(),
+                    now,
+                    max_attempts,
+                    now,
+                    now,
+                ),
+            ).fetchone()
+            if row is not None:
+                return _job_from_row(row), True
+            row = conn.execute(
+                f"""SELECT {_JOB_COLUMNS} FROM sync_jobs
+                    WHERE user_id = ? AND type = ? AND status IN ('pending', 'running')""",
+                (str(user_id), type),
+            ).fetchone()
+        if row is None:  # pragma: no cover - only if the constraint fired for another reason
+            raise StoreError(f"could not create a {type} job for user {user_id}")
+        return _job_from_row(row), False
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    async def list_jobs(
+        self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
+    ) -> list[Job]:
+        where, params = [], []
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(str(user_id))
+        if status is not None:
+            where.append("status = ?")
+            params.append(str(status))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self.conn.execute(
+            f"SELECT {_JOB_COLUMNS} FROM sync_jobs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [_job_from_row(r) for r in rows]
+
+    async def claim_job(
+        self,
+        *,
+        worker_id: str,
+        now: float,
+        lease_s: float,
+        job_id: uuid.UUID | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Job | None:
+        filters, params = [], []
+        if job_id is not None:
+            filters.append("AND id = ?")
+            params.append(str(job_id))
+        if types:
+            filters.append(f"AND type IN ({', '.join('?' * len(types))})")
+            params.extend(types)
+        with self._write() as conn:
+            conn.execute(_RECLAIM_SQL, {"now": now})
+            row = conn.execute(
+                f"""UPDATE sync_jobs SET status = 'running', attempts = attempts + 1, runs = runs + 1,
+                        started_at = COALESCE(started_at, ?), locked_by = ?, locked_until = ?, updated_at = ?
+                    WHERE id = (SELECT id FROM sync_jobs WHERE status = 'pending' AND next_attempt_at <= ?
+                                {" ".join(filters)} ORDER BY next_attempt_at, created_at LIMIT 1)
+                    RETURNING {_JOB_COLUMNS}""",
+                (now, worker_id, now + lease_s, now, now, *params),
+            ).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    def _update_owned(self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]) -> bool:
+        with self._write() as conn:
+            cursor = conn.execute(
+                f"UPDATE sync_jobs SET {assignments} WHERE id = ? AND status = 'running' AND locked_by = ?",
+                (*params, str(job_id), worker_id),
+            )
+            return cursor.rowcount == 1
+
+    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
+        return self._update_owned(job_id, worker_id, "locked_until = ?, updated_at = ?", (now + lease_s, now))
+
+    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
+        return self._update_owned(
+            job_id, worker_id, "progress = ?, updated_at = ?", (orjson.dumps(progress).decode(), now)
+        )
+
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
+        return self._update_owned(
+            job_id,
+            worker_id,
+            "status = 'completed', result = ?, error = NULL, completed_at = ?, locked_by = NULL, "
+            "locked_until = NULL, updated_at = ?",
+            (orjson.dumps(result).decode(), now, now),
+        )
+
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
+        return self._update_owned(
+            job_id,
+            worker_id,
+            "status = 'pending', error = ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?",
+            (error, retry_at, now),
+        )
+
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
+        return self._update_owned(
+            job_id,
+            worker_id,
+            "status = 'pending', attempts = attempts - 1, error = ?, next_attempt_at = ?, locked_by = NULL, "
+            "locked_until = NULL, updated_at = ?",
+            (reason, at, now),
+        )
+
+    async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool:
+        return self._update_owned(
+            job_id,
+            worker_id,
+            "status = 'failed', error = ?, completed_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?",
+            (error, now, now),
+        )
+
+    async def reclaim_expired(self, *, now: float) -> int:
+        with self._write() as conn:
+            return conn.execute(_RECLAIM_SQL, {"now": now}).rowcount
+
+    async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                """UPDATE sync_jobs SET status = 'failed', error = ?, completed_at = ?, updated_at = ?
+                   WHERE user_id = ? AND status = 'pending'""",
+                (reason, now, now, str(user_id)),
+            ).rowcount
+
+    # -- Strava data ---------------------------------------------------------------------------------------------
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None:
+        row = self.conn.execute(
+            "SELECT athlete_id, access_token, refresh_token, expires_at, scope FROM strava_tokens WHERE user_id = ?",
+            (str(user_id),),
+        ).fetchone()
+        if row is None:
+            return None
+        return StravaTokens(
+            athlete_id=row[0], access_token=row[1], refresh_token=row[2], expires_at=row[3], scope=row[4]
+        )
+
+    async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
+        with self._write() as conn:
+            try:
+                conn.execute(
+                    """INSERT INTO strava_tokens (user_id, athlete_id, access_token, refresh_token, expires_at,
+                            scope, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (user_id) DO UPDATE SET athlete_id = excluded.athlete_id,
+                            access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+                            expires_at = excluded.expires_at, scope = excluded.scope,
+                            updated_at = excluded.updated_at""",
+                    (
+                        str(user_id),
+                        tokens.athlete_id,
+                        tokens.access_token,
+                        tokens.refresh_token,
+                        tokens.expires_at,
+                        tokens.scope,
+                        now,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
+
+    async def delete_tokens(self, user_id: uuid.UUID) -> bool:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
+
+    async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
+        row = self.conn.execute("SELECT user_id FROM strava_tokens WHERE athlete_id = ?", (athlete_id,)).fetchone()
+        return None if row is None else uuid.UUID(row[0])
+
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
+        if not activities:
+            return 0
+        uid = str(user_id)
+        rows = [
+            (
+                a.id,
+                uid,
+                a.athlete_id,
+                a.name,
+                a.sport_type,
+                from_datetime(a.start_date),
+                a.distance,
+                a.moving_time,
+                a.elapsed_time,
+                a.total_elevation_gain,
+                orjson.dumps(a.raw).decode(),
+                now,
+            )
+            for a in activities
+        ]
+        with self._write() as conn:
+            conn.executemany(
+                """INSERT INTO strava_activities (id, user_id, athlete_id, name, sport_type, start_date, distance,
+                        moving_time, elapsed_time, total_elevation_gain, raw, synced_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, athlete_id = excluded.athlete_id,
+                        name = excluded.name, sport_type = excluded.sport_type, start_date = excluded.start_date,
+                        distance = excluded.distance, moving_time = excluded.moving_time,
+                        elapsed_time = excluded.elapsed_time,
+                        total_elevation_gain = excluded.total_elevation_gain, raw = excluded.raw,
+                        synced_at = excluded.synced_at""",
+                rows,
+            )
+        return len(rows)
+
+    async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool:
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "DELETE FROM strava_activities WHERE user_id = ? AND id = ?", (str(user_id), activity_id)
+                ).rowcount
+                == 1
+            )
+
+    async def count_activities(self, user_id: uuid.UUID) -> int:
+        row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()
+        return int(row[0])
+
+    async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:
+        row = self.conn.execute(
+            "SELECT max(start_date) FROM strava_activities WHERE user_id = ?", (str(user_id),)
+        ).fetchone()
+        return None if row is None or row[0] is None else to_datetime(row[0])
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (our migrations hold no semicolons inside literals or triggers)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

@@ -1,0 +1,527 @@
+"""The Store protocol over Supabase's REST API (PostgREST), through supabase-py's async client.
+
+``supabase://<project-host>`` → ``https://<project-host>`` (``supabase://abcd.supabase.co``; a bare project
+ref ``supabase://abcd`` means ``abcd.supabase.co``; ``supabase://127.0.0.1:54321?scheme=http`` for a local
+stack). The key comes from ``$SUPABASE_KEY``: the service-role key for the runner, which bypasses RLS and
+checks ``user_id`` itself. :meth:`SupabaseStore.for_user` makes a store that reads on a user's behalf with
+the user's JWT, so row-level security applies.
+
+Plain table operations go through PostgREST (``sync_jobs``, ``strava_tokens``, ``strava_activities``); the
+job state machine is the SQL functions of migration ``0005_functions``, called by RPC, so both PostgreSQL
+stores share one implementation of claiming, leases and retries. Every time is the caller's clock, sent as
+ISO 8601 UTC. Every PostgREST or HTTP error leaves as one line without the key or JWT: a refused value is
+:class:`~syncsim.errors.InvalidInput`, anything else a :class:`~syncsim.errors.StoreError`. A write that
+references an unknown user adds it where the database allows (``syncsim_ensure_user``) and is tried once more.
+Migrations cannot run over REST: apply them with ``syncsim migrate`` on the project's ``postgresql://``
+connection string; ``migrate()`` here only checks that the schema is there.
+
+The HTTP client is injectable (``http_client=`` or ``transport=``): the tests route it to a PostgREST-compatible
+transport that executes PostgREST's API on a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from postgrest import APIError
+from postgrest.types import CountMethod, ReturnMethod
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
+
+from syncsim.clock import to_datetime
+from syncsim.errors import ConfigError, InvalidInput, StoreError
+from syncsim.jobs.model import Job, JobStatus, job_from_mapping
+from syncsim.stores.urls import redact_url
+from syncsim.strava.models import Activity, StravaTokens
+
+__all__ = ["CREATE_RACE_RETRIES", "KEY_ENV", "SupabaseStore"]
+
+#: The environment variable holding the project's API key (service-role key for the runner).
+KEY_ENV = "SUPABASE_KEY"
+#: Seconds before a REST call gives up; a serverless invocation has only a few seconds to spare.
+TIMEOUT_S = 30.0
+#: How often create_job retries when the user's active job finishes between a refused insert and the select.
+CREATE_RACE_RETRIES = 5
+
+# PostgREST codes of input the store refuses (bad value, check constraint), as opposed to a failing store.
+_INVALID_INPUT_CODES = {"22P02", "22007", "22008", "22023", "23514", "23502", "PGRST102"}
+# 23503: a foreign key to auth.users; 409 is PostgREST's status for both unique and foreign-key violations.
+_UNIQUE, _FOREIGN_KEY = "23505", "23503"
+
+T = TypeVar("T")
+
+
+class _UniqueViolation(StoreError):
+    """PostgREST's 409 for 23505 (the one-active-job index, a token's athlete id); handled where expected."""
+
+
+class _UnknownUser(InvalidInput):
+    """PostgREST's 409 for 23503: the user id is not in ``auth.users``."""
+
+
+def _iso(ts: float) -> str:
+    """UTC epoch seconds → ISO 8601 UTC, as PostgREST expects timestamps."""
+    return to_datetime(ts).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).astimezone(UTC)
+
+
+_TOKEN_COLUMNS = "athlete_id,access_token,refresh_token,expires_at,scope"
+
+
+def _project_url(url: str) -> str:
+    """``supabase://host[:port][/path][?scheme=http]`` → the project's HTTP(S) base URL."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "supabase" or not parts.hostname:
+        raise ConfigError(f"bad supabase URL {redact_url(url)!r}: use supabase://<project-ref>.supabase.co")
+    scheme = (parse_qs(parts.query).get("scheme") or ["https"])[0].lower()
+    if scheme not in {"http", "https"}:
+        raise ConfigError(f"bad supabase URL {redact_url(url)!r}: scheme must be http or https")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"bad supabase URL {redact_url(url)!r}: the port is not a number") from None
+    host = parts.hostname
+    if "." not in host and host != "localhost" and port is None:
+        host = f"{host}.supabase.co"  # a bare project ref
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+class SupabaseStore:
+    """The Store protocol over Supabase REST with supabase-py's :class:`~supabase.AsyncClient`.
+
+    ``url`` is safe to print (it never holds the key). Pass ``http_client`` (owned by the caller) or
+    ``transport`` (wrapped in a client this store owns and closes) to route requests elsewhere. With
+    ``user_jwt`` every request carries the user's token in ``Authorization``, so RLS applies.
+    """
+
+    def __init__(
+        self,
+        project_url: str,
+        key: str,
+        *,
+        url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        user_jwt: str | None = None,
+        timeout: float = TIMEOUT_S,
+    ) -> None:
+        if not key:
+            raise ConfigError(f"supabase store needs an API key: set {KEY_ENV}")
+        if http_client is not None and transport is not None:
+            raise ConfigError("supabase store: pass http_client or transport, not both")
+        self.url = redact_url(url or f"supabase://{urlsplit(project_url).netloc}")
+        #: The project's HTTP(S) base URL (no secret in it).
+        self.project_url = project_url
+        self._key = key
+        self._user_jwt = user_jwt
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._client: AsyncClient | None = None
+        self._client_lock = asyncio.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, *, key: str | None = None, **options: Any) -> SupabaseStore:
+        """``supabase://<project-host>``; the key is ``key`` or ``$SUPABASE_KEY``. ``options``:
+        ``http_client``, ``transport``, ``user_jwt``, ``timeout`` (seconds)."""
+        allowed = {"http_client", "transport", "user_jwt", "timeout"}
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"unknown supabase store option(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}"
+            )
+        project_url = _project_url(url)
+        key = key or os.environ.get(KEY_ENV, "")
+        if not key:
+            raise ConfigError(f"supabase store {redact_url(url)}: {KEY_ENV} is not set (the project's API key)")
+        return cls(project_url, key, url=url, **options)
+
+    def for_user(self, jwt: str) -> SupabaseStore:
+        """A store that acts as the user whose JWT this is (RLS applies); it shares this store's HTTP client."""
+        if not jwt:
+            raise InvalidInput("for_user needs the user's JWT")
+        return SupabaseStore(self.project_url, self._key, url=self.url, http_client=self._http, user_jwt=jwt)
+
+    def __repr__(self) -> str:
+        return f"SupabaseStore({self.url!r}{', as user' if self._user_jwt else ''})"
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    async def _supabase(self) -> AsyncClient:
+        if self._client is None:
+            async with self._client_lock:
+                if self._client is None:
+                    headers = {"Authorization": f"Bearer {self._user_jwt}"} if self._user_jwt else {}
+                    options = AsyncClientOptions(
+                        httpx_client=self._http,
+                        headers=headers,
+                        auto_refresh_token=False,
+                        persist_session=False,
+                    )
+                    self._client = await acreate_client(self.project_url, self._key, options=options)
+        return self._client
+
+    def _one_line(self, text: str) -> str:
+        line = " ".join(str(text).split()) or "unknown error"
+        for secret in (self._key, self._user_jwt):
+            if secret:
+                line = line.replace(secret, "***")
+        return line
+
+    def _error(self, exc: APIError, doing: str) -> Exception:
+        code = exc.code or "HTTP"
+        message = self._one_line(f"{code} {exc.message or ''}" + (f" ({exc.details})" if exc.details else ""))
+        if code == _UNIQUE:
+            return _UniqueViolation(f"supabase store {self.url}: {doing} failed: {message}")
+        if code in _INVALID_INPUT_CODES:
+            return InvalidInput(f"{doing}: {message}")
+        hint = " (is the database migrated? run `syncsim migrate` on its postgresql:// URL)"
+        missing = code in {"42P01", "42883", "PGRST202", "PGRST205"}
+        return StoreError(f"supabase store {self.url}: {doing} failed: {message}{hint if missing else ''}")
+
+    async def _run(self, doing: str, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
+        """Run one REST call; PostgREST and HTTP errors leave as one-line errors without the key."""
+        client = await self._supabase()
+        try:
+            return await call(client)
+        except APIError as exc:
+            if exc.code == _FOREIGN_KEY:
+                raise _UnknownUser(f"{doing}: the user does not exist in auth.users") from None
+            raise self._error(exc, doing) from None
+        except httpx.HTTPError as exc:
+            raise StoreError(
+                f"supabase store {self.url}: {doing} failed: {type(exc).__name__} {self._one_line(str(exc))}"
+            ) from None
+
+    async def _rpc(self, doing: str, function: str, params: dict[str, Any]) -> Any:
+        async def call(client: AsyncClient) -> Any:
+            return (await client.rpc(function, params).execute()).data
+
+        return await self._run(doing, call)
+
+    async def _with_user(self, doing: str, user_id: uuid.UUID, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
+        """Run a write that references ``auth.users``; on a missing user, add it where the database allows
+        (plain PostgreSQL's compat table, via ``syncsim_ensure_user``) and try once more."""
+        try:
+            return await self._run(doing, call)
+        except _UnknownUser:
+            pass
+        if not await self._rpc(f"{doing}: ensure user", "syncsim_ensure_user", {"p_user_id": str(user_id)}):
+            raise InvalidInput(f"{doing}: the user does not exist in auth.users")
+        return await self._run(doing, call)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Check that the schema is there (REST cannot run DDL); return ``[]``.
+
+        Apply migrations with ``syncsim migrate postgresql://…`` (the project's connection string)."""
+
+        async def probe(client: AsyncClient) -> Any:
+            return await client.table("sync_jobs").select("id").limit(1).execute()
+
+        await self._run("check the sync_jobs table", probe)
+        return []
+
+    async def close(self) -> None:
+        """Close the HTTP client if this store created it."""
+        self._client = None
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- jobs ----------------------------------------------------------------------------------------------
+    async def create_job(
+        self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
+    ) -> tuple[Job, bool]:
+        """Insert a pending job; a 409 on the one-active-job index returns the user's active job instead."""
+        if not isinstance(payload, dict):
+            raise InvalidInput(f"job payload must be a JSON object, got {payload.__class__.__name__}")
+        if max_attempts < 1:
+            raise InvalidInput(f"max_attempts must be at least 1, got {max_attempts}")
+        at = _iso(now)
+        row = {
+            "user_id": str(user_id),
+            "type": type,
+            "status": JobStatus.PENDING.value,
+            "payload": payload,
+            "created_at": at,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "next_attempt_at": at,
+            "progress": {},
+            "runs": 0,
+            "updated_at": at,
+        }
+        doing = f"create {type} job for user {user_id}"
+
+        async def insert(client: AsyncClient) -> Any:
+            return await client.table("sync_jobs").insert(row, returning=ReturnMethod.representation).execute()
+
+        async def active(client: AsyncClient) -> Any:
+            return (
+                await client.table("sync_jobs")
+                .select("*")
+                .eq("user_id", str(user_id))
+                .eq("type", type)
+                .in_("status", ["pending", "running"])
+                .execute()
+            )
+
+        for _ in range(CREATE_RACE_RETRIES):
+            try:
+                created = await self._with_user(doing, user_id, insert)
+                return job_from_mapping(created.data[0]), True
+            except _UniqueViolation:
+                pass
+            found = await self._run(doing, active)
+            if found.data:
+                return job_from_mapping(found.data[0]), False
+        raise StoreError(f"supabase store {self.url}: {doing} kept racing with the user's active job")
+
+    async def get_job(self, job_id: uuid.UUID) -> Job | None:
+        async def get(client: AsyncClient) -> Any:
+            return await client.table("sync_jobs").select("*").eq("id", str(job_id)).limit(1).execute()
+
+        rows = (await self._run(f"get job {job_id}", get)).data
+        return job_from_mapping(rows[0]) if rows else None
+
+    async def list_jobs(
+        self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
+    ) -> list[Job]:
+        """Newest first (``created_at``, then ``updated_at``); a user store sees only its own jobs (RLS)."""
+
+        async def select(client: AsyncClient) -> Any:
+            query = client.table("sync_jobs").select("*")
+            if user_id is not None:
+                query = query.eq("user_id", str(user_id))
+            if status is not None:
+                query = query.eq("status", str(status))
+            return (
+                await query.order("created_at", desc=True)
+                .order("updated_at", desc=True)
+                .order("id")
+                .limit(limit)
+                .execute()
+            )
+
+        return [job_from_mapping(r) for r in (await self._run("list jobs", select)).data]
+
+    async def claim_job(
+        self,
+        *,
+        worker_id: str,
+        now: float,
+        lease_s: float,
+        job_id: uuid.UUID | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Job | None:
+        """RPC ``syncsim_claim_job``: reclaim expired leases, then lease one due job (``SKIP LOCKED``)."""
+        rows = await self._rpc(
+            "claim job",
+            "syncsim_claim_job",
+            {
+                "p_worker": worker_id,
+                "p_now": _iso(now),
+                "p_lease_s": lease_s,
+                "p_job_id": None if job_id is None else str(job_id),
+                "p_types": list(types) if types else None,
+            },
+        )
+        return job_from_mapping(rows[0]) if rows else None
+
+    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
+        params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_now": _iso(now), "p_lease_s": lease_s}
+        return bool(await self._rpc(f"extend lease of job {job_id}", "syncsim_extend_lease", params))
+
+    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
+        params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_progress": progress, "p_now": _iso(now)}
+        return bool(await self._rpc(f"save progress of job {job_id}", "syncsim_save_progress", params))
+
+    async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
+        params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_result": result, "p_now": _iso(now)}
+        return bool(await self._rpc(f"complete job {job_id}", "syncsim_complete_job", params))
+
+    async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
+        params = {
+            "p_job_id": str(job_id),
+            "p_worker": worker_id,
+            "p_error": error,
+            "p_retry_at": _iso(retry_at),
+            "p_now": _iso(now),
+        }
+        return bool(await self._rpc(f"retry job {job_id}", "syncsim_retry_job", params))
+
+    async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
+        params = {
+            "p_job_id": str(job_id),
+            "p_worker": worker_id,
+            "p_at": _iso(at),
+            "p_reason": reason,
+            "p_now": _iso(now),
+        }
+        return bool(await self._rpc(f"reschedule job {job_id}", "syncsim_reschedule_job", params))
+
+    async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool:
+        params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_error": error, "p_now": _iso(now)}
+        return bool(await self._rpc(f"fail job {job_id}", "syncsim_fail_job", params))
+
+    async def reclaim_expired(self, *, now: float) -> int:
+        return int(await self._rpc("reclaim expired leases", "syncsim_reclaim_expired", {"p_now": _iso(now)}) or 0)
+
+    async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
+        at = _iso(now)
+
+        async def update(client: AsyncClient) -> Any:
+            return (
+                await client.table("sync_jobs")
+                .update(
+                    {"status": "failed", "error": reason, "completed_at": at, "updated_at": at},
+                    count=CountMethod.exact,
+                    returning=ReturnMethod.minimal,
+                )
+                .eq("user_id", str(user_id))
+                .eq("status", "pending")
+                .execute()
+            )
+
+        return (await self._run(f"cancel jobs of user {user_id}", update)).count or 0
+
+    # -- Strava data ---------------------------------------------------------------------------------------
+    async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None:
+        async def select(client: AsyncClient) -> Any:
+            return await client.table("strava_tokens").select(_TOKEN_COLUMNS).eq("user_id", str(user_id)).execute()
+
+        rows = (await self._run(f"get tokens of user {user_id}", select)).data
+        if not rows:
+            return None
+        row = rows[0]
+        expires = _dt(row["expires_at"])
+        assert expires is not None
+        return StravaTokens(
+            athlete_id=row["athlete_id"],
+            access_token=row["access_token"],
+            refresh_token=row["refresh_token"],
+            expires_at=expires.timestamp(),
+            scope=row["scope"],
+        )
+
+    async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
+        row = {
+            "user_id": str(user_id),
+            "athlete_id": tokens.athlete_id,
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_at": _iso(tokens.expires_at),
+            "scope": tokens.scope,
+            "updated_at": _iso(now),
+        }
+
+        async def upsert(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_tokens")
+                .upsert(row, on_conflict="user_id", returning=ReturnMethod.minimal)
+                .execute()
+            )
+
+        try:
+            await self._with_user(f"save tokens of user {user_id}", user_id, upsert)
+        except _UniqueViolation:
+            raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
+
+    async def delete_tokens(self, user_id: uuid.UUID) -> bool:
+        async def delete(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_tokens")
+                .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
+                .eq("user_id", str(user_id))
+                .execute()
+            )
+
+        return (await self._run(f"delete tokens of user {user_id}", delete)).count == 1
+
+    async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
+        async def select(client: AsyncClient) -> Any:
+            return await client.table("strava_tokens").select("user_id").eq("athlete_id", athlete_id).execute()
+
+        rows = (await self._run(f"find user of athlete {athlete_id}", select)).data
+        return uuid.UUID(rows[0]["user_id"]) if rows else None
+
+    async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
+        """One ``POST`` per batch with ``Prefer: resolution=merge-duplicates`` on ``id``; returns the number of
+        distinct ids written (a repeated id keeps its last occurrence, as one statement may not update a row
+        twice)."""
+        unique = {activity.id: activity for activity in activities}
+        if not unique:
+            return 0
+        synced_at = _iso(now)
+        rows = [
+            {
+                "id": a.id,
+                "user_id": str(user_id),
+                "athlete_id": a.athlete_id,
+                "name": a.name,
+                "sport_type": a.sport_type,
+                "start_date": a.start_date.astimezone(UTC).isoformat(),
+                "distance": a.distance,
+                "moving_time": a.moving_time,
+                "elapsed_time": a.elapsed_time,
+                "total_elevation_gain": a.total_elevation_gain,
+                "raw": a.raw,
+                "synced_at": synced_at,
+            }
+            for a in unique.values()
+        ]
+
+        async def upsert(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activities")
+                .upsert(rows, on_conflict="id", returning=ReturnMethod.minimal)
+                .execute()
+            )
+
+        await self._with_user(f"upsert activities of user {user_id}", user_id, upsert)
+        return len(rows)
+
+    async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool:
+        async def delete(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activities")
+                .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
+                .eq("user_id", str(user_id))
+                .eq("id", activity_id)
+                .execute()
+            )
+
+        return (await self._run(f"delete activity {activity_id}", delete)).count == 1
+
+    async def count_activities(self, user_id: uuid.UUID) -> int:
+        async def count(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activities")
+                .select("id", count=CountMethod.exact, head=True)
+                .eq("user_id", str(user_id))
+                .execute()
+            )
+
+        return (await self._run(f"count activities of user {user_id}", count)).count or 0
+
+    async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:
+        async def latest(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activities")
+                .select("start_date")
+                .eq("user_id", str(user_id))
+                .order("start_date", desc=True)
+                .limit(1)
+                .execute()
+            )
+
+        rows = (await self._run(f"find latest activity of user {user_id}", latest)).data
+        return _dt(rows[0]["start_date"]) if rows else None
