@@ -1,88 +1,94 @@
-"""Benchmark the reference sweep: wall time, simulated Strava requests per wall second, peak memory.
+"""Benchmark the reference sweep: wall time, simulated Strava requests per wall second, peak memory — side by
+side with another commit of syncsim, in the same run.
 
-    python benchmarks/simulate.py                 # the reference sweep (1,000 athletes x 2 platforms x 3 strategies)
-    python benchmarks/simulate.py --athletes 200  # its first 200 athletes
-    python benchmarks/simulate.py --profile       # cProfile of one run (hobby/resumable), top functions
+    python benchmarks/simulate.py                         # this checkout's sweep, once
+    python benchmarks/simulate.py --against e977c24       # alternate with that commit, print both and the ratio
+    python benchmarks/simulate.py --athletes 200          # the sweep's first 200 athletes
+    python benchmarks/simulate.py --profile               # cProfile of one run (hobby/resumable), top functions
 
-Targets: the full sweep in <= 60 s on a 2-core machine, <= 2 GB. Timings are noisy on a shared box.
+Targets: the full sweep in <= 60 s on a 2-core machine, <= 2 GB per process. Each sweep runs in a fresh Python
+process (``-X importtime`` off, the same interpreter for both sides); with ``--against`` the two sides alternate
+``--repeat`` times, so a machine that slows down meanwhile slows both. The other commit is checked out with
+``git worktree`` into a temporary folder and imported from there.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
+import json
+import os
 import pstats
-import resource
-import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from datetime import datetime
+from pathlib import Path
 
-import orjson
-
-from syncsim.sim.compare import REFERENCE_SWEEP, reference_sweep
-from syncsim.sim.run import simulate
-from syncsim.sim.workload import Workload
-
-#: The machine check: fixed work that runs no syncsim code (so it does not get faster when syncsim does), timed
-#: in CPU seconds before and after the sweep. On this shared machine it took 0.72-1.62 s within minutes on
-#: 2026-11-30; it says how fast the machine was meanwhile, and the sweep is also given in checks. It runs in one
-#: process: it does not see what slows two busy processes down together (the sweep took 55.5 s once between
-#: checks of 0.87 and 0.83 s, and 40-47 s in other runs at checks of 0.72-0.96 s).
-CHECK_PAGES = 600
-#: The check's CPU time on this 2-core machine on 2026-11-30 (the lowest of the day).
-REFERENCE_CHECK_S = 0.72
+ROOT = Path(__file__).resolve().parent.parent
 TARGET_S = 60.0
 
-
-def machine_check(*, repeat: int = 3) -> float:
-    """CPU seconds of the fixed work, the best of ``repeat``: what a sync does, without syncsim's code.
-
-    Each of ``CHECK_PAGES`` pages parses 200 JSON activities, reads their times, serializes them back and
-    inserts them into an indexed in-memory SQLite table in a transaction; 20,000 asyncio tasks each sleep once.
-    """
-    items = [
-        {"id": i, "name": f"Activity {i}", "distance": i * 1.5, "start_date": f"2020-01-{1 + i % 28:02d}T06:00:00Z"}
-        for i in range(200)
-    ]
-    body = orjson.dumps(items)
-    best = float("inf")
-    for _ in range(repeat):
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, user TEXT NOT NULL, at REAL NOT NULL, raw TEXT)")
-        conn.execute("CREATE INDEX t_user_at ON t (user, at DESC)")
-        started = time.process_time()
-        for page in range(CHECK_PAGES):
-            user = f"athlete-{page % 97:05d}"
-            rows = [
-                (
-                    page * 1000 + d["id"],
-                    user,
-                    datetime.fromisoformat(d["start_date"]).timestamp(),
-                    orjson.dumps(d).decode(),
-                )
-                for d in orjson.loads(body)
-            ]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        asyncio.run(_sleepers(20_000))
-        best = min(best, time.process_time() - started)
-        conn.close()
-    return best
+#: What each side runs, in its own process: the same public entry point exists in every layout of syncsim.
+_CHILD = """
+import json, resource, sys, time
+from syncsim.sim.compare import reference_sweep
+athletes = json.loads(sys.argv[1])
+started = time.perf_counter()
+sweep = reference_sweep(athletes=athletes, keep_events=False)
+wall = time.perf_counter() - started
+runs = sweep.params["runs"]
+print(json.dumps({
+    "wall_s": wall,
+    "athletes": runs[0]["athletes"],
+    "runs": len(runs),
+    "workers": sweep.params["workers"],
+    "strava_requests": sum(r["strava_requests"] for r in runs),
+    "api_requests": sum(r["invocations"] for r in runs),
+    "activities": sum(r["activities"] for r in runs),
+    "peak_mb": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                   resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024,
+    "per_run": [[r["platform"], r["strategy"], r.get("run_cpu_s"), r.get("run_wall_s")] for r in runs],
+    "scorecard": sweep.scorecard().reset_index().to_dict("records"),
+}))
+"""
 
 
-async def _sleepers(n: int) -> None:
-    await asyncio.gather(*(asyncio.sleep(0.001 * (i % 7)) for i in range(n)))
+def run_sweep(source: Path, athletes: int | None) -> dict[str, object]:
+    """One sweep in a fresh process importing syncsim from ``source``; its figures."""
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(athletes)],
+        env=env,
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def checkout(ref: str, into: Path) -> Path:
+    """``ref`` of this repository as a work tree in ``into`` (removed by the caller's temp dir)."""
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(into), ref], check=True, capture_output=True
+    )
+    return into
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--athletes", type=int, default=None, help="only the first N athletes of the workload")
-    parser.add_argument("--processes", type=int, default=None)
+    parser.add_argument("--against", metavar="REF", help="a commit to run side by side (git ref)")
+    parser.add_argument("--repeat", type=int, default=2, help="sweeps per side with --against (default 2)")
     parser.add_argument("--profile", action="store_true", help="profile one hobby/resumable run instead")
     args = parser.parse_args()
     if args.profile:
+        from syncsim.sim.compare import REFERENCE_SWEEP
+        from syncsim.sim.run import simulate
+        from syncsim.sim.workload import Workload
+
         workload = Workload.named(REFERENCE_SWEEP["workload"]).head(args.athletes or 200)
         profiler = cProfile.Profile()
         started = time.perf_counter()
@@ -92,48 +98,52 @@ def main() -> None:
         print(f"one run: {time.perf_counter() - started:.1f} s wall, {result.params['strava_requests']} requests")
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
         return
-    before = machine_check()
-    started = time.perf_counter()
-    cpu = time.process_time()
-    sweep = reference_sweep(athletes=args.athletes, processes=args.processes, keep_events=False)
-    wall = time.perf_counter() - started
-    parent_cpu = time.process_time() - cpu
-    after = machine_check()
-    requests = sum(run["strava_requests"] for run in sweep.params["runs"])
-    invocations = sum(run["invocations"] for run in sweep.params["runs"])
-    activities = sum(run["activities"] for run in sweep.params["runs"])
-    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    peak_child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    athletes = sweep.params["runs"][0]["athletes"]
+
+    if args.against is None:
+        this = run_sweep(ROOT, args.athletes)
+        print(f"reference sweep: {this['athletes']} athletes x {this['runs']} runs, {this['workers']} processes")
+        print(f"wall time            {this['wall_s']:8.1f} s   (target <= {TARGET_S:.0f} s for 1,000 athletes)")
+        _figures(this)
+        return
+
+    with tempfile.TemporaryDirectory(prefix="syncsim-bench-") as tmp:
+        other = checkout(args.against, Path(tmp) / "other")
+        try:
+            walls: dict[str, list[float]] = {"this": [], args.against: []}
+            last: dict[str, dict[str, object]] = {}
+            for i in range(args.repeat):
+                order = [("this", ROOT), (args.against, other)]
+                if i % 2:
+                    order.reverse()
+                for name, source in order:
+                    result = run_sweep(source, args.athletes)
+                    walls[name].append(float(result["wall_s"]))  # type: ignore[arg-type]
+                    last[name] = result
+                    print(f"  sweep {i + 1} {name:>12}: {result['wall_s']:6.1f} s wall", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
+    this_median, other_median = statistics.median(walls["this"]), statistics.median(walls[args.against])
+    print()
+    print(f"reference sweep: {last['this']['athletes']} athletes x {last['this']['runs']} runs")
+    print(f"this checkout        median {this_median:6.1f} s  (runs: {', '.join(f'{w:.1f}' for w in walls['this'])})")
     print(
-        f"reference sweep: {athletes} athletes x {len(sweep.params['runs'])} runs, {sweep.params['workers']} processes"
+        f"{args.against:<20} median {other_median:6.1f} s  (runs: {', '.join(f'{w:.1f}' for w in walls[args.against])})"
     )
-    print(f"wall time            {wall:8.1f} s   (target <= {TARGET_S:.0f} s for 1,000 athletes)")
-    print(f"activities served    {activities:8d}")
+    print(f"ratio this/{args.against}: {this_median / other_median:.2f}x   (target <= 1.25x and <= {TARGET_S:.0f} s)")
+    print()
+    _figures(last["this"])
+
+
+def _figures(result: dict[str, object]) -> None:
+    wall = float(result["wall_s"])  # type: ignore[arg-type]
+    requests = int(result["strava_requests"])  # type: ignore[call-overload]
+    print(f"activities served    {result['activities']:>8}")
     print(f"Strava requests      {requests:8d}   ({requests / wall:,.0f} simulated requests per wall second)")
-    print(f"API requests         {invocations:8d}   (the browsers' submits and polls, through the real app)")
-    print(f"peak memory          {max(peak_self, peak_child):8.0f} MB (largest process; parent {peak_self:.0f} MB)")
-    print(f"parent CPU           {parent_cpu:8.1f} s")
-    check = (before + after) / 2
-    print(
-        f"machine check        {before:8.2f} s before, {after:.2f} s after   (fixed work, no syncsim code, best of 3; "
-        f"{REFERENCE_CHECK_S} s at best on 2026-11-30: above that, this machine is slower now)"
-    )
-    target_checks = TARGET_S / REFERENCE_CHECK_S
-    print(
-        f"sweep in checks      {wall / check:8.1f}     (wall time / mean check; the {TARGET_S:.0f} s target at the "
-        f"best check is {target_checks:.1f}; at this run's speed it is {target_checks * check:.0f} s)"
-    )
-    print()
+    print(f"API requests         {result['api_requests']:>8}   (the browsers' submits and polls, through the real app)")
+    print(f"peak memory          {result['peak_mb']:8.0f} MB (largest process)")
     print("runs (CPU and wall seconds of each, in the process that ran it):")
-    for run in sweep.params["runs"]:
-        print(
-            f"  {run['platform']:>6} {run['strategy']:<10} pid {run['run_pid']:>7}  cpu {run['run_cpu_s']:6.1f} s"
-            f"  wall {run['run_wall_s']:6.1f} s  {run['invocations']:>7} API requests"
-            f"  {run['strava_requests']:>5} Strava requests"
-        )
-    print()
-    print(sweep.scorecard().to_string())
+    for platform, strategy, cpu, run_wall in result["per_run"]:  # type: ignore[attr-defined]
+        print(f"  {platform:>6} {strategy:<10}  cpu {cpu or 0:6.1f} s  wall {run_wall or 0:6.1f} s")
 
 
 if __name__ == "__main__":

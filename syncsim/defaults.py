@@ -38,6 +38,7 @@ LIST_LIMIT = 20
 MAX_LIST_LIMIT = 100
 #: ``maxAttempts`` a client may ask for: enough for flaky networks, too few to hammer Strava for hours.
 MAX_ATTEMPTS_LIMIT = 10
-#: A server process syncs at most this many jobs at once in the background; the rest wait their turn. Measured
-#: (benchmarks/api.py, 200 clients while 250 syncs run): POST p99 955 ms unbounded, 67 ms with 8.
+#: A server process syncs at most this many jobs at once in the background; the rest wait their turn, so that
+#: parsing and storing pages cannot starve the requests of the CPU (benchmarks/api.py measures POST latency
+#: with and without the bound).
 MAX_BACKGROUND_JOBS = 8

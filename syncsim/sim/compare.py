@@ -34,10 +34,10 @@ REFERENCE_SWEEP: dict[str, Any] = {
 }
 
 
-#: Relative run time per athlete by strategy, as measured on the reference sweep (hobby and pro alike, CPU s per
-#: run on 2026-11-30): worker ~20 (all of Strava's pages, and its queued jobs polled every ``PollSchedule.cap_s``),
-#: waituntil ~12 (few pages, but the jobs left past a rate limit are polled until the tab gives up), resumable
-#: ~10 (all the pages; its browsers wait for each ``nextAttemptAt``). Used only to order a sweep.
+#: Relative run time per athlete by strategy, used only to start a sweep's longest runs first: ``worker`` serves
+#: all of Strava's pages and its browsers poll queued jobs every ``PollSchedule.cap_s``; ``waituntil`` serves few
+#: pages but its browsers poll jobs left past a rate limit until they give up; ``resumable``'s browsers wait for
+#: each ``nextAttemptAt``.
 STRATEGY_COST = {"worker": 2.0, "waituntil": 1.2, "resumable": 1.0}
 
 

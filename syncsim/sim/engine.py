@@ -38,7 +38,7 @@ from syncsim.sim.recorder import ObservedPlatform, ObservedStore, Recorder
 from syncsim.sim.scenario import Scenario
 from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
-from syncsim.stores import open_store
+from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
 from syncsim.strava.sync import register_strava_sync
@@ -105,6 +105,20 @@ class _ColdStarts:
         await self.app(scope, receive, send)
 
 
+#: Page size (bytes) of the run's in-memory SQLite database. A ``:memory:`` commit costs time in proportion to the
+#: database's page count, not only to the pages the transaction changed, and a run's store grows to hundreds of
+#: thousands of activities: larger pages make every page's commit cheaper (docs/performance.md). A store on a
+#: file, as a real deployment has, keeps SQLite's default: a WAL commit writes only the pages it changed.
+MEMORY_PAGE_SIZE = 16_384
+
+
+def _memory_store() -> SQLiteStore:
+    """The run's private store: SQLite in memory, with :data:`MEMORY_PAGE_SIZE` pages (set before any table)."""
+    store = SQLiteStore(":memory:")
+    store.conn.execute(f"PRAGMA page_size={MEMORY_PAGE_SIZE}")
+    return store
+
+
 def _user_ids(n: int, seed: int) -> list[uuid.UUID]:
     rng = random.Random(f"users:{seed}")
     return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
@@ -133,7 +147,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         compact=sc.compact_activities,
         page_cache=_shared_pages,
     )
-    inner = open_store("sqlite://:memory:")
+    inner = _memory_store()
     await inner.migrate()
     store: Any = ObservedStore(inner, clock=clock, recorder=recorder, latency_s=sc.store_latency_s)
     budget = RateLimitBudget(overall_limits=limits.overall, read_limits=limits.read)
@@ -353,13 +367,9 @@ def _frozen_heap() -> Iterator[None]:
 
     Why that many: the count that starts a collection is allocations minus deallocations, and in a steady run
     every poll frees older objects as it allocates new ones, so the count climbs slowly while the youngest
-    generation fills with every object made since the last collection that is still alive. Each collection
-    walks all of those: with 1,000 browsers polling, about 20 ms a collection. At 50,000 (this function's
-    first setting) a poll-heavy run of the reference sweep made ~200 of them, 13 % of its CPU time; at
-    1,000,000 it makes none or one, the sweep's wall time fell from 98 s to 75 s, and peak memory stayed at
-    ~0.9 GB. The runs make few reference cycles, which are still collected, only later: a sync's request that
-    failed used to leave its page of activities in one (see :func:`syncsim.strava.sync.strava_sync`), 836,000 objects
-    in the garbage of a page-heavy run; now ~20,000, all of them the run's own state at its end. Everything is
+    generation fills with every object made since the last collection that is still alive, and each collection
+    walks all of those. With a threshold this high a run makes almost no collection (docs/performance.md has
+    the figures). The runs make few reference cycles, which are still collected, only later. Everything is
     unfrozen, and the thresholds restored, once the run is over.
     """
     thresholds = gc.get_threshold()

@@ -187,14 +187,38 @@ class ObservedPlatform(LocalPlatform):
         self.active.discard(invocation)
 
 
+#: Store methods that change no job row: calls to them keep :class:`ObservedStore`'s job reads.
+_LEAVES_JOBS = frozenset(
+    {
+        "get_tokens",
+        "save_tokens",
+        "delete_tokens",
+        "user_for_athlete",
+        "upsert_activities",
+        "delete_activity",
+        "count_activities",
+        "latest_activity_start",
+        "list_jobs",
+        "migrate",
+    }
+)
+
+
 class ObservedStore:
-    """A :class:`~syncsim.stores.Store` that sleeps ``latency_s`` per call and reports job steps."""
+    """A :class:`~syncsim.stores.Store` that sleeps ``latency_s`` per call and reports job steps.
+
+    It also remembers the jobs it read, until a call that may change them: the run's store belongs to the
+    simulation alone and every call goes through this wrapper, so a job read since its last change is returned
+    as it was read, without a query (most of a run's status polls read a row nothing wrote since the last poll).
+    The round trip's simulated latency is paid either way, so the run's timing does not depend on it.
+    """
 
     def __init__(self, store: Store, *, clock: Clock, recorder: Recorder, latency_s: float = 0.0) -> None:
         self.inner = store
         self.clock = clock
         self.recorder = recorder
         self.latency_s = latency_s
+        self._jobs_read: dict[uuid.UUID, Job | None] = {}
 
     def _rtt(self) -> Awaitable[None]:
         """One database round trip of simulated time, to await (without latency, it completes at once)."""
@@ -207,6 +231,8 @@ class ObservedStore:
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             await self._rtt()
+            if name not in _LEAVES_JOBS:
+                self._jobs_read.clear()
             return await target(*args, **kwargs)
 
         return call
@@ -219,10 +245,14 @@ class ObservedStore:
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
         await self._rtt()
-        return await self.inner.get_job(job_id)
+        if job_id in self._jobs_read:
+            return self._jobs_read[job_id]
+        job = self._jobs_read[job_id] = await self.inner.get_job(job_id)
+        return job
 
     async def claim_job(self, **kwargs: Any) -> Job | None:
         await self._rtt()
+        self._jobs_read.clear()  # claiming first reclaims every expired lease
         job = await self.inner.claim_job(**kwargs)
         if job is not None:
             self.recorder.claimed(job)
@@ -230,10 +260,12 @@ class ObservedStore:
 
     async def extend_lease(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
         await self._rtt()
+        self._jobs_read.pop(job_id, None)
         return await self.inner.extend_lease(job_id, **kwargs)
 
     async def save_progress(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
         await self._rtt()
+        self._jobs_read.pop(job_id, None)
         ok = await self.inner.save_progress(job_id, **kwargs)
         if ok:
             self.recorder.event("checkpoint", job=job_id, detail=f"page {kwargs['progress'].get('pages')}")
@@ -241,6 +273,7 @@ class ObservedStore:
 
     async def complete_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
         await self._rtt()
+        self._jobs_read.pop(job_id, None)
         ok = await self.inner.complete_job(job_id, **kwargs)
         if ok:
             self.recorder.released(job_id, "completed")
@@ -248,6 +281,7 @@ class ObservedStore:
 
     async def retry_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
         await self._rtt()
+        self._jobs_read.pop(job_id, None)
         ok = await self.inner.retry_job(job_id, **kwargs)
         if ok:
             self.recorder.released(job_id, "retry", kwargs.get("error", ""))
@@ -255,6 +289,7 @@ class ObservedStore:
 
     async def reschedule_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
         await self._rtt()
+        self._jobs_read.pop(job_id, None)
         ok = await self.inner.reschedule_job(job_id, **kwargs)
         if ok:
             self.recorder.released(job_id, "rescheduled", kwargs.get("reason", ""))
@@ -262,6 +297,7 @@ class ObservedStore:
 
     async def fail_job(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
         await self._rtt()
+        self._jobs_read.pop(job_id, None)
         ok = await self.inner.fail_job(job_id, **kwargs)
         if ok:
             self.recorder.released(job_id, "failed", kwargs.get("error", ""))

@@ -25,14 +25,13 @@ full pages, about half that for FakeStrava's compact ones) delays the answers th
 With six syncs at once that is most of the spread of the measured answer times (the first pages, when all six
 start together, come back up to 50 % slower than the last ones), and a latency drawn per request cannot
 follow what runs beside a sync: the syncs that run while all six do are predicted a little too fast. Scaling
-Strava's latency down does not scale that CPU down. At scale 0.5 (Strava 0.2 s; about 20 s of wall time) the
-p50 came out 0.98-0.99 of the real one; at 0.25 (Strava 0.1 s) 0.95-0.98 with full pages (one run in five
-outside 5 %) and 0.96-0.99 with compact pages (``Setup.compact``, the same pages on both sides).
+Strava's latency down does not scale that CPU down, so a smaller scale makes that error larger
+(docs/performance.md has the figures).
 
 **Layout.** This module keeps the parameters (:class:`Setup`), the real run (:func:`real_run`, what it left:
 :class:`RealRun`), the calibration, the simulated run and the :class:`Comparison`; the real run's machinery
 (subprocesses, the fake's banner, the browsers over HTTP, reading the jobs back, timing the store) is in
-:mod:`syncsim.sim.validation_real`.
+:mod:`syncsim.sim.loopback`.
 """
 
 from __future__ import annotations
@@ -50,19 +49,19 @@ from typing import Any
 
 from syncsim.errors import ConfigError
 from syncsim.sim.browser import PollSchedule
-from syncsim.sim.validation_real import (
+from syncsim.sim.loopback import (
     JWT_SECRET,
-    _banner,
-    _browse,
-    _free_port,
-    _listening,
-    _process,
-    _read_jobs,
-    _syncsim,
-    _time_store_calls,
-    _wait_for,
+    browse,
+    free_port,
+    listening,
+    process,
+    read_banner,
+    read_jobs,
+    syncsim_command,
+    time_store_calls,
+    wait_for,
 )
-from syncsim.sim.validation_real import START_TIMEOUT_S as START_TIMEOUT_S
+from syncsim.sim.loopback import START_TIMEOUT_S as START_TIMEOUT_S
 from syncsim.sim.workload import Workload, WorkloadRow
 from syncsim.strava.fake import LatencyModel
 
@@ -154,8 +153,8 @@ def _real_run(setup: Setup, workdir: Path) -> RealRun:
     db, trace_csv = workdir / "real.db", workdir / "strava-trace.csv"
     for stale in (db, trace_csv, workdir / "real.db-wal", workdir / "real.db-shm"):
         stale.unlink(missing_ok=True)
-    fake_port, api_port = _free_port(), _free_port()
-    fake_argv = _syncsim(
+    fake_port, api_port = free_port(), free_port()
+    fake_argv = syncsim_command(
         "fake-strava",
         "--port",
         str(fake_port),
@@ -168,17 +167,17 @@ def _real_run(setup: Setup, workdir: Path) -> RealRun:
         *(["--compact"] if setup.compact else []),
     )
     started = time.monotonic()
-    with _process(fake_argv, workdir / "fake-strava.log") as fake:
-        banner = _wait_for(
-            lambda: _banner(workdir / "fake-strava.log", len(setup.activities)),
+    with process(fake_argv, workdir / "fake-strava.log") as fake:
+        banner = wait_for(
+            lambda: read_banner(workdir / "fake-strava.log", len(setup.activities)),
             fake,
             workdir / "fake-strava.log",
             "syncsim fake-strava",
         )
         if [n for n, _ in banner["athletes"]] != list(setup.activities):
             raise ConfigError(f"fake-strava serves {banner['athletes']}, not {setup.activities}")
-        _wait_for(lambda: _listening(fake_port), fake, workdir / "fake-strava.log", "syncsim fake-strava")
-        serve_argv = _syncsim(
+        wait_for(lambda: listening(fake_port), fake, workdir / "fake-strava.log", "syncsim fake-strava")
+        serve_argv = syncsim_command(
             "serve",
             "--store",
             f"sqlite:///{db}",
@@ -202,10 +201,10 @@ def _real_run(setup: Setup, workdir: Path) -> RealRun:
             "STRAVA_CLIENT_ID": banner["client_id"],
             "STRAVA_CLIENT_SECRET": banner["client_secret"],
         }
-        with _process(serve_argv, workdir / "serve.log", env) as serve:
-            _wait_for(lambda: _listening(api_port), serve, workdir / "serve.log", "syncsim serve")
+        with process(serve_argv, workdir / "serve.log", env) as serve:
+            wait_for(lambda: listening(api_port), serve, workdir / "serve.log", "syncsim serve")
             job_ids = asyncio.run(
-                _browse(setup.poll, f"http://127.0.0.1:{api_port}", [c for _, c in banner["athletes"]])
+                browse(setup.poll, f"http://127.0.0.1:{api_port}", [c for _, c in banner["athletes"]])
             )
         if serve.returncode not in (0, 128 + signal.SIGINT, -signal.SIGINT) or not trace_csv.exists():
             log = (workdir / "serve.log").read_text()[-2000:]
@@ -213,8 +212,8 @@ def _real_run(setup: Setup, workdir: Path) -> RealRun:
     wall = time.monotonic() - started
     with trace_csv.open(newline="") as fh:
         trace = list(csv.DictReader(fh))
-    jobs = asyncio.run(_read_jobs(db, job_ids))
-    store_call_s = asyncio.run(_time_store_calls(db, setup.activities, setup.compact))
+    jobs = asyncio.run(read_jobs(db, job_ids))
+    store_call_s = asyncio.run(time_store_calls(db, setup.activities, setup.compact))
     return RealRun(jobs=jobs, trace=trace, store_call_s=store_call_s, wall_s=wall)
 
 

@@ -236,8 +236,6 @@ async def test_every_read_of_a_job_shows_the_changes_made_before_it(store: Store
     assert await store.get_job(uuid.uuid4()) is None
 
 
-
-
 async def test_a_file_store_sees_what_another_connection_wrote(sqlite_url: str, user_id: uuid.UUID) -> None:
     reader, writer = open_store(sqlite_url), open_store(sqlite_url)
     await reader.migrate()

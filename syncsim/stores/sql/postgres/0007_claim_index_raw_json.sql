@@ -1,6 +1,5 @@
 -- Claiming orders pending jobs by (next_attempt_at, created_at): index exactly that, so a claim stays one
--- index probe however long the queue is (measured: 2.85 ms per claim with 2,000 pending on the old index,
--- a flat 0.85 ms with this one).
+-- index probe however long the queue is.
 create index if not exists sync_jobs_pending_claim_idx
     on sync_jobs (next_attempt_at, created_at) where status = 'pending';
 drop index if exists sync_jobs_pending_due_idx;

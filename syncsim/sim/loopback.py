@@ -1,12 +1,12 @@
-"""The machinery of validation's real run (:mod:`syncsim.sim.validation`): subprocesses, browsers, the store.
+"""A real run over loopback, for validation (:mod:`syncsim.sim.validation`): subprocesses, browsers, the store.
 
-:func:`_process` runs one ``syncsim`` command line (:func:`_syncsim`, this interpreter) as a subprocess with
-its output in a log file and stops it gracefully (SIGINT); :func:`_wait_for` waits until it is ready
-(listening: :func:`_listening`; for ``syncsim fake-strava``, its banner of credentials and per-athlete codes
-complete: :func:`_banner`). :func:`_browse` connects one user per athlete through the served API and runs
-every :class:`~syncsim.sim.browser.Browser` at once over real HTTP; :func:`_read_jobs` reads the jobs back
-from the run's SQLite store; :func:`_time_store_calls` measures the real store's mean call time by replaying
-one sync per athlete on a copy of it (:class:`_TimedStore`). :func:`~syncsim.sim.validation.real_run` puts
+:func:`process` runs one ``syncsim`` command line (:func:`syncsim_command`, this interpreter) as a subprocess with
+its output in a log file and stops it gracefully (SIGINT); :func:`wait_for` waits until it is ready
+(listening: :func:`listening`; for ``syncsim fake-strava``, its banner of credentials and per-athlete codes
+complete: :func:`read_banner`). :func:`browse` connects one user per athlete through the served API and runs
+every :class:`~syncsim.sim.browser.Browser` at once over real HTTP; :func:`read_jobs` reads the jobs back
+from the run's SQLite store; :func:`time_store_calls` measures the real store's mean call time by replaying
+one sync per athlete on a copy of it (:class:`TimedStore`). :func:`~syncsim.sim.validation.real_run` puts
 them together.
 """
 
@@ -37,19 +37,19 @@ JWT_SECRET = "syncsim-validation-secret-for-loopback-runs-only"
 START_TIMEOUT_S = 30.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _syncsim(*args: str) -> list[str]:
+def syncsim_command(*args: str) -> list[str]:
     """The ``syncsim`` command line, run by this interpreter."""
     return [sys.executable, "-m", "syncsim.cli", *args]
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` with stdout and stderr in ``log``; on exit, SIGINT (a graceful stop), then wait."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
@@ -65,7 +65,7 @@ def _process(argv: list[str], log: Path, env: dict[str, str] | None = None) -> I
                     proc.wait()
 
 
-def _wait_for(ready: Any, proc: subprocess.Popen[bytes], log: Path, what: str) -> Any:
+def wait_for(ready: Any, proc: subprocess.Popen[bytes], log: Path, what: str) -> Any:
     give_up = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < give_up:
         if proc.poll() is not None:
@@ -80,7 +80,7 @@ def _wait_for(ready: Any, proc: subprocess.Popen[bytes], log: Path, what: str) -
 _ATHLETE = re.compile(r"^athlete (\d+): (\d+) activities$")
 
 
-def _banner(log: Path, athletes: int) -> dict[str, Any] | None:
+def read_banner(log: Path, athletes: int) -> dict[str, Any] | None:
     """The fake's credentials and, per athlete in order, (activities, code), once its banner is complete."""
     text = log.read_text(errors="replace")
     found: list[tuple[int, str]] = []
@@ -95,12 +95,12 @@ def _banner(log: Path, athletes: int) -> dict[str, Any] | None:
     return {"client_id": head.group(1), "client_secret": head.group(2), "athletes": found}
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _browse(poll: PollSchedule, base_url: str, codes: Sequence[str]) -> list[uuid.UUID]:
+async def browse(poll: PollSchedule, base_url: str, codes: Sequence[str]) -> list[uuid.UUID]:
     """Connect one user per athlete through the API, then run every browser at once; the job ids, in order."""
     import httpx
 
@@ -133,7 +133,7 @@ async def _browse(poll: PollSchedule, base_url: str, codes: Sequence[str]) -> li
     return ids
 
 
-async def _read_jobs(db: Path, job_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
+async def read_jobs(db: Path, job_ids: Sequence[uuid.UUID]) -> list[dict[str, Any]]:
     """The jobs as the real store holds them, in ``job_ids`` order."""
     from syncsim.stores import open_store
 
@@ -151,7 +151,7 @@ async def _read_jobs(db: Path, job_ids: Sequence[uuid.UUID]) -> list[dict[str, A
         await store.close()
 
 
-class _TimedStore:
+class TimedStore:
     """A store proxy that adds up the wall time of every call."""
 
     def __init__(self, store: Any) -> None:
@@ -175,7 +175,7 @@ class _TimedStore:
         return call
 
 
-async def _time_store_calls(db: Path, activities: Sequence[int], compact: bool) -> float:
+async def time_store_calls(db: Path, activities: Sequence[int], compact: bool) -> float:
     """Mean wall seconds of one call of the real store, as syncs make them: one ``strava_sync`` of a new athlete
     per count in ``activities`` (create, claim, tokens, per page an upsert and a checkpoint, count, complete), one
     after the other, on a copy of the real run's SQLite file, against an in-process FakeStrava that answers at
@@ -192,7 +192,7 @@ async def _time_store_calls(db: Path, activities: Sequence[int], compact: bool) 
             shutil.copyfile(db.with_name(db.name + suffix), copy.with_name(copy.name + suffix))
     clock = SystemClock()
     inner = open_store(f"sqlite:///{copy}")
-    timed = _TimedStore(inner)
+    timed = TimedStore(inner)
     fake = FakeStrava(clock=clock, seed=1, compact=compact)
     strava = fake.client(tokens=timed)
     runner = JobRunner(
