@@ -72,11 +72,14 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from syncsim.sim.compare import REFERENCE_SWEEP, compare
+    from syncsim.sim.results import describe_value
     from syncsim.sim.run import simulate
 
     given = {k: getattr(args, k, None) for k in _RUN_FLAGS}
     if all(v is None for v in given.values()):
-        sweep = compare(**REFERENCE_SWEEP, processes=getattr(args, "processes", None), keep_events=False)
+        sweep = compare(
+            **REFERENCE_SWEEP, processes=getattr(args, "processes", None), keep_events=False, progress=not args.json
+        )
         card = sweep.scorecard()
         if args.out:
             _write(sweep.jobs, args.out)
@@ -88,18 +91,15 @@ def _simulate(args: argparse.Namespace) -> int:
             )
             print(card.to_string())
             print()
-            print(
-                sweep.metrics.pivot_table(
-                    index=["platform", "strategy"], columns="metric", values="value", sort=False
-                ).to_string(float_format=lambda v: f"{v:.4g}")
-            )
+            print("the value that decided each metric:")
+            print(sweep.values().to_string())
         return 0
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     options["rate_limits"] = _rate_limits(options.get("rate_limits"))
     if options.get("latency") is not None:
         text = str(options["latency"])
         options["latency"] = text if text.startswith("lognormal:") else _float(text)
-    result = simulate(**options)
+    result = simulate(**options, progress=not args.json)
     if args.out:
         _write(result.jobs, args.out)
     if args.json:
@@ -114,7 +114,10 @@ def _simulate(args: argparse.Namespace) -> int:
             f"{p['platform']} / {p['strategy']}: {p['athletes']} athletes, {p['activities']} activities, "
             f"{p['strava_requests']} Strava requests, {p['simulated_s']:.0f} simulated s"
         )
-        print(result.metrics.to_string(index=False))
+        table = result.metrics.assign(
+            value=[describe_value(m, v) for m, v in zip(result.metrics.metric, result.metrics.value, strict=True)]
+        )
+        print(table.to_string(index=False))
     return 0
 
 

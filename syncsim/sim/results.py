@@ -50,6 +50,7 @@ __all__ = [
     "SUCCESS_METRICS",
     "Comparison",
     "SimulationResult",
+    "describe_value",
 ]
 
 JOB_COLUMNS = (
@@ -91,6 +92,24 @@ SUCCESS_METRICS = (
 )
 
 
+def describe_value(metric: str, value: float) -> str:
+    """A metric's value as a person reads it: ``api_p99_under_1s`` 0.005 → ``5 ms``, ``zero_extra_cost`` 5 →
+    ``US$5.00/month``, ``works_on_free_tier`` 3 → ``3 of 4 passed`` (of the four metrics before it)."""
+    if value != value:  # NaN: nothing to measure
+        return "n/a"
+    if metric == "api_p99_under_1s":
+        return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+    if metric == "heavy_syncs_complete":
+        return f"{value:.1%} complete"
+    if metric == "no_timeout_errors":
+        return f"{value:.0f} job{'s' if value != 1 else ''} timed out"
+    if metric == "zero_extra_cost":
+        return f"US${value:.2f}/month"
+    if metric == "works_on_free_tier":
+        return f"{value:.0f} of 4 passed"
+    return f"{value:.4g}"
+
+
 @dataclass
 class SimulationResult:
     """One simulated run; see the module docstring for every table's columns."""
@@ -117,6 +136,14 @@ class Comparison:
     events: pd.DataFrame | None = None
     budget: pd.DataFrame | None = None
     params: dict[str, Any] = field(default_factory=dict)
+
+    def values(self) -> pd.DataFrame:
+        """platform × strategy rows, one column per metric: the value that decided it, with its unit."""
+        table = self.metrics.pivot_table(
+            index=["platform", "strategy"], columns="metric", values="value", aggfunc="first", sort=False
+        )
+        table = table[[name for name, _ in SUCCESS_METRICS if name in table.columns]]
+        return table.apply(lambda column: column.map(lambda v: describe_value(str(column.name), v)))
 
     def scorecard(self) -> pd.DataFrame:
         """platform × strategy rows, one column per metric (True/False), plus ``passed_all``."""
