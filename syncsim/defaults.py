@@ -30,6 +30,14 @@ BACKOFF_JITTER = 0.25
 #: takes ~0.5-1 s, the checkpoint write a few ms.
 DEADLINE_MARGIN_S = 2.0
 
+#: A detail sync reads this many activities in full at once: several requests in flight hide Strava's latency,
+#: and every one of them still reserves from the app-wide rate budget first.
+DETAIL_CONCURRENCY = 4
+#: An incremental sync re-reads this far before the newest stored start (seconds): a watch that syncs days
+#: late, or a manual entry of last week's run, starts before what was synced last. Three days of a heavy
+#: user's history is one list page.
+INCREMENTAL_LOOKBACK_S = 3 * 86_400.0
+
 #: An idle worker looks for due jobs this often.
 WORKER_POLL_S = 1.0
 #: Default user-facing listing size.

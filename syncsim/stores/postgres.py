@@ -40,7 +40,7 @@ from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.jobs.model import Job, JobStatus, job_from_mapping
 from syncsim.stores.sql import migration_files
 from syncsim.stores.urls import redact_url
-from syncsim.strava.models import Activity, StravaTokens
+from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 
 __all__ = ["MIGRATION_LOCK_KEY", "PostgresStore"]
 
@@ -94,13 +94,18 @@ def _json(value: Any, what: str) -> str:
 
 _ACTIVITY_COLUMNS = (
     "id, user_id, athlete_id, name, sport_type, start_date, distance, moving_time, elapsed_time, "
-    "total_elevation_gain, raw, synced_at"
+    "total_elevation_gain, raw, synced_at, seen_at"
+)
+#: The columns of :class:`~syncsim.strava.models.ActivityFields`, in its order (the start as epoch seconds).
+_FIELD_COLUMNS = (
+    "name, sport_type, extract(epoch from start_date)::float8, distance, moving_time, elapsed_time, "
+    "total_elevation_gain"
 )
 # raw travels as orjson-encoded text and is cast once by the server (a Python str bound as jsonb would be
 # stored as a JSON string, not an object).
 _ACTIVITY_COPY_TYPES = [
     "int8", "uuid", "int8", "text", "text", "timestamptz", "float8", "int4", "int4", "float8", "text",
-    "timestamptz",
+    "timestamptz", "timestamptz",
 ]  # fmt: skip
 # Binary COPY into a per-connection staging table, then one upsert: one round trip for the rows, no statement
 # per row (benchmarks/sync.py measures it).
@@ -109,19 +114,20 @@ _STAGE_ACTIVITIES = """
 create temp table if not exists syncsim_activities_in (
   id bigint, user_id uuid, athlete_id bigint, name text, sport_type text, start_date timestamptz,
   distance double precision, moving_time integer, elapsed_time integer, total_elevation_gain double precision,
-  raw text, synced_at timestamptz
+  raw text, synced_at timestamptz, seen_at timestamptz
 ) on commit delete rows
 """
 _UPSERT_ACTIVITIES = f"""
 insert into strava_activities ({_ACTIVITY_COLUMNS})
 select id, user_id, athlete_id, name, sport_type, start_date, distance, moving_time, elapsed_time,
-       total_elevation_gain, raw::json, synced_at
+       total_elevation_gain, raw::json, synced_at, seen_at
 from syncsim_activities_in
 on conflict (id) do update set
   user_id = excluded.user_id, athlete_id = excluded.athlete_id, name = excluded.name,
   sport_type = excluded.sport_type, start_date = excluded.start_date, distance = excluded.distance,
   moving_time = excluded.moving_time, elapsed_time = excluded.elapsed_time,
-  total_elevation_gain = excluded.total_elevation_gain, raw = excluded.raw, synced_at = excluded.synced_at
+  total_elevation_gain = excluded.total_elevation_gain, raw = excluded.raw, synced_at = excluded.synced_at,
+  seen_at = excluded.seen_at
 """
 _SAVE_TOKENS = """
 insert into strava_tokens (user_id, athlete_id, access_token, refresh_token, expires_at, scope, updated_at)
@@ -514,6 +520,7 @@ class PostgresStore:
                 a.total_elevation_gain,
                 orjson.dumps(a.raw).decode(),
                 synced_at,
+                synced_at,
             )
             for a in unique.values()
         ]
@@ -535,6 +542,41 @@ class PostgresStore:
                 "delete from strava_activities where user_id = %s and id = %s", (user_id, activity_id)
             )
             return cur.rowcount == 1
+
+    async def stored_activities(
+        self, user_id: uuid.UUID, activity_ids: Sequence[int] | None = None
+    ) -> dict[int, StoredActivity]:
+        if activity_ids is not None and not activity_ids:
+            return {}
+        async with self._connection(f"read stored activities of user {user_id}") as conn:
+            cur = await conn.execute(
+                f"""select id, {_FIELD_COLUMNS}, coalesce(raw->>'resource_state' = '3', false)
+                    from strava_activities
+                    where user_id = %s and (%s::bigint[] is null or id = any(%s::bigint[]))""",
+                (
+                    user_id,
+                    None if activity_ids is None else list(activity_ids),
+                    None if activity_ids is None else list(activity_ids),
+                ),
+            )
+            rows = await cur.fetchall()
+        return {row[0]: StoredActivity(ActivityFields(*row[1:8]), bool(row[8])) for row in rows}
+
+    async def mark_activities_seen(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        if not activity_ids:
+            return
+        async with self._connection(f"mark activities of user {user_id} seen") as conn:
+            await conn.execute(
+                "update strava_activities set seen_at = %s where user_id = %s and id = any(%s::bigint[])",
+                (to_datetime(now), user_id, list(activity_ids)),
+            )
+
+    async def delete_activities_unseen_since(self, user_id: uuid.UUID, since: float) -> int:
+        async with self._connection(f"remove activities of user {user_id} no longer on Strava") as conn:
+            cur = await conn.execute(
+                "delete from strava_activities where user_id = %s and seen_at < %s", (user_id, to_datetime(since))
+            )
+            return cur.rowcount
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
         async with self._connection(f"count activities of user {user_id}") as conn:

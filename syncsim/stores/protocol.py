@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from syncsim.jobs.model import Job, JobStatus
-from syncsim.strava.models import Activity, StravaTokens
+from syncsim.strava.models import Activity, StoredActivity, StravaTokens
 
 __all__ = ["Store"]
 
@@ -105,6 +105,22 @@ class Store(Protocol):
         ...
 
     async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool: ...
+
+    async def stored_activities(
+        self, user_id: uuid.UUID, activity_ids: Sequence[int] | None = None
+    ) -> dict[int, StoredActivity]:
+        """The user's stored activities by id (only ``activity_ids`` if given): their fields, and whether each
+        holds Strava's detailed representation."""
+        ...
+
+    async def mark_activities_seen(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        """Record that a listing of Strava saw these activities at ``now`` (upserts record it too)."""
+        ...
+
+    async def delete_activities_unseen_since(self, user_id: uuid.UUID, since: float) -> int:
+        """Remove the user's activities that no listing saw and no write touched since ``since`` (UTC epoch s):
+        what Strava no longer has, once a complete listing that started at ``since`` is done. Returns how many."""
+        ...
 
     async def count_activities(self, user_id: uuid.UUID) -> int: ...
 

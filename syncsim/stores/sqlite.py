@@ -25,7 +25,7 @@ from syncsim.clock import from_datetime, to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.jobs.model import Job, JobStatus
 from syncsim.stores.sql import migration_files
-from syncsim.strava.models import Activity, StravaTokens
+from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 
 __all__ = ["SQLiteStore"]
 
@@ -33,6 +33,9 @@ _JOB_COLUMNS = (
     "id, user_id, type, status, payload, result, error, created_at, started_at, completed_at, attempts, "
     "max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at"
 )
+
+#: The columns of :class:`~syncsim.strava.models.ActivityFields`, in its order.
+_FIELD_COLUMNS = "name, sport_type, start_date, distance, moving_time, elapsed_time, total_elevation_gain"
 
 _RECLAIM_SQL = """
 UPDATE sync_jobs SET
@@ -372,20 +375,21 @@ class SQLiteStore:
                 a.total_elevation_gain,
                 orjson.dumps(a.raw).decode(),
                 now,
+                now,
             )
             for a in activities
         ]
         with self._write() as conn:
             conn.executemany(
                 """INSERT INTO strava_activities (id, user_id, athlete_id, name, sport_type, start_date, distance,
-                        moving_time, elapsed_time, total_elevation_gain, raw, synced_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        moving_time, elapsed_time, total_elevation_gain, raw, synced_at, seen_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, athlete_id = excluded.athlete_id,
                         name = excluded.name, sport_type = excluded.sport_type, start_date = excluded.start_date,
                         distance = excluded.distance, moving_time = excluded.moving_time,
                         elapsed_time = excluded.elapsed_time,
                         total_elevation_gain = excluded.total_elevation_gain, raw = excluded.raw,
-                        synced_at = excluded.synced_at""",
+                        synced_at = excluded.synced_at, seen_at = excluded.seen_at""",
                 rows,
             )
         return len(rows)
@@ -398,6 +402,36 @@ class SQLiteStore:
                 ).rowcount
                 == 1
             )
+
+    async def stored_activities(
+        self, user_id: uuid.UUID, activity_ids: Sequence[int] | None = None
+    ) -> dict[int, StoredActivity]:
+        query = f"""SELECT id, {_FIELD_COLUMNS}, json_extract(raw, '$.resource_state') = 3
+                    FROM strava_activities WHERE user_id = ?"""
+        params: list[Any] = [str(user_id)]
+        if activity_ids is not None:
+            if not activity_ids:
+                return {}
+            query += f" AND id IN ({', '.join('?' * len(activity_ids))})"
+            params.extend(activity_ids)
+        rows = self.conn.execute(query, params).fetchall()
+        return {row[0]: StoredActivity(ActivityFields(*row[1:8]), bool(row[8])) for row in rows}
+
+    async def mark_activities_seen(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        if not activity_ids:
+            return
+        marks = ", ".join("?" * len(activity_ids))
+        with self._write() as conn:
+            conn.execute(
+                f"UPDATE strava_activities SET seen_at = ? WHERE user_id = ? AND id IN ({marks})",
+                (now, str(user_id), *activity_ids),
+            )
+
+    async def delete_activities_unseen_since(self, user_id: uuid.UUID, since: float) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM strava_activities WHERE user_id = ? AND seen_at < ?", (str(user_id), since)
+            ).rowcount
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
         row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()

@@ -38,7 +38,7 @@ from syncsim.clock import to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.jobs.model import Job, JobStatus, job_from_mapping
 from syncsim.stores.urls import redact_url
-from syncsim.strava.models import Activity, StravaTokens
+from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 
 __all__ = ["CREATE_RACE_RETRIES", "KEY_ENV", "SupabaseStore"]
 
@@ -75,6 +75,7 @@ def _dt(value: str | None) -> datetime | None:
 
 
 _TOKEN_COLUMNS = "athlete_id,access_token,refresh_token,expires_at,scope"
+_FIELD_COLUMNS = "name,sport_type,start_date,distance,moving_time,elapsed_time,total_elevation_gain"
 
 
 def _project_url(url: str) -> str:
@@ -475,6 +476,7 @@ class SupabaseStore:
                 "total_elevation_gain": a.total_elevation_gain,
                 "raw": a.raw,
                 "synced_at": synced_at,
+                "seen_at": synced_at,
             }
             for a in unique.values()
         ]
@@ -500,6 +502,66 @@ class SupabaseStore:
             )
 
         return (await self._run(f"delete activity {activity_id}", delete)).count == 1
+
+    async def stored_activities(
+        self, user_id: uuid.UUID, activity_ids: Sequence[int] | None = None
+    ) -> dict[int, StoredActivity]:
+        if activity_ids is not None and not activity_ids:
+            return {}
+
+        async def select(client: AsyncClient) -> Any:
+            query = (
+                client.table("strava_activities")
+                .select(f"id,{_FIELD_COLUMNS},resource_state:raw->resource_state")
+                .eq("user_id", str(user_id))
+            )
+            if activity_ids is not None:
+                query = query.in_("id", list(activity_ids))
+            return await query.execute()
+
+        rows = (await self._run(f"read stored activities of user {user_id}", select)).data
+        return {
+            row["id"]: StoredActivity(
+                ActivityFields(
+                    row["name"],
+                    row["sport_type"],
+                    datetime.fromisoformat(row["start_date"]).timestamp(),
+                    row["distance"],
+                    row["moving_time"],
+                    row["elapsed_time"],
+                    row["total_elevation_gain"],
+                ),
+                row.get("resource_state") == 3,
+            )
+            for row in rows
+        }
+
+    async def mark_activities_seen(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        if not activity_ids:
+            return
+
+        async def update(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activities")
+                .update({"seen_at": _iso(now)}, returning=ReturnMethod.minimal)
+                .eq("user_id", str(user_id))
+                .in_("id", list(activity_ids))
+                .execute()
+            )
+
+        await self._run(f"mark activities of user {user_id} seen", update)
+
+    async def delete_activities_unseen_since(self, user_id: uuid.UUID, since: float) -> int:
+        async def delete(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activities")
+                .delete(count=CountMethod.exact, returning=ReturnMethod.minimal)
+                .eq("user_id", str(user_id))
+                .lt("seen_at", _iso(since))
+                .execute()
+            )
+
+        return (await self._run(f"remove activities of user {user_id} no longer on Strava", delete)).count or 0
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
         async def count(client: AsyncClient) -> Any:

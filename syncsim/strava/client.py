@@ -52,7 +52,7 @@ from syncsim.errors import (
     Unauthorized,
 )
 from syncsim.retry import RetryPolicy
-from syncsim.strava.models import Activity, Athlete, StravaTokens
+from syncsim.strava.models import Activity, Athlete, StravaTokens, utc_time
 from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight, parse_pair
 from syncsim.strava.tokens import MemoryTokenStore, TokenStore
 from syncsim.strava.trace import Trace, TraceRecord
@@ -111,39 +111,49 @@ class _Answer:
 class ActivityPage:
     """One answered ``GET /athlete/activities`` page, not parsed yet (see :meth:`StravaClient.request_activities`)."""
 
-    __slots__ = ("_answer", "_client", "page")
+    __slots__ = ("_answer", "_client", "page", "where")
 
-    def __init__(self, client: StravaClient, answer: _Answer, page: int) -> None:
+    def __init__(self, client: StravaClient, answer: _Answer, page: int, where: str | None = None) -> None:
         self._client = client
         self._answer = answer
         self.page = page
+        #: Which page, for messages: its bounds and number (``before 2026-01-04T10:00:00Z page 1``).
+        self.where = where or f"page {page}"
 
     @property
     def latency_s(self) -> float:
         """How long Strava took to answer the attempt that succeeded (seconds)."""
         return self._answer.latency_s
 
-    @property
-    def looks_nonempty(self) -> bool:
-        """Whether the body looks like a JSON list with items in it, without parsing it: ``[`` … ``]`` and not
-        ``[]``. False for the empty page that ends paging, and for a body that is plainly not a list."""
-        body = self._answer.response.content.strip()
-        return len(body) > 2 and body[:1] == b"[" and body[-1:] == b"]" and body[1:-1].strip() != b""
+    def last_start(self) -> int | None:
+        """The start (UTC epoch seconds) of the page's last activity, read from the body without parsing it all;
+        ``None`` for an empty page or a body where it cannot be found. A pager uses it to ask for the next page
+        while this one is parsed, and checks it against the parsed page."""
+        body = self._answer.response.content
+        at = body.rfind(b'"start_date":"')
+        if at < 0 or not body.rstrip().endswith(b"]"):
+            return None
+        start = at + len(b'"start_date":"')
+        end = body.find(b'"', start)
+        try:
+            return int(utc_time(body[start:end].decode()).timestamp())
+        except (ValueError, UnicodeDecodeError):
+            return None
 
     def activities(self) -> list[Activity]:
         """The page's activities, parsed and recorded in the trace; a bad page is a :class:`MalformedResponse`."""
-        client, answer, page = self._client, self._answer, self.page
-        data = client._parse_json(answer, "GET", LIST_ENDPOINT, page=page)
+        client, answer, page, where = self._client, self._answer, self.page, self.where
+        data = client._parse_json(answer, "GET", LIST_ENDPOINT, page=page, where=where)
         if not isinstance(data, list):
             client._record(answer, "GET", LIST_ENDPOINT, page=page, error="MalformedResponse")
-            raise MalformedResponse(f"GET {LIST_ENDPOINT} page {page}: expected a JSON list, got {type(data).__name__}")
+            raise MalformedResponse(f"GET {LIST_ENDPOINT} {where}: expected a JSON list, got {type(data).__name__}")
         activities: list[Activity] = []
         for item in data:
             try:
                 activities.append(Activity.from_json(item))
             except MalformedResponse as exc:
                 client._record(answer, "GET", LIST_ENDPOINT, page=page, items=len(data), error="MalformedResponse")
-                raise MalformedResponse(f"GET {LIST_ENDPOINT} page {page}: {_one_line(str(exc))}") from None
+                raise MalformedResponse(f"GET {LIST_ENDPOINT} {where}: {_one_line(str(exc))}") from None
         client._record(answer, "GET", LIST_ENDPOINT, page=page, items=len(activities))
         return activities
 
@@ -286,7 +296,8 @@ class StravaClient:
         if before is not None:
             params["before"] = int(before)
         answer = await self._get(user_id, LIST_ENDPOINT, LIST_ENDPOINT, params, deadline=deadline, page=page)
-        return ActivityPage(self, answer, page)
+        bounds = [f"{name} {_iso(params[name])}" for name in ("after", "before") if name in params]
+        return ActivityPage(self, answer, page, " ".join([*bounds, f"page {page}"]))
 
     async def get_activity(self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None) -> Activity:
         """``GET /activities/{id}``: one activity in detail (``DetailedActivity``), parsed."""
@@ -640,14 +651,17 @@ class StravaClient:
             what = "not found" if status == 404 else "request rejected"
             raise StravaRejected(f"{method} {endpoint}: {what} (HTTP {status})", status=status)
 
-    def _parse_json(self, answer: _Answer, method: str, endpoint: str, *, page: int | None = None) -> Any:
+    def _parse_json(
+        self, answer: _Answer, method: str, endpoint: str, *, page: int | None = None, where: str | None = None
+    ) -> Any:
         try:
             return orjson.loads(answer.response.content)
         except orjson.JSONDecodeError:
             self._record(answer, method, endpoint, page=page, error="MalformedResponse")
-            where = f" page {page}" if page is not None else ""
+            if where is None and page is not None:
+                where = f"page {page}"
             raise MalformedResponse(
-                f"{method} {endpoint}{where}: response is not valid JSON "
+                f"{method} {endpoint}{' ' + where if where else ''}: response is not valid JSON "
                 f"(HTTP {answer.response.status_code}, {len(answer.response.content)} bytes)"
             ) from None
 

@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from syncsim.errors import MalformedResponse
 
-__all__ = ["Activity", "Athlete", "StravaTokens"]
+__all__ = ["Activity", "ActivityFields", "Athlete", "StoredActivity", "StravaTokens", "utc_time"]
 
 _REQUIRED = ("id", "name", "sport_type", "start_date")
+
+
+class ActivityFields(NamedTuple):
+    """The fields a store keeps of an activity in its own columns (times in UTC epoch seconds): two activities
+    with equal fields are the same as far as the store can tell (a sync compares them to find stale rows)."""
+
+    name: str
+    sport_type: str
+    start: float
+    distance: float
+    moving_time: int
+    elapsed_time: int
+    total_elevation_gain: float
+
+
+class StoredActivity(NamedTuple):
+    """What a store says of one stored activity: its fields, and whether its raw JSON is Strava's detailed
+    representation (``resource_state`` 3, from ``GET /activities/{id}``) rather than a list summary."""
+
+    fields: ActivityFields
+    detailed: bool
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -27,6 +48,24 @@ class Activity:
     elapsed_time: int
     total_elevation_gain: float
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def fields(self) -> ActivityFields:
+        """The fields a store keeps in columns (see :class:`ActivityFields`)."""
+        return ActivityFields(
+            self.name,
+            self.sport_type,
+            self.start_date.timestamp(),
+            self.distance,
+            self.moving_time,
+            self.elapsed_time,
+            self.total_elevation_gain,
+        )
+
+    @property
+    def detailed(self) -> bool:
+        """Whether this is Strava's detailed representation (``resource_state`` 3)."""
+        return self.raw.get("resource_state") == 3
 
     @classmethod
     def from_json(cls, data: object) -> Activity:
@@ -48,7 +87,7 @@ class Activity:
                 athlete_id=int(athlete_id) if athlete_id is not None else None,
                 name=str(name),
                 sport_type=str(sport_type),
-                start_date=_utc_time(start_raw),
+                start_date=utc_time(start_raw),
                 distance=float(get("distance") or 0.0),
                 moving_time=int(get("moving_time") or 0),
                 elapsed_time=int(get("elapsed_time") or 0),
@@ -59,7 +98,7 @@ class Activity:
             raise MalformedResponse(f"activity {get('id', '?')} is malformed: {exc}") from None
 
 
-def _utc_time(value: object) -> datetime:
+def utc_time(value: object) -> datetime:
     """An ISO 8601 time as an aware UTC datetime; without an offset it is taken as UTC (ValueError if bad).
 
     Strava writes ``2018-02-16T14:52:54Z``: that form is parsed without the general path's string rewrite.

@@ -1,160 +1,363 @@
-"""The ``strava_sync`` job: page through an athlete's activities, upsert them idempotently, checkpoint, resume.
+"""The ``strava_sync`` job: list an athlete's activities by keyset, store them, checkpoint after every page.
 
-Every sync pages with ``after=`` (Strava then answers oldest first), so a page number under a fixed ``after``
-is a stable position: the checkpoint is ``{"after": …, "page": …}`` and a resumed run asks for exactly the next
-page. A full sync starts at ``after=0``; an incremental one at the newest stored ``start_date`` (Strava's
-``after`` is exclusive). Paging stops only at an **empty** page — a short page is not the end — so an athlete
-with N activities costs ``ceil(N / 200) + 1`` list requests.
+Modes (``payload["mode"]``):
 
-Each page is upserted in one batch *before* the checkpoint that moves past it is written: a run killed between
-the two re-reads that page and upserts the same rows again, so nothing is lost or duplicated.
+``full``
+    The whole history, **newest page first** (``GET /athlete/activities?before=B``): the first page stored is the
+    athlete's most recent activities, each next page backfills older ones. Every listed activity is written;
+    once the listing reaches its end, the athlete's stored activities that it did not see are removed (Strava no
+    longer has them).
+``reconcile``
+    The same listing, writing only what differs: activities missing from the store or stale (any stored field
+    differs from Strava's) are written, those Strava no longer has are removed. An unchanged history costs its
+    list pages and nothing else: no detail request, no write but the marks of what was seen.
+``incremental``
+    New and late uploads: ``GET /athlete/activities?after=A``, oldest first, from the newest stored start minus
+    ``lookback_s`` (default :data:`~syncsim.defaults.INCREMENTAL_LOOKBACK_S`), so an activity uploaded days
+    late with an older start is still caught. Nothing is removed (webhooks and reconciliation do that).
+``auto``
+    ``incremental`` when the user has activities stored, else ``full``.
+
+With ``payload["detail"]`` each activity to write is first read in full (``GET /activities/{id}``), up to
+``payload["concurrency"]`` (default :data:`~syncsim.defaults.DETAIL_CONCURRENCY`) at a time, inside the
+app-wide rate budget that every request reserves from. A page's details are all stored before the cursor
+moves past it; an activity whose detail answers 404 was deleted meanwhile and is removed.
+
+**Keyset paging.** The cursor is a start time, never a page number, so deletions and uploads during the sync
+cannot shift what is fetched. Strava's ``before``/``after`` are exclusive and in whole seconds, and several
+activities may start in the same second, so a page may end inside such a tie: the next request re-reads the
+boundary second (``before`` = the page's oldest second + 1; ``after`` = its newest second − 1) and skips the
+ids already seen in it (idempotent upserts make the overlap harmless). A page holding nothing but that second
+(a tie larger than a page) asks for the next page of the same bound; a page that brings nothing new closes the
+second, and the next request excludes it. Paging stops only at an **empty** page (Strava may answer a short
+page before the end).
+
+**Requests.** A listing of N activities at distinct seconds, pages of P = 200, costs
+``list_requests_needed(N)``: 1 request for N = 0; else ``ceil((N − P) / (P − 1)) + 3`` for N > P and 3 for
+1 ≤ N ≤ P — the first page brings P new activities, each later one P − 1 (it re-reads the boundary), then one
+page re-reads only the boundary and an empty page ends the listing. A detail sync adds one request per
+activity written.
+
+**Order of writes.** A page's activities are written (and the seen ones marked) before the checkpoint that moves
+the cursor past them: a run killed between the two re-reads that page and writes the same rows again, so
+nothing is lost or duplicated. Removal happens only after the listing's empty page, for activities not seen
+since the listing began (a write by a webhook during the listing counts as seen).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from syncsim import defaults
 from syncsim.errors import InvalidInput, OutOfTime, PermanentError
-from syncsim.jobs.runner import HandlerRegistry, JobContext
-from syncsim.strava.client import ActivityPage, StravaClient
+from syncsim.jobs.handlers import HandlerRegistry
+from syncsim.jobs.runner import JobContext
+from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
+from syncsim.strava.models import Activity
 
-__all__ = ["JOB_TYPE", "PER_PAGE", "register_strava_sync", "strava_sync"]
+__all__ = ["JOB_TYPE", "MODES", "PER_PAGE", "list_requests_needed", "register_strava_sync", "strava_sync"]
 
 JOB_TYPE = defaults.JOB_TYPE
 #: Strava's maximum page size.
 PER_PAGE = 200
-#: Before the first measured request, assume one list request takes this long (seconds).
+#: What a user may ask for (``auto`` picks ``incremental`` or ``full``).
+MODES = ("auto", "full", "incremental", "reconcile")
+#: Before the first measured request, assume one request takes this long (seconds).
 INITIAL_REQUEST_ESTIMATE_S = 1.0
 
 
-def _mode(payload: dict[str, Any]) -> str:
-    mode = payload.get("mode", "auto")
-    if mode not in {"auto", "full", "incremental"}:
-        raise InvalidInput(f"strava_sync mode must be auto, full or incremental, got {mode!r}")
-    return str(mode)
-
-
-async def strava_sync(ctx: JobContext) -> dict[str, Any]:
-    """Sync one athlete's activities into the store; see the module docstring.
-
-    Payload: ``{"mode": "auto" | "full" | "incremental", "detail": false}``. ``auto`` is incremental when the
-    user already has activities stored, else full. ``detail`` also fetches ``GET /activities/{id}`` for each.
-    Needs ``ctx.resources["strava"]``: a :class:`~syncsim.strava.client.StravaClient`.
-    """
-    client = ctx.resources.get("strava")
-    if not isinstance(client, StravaClient):
-        raise PermanentError("strava_sync needs a Strava client; none is configured for this runner")
-    payload = ctx.payload
-    detail = bool(payload.get("detail", False))
-    progress = dict(ctx.progress)
-    now = ctx.clock.now
-
-    if "after" not in progress:  # a first run: decide where to start
-        mode = _mode(payload)
-        latest = await ctx.store.latest_activity_start(ctx.user_id)
-        if mode == "full" or (mode == "auto" and latest is None):
-            progress.update(mode="full", after=0)
-        else:
-            progress.update(mode="incremental", after=int(latest.timestamp()) if latest else 0)
-        progress.update(page=1, pages=0, activities=0, requests=0)
-
-    estimate_s = float(progress.get("request_s", INITIAL_REQUEST_ESTIMATE_S))
-
-    def fetch(page: int) -> asyncio.Task[ActivityPage]:
-        return asyncio.ensure_future(
-            client.request_activities(
-                ctx.user_id, page=page, per_page=PER_PAGE, after=progress["after"], deadline=ctx.deadline
-            )
-        )
-
-    def fetch_next_if_time() -> tuple[asyncio.Task[ActivityPage] | None, OutOfTime | None]:
-        """Ask for the page after the current one now, so that Strava answers while this one is parsed and
-        stored; or, if the next request may not make the deadline (resumable), the reason to stop after it."""
-        try:
-            ctx.ensure_time(estimate_s * (3 if detail else 1))
-        except OutOfTime as exc:
-            return None, exc
-        return fetch(int(progress["page"]) + 1), None
-
-    # The first request of an invocation only needs the margin: an estimate larger than a short limit must not
-    # stop every invocation before it starts (no progress, ever).
-    ctx.ensure_time(0.0)
-    pending: asyncio.Task[ActivityPage] | None = fetch(int(progress["page"]))
-    try:
-        while pending is not None:
-            try:
-                answered = await pending
-            except BaseException:
-                # The request failed (rate limit, deadline, Strava's error): its exception's traceback now holds
-                # this frame, so the task holding the exception must not stay in it. The cycle (frame, task,
-                # exception, traceback) would keep the last page alive until the garbage collector ran.
-                if pending.done():
-                    pending = None
-                raise
-            pending = None
-            stop: OutOfTime | None = None
-            estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * answered.latency_s)
-            # Pipelining: a summary page that looks non-empty is followed by the next request before it is even
-            # parsed. (Detail syncs fetch each activity first; they ask for the next page after that.)
-            early = not detail and answered.looks_nonempty
-            if early:
-                pending, stop = fetch_next_if_time()
-                await asyncio.sleep(0)  # let the request go out before parsing and the (possibly blocking) write
-            activities = answered.activities()
-            requests = 1
-            if detail and activities:
-                detailed, spent = [], 0.0
-                for summary in activities:
-                    ctx.ensure_time(estimate_s)
-                    started = now()
-                    detailed.append(await client.get_activity(ctx.user_id, summary.id, deadline=ctx.deadline))
-                    spent += now() - started
-                    requests += 1
-                activities = detailed
-                estimate_s = max(0.001, 0.7 * estimate_s + 0.3 * spent / (requests - 1))
-            progress["requests"] = int(progress["requests"]) + requests
-            progress["request_s"] = round(estimate_s, 4)
-            if not activities:
-                break
-            if not early:
-                pending, stop = fetch_next_if_time()
-                await asyncio.sleep(0)
-            written = await ctx.store.upsert_activities(ctx.user_id, activities, now=now())
-            progress.update(
-                page=int(progress["page"]) + 1,
-                pages=int(progress["pages"]) + 1,
-                activities=int(progress["activities"]) + written,
-            )
-            await ctx.checkpoint(progress)
-            if stop is not None:
-                try:
-                    raise stop
-                finally:
-                    stop = None  # as above: the raised exception's traceback holds this frame
-    finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
-
-    total = await ctx.store.count_activities(ctx.user_id)
-    return {
-        "mode": progress["mode"],
-        "activities": int(progress["activities"]),
-        "pages": int(progress["pages"]),
-        "requests": int(progress["requests"]),
-        "total_activities": total,
-    }
-
-
 def list_requests_needed(activities: int, per_page: int = PER_PAGE) -> int:
-    """List requests a full sync of ``activities`` needs: every page, then the empty one that ends it."""
-    return math.ceil(activities / per_page) + 1
+    """List requests a full listing of ``activities`` activities at distinct seconds needs (module docstring)."""
+    if activities <= 0:
+        return 1
+    if activities <= per_page:
+        return 3
+    return math.ceil((activities - per_page) / (per_page - 1)) + 3
 
 
 def register_strava_sync(registry: HandlerRegistry) -> HandlerRegistry:
     """Add the ``strava_sync`` job type to ``registry``."""
     registry.register(JOB_TYPE, strava_sync)
     return registry
+
+
+async def strava_sync(ctx: JobContext) -> dict[str, Any]:
+    """Sync one athlete's activities into the store; see the module docstring.
+
+    Payload: ``{"mode": "auto" | "full" | "incremental" | "reconcile", "detail": false, "concurrency": 4,
+    "lookback_s": 259200}``. Needs ``ctx.resources["strava"]``: a :class:`~syncsim.strava.client.StravaClient`.
+    """
+    client = ctx.resources.get("strava")
+    if not isinstance(client, StravaClient):
+        raise PermanentError("strava_sync needs a Strava client; none is configured for this runner")
+    return await _Sync(ctx, client).run()
+
+
+class _Sync:
+    """One run of a ``strava_sync`` job (one invocation's share of it): the listing loop and its checkpoint."""
+
+    def __init__(self, ctx: JobContext, client: StravaClient) -> None:
+        self.ctx = ctx
+        self.client = client
+        payload = ctx.payload
+        self.detail = bool(payload.get("detail", False))
+        self.concurrency = _positive_int(payload, "concurrency", defaults.DETAIL_CONCURRENCY)
+        self.lookback_s = float(payload.get("lookback_s", defaults.INCREMENTAL_LOOKBACK_S))
+        self.progress = dict(ctx.progress)
+        self.estimate_s = float(self.progress.get("request_s", INITIAL_REQUEST_ESTIMATE_S))
+        #: Set when a detail sync ran out of time within a page: stop once what was fetched is stored.
+        self.out_of_time: OutOfTime | None = None
+
+    @property
+    def user(self) -> uuid.UUID:
+        return self.ctx.user_id
+
+    async def run(self) -> dict[str, Any]:
+        ctx, progress = self.ctx, self.progress
+        if "mode" not in progress:
+            await self._start()
+        # The first request of an invocation only needs the margin: an estimate larger than a short limit must not
+        # stop every invocation before it starts (no progress, ever).
+        ctx.ensure_time(0.0)
+        pending: asyncio.Task[ActivityPage] | None = self._request(self._cursor())
+        try:
+            while pending is not None:
+                cursor = self._cursor()
+                try:
+                    answered = await pending
+                finally:
+                    # The request's exception, if any, holds this frame in its traceback: the task holding the
+                    # exception must not stay in it, or the cycle keeps the last page alive until a GC runs.
+                    pending = None
+                self.estimate_s = max(0.001, 0.7 * self.estimate_s + 0.3 * answered.latency_s)
+                # The next cursor can be read from the page's last item before the whole page is parsed: ask for the
+                # next page at once, so that Strava answers while this one is parsed and stored. (Not in a detail
+                # sync: its page's details come first, and may not all fit in this invocation.)
+                guess = None if self.detail else self._next_cursor_guess(answered, cursor)
+                stop: OutOfTime | None = None
+                if guess is not None:
+                    pending, stop = self._request_if_time(guess)
+                activities = answered.activities()
+                next_cursor = await self._store_page(activities, cursor)
+                if self.out_of_time is not None:  # a detail page not finished: its cursor stays
+                    await ctx.checkpoint(progress)
+                    try:
+                        raise self.out_of_time
+                    finally:
+                        self.out_of_time = None
+                if pending is not None and next_cursor != guess:
+                    pending.cancel()  # the guess was wrong (a page out of order): ask for the right one
+                    await asyncio.gather(pending, return_exceptions=True)
+                    pending = None
+                if next_cursor is None:  # the empty page: the listing is complete
+                    break
+                self._move(next_cursor, activities)
+                await ctx.checkpoint(progress)
+                if pending is None and stop is None:
+                    pending, stop = self._request_if_time(self._cursor())
+                if stop is not None:
+                    try:
+                        raise stop
+                    finally:
+                        stop = None  # as above: the raised exception's traceback holds this frame
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+        removed = 0
+        if progress["mode"] in ("full", "reconcile"):
+            removed = await ctx.store.delete_activities_unseen_since(self.user, float(progress["listing_started_at"]))
+        total = await ctx.store.count_activities(self.user)
+        return {
+            "mode": progress["mode"],
+            "activities": int(progress["activities"]),
+            "removed": removed + int(progress.get("removed", 0)),
+            "pages": int(progress["pages"]),
+            "requests": int(progress["requests"]),
+            "total_activities": total,
+        }
+
+    async def _start(self) -> None:
+        """A first run: decide the mode and where the listing starts."""
+        mode = self.ctx.payload.get("mode", "auto")
+        if mode not in MODES:
+            raise InvalidInput(f"strava_sync mode must be one of {', '.join(MODES)}, got {mode!r}")
+        progress = self.progress
+        if mode in ("auto", "incremental"):
+            latest = await self.ctx.store.latest_activity_start(self.user)
+            if mode == "auto":
+                mode = "full" if latest is None else "incremental"
+            if mode == "incremental":
+                after = 0 if latest is None else int(latest.timestamp() - self.lookback_s)
+                progress["after"] = max(0, after)
+        progress.update(
+            mode=mode,
+            seen=[],
+            tie_page=1,
+            pages=0,
+            activities=0,
+            requests=0,
+            listing_started_at=self.ctx.clock.now(),
+        )
+
+    # -- the cursor ------------------------------------------------------------------------------------------
+
+    def _cursor(self) -> tuple[str, int | None, int]:
+        """(``"before"`` or ``"after"``, the bound, the page number within the bound)."""
+        progress = self.progress
+        if "after" in progress:
+            return "after", int(progress["after"]), int(progress["tie_page"])
+        before = progress.get("before")
+        return "before", None if before is None else int(before), int(progress["tie_page"])
+
+    def _next_cursor_guess(self, answered: ActivityPage, cursor: tuple[str, int | None, int]) -> Any:
+        """The cursor after this page, from the start time of its last item alone; ``None`` if it cannot be read
+        that way, or the page may end in its boundary second (then what it brings decides). Checked against the
+        parsed page before the request is trusted."""
+        last = answered.last_start()
+        kind, bound, _ = cursor
+        if last is None or (bound is not None and last == (bound - 1 if kind == "before" else bound + 1)):
+            return None
+        return (kind, last + 1 if kind == "before" else last - 1, 1)
+
+    def _request(self, cursor: tuple[str, int | None, int]) -> asyncio.Task[ActivityPage]:
+        kind, bound, page = cursor
+        return asyncio.ensure_future(
+            self.client.request_activities(
+                self.user,
+                page=page,
+                per_page=PER_PAGE,
+                before=bound if kind == "before" else None,
+                after=bound if kind == "after" else None,
+                deadline=self.ctx.deadline,
+            )
+        )
+
+    def _request_if_time(self, cursor: Any) -> tuple[asyncio.Task[ActivityPage] | None, OutOfTime | None]:
+        """Ask for the page at ``cursor`` now; or, if it may not make the deadline (resumable), the reason to stop
+        after the current one."""
+        try:
+            self.ctx.ensure_time(self.estimate_s)
+        except OutOfTime as exc:
+            return None, exc
+        return self._request(cursor), None
+
+    def _move(self, cursor: tuple[str, int | None, int], activities: list[Activity]) -> None:
+        """Move the checkpoint's cursor to ``cursor``, remembering the ids seen in its boundary second."""
+        progress = self.progress
+        kind, bound, page = cursor
+        assert bound is not None
+        boundary = bound - 1 if kind == "before" else bound + 1
+        seen = {a.id for a in activities if int(a.start_date.timestamp()) == boundary}
+        if page > 1:  # the same bound, the next page of a tie
+            seen |= set(progress["seen"])
+        progress[kind] = bound
+        progress.update(seen=sorted(seen), tie_page=page)
+
+    # -- one page --------------------------------------------------------------------------------------------
+
+    async def _store_page(
+        self, activities: list[Activity], cursor: tuple[str, int | None, int]
+    ) -> tuple[str, int | None, int] | None:
+        """Write what this page brings; return the cursor of the next request, ``None`` after the empty page."""
+        progress = self.progress
+        progress["requests"] = int(progress["requests"]) + 1
+        progress["request_s"] = round(self.estimate_s, 4)
+        if not activities:
+            return None
+        kind, bound, page = cursor
+        seen = set(progress["seen"])
+        new = [a for a in activities if a.id not in seen]
+        written, removed = await self._write(new)
+        progress.update(
+            activities=int(progress["activities"]) + written, removed=int(progress.get("removed", 0)) + removed
+        )
+        if self.out_of_time is not None:
+            return cursor  # the page is not done: it is listed again, and what was stored is skipped
+        progress["pages"] = int(progress["pages"]) + 1
+        seconds = [int(a.start_date.timestamp()) for a in activities]
+        edge = min(seconds) if kind == "before" else max(seconds)
+        boundary = None if bound is None else (bound - 1 if kind == "before" else bound + 1)
+        if not new:
+            # Only the boundary second, all seen: it is closed; exclude it from now on.
+            return (kind, edge, 1)
+        if boundary is not None and edge == boundary and all(s == boundary for s in seconds):
+            return (kind, bound, page + 1)  # a tie larger than a page: the next page of the same bound
+        return (kind, edge + 1 if kind == "before" else edge - 1, 1)
+
+    async def _write(self, activities: list[Activity]) -> tuple[int, int]:
+        """Store the page's new activities as the mode says; mark the rest seen. (written, removed)."""
+        if not activities:
+            return 0, 0
+        ctx, mode = self.ctx, self.progress["mode"]
+        now = ctx.clock.now
+        if mode == "full" and not self.detail:
+            return await ctx.store.upsert_activities(self.user, activities, now=now()), 0
+        stored = await ctx.store.stored_activities(self.user, [a.id for a in activities])
+        to_write = [a for a in activities if _differs(a, stored.get(a.id), detail=self.detail, mode=mode)]
+        writing = {a.id for a in to_write}
+        unchanged = [a.id for a in activities if a.id in stored and a.id not in writing]
+        removed = 0
+        if self.detail and to_write:
+            to_write, gone = await self._details(to_write)
+            for activity_id in gone:
+                removed += await ctx.store.delete_activity(self.user, activity_id)
+        written = await ctx.store.upsert_activities(self.user, to_write, now=now()) if to_write else 0
+        if unchanged:
+            await ctx.store.mark_activities_seen(self.user, unchanged, now=now())
+        return written, removed
+
+    async def _details(self, summaries: Sequence[Activity]) -> tuple[list[Activity], list[int]]:
+        """``GET /activities/{id}`` for each, ``concurrency`` at a time: (the detailed ones, the ids that 404).
+
+        Under a deadline-aware strategy the rounds stop when the next may not finish in time: what was fetched
+        is returned to be stored, and :class:`OutOfTime` follows once it is (``self.out_of_time``)."""
+        ctx, client = self.ctx, self.client
+        gone: list[int] = []
+        detailed: list[Activity] = []
+
+        async def one(summary: Activity) -> None:
+            try:
+                detailed.append(await client.get_activity(self.user, summary.id, deadline=ctx.deadline))
+            except StravaRejected as exc:
+                if exc.status != 404:
+                    raise
+                gone.append(summary.id)  # deleted since it was listed
+
+        for start in range(0, len(summaries), self.concurrency):
+            batch = summaries[start : start + self.concurrency]
+            try:
+                ctx.ensure_time(self.estimate_s)
+            except OutOfTime as exc:
+                self.out_of_time = exc
+                break
+            started = ctx.clock.now()
+            try:
+                await asyncio.gather(*(one(s) for s in batch))
+            finally:
+                self.progress["requests"] = int(self.progress["requests"]) + len(batch)
+            self.estimate_s = max(0.001, 0.7 * self.estimate_s + 0.3 * (ctx.clock.now() - started))
+        order = {s.id: i for i, s in enumerate(summaries)}
+        detailed.sort(key=lambda a: order.get(a.id, 0))
+        return detailed, gone
+
+
+def _differs(activity: Activity, stored: Any, *, detail: bool, mode: str) -> bool:
+    """Whether ``activity`` (listed) must be written: it is not stored, a field differs, a detail sync lacks its
+    detail (a detail request is only spent on those), or a summary mode that writes everything it lists."""
+    if stored is None or stored.fields != activity.fields:
+        return True
+    if detail:
+        return not stored.detailed
+    return mode in ("full", "incremental")
+
+
+def _positive_int(payload: dict[str, Any], key: str, default: int) -> int:
+    value = payload.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"strava_sync {key} must be an integer >= 1, got {value!r}")
+    return value

@@ -68,7 +68,7 @@ async def test_connect_then_sync_stores_every_activity_once(world: StravaWorld, 
         job, _ = await poll_until(client, response.json()["jobId"], api.auth(user_id))
         assert job["status"] == "completed", job
         assert job["type"] == "strava_sync"
-        assert job["result"]["activities"] == 450 and job["result"]["pages"] == 3  # 200 + 200 + 50
+        assert job["result"]["activities"] == 450 and job["result"]["pages"] == 4  # 200 + 199 + 51 new, the boundary
         assert await world.store.count_activities(user_id) == 450
         # Syncing again is incremental and idempotent: nothing new, nothing duplicated.
         again = await client.post("/api/sync", headers=api.auth(user_id))

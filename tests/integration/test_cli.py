@@ -36,9 +36,9 @@ def test_demo_runs_on_the_embedded_default_store(tmp_path: Path) -> None:
 def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
     result = syncsim("sync", "--fake", "450", "--quiet", "--trace", "trace.csv", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "completed: 450 activities synced (full) in 3 page(s)" in result.stdout
+    assert "completed: 450 activities synced (full) in 4 page(s)" in result.stdout
     trace = (tmp_path / "trace.csv").read_text()
-    assert trace.count("/athlete/activities") == 4  # 3 pages and the empty one that ends the sync
+    assert trace.count("/athlete/activities") == 5  # 3 pages, the boundary again, the empty one that ends it
     assert not re.search(r"[0-9a-f]{40}", trace) and "access_token" not in trace  # no token (40 hex), no query
     listing = syncsim("jobs", cwd=tmp_path)
     assert "strava_sync" in listing.stdout and "completed" in listing.stdout

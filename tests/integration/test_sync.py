@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -27,6 +28,10 @@ from syncsim.stores import Store, open_store
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeAthlete, FakeStrava, Faults, LatencyModel
 from syncsim.strava.sync import list_requests_needed, register_strava_sync
+
+
+def _start(activity: dict[str, Any]) -> float:
+    return datetime.fromisoformat(activity["start_date"]).timestamp()
 
 
 @dataclass
@@ -96,11 +101,13 @@ def test_full_sync_stores_every_activity_exactly_once(store_url: str, n: int) ->
         done = await runner.run_next()
         assert done is not None and done.id == job.id and done.status is JobStatus.COMPLETED, done
         assert await env.store.count_activities(user) == n
-        assert env.list_requests() == list_requests_needed(n)  # ceil(n / 200) + 1: until an empty page
+        # Keyset pages: 200 new, then 199 new after each re-read boundary; a page of the boundary alone; empty.
+        assert env.list_requests() == list_requests_needed(n)
         assert done.result == {
             "mode": "full",
             "activities": n,
-            "pages": -(-n // 200),
+            "removed": 0,
+            "pages": list_requests_needed(n) - 1,
             "requests": list_requests_needed(n),
             "total_activities": n,
         }
@@ -127,16 +134,21 @@ def test_incremental_sync_fetches_only_new_activities(sqlite_url: str) -> None:
         runner = env.runner()
         await runner.submit(user)
         await runner.run_next()
-        for _ in range(3):
+        for _ in range(3):  # all three in the same second: a tie the keyset re-reads and skips
             env.fake.add_activity(athlete.athlete_id)
         before = env.list_requests()
         await runner.submit(user, {"mode": "incremental"})
         done = await runner.run_next()
         assert done is not None and done.status is JobStatus.COMPLETED
         assert done.result is not None and done.result["mode"] == "incremental"
-        assert done.result["activities"] <= 4  # the 3 new ones (plus at most the boundary one again)
+        # The 3 new ones, and the stored ones within the look-back (three days before the newest stored start).
+        latest = max(_start(env.fake.activity(i)) for i in env.fake.activity_ids(athlete.athlete_id)[3:])
+        in_lookback = [
+            i for i in env.fake.activity_ids(athlete.athlete_id) if _start(env.fake.activity(i)) > latest - 3 * 86400
+        ]
+        assert done.result["activities"] == len(in_lookback) >= 3
         assert await env.store.count_activities(user) == 453
-        assert env.list_requests() - before == 2  # one page with the new ones, one empty
+        assert env.list_requests() - before == 3  # the new ones; the tie's second again, all seen; empty
 
     in_virtual_time(sqlite_url, scenario)
 
@@ -186,7 +198,7 @@ def test_rate_limit_mid_sync_reschedules_to_the_window_reset_and_completes(sqlit
     async def scenario(env: Env) -> None:
         # Other users of the app already spent 95 of the 100 reads of this quarter hour.
         env.fake.spend_rate_limit(95)
-        user, _ = await env.athlete(2000)  # 11 list requests
+        user, _ = await env.athlete(2000)  # 13 list requests
         platform = LocalPlatform("hobby", clock=env.clock)
         service = JobService(env.runner("resumable", deadline_margin_s=1.0))
         invocation = platform.start_invocation()
@@ -199,7 +211,7 @@ def test_rate_limit_mid_sync_reschedules_to_the_window_reset_and_completes(sqlit
         reset = paused.next_attempt_at
         assert reset is not None and reset.timestamp() % 900 == 0  # the next quarter hour
         assert 0 < reset.timestamp() - env.clock.now() <= 900
-        assert await env.store.count_activities(user) == 5 * 200  # five reads fitted
+        assert await env.store.count_activities(user) == 200 + 4 * 199  # five reads fitted (each later one re-reads one)
         # The client polls every 5 s; once the window resets, the polls continue the job.
         while True:
             await env.clock.sleep(5)
@@ -244,16 +256,18 @@ def test_malformed_page_gives_a_clear_error_and_keeps_what_was_stored(store_url:
         done = await runner.run_next()
         assert done is not None and done.status is JobStatus.FAILED
         error = done.error or ""
-        assert "MalformedResponse" in error and "page 3" in error and "\n" not in error
-        assert await env.store.count_activities(user) == 400  # pages 1 and 2 stay stored
-        assert done.progress["page"] == 3  # and the checkpoint points at the bad page
+        assert "MalformedResponse" in error and "activities before 20" in error and "\n" not in error
+        assert await env.store.count_activities(user) == 200 + 199  # the first two pages stay stored
+        # The checkpoint's cursor points at the bad page: the start of the oldest stored activity, + 1 s.
+        oldest = env.fake.activity(env.fake.activity_ids(athlete.athlete_id)[200 + 199 - 1])
+        assert done.progress["before"] == _start(oldest) + 1
 
     in_virtual_time(store_url, scenario)
 
 
 def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: str) -> None:
     async def scenario(env: Env) -> None:
-        user, _athlete = await env.athlete(5000)  # 26 list requests of 1 s: far past hobby's 10 s
+        user, _athlete = await env.athlete(5000)  # 28 list requests of 1 s: far past hobby's 10 s
         platform = LocalPlatform("hobby", clock=env.clock)
         service = JobService(env.runner("waituntil", lease_s=30))
         invocation = platform.start_invocation()

@@ -1,8 +1,9 @@
 """The simulator against arithmetic: with constant latency and no faults, every time and count is predictable.
 
-Unless a test says otherwise the store latency is 0 and the client never gives up early, so a sync of N
-activities costs exactly ``R = ceil(N / 200) + 1`` list requests (paging stops at an *empty* page) of ``L``
-seconds each.
+Unless a test says otherwise the store latency is 0 and the client never gives up early, so a full sync of N
+activities costs exactly ``R = list_requests_needed(N)`` list requests of ``L`` seconds each: keyset pages of 200
+new, then 199 new (each re-reads its boundary second), one page of the boundary alone, and the empty page
+that ends paging (``ceil((N - 200) / 199) + 3`` for N > 200, 3 for 1 <= N <= 200, 1 for N = 0).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ def only_job(result):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("n", [0, 1, 199, 200, 201, 1234])
-def test_a_sync_takes_ceil_n_over_200_plus_one_requests_of_latency_each(n: int) -> None:
+def test_a_sync_takes_its_keyset_requests_of_latency_each(n: int) -> None:
     latency = 0.25
     result = simulate(workload=one_athlete(n), platform="unlimited", latency=latency, store_latency_s=0.0)
     job = only_job(result)
-    requests = math.ceil(n / 200) + 1
+    requests = 1 if n == 0 else 3 if n <= 200 else math.ceil((n - 200) / 199) + 3
     assert requests == list_requests_needed(n)
     assert job["status"] == "completed" and job["activities_synced"] == n
     assert job["strava_requests"] == requests
@@ -42,18 +43,20 @@ def test_store_round_trips_add_their_stated_overhead() -> None:
     result = simulate(workload=one_athlete(n), platform="unlimited", latency=latency, store_latency_s=rtt)
     job = only_job(result)
     pages = math.ceil(n / 200)
-    # create (the POST waits for it), claim, latest stored activity, tokens once, then the final count; the
-    # completing write's own round trip is after its timestamp. Each page's upsert and checkpoint (2 round
-    # trips) run while the next page is requested, hidden behind its latency because 2 * rtt <= latency.
+    # create (the POST waits for it), claim, latest stored activity, tokens once; the checkpoint after the page
+    # that re-reads only the boundary (nothing to ask for until it is stored); then the removal of what the
+    # listing did not see and the final count. The completing write's own round trip is after its timestamp.
+    # Every other page's upsert and checkpoint (2 round trips) run while the next page is requested, hidden
+    # behind its latency because 2 * rtt <= latency.
     assert 2 * rtt <= latency and pages > 0
-    round_trips = 1 + 1 + 1 + 1 + 1
+    round_trips = 1 + 1 + 1 + 1 + 1 + 1 + 1
     assert job["time_to_complete_s"] == pytest.approx(list_requests_needed(n) * latency + round_trips * rtt, abs=1e-6)
     assert job["api_latency_s"] == pytest.approx(rtt, abs=1e-6)  # the POST makes one store call
 
 
-@pytest.mark.parametrize(("n", "killed"), [(2000, False), (3000, True)])
+@pytest.mark.parametrize(("n", "killed"), [(1700, False), (3000, True)])
 def test_waituntil_on_hobby_is_killed_exactly_when_the_sync_outlasts_10_s(n: int, killed: bool) -> None:
-    latency = 0.9  # 2000 activities: 11 requests = 9.9 s (fits); 3000: 16 requests = 14.4 s (does not)
+    latency = 0.9  # 1700 activities: 11 requests = 9.9 s (fits); 3000: 18 requests = 16.2 s (does not)
     result = simulate(
         workload=one_athlete(n),
         platform="hobby",
@@ -68,7 +71,7 @@ def test_waituntil_on_hobby_is_killed_exactly_when_the_sync_outlasts_10_s(n: int
     if killed:
         done_by_deadline = math.floor(10.0 / latency)  # requests answered before the kill at t = 10 s
         assert job["status"] == "running" and job["stuck"]  # the killed row is left running: nobody resumes it
-        assert job["activities_synced"] == 200 * done_by_deadline
+        assert job["activities_synced"] == 200 + 199 * (done_by_deadline - 1)
         assert job["strava_requests"] == done_by_deadline + 1  # the last one was in flight
     else:
         assert job["status"] == "completed" and job["time_to_complete_s"] == pytest.approx(9.9, abs=1e-6)
@@ -117,11 +120,11 @@ def test_resumable_completes_in_the_invocations_the_deadline_arithmetic_predicts
 
 
 def test_the_101st_read_in_a_quarter_hour_waits_for_the_next_one() -> None:
-    # 20,000 activities = 101 requests of 1 s under the read limit of 100 per 15 min: requests 1-100 are
+    # 19,702 activities = 101 requests of 1 s under the read limit of 100 per 15 min: requests 1-100 are
     # answered by t = 100 s; the 101st is refused locally and sent at the quarter hour (t = 900 s, the run
     # starts on one) plus the client's documented 1 s of slack, so the sync completes at 902 s.
     result = simulate(
-        workload=one_athlete(20_000),
+        workload=one_athlete(19_702),
         platform="unlimited",
         strategy="waituntil",
         latency=1.0,
@@ -144,7 +147,7 @@ def test_a_job_rescheduled_to_the_window_reset_counts_as_rate_limited_once_per_r
     # The same athlete on hobby (10 s) with resumable: the 101st request's reset is far past the invocation's
     # deadline, so the job is rescheduled (not waited for) exactly once, then completes after the reset.
     result = simulate(
-        workload=one_athlete(20_000),
+        workload=one_athlete(19_702),
         platform="hobby",
         strategy="resumable",
         latency=1.0,

@@ -40,7 +40,7 @@ def test_the_comparison_fails_when_the_simulator_is_off() -> None:
     assert calibrated_latency(made_up).median_s == pytest.approx(0.1)
     sim = simulated_run(setup, made_up)
     assert [(s["status"], s["attempts"], s["runs"]) for s in sim] == [("completed", 1, 1)] * 2
-    assert [s["ttc"] for s in sim] == pytest.approx([0.2, 0.6], abs=0.01)  # 2 and 6 list requests of 0.1 s
+    assert [s["ttc"] for s in sim] == pytest.approx([0.3, 0.7], abs=0.01)  # 3 and 7 list requests of 0.1 s
     same = RealRun(jobs=[dict(s) for s in sim], trace=made_up.trace, store_call_s=0.0, wall_s=0.0)
     assert Comparison(setup=setup, real=same, sim=sim, latency=calibrated_latency(made_up)).ok
     slower = RealRun(jobs=[{**s, "ttc": s["ttc"] * 1.06} for s in sim], trace=made_up.trace, store_call_s=0, wall_s=0)

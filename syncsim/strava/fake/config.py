@@ -57,7 +57,8 @@ class Faults:
     """What goes wrong, seeded by the FakeStrava's seed. Mutable: switch faults on and off at any time.
 
     Rates are fractions of requests in [0, 1]. ``malformed_pages`` is either a set of (athlete_id, page)
-    pages that are always malformed, or a rate of activity-list pages malformed at random; ``malformed_mode``
+    pages that are always malformed (any list page holding the first activity of that page of the athlete's
+    newest-first history), or a rate of activity-list pages malformed at random; ``malformed_mode``
     says how. ``short_pages`` is the fraction of non-final pages served with fewer than ``per_page`` items
     (every activity is still served exactly once). ``storm`` answers every API request with a 429 (until
     ``storm_until``, UTC epoch seconds, if set). ``revoke_at`` revokes an athlete's authorization once the

@@ -252,7 +252,7 @@ class Histories:
         lo_t = -float("inf") if after is None else after
         hi_t = float("inf") if before is None else before
         visible = self._generated_in_window(a, after, before)[2] + self._extras_in_window(a, lo_t, hi_t)
-        offset, size = self._page_span(a, page, per_page, visible)
+        offset, size = self._page_span(a, page, per_page, visible, (after, before))
         if size <= 0:
             return []
         return list(itertools.islice(self._walk(a, lo_t, hi_t, ascending=ascending), offset, offset + size))
@@ -294,7 +294,7 @@ class Histories:
         lo, hi, visible = self._generated_in_window(a, after, before)
         if visible <= 0:
             return []
-        offset, size = self._page_span(a, page, per_page, visible)
+        offset, size = self._page_span(a, page, per_page, visible, (after, before))
         if size <= 0:
             return []
         deleted = a.deleted
@@ -340,8 +340,11 @@ class Histories:
             merged = heapq.merge(generated, extras, reverse=True)
         return (index for _, index in merged)
 
-    def _page_span(self, a: AthleteState, page: int, per_page: int, visible: int) -> tuple[int, int]:
-        """(offset, size) of a page among the ``visible`` activities, with seeded short non-final pages."""
+    def _page_span(
+        self, a: AthleteState, page: int, per_page: int, visible: int, window: tuple[float | None, float | None]
+    ) -> tuple[int, int]:
+        """(offset, size) of a page among the ``visible`` activities of ``window`` (after, before), with seeded
+        short non-final pages: whether a page comes short depends on the athlete, the window and the page."""
         rate = self.faults.short_pages
         if rate <= 0 or per_page <= 1:
             return (page - 1) * per_page, min(per_page, max(0, visible - (page - 1) * per_page))
@@ -349,7 +352,7 @@ class Histories:
         for k in range(1, page + 1):
             size = per_page
             if offset + per_page < visible:  # non-final: may come short
-                h = mix(a.key ^ mix(k * 1_000_003 + per_page) ^ (self.seed & MASK))
+                h = mix(a.key ^ mix(k * 1_000_003 + per_page) ^ (self.seed & MASK) ^ _window_key(window))
                 if unit(h) < rate:
                     size = 1 + (h & 0xFFFF) % (per_page - 1)
             size = min(size, max(0, visible - offset))
@@ -357,3 +360,11 @@ class Histories:
                 return offset, size
             offset += size
         return offset, 0
+
+
+def _window_key(window: tuple[float | None, float | None]) -> int:
+    """A hash of a listing's (after, before) bounds; 0 for an unbounded listing."""
+    after, before = window
+    if after is None and before is None:
+        return 0
+    return mix(mix(int(after or -1) & MASK) ^ (int(before or -1) & MASK))

@@ -382,7 +382,7 @@ class FakeStrava:
             delay = self.latency.sample(len(indices))
             self.counts["pages"] += 1
             self.counts["activities_served"] += len(indices)
-            if self._malformed(a.athlete_id, page):
+            if self._malformed(a, page, per_page, indices):
                 items = [orjson.loads(self.histories.list_item_text(a, i)) for i in indices]
                 return FakeResponse(200, dict(JSON), self._malform(items), delay_s=delay)
             return FakeResponse(200, dict(JSON), self.histories.page_body(a, indices), delay_s=delay)
@@ -411,11 +411,19 @@ class FakeStrava:
             b'{"message":"Resource Not Found","errors":[{"resource":"resource","code":"not found"}]}',
         )
 
-    def _malformed(self, athlete_id: int, page: int) -> bool:
+    def _malformed(self, a: AthleteState, page: int, per_page: int, indices: list[int]) -> bool:
+        """Whether this list page is served malformed: it holds the first activity of a page named in
+        ``Faults.malformed_pages`` (counted newest first, as page-number paging would serve it, so the fault
+        follows the activities whatever bounds the request used), or a seeded draw at the given rate."""
         spec = self.faults.malformed_pages
         if isinstance(spec, set | frozenset):
-            return (athlete_id, page) in spec
-        return spec > 0 and self._roll("malformed", athlete_id, page) < spec
+            named = [n for athlete, n in spec if athlete == a.athlete_id]
+            if not named or not indices:
+                return False
+            order = self.histories.ordered_indices(a.athlete_id)
+            firsts = {order[(n - 1) * per_page] for n in named if 0 <= (n - 1) * per_page < len(order)}
+            return not firsts.isdisjoint(indices)
+        return spec > 0 and self._roll("malformed", a.athlete_id, page) < spec
 
     def _malform(self, items: list[dict[str, Any]]) -> bytes:
         self.counts["malformed"] += 1

@@ -330,22 +330,34 @@ async def test_request_activities_answers_before_parsing_and_parses_like_list_ac
     user_id, _ = await connect(fake, store, activities=250)
     client = make_client()
     first = await client.request_activities(user_id, page=1, after=0)
-    assert first.looks_nonempty and len(trace) == 0  # answered, not parsed, not recorded yet
-    assert first.activities() == await client.list_activities(user_id, page=1, after=0)
+    assert first.last_start() is not None and len(trace) == 0  # answered, not parsed, not recorded yet
+    parsed = first.activities()
+    assert parsed == await client.list_activities(user_id, page=1, after=0)
+    assert first.last_start() == int(parsed[-1].start_date.timestamp())
     assert [r["items"] for r in trace.records] == [200, 200]
     last = await client.request_activities(user_id, page=3, after=0)
-    assert not last.looks_nonempty and last.activities() == []
+    assert last.last_start() is None and last.activities() == []
 
 
 @pytest.mark.parametrize(
-    ("body", "nonempty"),
-    [(b"[]", False), (b" [ ]\n", False), (b'[{"id": 1}]', True), (b'{"activities": []}', False), (b'[{"id"', False)],
+    ("body", "start"),
+    [
+        (b"[]", None),
+        (
+            b'[{"id": 1, "start_date":"2026-01-05T00:00:10Z"}, {"id": 2, "start_date":"2026-01-05T00:00:00Z"}]',
+            1767571200,
+        ),
+        (b'[{"id": 1, "start_date":"2026-01-05T00:00:00Z", "start_date_local":"2026-01-05T01:00:00Z"}]', 1767571200),
+        (b'{"activities": []}', None),
+        (b'[{"start_date":"garbage"}]', None),
+        (b'[{"id":1,"start_date":"2026-01-05T00:00:00Z"', None),
+    ],
 )
-async def test_an_answered_page_says_whether_it_looks_nonempty_without_parsing(
-    make_client: MakeClient, body: bytes, nonempty: bool
+async def test_an_answered_page_tells_its_last_start_without_parsing(
+    make_client: MakeClient, body: bytes, start: int | None
 ) -> None:
     answer = _Answer(httpx.Response(200, content=body), sent_at=0.0, latency_s=0.1, attempt=1)
-    assert ActivityPage(make_client(), answer, page=1).looks_nonempty is nonempty
+    assert ActivityPage(make_client(), answer, page=1).last_start() == start
 
 
 async def test_a_deleted_activity_detail_is_rejected_as_not_found(
