@@ -211,7 +211,8 @@ def test_rate_limit_mid_sync_reschedules_to_the_window_reset_and_completes(sqlit
         reset = paused.next_attempt_at
         assert reset is not None and reset.timestamp() % 900 == 0  # the next quarter hour
         assert 0 < reset.timestamp() - env.clock.now() <= 900
-        assert await env.store.count_activities(user) == 200 + 4 * 199  # five reads fitted (each later one re-reads one)
+        # Five reads fitted: 200, then 199 new on each (each later one re-reads its boundary).
+        assert await env.store.count_activities(user) == 200 + 4 * 199
         # The client polls every 5 s; once the window resets, the polls continue the job.
         while True:
             await env.clock.sleep(5)
