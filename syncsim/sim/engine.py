@@ -40,6 +40,7 @@ from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
 from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
+from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
 from syncsim.strava.sync import register_strava_sync
 
@@ -89,6 +90,8 @@ class RunRecord:
     strava_requests: int
     #: Activities each athlete deleted on Strava during the run (webhook ``delete`` events).
     deleted: Counter[int] = field(default_factory=Counter)
+    #: Per athlete, the store against FakeStrava's truth at the end: (missing, extra, stale) activities.
+    exactness: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -172,7 +175,9 @@ async def _simulate(sc: Scenario) -> RunRecord:
             lease_s=sc.lease_s,
         )
 
-    platform = ObservedPlatform(sc.platform, clock=clock, recorder=recorder)
+    platform = ObservedPlatform(
+        sc.platform, clock=clock, recorder=recorder, kill_rate=sc.kill_rate, rng=random.Random(f"kills:{sc.seed}")
+    )
     app = create_app(
         service=JobService(runner("sim-api")), platform=platform, jwt_secret=JWT_SECRET, clock=clock, strava=strava
     )
@@ -237,6 +242,23 @@ async def _simulate(sc: Scenario) -> RunRecord:
         }
         await browsers[row.athlete].webhook(event)
 
+    async def churn() -> None:
+        """Athletes change their histories as a Poisson process; Strava announces what it announces."""
+        assert sc.churn is not None
+        rate = sc.churn.rate_per_hour * len(syncs) / 3600.0
+        if rate <= 0:
+            return
+        rng = random.Random(f"churn:{sc.seed}")
+        until = t0 + (sc.churn_until_s if sc.churn_until_s is not None else sc.max_sim_s)
+        while True:
+            await clock.sleep(rng.expovariate(rate))
+            if clock.now() >= until:
+                return
+            row = syncs[rng.randrange(len(syncs))]
+            event = fake.change(ATHLETE_ID_BASE + row.athlete, sc.churn, rng)
+            if event is not None:
+                await browsers[row.athlete].webhook(event)
+
     async def sample_budget() -> None:
         while True:
             fake.spend_rate_limit(0)  # rolls the windows to now
@@ -251,6 +273,8 @@ async def _simulate(sc: Scenario) -> RunRecord:
     horizon = t0 + sc.max_sim_s
     clients = [asyncio.ensure_future(visit(r)) for r in sc.workload.syncs]
     clients += [asyncio.ensure_future(webhook(r)) for r in sc.workload.webhooks]
+    if sc.churn is not None:
+        clients.append(asyncio.ensure_future(churn()))
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*clients), timeout=sc.max_sim_s)
     if workers is not None:
@@ -268,11 +292,16 @@ async def _simulate(sc: Scenario) -> RunRecord:
         bar.close()
 
     jobs: dict[int, Job | None] = {}
-    synced: dict[int, int] = {}
     for r in syncs:
         outcome = browsers[r.athlete].outcome
         jobs[r.athlete] = await inner.get_job(outcome.job_id) if outcome.job_id else None
+    if sc.reconcile_at_end:
+        await _reconcile_everyone(runner("sim-reconciler"), [users[r.athlete] for r in syncs], clock)
+    synced: dict[int, int] = {}
+    exactness: dict[int, tuple[int, int, int]] = {}
+    for r in syncs:
         synced[r.athlete] = await inner.count_activities(users[r.athlete])
+        exactness[r.athlete] = await _exactness(fake, inner, users[r.athlete], ATHLETE_ID_BASE + r.athlete)
     by_athlete: Counter[int] = Counter(
         q.athlete_id - ATHLETE_ID_BASE for q in fake.requests if q.athlete_id is not None
     )
@@ -291,6 +320,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         budget_rows=budget_rows,
         strava_requests=len(fake.requests),
         deleted=deleted,
+        exactness=exactness,
         extra={"fake_counts": dict(fake.counts), "budget_refused": budget.refused},
     )
 
@@ -321,6 +351,34 @@ async def _run_workers(sc: Scenario, runner: Any, store: Any, clock: Clock, t0: 
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+async def _reconcile_everyone(runner: JobRunner, users: list[uuid.UUID], clock: Clock) -> None:
+    """After the run: finish every job left (expired leases reclaimed), then one reconcile per user."""
+    worker = Worker(runner, concurrency=8, burst=True, poll_s=1.0)
+    await worker.run()
+    for user in users:
+        await runner.submit(user, {"mode": "reconcile"})
+    await Worker(runner, concurrency=8, burst=True, poll_s=1.0).run()
+
+
+async def _exactness(fake: FakeStrava, store: SQLiteStore, user: uuid.UUID, athlete_id: int) -> tuple[int, int, int]:
+    """(missing, extra, stale): the user's stored activities against what the athlete has on FakeStrava now.
+
+    An unchanged history's ids are one contiguous range, so a count and the two ends settle it; any other is
+    compared activity by activity, field by field."""
+    if fake.unchanged(athlete_id):
+        expected = fake.athlete(athlete_id).activity_count
+        first = fake.histories.activity_id(fake.histories.state(athlete_id), 0)
+        count, low, high = store.conn.execute(
+            "SELECT count(*), min(id), max(id) FROM strava_activities WHERE user_id = ?", (str(user),)
+        ).fetchone()
+        if count == expected and (count == 0 or (low, high) == (first, first + expected - 1)):
+            return 0, 0, 0
+    truth = {i: Activity.from_json(summary).fields for i, summary in fake.truth(athlete_id).items()}
+    stored = await store.stored_activities(user)
+    stale = sum(1 for i in truth.keys() & stored.keys() if stored[i].fields != truth[i])
+    return len(truth.keys() - stored.keys()), len(stored.keys() - truth.keys()), stale
 
 
 async def _jobs_active(store: Any) -> bool:

@@ -14,7 +14,9 @@ into each new task). Calls made outside any invocation (the worker) see ``None``
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import random
 import uuid
 from collections.abc import Awaitable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ class JobTrace:
     claim_started_s: float | None = None
     invocations: set[int] = field(default_factory=set)
     completed_s: float | None = None
+    first_progress_s: float | None = None
 
 
 class Recorder:
@@ -109,6 +112,12 @@ class Recorder:
             return
         trace.rate_limited += 1
         self.event("rate_limit_wait", user=user_id, job=job_id, detail=f"{seconds:.1f} s")
+
+    def progressed(self, job_id: uuid.UUID) -> None:
+        """The job saved progress (a sync: a page stored); the first time is its time to first page."""
+        trace = self.jobs.get(job_id)
+        if trace is not None and trace.first_progress_s is None:
+            trace.first_progress_s = self.t()
 
     def claimed(self, job: Job) -> None:
         trace = self.jobs.get(job.id)
@@ -164,18 +173,35 @@ class Recorder:
 
 
 class ObservedPlatform(LocalPlatform):
-    """:class:`LocalPlatform` (kills at the deadline) that reports every invocation to a :class:`Recorder`."""
+    """:class:`LocalPlatform` (kills at the deadline) that reports every invocation to a :class:`Recorder`.
 
-    def __init__(self, spec: PlatformSpec | str, *, clock: Clock, recorder: Recorder) -> None:
+    With ``kill_rate`` an invocation is also killed, with that probability, at a seeded random moment within its
+    time limit (60 s without one): an instance that crashes or is recycled, as SIGKILL would end it.
+    """
+
+    def __init__(
+        self,
+        spec: PlatformSpec | str,
+        *,
+        clock: Clock,
+        recorder: Recorder,
+        kill_rate: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> None:
         super().__init__(spec, clock=clock)
         self.keep_history = False  # the recorder keeps what the metrics need
         self.recorder = recorder
+        self.kill_rate = kill_rate
+        self.rng = rng or random.Random(0)
         #: Invocations not yet ended (the run drains them before it stops).
         self.active: set[Invocation] = set()
         self._end_callback = self._ended  # one bound method for every invocation
 
     def start_invocation(self) -> Invocation:
         invocation = super().start_invocation()
+        if self.kill_rate > 0 and self.rng.random() < self.kill_rate:
+            at = self.rng.uniform(0.0, self.spec.max_duration_s or 60.0)
+            asyncio.get_running_loop().call_later(at, invocation.kill, "the instance crashed")
         _current_invocation.set(invocation)
         self.recorder.invocation_started(invocation)
         self.active.add(invocation)
@@ -268,6 +294,7 @@ class ObservedStore:
         self._jobs_read.pop(job_id, None)
         ok = await self.inner.save_progress(job_id, **kwargs)
         if ok:
+            self.recorder.progressed(job_id)
             self.recorder.event("checkpoint", job=job_id, detail=f"page {kwargs['progress'].get('pages')}")
         return ok
 

@@ -6,12 +6,15 @@
     user_id (str), activities (int: the athlete's history size), platform, strategy, seed,
     status (pending | running | completed | failed, at the end of the run), attempts, invocations (how many
     invocations ran part of the job), api_latency_s (the POST /api/sync answer time, simulated seconds),
-    time_to_complete_s (submit → completed, NaN if never), timed_out (bool: an invocation running the job
-    was killed at the platform limit, or it ended failed/stuck because of one), killed_invocations,
-    activities_synced (stored in the store at the end), activities_deleted (deleted on Strava during the run,
-    webhook workloads), strava_requests, rate_limited (times the job waited
-    for or was rescheduled to a Strava window reset), compute_s (seconds of invocation time spent on it),
-    error (str or None), stuck (bool: not final when the run ended).
+    time_to_complete_s (submit → completed, NaN if never), time_to_first_page_s (submit → the first page
+    stored, NaN if never), timed_out (bool: an invocation running the job was killed at the platform limit, or
+    it ended failed/stuck because of one), killed_invocations, activities_synced (stored in the store at the
+    end), activities_deleted (deleted on Strava during the run, webhook workloads), activities_missing,
+    activities_extra, activities_stale (the store against FakeStrava's truth at the end of the run: activities
+    the athlete has but the store lacks, the store has but the athlete no longer does, and stored with a field
+    that differs; after the final reconcile when the scenario asks for one), strava_requests, rate_limited
+    (times the job waited for or was rescheduled to a Strava window reset), compute_s (seconds of invocation
+    time spent on it), error (str or None), stuck (bool: not final when the run ended).
 
 ``events`` — the timeline, columns :data:`EVENT_COLUMNS`:
     t_s (simulated seconds since the run started), user_id, job_id, kind, detail. Kinds include: submit,
@@ -64,10 +67,14 @@ JOB_COLUMNS = (
     "invocations",
     "api_latency_s",
     "time_to_complete_s",
+    "time_to_first_page_s",
     "timed_out",
     "killed_invocations",
     "activities_synced",
     "activities_deleted",
+    "activities_missing",
+    "activities_extra",
+    "activities_stale",
     "strava_requests",
     "rate_limited",
     "compute_s",

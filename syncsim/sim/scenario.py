@@ -13,7 +13,7 @@ from syncsim.jobs.runner import resolve_strategy
 from syncsim.platforms import PlatformSpec, platform_spec
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.workload import Workload
-from syncsim.strava.fake import Faults, LatencyModel
+from syncsim.strava.fake import Churn, Faults, LatencyModel
 
 __all__ = ["APPROVED_APP_LIMITS", "STRAVA_DEFAULT_LIMITS", "RateLimits", "Scenario", "parse_latency"]
 
@@ -115,6 +115,14 @@ class Scenario:
     budget_every_s: float = 60.0
     compact_activities: bool = True
     detail: bool = False
+    #: Athletes change their histories while the run goes on (FakeStrava's churn), until ``churn_until_s``.
+    churn: Churn | None = None
+    churn_until_s: float | None = None
+    #: Probability that an invocation is killed at a random moment within its limit (an instance crash).
+    kill_rate: float = 0.0
+    #: Once the browsers are done: finish every job left, then reconcile every athlete (the exactness columns
+    #: are measured after it).
+    reconcile_at_end: bool = False
     keep_events: bool = True
     progress: bool = False
 
@@ -149,7 +157,7 @@ class Scenario:
             faults=_faults(faults),
             rate_limits=RateLimits.resolve(rate_limits),
             poll=schedule,
-            **options,
+            **{**options, "churn": Churn.parse(options.get("churn"))},
         )
         if scenario.store_latency_s < 0 or not math.isfinite(scenario.max_sim_s):
             raise InvalidInput("store_latency_s must be >= 0 and max_sim_s finite")
@@ -181,4 +189,7 @@ class Scenario:
             "max_sim_s": self.max_sim_s,
             "compact_activities": self.compact_activities,
             "detail": self.detail,
+            "churn": repr(self.churn),
+            "kill_rate": self.kill_rate,
+            "reconcile_at_end": self.reconcile_at_end,
         }

@@ -7,8 +7,9 @@ The five success metrics (design.md), each ``passed`` exactly when:
     every athlete's first POST, in seconds, including the modelled store round trips and cold starts;
     passed when value < 1.0.
 ``heavy_syncs_complete``
-    value = the fraction of athletes with >= 100 activities whose first sync job ended ``completed`` with at
-    least as many activities stored as they had (1.0 if there are none); passed when value == 1.0.
+    value = the fraction of athletes with >= 100 activities whose first sync job ended ``completed`` and whose
+    stored activities equal what they have on Strava at the end of the run — none missing, none extra, none
+    stale (1.0 if there are none); passed when value == 1.0.
 ``no_timeout_errors``
     value = the number of first-sync jobs with ``timed_out``: an invocation running the job was killed at the
     platform's time limit (the in-flight page is lost, the row is left ``running``, and unless another
@@ -75,6 +76,7 @@ def _jobs(rec: RunRecord) -> pd.DataFrame:
         status = job.status.value if job is not None else (outcome.status or "failed")
         completed = job is not None and job.completed_at is not None and status == "completed"
         killed = trace.killed_invocations if trace is not None else 0
+        missing, extra, stale = rec.exactness.get(row.athlete, (0, 0, 0))
         rows.append(
             {
                 "user_id": str(outcome.user_id),
@@ -91,10 +93,18 @@ def _jobs(rec: RunRecord) -> pd.DataFrame:
                     if completed and job is not None and job.completed_at is not None
                     else math.nan
                 ),
+                "time_to_first_page_s": (
+                    trace.first_progress_s - trace.created_s
+                    if trace is not None and trace.first_progress_s is not None
+                    else math.nan
+                ),
                 "timed_out": killed > 0,
                 "killed_invocations": killed,
                 "activities_synced": rec.synced.get(row.athlete, 0),
                 "activities_deleted": rec.deleted.get(row.athlete, 0),
+                "activities_missing": missing,
+                "activities_extra": extra,
+                "activities_stale": stale,
                 "strava_requests": rec.requests_by_athlete.get(row.athlete, 0),
                 "rate_limited": trace.rate_limited if trace is not None else 0,
                 "compute_s": round(trace.compute_s, 6) if trace is not None else 0.0,
@@ -148,9 +158,12 @@ def metrics_table(jobs: pd.DataFrame, *, extra_usd: float, fits_allowance: bool,
     latencies = jobs["api_latency_s"].dropna().to_numpy(dtype=float)
     p99 = float(np.percentile(latencies, 99)) if latencies.size else math.nan
     heavy = jobs[jobs["activities"] >= HEAVY_ACTIVITIES]
-    # Complete: every activity of the history is stored, but for those the athlete deleted on Strava meanwhile.
-    ok = (heavy["status"] == "completed") & (
-        heavy["activities_synced"] + heavy["activities_deleted"] >= heavy["activities"]
+    # Complete: the job completed and the store equals what the athlete has on Strava at the end of the run.
+    ok = (
+        (heavy["status"] == "completed")
+        & (heavy["activities_missing"] == 0)
+        & (heavy["activities_extra"] == 0)
+        & (heavy["activities_stale"] == 0)
     )
     fraction = float(ok.mean()) if len(heavy) else 1.0
     timeouts = int(jobs["timed_out"].sum())

@@ -6,7 +6,7 @@ It is the single source of truth for what each fake athlete has on Strava: tests
 
 from __future__ import annotations
 
-from syncsim.strava.fake.config import Faults, LatencyModel
+from syncsim.strava.fake.config import Churn, Faults, LatencyModel
 from syncsim.strava.fake.data import ATHLETE_ID_BASE, COMPACT_SUMMARY_KEYS
 from syncsim.strava.fake.histories import FakeAthlete, PageCache
 from syncsim.strava.fake.http import FakeRequest, FakeResponse, FakeStravaTransport
@@ -15,6 +15,7 @@ from syncsim.strava.fake.strava import FakeStrava
 __all__ = [
     "ATHLETE_ID_BASE",
     "COMPACT_SUMMARY_KEYS",
+    "Churn",
     "FakeAthlete",
     "FakeRequest",
     "FakeResponse",

@@ -75,3 +75,44 @@ class Faults:
     storm_until: float | None = None
     revoke_at: dict[int, float] = field(default_factory=dict)
     hang_s: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Churn:
+    """Athletes changing their histories while syncs run: uploads, edits and deletions, seeded.
+
+    ``rate_per_hour`` changes per athlete per hour (a Poisson process). Each change is an upload with
+    probability ``create_share`` — of those, ``late_share`` start in the past (a watch that syncs days later, a
+    manual entry of last week's run), and of those ``tie_share`` in the very second of an existing activity —,
+    an edit with probability ``edit_share``, else a deletion. Strava announces a change by webhook with
+    probability ``webhook_share``; an announced webhook is lost on the way with probability ``drop_share``.
+    FakeStrava stays the single source of truth for what each athlete has.
+    """
+
+    rate_per_hour: float = 1.0
+    create_share: float = 0.4
+    late_share: float = 0.5
+    tie_share: float = 0.2
+    edit_share: float = 0.3
+    webhook_share: float = 1.0
+    drop_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        shares = (self.create_share, self.late_share, self.tie_share, self.edit_share, self.webhook_share)
+        if self.rate_per_hour < 0 or not all(0 <= s <= 1 for s in (*shares, self.drop_share)):
+            raise InvalidInput("churn: rate_per_hour must be >= 0 and every share within 0..1")
+        if self.create_share + self.edit_share > 1:
+            raise InvalidInput("churn: create_share + edit_share must be <= 1 (the rest are deletions)")
+
+    @classmethod
+    def parse(cls, spec: Churn | float | str | dict[str, float] | None) -> Churn | None:
+        """A Churn from itself, a rate (changes per athlete per hour), ``"RATE"``, or a dict of its fields."""
+        if spec is None or isinstance(spec, Churn):
+            return spec
+        if isinstance(spec, dict):
+            return cls(**spec)
+        try:
+            rate = float(spec)
+        except ValueError:
+            raise InvalidInput(f"churn must be a rate (changes per athlete per hour), got {spec!r}") from None
+        return cls(rate_per_hour=rate)

@@ -170,7 +170,7 @@ class Histories:
         a, index = self.locate(activity_id)
         bisect.insort(a.deleted, index)
         if index >= a.generated:
-            a.extras.remove((self._start(a, index), index))
+            a.extras.remove((self.start_time(a, index), index))
 
     # -- reading activities ------------------------------------------------------------------------------------
 
@@ -212,7 +212,7 @@ class Histories:
         a = self.state(athlete_id)
         return list(self._walk(a, -float("inf"), float("inf"), ascending=not newest_first))
 
-    def _start(self, a: AthleteState, index: int) -> int:
+    def start_time(self, a: AthleteState, index: int) -> int:
         """Start time (UTC epoch s) of activity ``index``."""
         return start_of(a, index, mix(a.key ^ index))
 
@@ -273,7 +273,7 @@ class Histories:
 
     def _generated_in_window(self, a: AthleteState, after: float | None, before: float | None) -> tuple[int, int, int]:
         """(lo, hi, visible): the generated indices in the window are ``lo..hi-1``, ``visible`` of them live."""
-        start: Callable[[int], int] = lambda i: self._start(a, i)  # noqa: E731
+        start: Callable[[int], int] = lambda i: self.start_time(a, i)  # noqa: E731
         lo = 0 if after is None else bisect.bisect_right(range(a.generated), after, key=start)
         hi = a.generated if before is None else bisect.bisect_left(range(a.generated), before, key=start)
         if hi <= lo:
@@ -331,11 +331,11 @@ class Histories:
         first = bisect.bisect_right(a.extras, (lo_t, ACTIVITY_ID_STRIDE))
         last = bisect.bisect_left(a.extras, (hi_t, -1))
         if ascending:
-            generated = ((self._start(a, i), i) for i in range(lo, hi) if i not in deleted)
+            generated = ((self.start_time(a, i), i) for i in range(lo, hi) if i not in deleted)
             extras = iter(a.extras[first:last])
             merged = heapq.merge(generated, extras)
         else:
-            generated = ((self._start(a, i), i) for i in range(hi - 1, lo - 1, -1) if i not in deleted)
+            generated = ((self.start_time(a, i), i) for i in range(hi - 1, lo - 1, -1) if i not in deleted)
             extras = reversed(a.extras[first:last])
             merged = heapq.merge(generated, extras, reverse=True)
         return (index for _, index in merged)

@@ -37,7 +37,9 @@ faults (here), and the two HTTP adapters of :mod:`syncsim.strava.fake.http`. The
 
 from __future__ import annotations
 
+import bisect
 import math
+import random
 import zlib
 from collections import Counter
 from collections.abc import Mapping
@@ -48,7 +50,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from syncsim.clock import Clock
-from syncsim.strava.fake.config import Faults, LatencyModel
+from syncsim.strava.fake.config import Churn, Faults, LatencyModel
 from syncsim.strava.fake.data import ATHLETE_ID_BASE, COMPACT_SUMMARY_KEYS, MASK, AthleteState, athlete_json, mix, unit
 from syncsim.strava.fake.histories import FakeAthlete, Histories, PageCache
 from syncsim.strava.fake.http import (
@@ -124,6 +126,8 @@ class FakeStrava:
         self.page_size_cap = page_size_cap
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.keep_log = keep_log
+        #: The id Strava gives the app's webhook subscription (one per app); events carry it.
+        self.subscription_id = 1
         self.requests: list[FakeRequest] = []
         self.counts: Counter[str] = Counter()
         self.histories = Histories(seed=seed, faults=self.faults, compact=compact, page_cache=page_cache)
@@ -200,6 +204,71 @@ class FakeStrava:
     def delete_activity(self, activity_id: int) -> None:
         """Delete an activity: it disappears from lists and its detail answers 404."""
         self.histories.delete_activity(activity_id)
+
+    def change(self, athlete_id: int, churn: Churn, rng: random.Random) -> dict[str, Any] | None:
+        """One seeded change to the athlete's history (see :class:`~syncsim.strava.fake.config.Churn`): applied
+        now, and returned as the webhook event Strava sends for it, or ``None`` if Strava does not announce it
+        or the announcement is lost."""
+        a = self.histories.state(athlete_id)
+        now = self.clock.now()
+        draw = rng.random()
+        existing = self._random_activity(a, rng)
+        updates: dict[str, Any] = {}
+        if draw < churn.create_share or existing is None:
+            start = now
+            if existing is not None and rng.random() < churn.late_share:
+                start = float(self.histories.start_time(a, existing))
+                if rng.random() >= churn.tie_share:
+                    start -= rng.uniform(60.0, 14 * 86_400.0)  # minutes to two weeks before an existing one
+            aspect, activity_id = "create", self.histories.add_activity(athlete_id, start=int(start))
+            self.counts["churn_creates"] += 1
+        elif draw < churn.create_share + churn.edit_share:
+            activity_id = self.histories.activity_id(a, existing)
+            updates = {"title": f"Edited {self.counts['churn_edits'] + 1}"}
+            self.histories.update_activity(activity_id, {"name": updates["title"], "distance": rng.uniform(1e3, 5e4)})
+            aspect = "update"
+            self.counts["churn_edits"] += 1
+        else:
+            activity_id = self.histories.activity_id(a, existing)
+            self.histories.delete_activity(activity_id)
+            aspect = "delete"
+            self.counts["churn_deletes"] += 1
+        if rng.random() >= churn.webhook_share or rng.random() < churn.drop_share:
+            self.counts["webhooks_unsent"] += 1
+            return None
+        return {
+            "object_type": "activity",
+            "object_id": activity_id,
+            "aspect_type": aspect,
+            "updates": updates,
+            "owner_id": athlete_id,
+            "subscription_id": self.subscription_id,
+            "event_time": int(now),
+        }
+
+    @staticmethod
+    def _random_activity(a: AthleteState, rng: random.Random) -> int | None:
+        """The index of a seeded random activity the athlete still has, or ``None`` if none is left."""
+        if a.count - len(a.deleted) <= 0:
+            return None
+        while True:
+            index = rng.randrange(a.count)
+            position = bisect.bisect_left(a.deleted, index)
+            if position == len(a.deleted) or a.deleted[position] != index:
+                return index
+
+    def truth(self, athlete_id: int) -> dict[int, dict[str, Any]]:
+        """Every activity the athlete has now, by id, as SummaryActivity JSON: what a store must equal."""
+        a = self.histories.state(athlete_id)
+        return {
+            self.histories.activity_id(a, i): self.histories.summary(a, i)
+            for i in self.histories.ordered_indices(athlete_id)
+        }
+
+    def unchanged(self, athlete_id: int) -> bool:
+        """Whether nobody uploaded, edited or deleted anything in the athlete's history since it was created."""
+        a = self.histories.state(athlete_id)
+        return not (a.updates or a.deleted or a.count != a.generated)
 
     def activity(self, activity_id: int) -> dict[str, Any]:
         """An existing activity's SummaryActivity JSON (KeyError if unknown or deleted)."""
