@@ -108,6 +108,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
 
 def _fake_strava(args: argparse.Namespace) -> int:
     from syncsim.errors import InvalidInput
+    from syncsim.strava.fake.config import Churn
     from syncsim.strava.fake.server import serve_fake_strava
 
     activities: int | list[int] | None = None
@@ -131,6 +132,8 @@ def _fake_strava(args: argparse.Namespace) -> int:
         activities=activities,
         latency=args.latency,
         compact=args.compact,
+        churn=Churn(rate_per_hour=args.churn, drop_share=args.drop_share) if args.churn else None,
+        webhook_url=args.webhook_url,
     )
     return 0
 
@@ -166,4 +169,15 @@ def register_cli(sub: Any) -> dict[str, Command]:
         help="activity lists with only the fields syncsim reads (as the simulator serves them): a third of the bytes",
     )
 
+    p.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="athletes upload, edit and delete activities while you sync: RATE changes per athlete per hour",
+    )
+    p.add_argument("--webhook-url", help="POST each change Strava announces here, as a Strava webhook event")
+    p.add_argument(
+        "--drop-share", type=float, default=0.0, help="share of announced webhooks lost on the way (default 0)"
+    )
     return {"sync": _sync, "fake-strava": _fake_strava}

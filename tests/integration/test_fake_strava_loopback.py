@@ -14,6 +14,7 @@ trusts that certificate: no stravalib code is patched.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import random
@@ -237,6 +238,48 @@ def test_serve_fake_strava_prints_each_athlete_then_serves() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_fake_strava_with_churn_changes_histories_and_posts_webhooks_to_the_app(tmp_path: Path) -> None:
+    """``syncsim fake-strava --churn RATE --webhook-url URL``: the served histories change, and each announced
+    change arrives as a Strava webhook event naming a real athlete and activity."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from syncsim.api.serve import running_server
+
+    events: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> JSONResponse:
+        events.append(await request.json())
+        return JSONResponse({"status": "ok"})
+
+    receiver = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with running_server(receiver) as hook_url:
+        argv = ["fake-strava", "--port", str(port), "--athletes", "2", "--activities", "30", "--churn", "7200"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncsim.cli", *argv, "--webhook-url", f"{hook_url}/hook"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            for _ in range(400):  # 2 athletes x 2 changes a second: a few events within seconds
+                if len(events) >= 4:
+                    break
+                assert proc.poll() is None, "syncsim fake-strava exited"
+                await asyncio.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    assert len(events) >= 4
+    assert {e["object_type"] for e in events} == {"activity"}
+    assert {e["aspect_type"] for e in events} <= {"create", "update", "delete"}
+    assert all(e["owner_id"] in (10_000_000, 10_000_001) and e["object_id"] > 0 for e in events)
 
 
 # -- stravalib ----------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from typing import TextIO
 
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError
+from syncsim.strava.fake.config import Churn
 from syncsim.strava.fake.strava import FakeStrava
 
-__all__ = ["fake_strava_banner", "running_fake_strava", "serve_fake_strava"]
+__all__ = ["fake_strava_banner", "run_churn", "running_fake_strava", "serve_fake_strava"]
 
 #: Seconds a background server gets to start before we give up.
 STARTUP_TIMEOUT_S = 10.0
@@ -69,6 +70,8 @@ def serve_fake_strava(
     activities: int | Sequence[int] | None = None,
     latency: float = 0.0,
     compact: bool = False,
+    churn: Churn | None = None,
+    webhook_url: str | None = None,
     out: TextIO | None = None,
 ) -> None:
     """Serve a FakeStrava with ``athletes`` athletes on ``host:port`` until interrupted (wall-clock time).
@@ -76,8 +79,9 @@ def serve_fake_strava(
     ``activities`` per athlete, one count per athlete (a sequence of length ``athletes``, in order), or a
     heavy-tailed seeded spread if ``None``; ``latency`` in seconds per request;
     ``compact`` serves activity lists with only the fields syncsim reads, as the simulator does (see
-    :class:`~syncsim.strava.fake.FakeStrava`). Prints, first, each athlete's id, activity count, refresh token,
-    code and a curl line.
+    :class:`~syncsim.strava.fake.FakeStrava`). With ``churn`` the athletes change their histories as it says,
+    and each change Strava announces is POSTed to ``webhook_url`` as Strava posts its events. Prints, first,
+    each athlete's id, activity count, refresh token, code and a curl line.
     """
     import uvicorn
 
@@ -88,7 +92,47 @@ def serve_fake_strava(
         fake.add_athlete(activities=size)
     stream = out if out is not None else sys.stdout
     print(fake_strava_banner(fake, f"http://{host}:{port}"), file=stream, flush=True)
-    uvicorn.run(fake.asgi_app, host=host, port=port, interface="asgi3", lifespan="off", log_level="warning")
+    config = uvicorn.Config(fake.asgi_app, host=host, port=port, interface="asgi3", lifespan="off", log_level="warning")
+
+    async def serve() -> None:
+        server = uvicorn.Server(config)
+        if churn is None or churn.rate_per_hour <= 0:
+            await server.serve()
+            return
+        changes = asyncio.ensure_future(run_churn(fake, churn, webhook_url=webhook_url, seed=seed, out=stream))
+        try:
+            await server.serve()
+        finally:
+            changes.cancel()
+            await asyncio.gather(changes, return_exceptions=True)
+
+    asyncio.run(serve())
+
+
+async def run_churn(
+    fake: FakeStrava, churn: Churn, *, webhook_url: str | None, seed: int, out: TextIO | None = None
+) -> None:
+    """Change the fake's athletes' histories for ever, as ``churn`` says, in the fake's clock; POST each
+    change Strava announces to ``webhook_url`` (if any) as Strava posts webhook events. A delivery that fails is
+    lost, as Strava's would be after its retries; the change stays."""
+    import httpx
+
+    rng = random.Random(f"churn:{seed}")
+    athletes = fake.athlete_ids
+    rate = churn.rate_per_hour * len(athletes) / 3600.0
+    async with httpx.AsyncClient(timeout=2.0) as client:  # Strava waits 2 s for the answer
+        while rate > 0:
+            await fake.clock.sleep(rng.expovariate(rate))
+            event = fake.change(athletes[rng.randrange(len(athletes))], churn, rng)
+            if event is None or webhook_url is None:
+                continue
+            try:
+                response = await client.post(webhook_url, json=event)
+                status = str(response.status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            if out is not None:
+                print(f"webhook {event['aspect_type']} {event['object_id']} -> {status}", file=out, flush=True)
 
 
 @contextmanager
