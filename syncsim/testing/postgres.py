@@ -104,9 +104,14 @@ class TemporaryPostgres:
     stopped at interpreter exit.
     """
 
-    def __init__(self, *, bindir: str | Path | None = None, use_env: bool = True) -> None:
+    def __init__(
+        self, *, bindir: str | Path | None = None, use_env: bool = True, settings: dict[str, str] | None = None
+    ) -> None:
+        """``settings``: more ``postgresql.conf`` lines (name -> value as written there), e.g. to preload an
+        extension's library."""
         self._bindir = Path(bindir) if bindir else None
         self._use_env = use_env
+        self._settings = dict(settings or {})
         self._tmpdir: Path | None = None
         self._external = False
         self.port: int | None = None
@@ -142,7 +147,7 @@ class TemporaryPostgres:
             with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.write("\n# syncsim TemporaryPostgres\n")
                 conf.write(f"unix_socket_directories = '{tmpdir}'\n")
-                for key, value in _SERVER_SETTINGS.items():
+                for key, value in {**_SERVER_SETTINGS, **self._settings}.items():
                     conf.write(f"{key} = {value}\n")
             self.port = self._start_server(bindir, run_as, data)
         except BaseException:
