@@ -92,6 +92,8 @@ class RunRecord:
     deleted: Counter[int] = field(default_factory=Counter)
     #: Per athlete, the store against FakeStrava's truth at the end: (missing, extra, stale) activities.
     exactness: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    #: (t_s, missing, extra, stale) summed over athletes, sampled every ``divergence_every_s``.
+    divergence_rows: list[tuple[float, int, int, int]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -267,8 +269,20 @@ async def _simulate(sc: Scenario) -> RunRecord:
             budget_rows.append((round(clock.now() - t0, 3), used[0], limits.read[0], used[1], limits.read[1]))
             await clock.sleep(sc.budget_every_s)
 
+    async def sample_divergence() -> None:
+        assert sc.divergence_every_s is not None
+        while True:
+            missing = extra = stale = 0
+            for r in syncs:
+                m, e, s = await _exactness(fake, inner, users[r.athlete], ATHLETE_ID_BASE + r.athlete)
+                missing, extra, stale = missing + m, extra + e, stale + s
+            divergence_rows.append((round(clock.now() - t0, 3), missing, extra, stale))
+            await clock.sleep(sc.divergence_every_s)
+
     budget_rows: list[tuple[float, int, int, int, int]] = []
+    divergence_rows: list[tuple[float, int, int, int]] = []
     sampler = asyncio.ensure_future(sample_budget())
+    divergence = asyncio.ensure_future(sample_divergence()) if sc.divergence_every_s else None
     workers = asyncio.ensure_future(_run_workers(sc, runner, store, clock, t0)) if strategy.uses_worker else None
     horizon = t0 + sc.max_sim_s
     clients = [asyncio.ensure_future(visit(r)) for r in sc.workload.syncs]
@@ -286,6 +300,8 @@ async def _simulate(sc: Scenario) -> RunRecord:
     await _drain(platform.active, clock, horizon)
     end_s = clock.now() - t0
     sampler.cancel()
+    if divergence is not None:
+        divergence.cancel()
     for task in clients:
         task.cancel()
     if bar is not None:
@@ -321,6 +337,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         strava_requests=len(fake.requests),
         deleted=deleted,
         exactness=exactness,
+        divergence_rows=divergence_rows,
         extra={"fake_counts": dict(fake.counts), "budget_refused": budget.refused},
     )
 

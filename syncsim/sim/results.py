@@ -28,6 +28,9 @@
 ``budget`` — Strava's app-wide rate-limit usage over time, columns :data:`BUDGET_COLUMNS`:
     t_s, read_15min, read_15min_limit, read_day, read_day_limit.
 
+``divergence`` — the store against FakeStrava's truth over time (when the scenario samples it), columns
+    :data:`DIVERGENCE_COLUMNS`: t_s, missing, extra, stale (activities, summed over athletes).
+
 ``cost`` — a one-row table, columns :data:`COST_COLUMNS`: invocations, gb_hours, active_cpu_hours,
     monthly_cost_usd (extrapolated to a month at this workload's rate), within_free_tier (bool).
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # pandas is an optional extra (syncsim[sim])
 __all__ = [
     "BUDGET_COLUMNS",
     "COST_COLUMNS",
+    "DIVERGENCE_COLUMNS",
     "EVENT_COLUMNS",
     "JOB_COLUMNS",
     "METRIC_COLUMNS",
@@ -84,6 +88,7 @@ JOB_COLUMNS = (
 EVENT_COLUMNS = ("t_s", "user_id", "job_id", "kind", "detail")
 METRIC_COLUMNS = ("metric", "target", "value", "passed")
 BUDGET_COLUMNS = ("t_s", "read_15min", "read_15min_limit", "read_day", "read_day_limit")
+DIVERGENCE_COLUMNS = ("t_s", "missing", "extra", "stale")
 COST_COLUMNS = ("invocations", "gb_hours", "active_cpu_hours", "monthly_cost_usd", "within_free_tier")
 
 #: (metric name, target as written in design.md)
@@ -127,6 +132,7 @@ class SimulationResult:
     budget: pd.DataFrame
     cost: pd.DataFrame
     params: dict[str, Any] = field(default_factory=dict)
+    divergence: pd.DataFrame | None = None
 
     @property
     def passed(self) -> bool:

@@ -120,6 +120,8 @@ class Scenario:
     churn_until_s: float | None = None
     #: Probability that an invocation is killed at a random moment within its limit (an instance crash).
     kill_rate: float = 0.0
+    #: Every this many seconds, the store is compared with FakeStrava's truth (``SimulationResult.divergence``).
+    divergence_every_s: float | None = None
     #: Once the browsers are done: finish every job left, then reconcile every athlete (the exactness columns
     #: are measured after it).
     reconcile_at_end: bool = False

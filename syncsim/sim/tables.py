@@ -46,6 +46,7 @@ from syncsim.sim.engine import RunRecord
 from syncsim.sim.results import (
     BUDGET_COLUMNS,
     COST_COLUMNS,
+    DIVERGENCE_COLUMNS,
     EVENT_COLUMNS,
     JOB_COLUMNS,
     METRIC_COLUMNS,
@@ -191,6 +192,7 @@ def to_result(rec: RunRecord) -> SimulationResult:
     metrics = metrics_table(jobs, extra_usd=extra, fits_allowance=fits, free_plan=free_plan)
     events = pd.DataFrame(rec.recorder.events, columns=list(EVENT_COLUMNS))
     budget = pd.DataFrame(rec.budget_rows, columns=list(BUDGET_COLUMNS))
+    divergence = pd.DataFrame(rec.divergence_rows, columns=list(DIVERGENCE_COLUMNS)) if sc.divergence_every_s else None
     params = sc.describe() | {
         "simulated_s": rec.end_s,
         "strava_requests": rec.strava_requests,
@@ -198,4 +200,6 @@ def to_result(rec: RunRecord) -> SimulationResult:
         "killed_invocations": rec.recorder.killed,
         **rec.extra,
     }
-    return SimulationResult(jobs=jobs, events=events, metrics=metrics, budget=budget, cost=cost, params=params)
+    return SimulationResult(
+        jobs=jobs, events=events, metrics=metrics, budget=budget, cost=cost, params=params, divergence=divergence
+    )
