@@ -578,6 +578,68 @@ class PostgresStore:
             )
             return cur.rowcount
 
+    async def add_activity_events(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        if not activity_ids:
+            return
+        async with self._connection(f"record webhook events of user {user_id}") as conn, conn.transaction():
+            await self._ensure_user(conn, user_id)
+            await conn.execute(
+                """insert into strava_activity_events (user_id, activity_id, received_at)
+                   select %s, unnest(%s::bigint[]), %s
+                   on conflict (user_id, activity_id) do update set received_at = excluded.received_at""",
+                (user_id, list(activity_ids), to_datetime(now)),
+            )
+
+    async def pending_activity_events(self, user_id: uuid.UUID, *, limit: int) -> list[tuple[int, float]]:
+        async with self._connection(f"read webhook events of user {user_id}") as conn:
+            cur = await conn.execute(
+                """select activity_id, received_at from strava_activity_events where user_id = %s
+                   order by received_at, activity_id limit %s""",
+                (user_id, limit),
+            )
+            return [(row[0], row[1].timestamp()) for row in await cur.fetchall()]
+
+    async def clear_activity_events(self, user_id: uuid.UUID, events: Sequence[tuple[int, float]]) -> None:
+        if not events:
+            return
+        async with self._connection(f"clear webhook events of user {user_id}") as conn:
+            await conn.execute(
+                """delete from strava_activity_events e using unnest(%s::bigint[], %s::timestamptz[]) as d(id, at)
+                   where e.user_id = %s and e.activity_id = d.id and e.received_at = d.at""",
+                ([i for i, _ in events], [to_datetime(at) for _, at in events], user_id),
+            )
+
+    async def users_with_activity_events(self, *, limit: int) -> list[uuid.UUID]:
+        async with self._connection("find users with webhook events") as conn:
+            cur = await conn.execute(
+                """select user_id from strava_activity_events group by user_id order by min(received_at) limit %s""",
+                (limit,),
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def take_event_quota(self, user_id: uuid.UUID, *, window: float, limit: int, wanted: int) -> int:
+        async with self._connection(f"take webhook quota of user {user_id}") as conn:
+            cur = await conn.execute(
+                "select syncsim_take_event_quota(%s, %s, %s, %s)", (user_id, to_datetime(window), limit, wanted)
+            )
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def mark_reconciled(self, user_id: uuid.UUID, *, now: float) -> None:
+        async with self._connection(f"mark user {user_id} reconciled") as conn:
+            await conn.execute(
+                "update strava_tokens set reconciled_at = %s where user_id = %s", (to_datetime(now), user_id)
+            )
+
+    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
+        async with self._connection("find users to reconcile") as conn:
+            cur = await conn.execute(
+                """select user_id from strava_tokens where reconciled_at is null or reconciled_at < %s
+                   order by reconciled_at nulls first limit %s""",
+                (to_datetime(before), limit),
+            )
+            return [row[0] for row in await cur.fetchall()]
+
     async def count_activities(self, user_id: uuid.UUID) -> int:
         async with self._connection(f"count activities of user {user_id}") as conn:
             cur = await conn.execute("select count(*) from strava_activities where user_id = %s", (user_id,))

@@ -124,4 +124,34 @@ class Store(Protocol):
 
     async def count_activities(self, user_id: uuid.UUID) -> int: ...
 
+    # -- webhook events and reconciliation ---------------------------------------------------------------------
+    async def add_activity_events(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        """Remember that Strava named these activities (to be re-read); one row per activity, the latest time."""
+        ...
+
+    async def pending_activity_events(self, user_id: uuid.UUID, *, limit: int) -> list[tuple[int, float]]:
+        """The user's activities waiting to be re-read, oldest event first: (activity id, received at)."""
+        ...
+
+    async def clear_activity_events(self, user_id: uuid.UUID, events: Sequence[tuple[int, float]]) -> None:
+        """Forget these events once handled; one renewed since (a newer received_at) stays."""
+        ...
+
+    async def users_with_activity_events(self, *, limit: int) -> list[uuid.UUID]:
+        """Users with activities waiting to be re-read, the longest waiting first."""
+        ...
+
+    async def take_event_quota(self, user_id: uuid.UUID, *, window: float, limit: int, wanted: int) -> int:
+        """Grant up to ``wanted`` webhook re-reads for the user within ``limit`` per window (the window starting
+        at ``window``, UTC epoch s); returns how many were granted (0 for a user without tokens)."""
+        ...
+
+    async def mark_reconciled(self, user_id: uuid.UUID, *, now: float) -> None:
+        """Record that a complete listing of the user's history (full or reconcile) ended at ``now``."""
+        ...
+
+    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
+        """Connected users whose history was not reconciled since ``before`` (never first)."""
+        ...
+
     async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None: ...

@@ -433,6 +433,67 @@ class SQLiteStore:
                 "DELETE FROM strava_activities WHERE user_id = ? AND seen_at < ?", (str(user_id), since)
             ).rowcount
 
+    async def add_activity_events(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        if not activity_ids:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                """INSERT INTO strava_activity_events (user_id, activity_id, received_at) VALUES (?, ?, ?)
+                   ON CONFLICT (user_id, activity_id) DO UPDATE SET received_at = excluded.received_at""",
+                [(str(user_id), activity_id, now) for activity_id in activity_ids],
+            )
+
+    async def pending_activity_events(self, user_id: uuid.UUID, *, limit: int) -> list[tuple[int, float]]:
+        rows = self.conn.execute(
+            """SELECT activity_id, received_at FROM strava_activity_events WHERE user_id = ?
+               ORDER BY received_at, activity_id LIMIT ?""",
+            (str(user_id), limit),
+        ).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    async def clear_activity_events(self, user_id: uuid.UUID, events: Sequence[tuple[int, float]]) -> None:
+        if not events:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "DELETE FROM strava_activity_events WHERE user_id = ? AND activity_id = ? AND received_at = ?",
+                [(str(user_id), activity_id, at) for activity_id, at in events],
+            )
+
+    async def users_with_activity_events(self, *, limit: int) -> list[uuid.UUID]:
+        rows = self.conn.execute(
+            """SELECT user_id FROM strava_activity_events GROUP BY user_id ORDER BY min(received_at) LIMIT ?""",
+            (limit,),
+        ).fetchall()
+        return [uuid.UUID(row[0]) for row in rows]
+
+    async def take_event_quota(self, user_id: uuid.UUID, *, window: float, limit: int, wanted: int) -> int:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT event_window, event_fetches FROM strava_tokens WHERE user_id = ?", (str(user_id),)
+            ).fetchone()
+            if row is None:
+                return 0
+            used = row[1] if row[0] == window else 0
+            granted = max(0, min(wanted, limit - used))
+            conn.execute(
+                "UPDATE strava_tokens SET event_window = ?, event_fetches = ? WHERE user_id = ?",
+                (window, used + granted, str(user_id)),
+            )
+            return granted
+
+    async def mark_reconciled(self, user_id: uuid.UUID, *, now: float) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE strava_tokens SET reconciled_at = ? WHERE user_id = ?", (now, str(user_id)))
+
+    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
+        rows = self.conn.execute(
+            """SELECT user_id FROM strava_tokens WHERE reconciled_at IS NULL OR reconciled_at < ?
+               ORDER BY reconciled_at IS NOT NULL, reconciled_at LIMIT ?""",
+            (before, limit),
+        ).fetchall()
+        return [uuid.UUID(row[0]) for row in rows]
+
     async def count_activities(self, user_id: uuid.UUID) -> int:
         row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()
         return int(row[0])

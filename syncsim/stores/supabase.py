@@ -563,6 +563,105 @@ class SupabaseStore:
 
         return (await self._run(f"remove activities of user {user_id} no longer on Strava", delete)).count or 0
 
+    async def add_activity_events(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
+        if not activity_ids:
+            return
+        rows = [
+            {"user_id": str(user_id), "activity_id": i, "received_at": _iso(now)} for i in dict.fromkeys(activity_ids)
+        ]
+
+        async def upsert(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activity_events")
+                .upsert(rows, on_conflict="user_id,activity_id", returning=ReturnMethod.minimal)
+                .execute()
+            )
+
+        await self._with_user(f"record webhook events of user {user_id}", user_id, upsert)
+
+    async def pending_activity_events(self, user_id: uuid.UUID, *, limit: int) -> list[tuple[int, float]]:
+        async def select(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activity_events")
+                .select("activity_id,received_at")
+                .eq("user_id", str(user_id))
+                .order("received_at")
+                .order("activity_id")
+                .limit(limit)
+                .execute()
+            )
+
+        rows = (await self._run(f"read webhook events of user {user_id}", select)).data
+        return [(row["activity_id"], datetime.fromisoformat(row["received_at"]).timestamp()) for row in rows]
+
+    async def clear_activity_events(self, user_id: uuid.UUID, events: Sequence[tuple[int, float]]) -> None:
+        for activity_id, at in events:
+
+            async def delete(client: AsyncClient, activity_id: int = activity_id, at: float = at) -> Any:
+                return (
+                    await client.table("strava_activity_events")
+                    .delete(returning=ReturnMethod.minimal)
+                    .eq("user_id", str(user_id))
+                    .eq("activity_id", activity_id)
+                    .eq("received_at", _iso(at))
+                    .execute()
+                )
+
+            await self._run(f"clear webhook event of user {user_id}", delete)
+
+    async def users_with_activity_events(self, *, limit: int) -> list[uuid.UUID]:
+        async def select(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_activity_events")
+                .select("user_id")
+                .order("received_at")
+                .limit(limit * 20)
+                .execute()
+            )
+
+        rows = (await self._run("find users with webhook events", select)).data
+        return [uuid.UUID(u) for u in dict.fromkeys(row["user_id"] for row in rows)][:limit]
+
+    async def take_event_quota(self, user_id: uuid.UUID, *, window: float, limit: int, wanted: int) -> int:
+        params = {"p_user_id": str(user_id), "p_window": _iso(window), "p_limit": limit, "p_wanted": wanted}
+        return int(await self._rpc(f"take webhook quota of user {user_id}", "syncsim_take_event_quota", params) or 0)
+
+    async def mark_reconciled(self, user_id: uuid.UUID, *, now: float) -> None:
+        async def update(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_tokens")
+                .update({"reconciled_at": _iso(now)}, returning=ReturnMethod.minimal)
+                .eq("user_id", str(user_id))
+                .execute()
+            )
+
+        await self._run(f"mark user {user_id} reconciled", update)
+
+    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
+        async def never(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_tokens")
+                .select("user_id")
+                .is_("reconciled_at", "null")
+                .limit(limit)
+                .execute()
+            )
+
+        async def long_ago(client: AsyncClient) -> Any:
+            return (
+                await client.table("strava_tokens")
+                .select("user_id")
+                .lt("reconciled_at", _iso(before))
+                .order("reconciled_at")
+                .limit(limit)
+                .execute()
+            )
+
+        rows = (await self._run("find users to reconcile", never)).data
+        if len(rows) < limit:
+            rows += (await self._run("find users to reconcile", long_ago)).data
+        return [uuid.UUID(row["user_id"]) for row in rows[:limit]]
+
     async def count_activities(self, user_id: uuid.UUID) -> int:
         async def count(client: AsyncClient) -> Any:
             return (

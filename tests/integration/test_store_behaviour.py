@@ -195,6 +195,65 @@ async def test_activity_upsert_is_idempotent(store: Store, user_id: uuid.UUID) -
     assert await store.latest_activity_start(uuid.uuid4()) is None
 
 
+async def test_stored_activities_tell_fields_and_detail_and_unseen_ones_are_removed(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    summaries = [_activity(i) for i in range(5)]
+    await store.upsert_activities(user_id, summaries, now=T0)
+    detailed = Activity.from_json({**summaries[0].raw, "resource_state": 3, "name": "Detailed"})
+    await store.upsert_activities(user_id, [detailed], now=T0)
+    stored = await store.stored_activities(user_id)
+    assert set(stored) == {a.id for a in summaries}
+    assert stored[detailed.id].detailed and stored[detailed.id].fields == detailed.fields
+    assert not stored[summaries[1].id].detailed and stored[summaries[1].id].fields == summaries[1].fields
+    assert set(await store.stored_activities(user_id, [summaries[2].id, 42])) == {summaries[2].id}
+    assert await store.stored_activities(user_id, []) == {}
+    # A listing that began at T0 + 10 saw three of them; the other two are gone from Strava.
+    await store.mark_activities_seen(user_id, [summaries[0].id, summaries[1].id], now=T0 + 11)
+    await store.upsert_activities(user_id, [summaries[2]], now=T0 + 12)
+    assert await store.delete_activities_unseen_since(user_id, T0 + 10) == 2
+    assert set(await store.stored_activities(user_id)) == {summaries[0].id, summaries[1].id, summaries[2].id}
+    assert await store.delete_activities_unseen_since(uuid.uuid4(), T0 + 10) == 0
+
+
+async def test_webhook_events_deduplicate_and_a_renewed_one_outlives_its_clearing(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    other = uuid.uuid4()
+    await store.add_activity_events(user_id, [11, 12], now=T0)
+    await store.add_activity_events(user_id, [12], now=T0 + 5)  # the same activity again: one row, the later time
+    await store.add_activity_events(other, [21], now=T0 + 1)
+    pending = await store.pending_activity_events(user_id, limit=10)
+    assert pending == [(11, T0), (12, T0 + 5)]
+    assert await store.users_with_activity_events(limit=10) == [user_id, other]
+    await store.add_activity_events(user_id, [11], now=T0 + 7)  # renewed while being handled
+    await store.clear_activity_events(user_id, pending)
+    assert await store.pending_activity_events(user_id, limit=10) == [(11, T0 + 7)]
+    assert await store.pending_activity_events(user_id, limit=0) == []
+
+
+async def test_the_event_quota_grants_at_most_the_limit_per_window(store: Store, user_id: uuid.UUID) -> None:
+    assert await store.take_event_quota(user_id, window=T0, limit=10, wanted=3) == 0  # not connected: nothing
+    tokens = StravaTokens(athlete_id=7, access_token="a" * 40, refresh_token="r" * 40, expires_at=T0 + 3600)
+    await store.save_tokens(user_id, tokens, now=T0)
+    assert await store.take_event_quota(user_id, window=T0, limit=10, wanted=6) == 6
+    assert await store.take_event_quota(user_id, window=T0, limit=10, wanted=6) == 4
+    assert await store.take_event_quota(user_id, window=T0, limit=10, wanted=1) == 0
+    assert await store.take_event_quota(user_id, window=T0 + 900, limit=10, wanted=3) == 3  # a new window
+
+
+async def test_users_to_reconcile_are_the_never_then_the_longest_ago(store: Store) -> None:
+    users = [uuid.uuid4() for _ in range(3)]
+    for n, user in enumerate(users):
+        tokens = StravaTokens(athlete_id=100 + n, access_token="a" * 40, refresh_token="r" * 40, expires_at=T0)
+        await store.save_tokens(user, tokens, now=T0)
+    await store.mark_reconciled(users[0], now=T0 + 100)
+    await store.mark_reconciled(users[1], now=T0 + 10)
+    assert await store.users_to_reconcile(before=T0 + 50, limit=10) == [users[2], users[1]]
+    assert await store.users_to_reconcile(before=T0 + 500, limit=2) == [users[2], users[1]]
+    assert await store.users_to_reconcile(before=T0, limit=10) == [users[2]]
+
+
 async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:
     """Each write is atomic: a batch whose 150th row breaks a constraint writes none of its rows, keeps every
     earlier write, and the store goes on writing."""

@@ -36,7 +36,11 @@ from tests.integration.test_store_behaviour import (  # noqa: F401 - collected h
     test_only_the_lease_owner_can_write,
     test_reschedule_spends_no_attempt,
     test_second_submit_for_an_active_user_returns_the_same_job,
+    test_stored_activities_tell_fields_and_detail_and_unseen_ones_are_removed,
+    test_the_event_quota_grants_at_most_the_limit_per_window,
     test_tokens_round_trip_and_never_show_in_repr,
+    test_users_to_reconcile_are_the_never_then_the_longest_ago,
+    test_webhook_events_deduplicate_and_a_renewed_one_outlives_its_clearing,
 )
 from tests.support.postgrest import PostgrestTransport, sign_test_jwt
 

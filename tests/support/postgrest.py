@@ -102,10 +102,24 @@ def _ident(name: str, what: str = "identifier") -> sql.Identifier:
 
 
 def _columns(spec: str | None) -> sql.Composable:
-    """``select=a,b`` → ``"a", "b"``; ``*`` or nothing → ``*`` (embedding and aliases are not supported)."""
+    """``select=a,b`` → ``"a", "b"``; ``*`` or nothing → ``*``; ``alias:column->key`` → the JSON field of a
+    json(b) column as JSON, named ``alias``, as PostgREST's JSON paths do (embedding is not supported)."""
     if not spec or spec.strip() == "*":
         return sql.SQL("*")
-    return sql.SQL(", ").join(_ident(c.strip(), "column") for c in spec.split(",") if c.strip())
+    parts: list[sql.Composable] = []
+    for item in (c.strip() for c in spec.split(",")):
+        if not item:
+            continue
+        alias, _, path = item.rpartition(":") if ":" in item else ("", "", item)
+        column, arrow, key = path.partition("->")
+        if not arrow:
+            parts.append(
+                _ident(column, "column") if not alias else sql.SQL("{} as {}").format(_ident(column), _ident(alias))
+            )
+            continue
+        part = sql.SQL("{} -> {}").format(_ident(column, "column"), sql.Literal(key))
+        parts.append(sql.SQL("{} as {}").format(part, _ident(alias or key, "alias")))
+    return sql.SQL(", ").join(parts)
 
 
 def _split_list(text: str) -> list[str]:
