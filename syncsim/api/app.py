@@ -9,16 +9,23 @@ Routes (the OpenAPI description at ``GET /openapi.json`` is :func:`~syncsim.api.
 
 - ``POST /api/sync`` → 202 ``{"jobId", "status", "created"}``; an active job of the user is returned
 - ``GET /api/sync`` → the user's recent jobs; ``GET /api/sync/{jobId}`` → one job (404 if not theirs)
+- ``DELETE /api/sync/{jobId}`` → cancels the user's pending or running job (404 if not theirs)
 - ``GET|POST /api/strava/webhook`` → Strava's challenge; events (:class:`~syncsim.api.strava.StravaRoutes`)
 - ``POST /api/strava/connect`` → OAuth code exchange; tokens are stored, never echoed
-- ``GET /healthz``, ``GET /openapi.json``
+- ``GET /healthz`` (checks the store; 503 when it is down), ``GET /openapi.json``
+
+What a user may submit is an allowlist (:mod:`syncsim.api.submissions`): production servers run Strava syncs
+only; the built-in ``demo``/``noop`` jobs only on a server started for a demo.
 
 Every error is JSON ``{"error": "<one line>"}`` with a 4xx/5xx status; no error message carries a secret.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -36,35 +43,53 @@ from syncsim.api.http import (
     ApiError,
     InvocationMiddleware,
     RequestReader,
+    error_response,
     exception_handlers,
     job_json,
     json_response,
-    json_type,
+    one_line,
+    only_query,
+    parse_query_int,
 )
 from syncsim.api.openapi import openapi_document
-from syncsim.api.strava import WEBHOOK_SUBSCRIPTION_ENV, WEBHOOK_VERIFY_TOKEN_ENV, StravaConnector, StravaRoutes
+from syncsim.api.strava import (
+    MAX_STRAVA_ID,
+    WEBHOOK_SUBSCRIPTION_ENV,
+    WEBHOOK_VERIFY_TOKEN_ENV,
+    StravaConnector,
+    StravaRoutes,
+)
+from syncsim.api.submissions import DEMO_JOB_TYPES, USER_JOB_TYPES, SubmissionRules
 from syncsim.clock import Clock, SystemClock
-from syncsim.defaults import MAX_ATTEMPTS_LIMIT, MAX_LIST_LIMIT
+from syncsim.defaults import MAX_LIST_LIMIT
 from syncsim.errors import ConfigError
 from syncsim.jobs.handlers import default_handlers
 from syncsim.jobs.runner import JobRunner
 from syncsim.jobs.service import JobService
 from syncsim.platforms.invocation import Platform
 from syncsim.stores.protocol import Store
-from syncsim.stores.urls import redact_url
 from syncsim.strava.trace import Trace
 
-__all__ = ["SyncRoutes", "build_app", "create_app"]
+__all__ = ["CANCELLED_REASON", "HEALTH_CHECK_TIMEOUT_S", "SyncRoutes", "build_app", "create_app"]
 
-_SUBMIT_FIELDS = frozenset({"type", "payload", "maxAttempts"})
+log = logging.getLogger("syncsim.api")
+
+#: The error a job cancelled by its user ends with.
+CANCELLED_REASON = "cancelled by the user"
+#: ``/healthz`` answers 503 when the store has not answered within this long (seconds): a load balancer's
+#: check must get an answer well before its own timeout.
+HEALTH_CHECK_TIMEOUT_S = 5.0
+#: The id ``/healthz`` looks up: no job has it, so the check reads one index entry and nothing else.
+_NO_JOB = uuid.UUID(int=0)
 
 
 class SyncRoutes:
-    """``/api/sync`` and ``/api/sync/{jobId}``: submit a job, list the user's jobs, read one."""
+    """``/api/sync`` and ``/api/sync/{jobId}``: submit a job, list the user's jobs, read one, cancel one."""
 
-    def __init__(self, *, service: JobService, reader: RequestReader) -> None:
+    def __init__(self, *, service: JobService, reader: RequestReader, job_types: SubmissionRules) -> None:
         self.service = service
         self.reader = reader
+        self.job_types = job_types
 
     async def collection(self, request: Request) -> Response:
         if request.method == "POST":
@@ -73,23 +98,15 @@ class SyncRoutes:
 
     async def submit(self, request: Request) -> Response:
         user = self.reader.user(request)
+        only_query(request)
         body = await self.reader.json_body(request, required=False) or {}
-        unknown = sorted(set(body) - _SUBMIT_FIELDS)
-        if unknown:
-            raise ApiError(422, f"unknown field(s): {', '.join(unknown)}; allowed: type, payload, maxAttempts")
-        job_type = body.get("type", defaults.JOB_TYPE)
-        if not isinstance(job_type, str):
-            raise ApiError(422, f"type must be a string, got {json_type(job_type)}")
-        payload = body.get("payload", {})
-        if not isinstance(payload, dict):
-            raise ApiError(422, f"payload must be a JSON object, got {json_type(payload)}")
-        max_attempts = body.get("maxAttempts", defaults.MAX_ATTEMPTS)
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
-            raise ApiError(422, f"maxAttempts must be an integer, got {json_type(max_attempts)}")
-        if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
-            raise ApiError(422, f"maxAttempts must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {max_attempts}")
+        submission = self.job_types.parse(body)
         job, created = await self.service.submit(
-            user, payload, invocation=self.reader.invocation(request), type=job_type, max_attempts=max_attempts
+            user,
+            submission.payload,
+            invocation=self.reader.invocation(request),
+            type=submission.type,
+            max_attempts=submission.max_attempts,
         )
         return json_response(
             {"jobId": str(job.id), "status": job.status.value, "created": created},
@@ -99,18 +116,38 @@ class SyncRoutes:
 
     async def list_jobs(self, request: Request) -> Response:
         user = self.reader.user(request)
+        only_query(request, "limit")
         raw = request.query_params.get("limit")
         limit = defaults.LIST_LIMIT
         if raw is not None:
-            if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_LIST_LIMIT:
-                raise ApiError(422, f"limit must be an integer between 1 and {MAX_LIST_LIMIT}")
-            limit = int(raw)
+            limit = parse_query_int(raw, name="limit", minimum=1, maximum=MAX_LIST_LIMIT)
         jobs = await self.service.list(user, limit=limit)
         return json_response({"jobs": [job_json(job) for job in jobs]})
+
+    async def job(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            return await self.cancel(request)
+        return await self.status(request)
+
+    async def cancel(self, request: Request) -> Response:
+        """``DELETE /api/sync/{jobId}``: the user's pending or running job ends ``failed``, "cancelled by the
+        user"; the runner holding it loses its lease, so nothing it does afterwards changes the row."""
+        user = self.reader.user(request)
+        only_query(request)
+        job_id = _job_id(request.path_params["jobId"])
+        if job_id is None:
+            raise ApiError(404, "no such job")
+        job, cancelled = await self.service.cancel(job_id, user_id=user, reason=CANCELLED_REASON)
+        if job is None:
+            raise ApiError(404, "no such job")
+        if not cancelled:
+            raise ApiError(409, f"the job is already {job.status.value}: only pending or running jobs can be cancelled")
+        return json_response(job_json(job))
 
     async def status(self, request: Request) -> Response:
         """``GET /api/sync/{jobId}``; under ``resumable`` a due job is continued by this request's invocation."""
         user = self.reader.user(request)
+        only_query(request)
         job_id = _job_id(request.path_params["jobId"])
         job = None
         if job_id is not None:
@@ -139,6 +176,7 @@ def create_app(
     webhook_subscription_id: int | None = None,
     clock: Clock | None = None,
     lifespan: Callable[[Starlette], Any] | None = None,
+    job_types: SubmissionRules = USER_JOB_TYPES,
 ) -> Starlette:
     """The ASGI app over ``service`` on ``platform``.
 
@@ -146,13 +184,14 @@ def create_app(
     challenge (unset: the challenge answers 503); ``webhook_subscription_id``, when set, ignores events of
     any other subscription; ``strava`` exchanges OAuth codes (unset: connect answers 503); bodies above
     ``max_body_bytes`` answer 413. Token expiry is checked against ``clock`` (default: the platform's).
+    ``job_types`` is what users may submit (default: Strava syncs only; :data:`DEMO_JOB_TYPES` for a demo).
     """
     if max_body_bytes < 1:
         raise ConfigError("max_body_bytes must be >= 1")
     check_secret(jwt_secret)  # fail at start-up on a missing or weak secret, not on every request
     clock = clock or platform.clock
     reader = RequestReader(jwt_secret=jwt_secret, clock=clock, max_body_bytes=max_body_bytes)
-    sync = SyncRoutes(service=service, reader=reader)
+    sync = SyncRoutes(service=service, reader=reader, job_types=job_types)
     strava_routes = StravaRoutes(
         service=service,
         reader=reader,
@@ -164,20 +203,24 @@ def create_app(
     store = service.runner.store
 
     async def health(request: Request) -> Response:
-        return json_response(
-            {
-                "status": "ok",
-                "store": redact_url(store.url),
-                "platform": platform.spec.name,
-                "strategy": service.strategy,
-            }
-        )
+        """Whether this server can reach its store; anyone may ask, so it names no host, user or database."""
+        only_query(request)
+        try:
+            await asyncio.wait_for(store.get_job(_NO_JOB), HEALTH_CHECK_TIMEOUT_S)
+        except Exception as exc:  # any failure of the check is the answer, not a crash of the check
+            reason = "no answer in time" if isinstance(exc, TimeoutError) else one_line(str(exc))
+            log.warning("healthz: the store is unavailable: %s: %s", type(exc).__name__, reason)
+            return error_response(503, "the job store is unavailable", {"Retry-After": "5"})
+        return json_response({"status": "ok", "platform": platform.spec.name, "strategy": service.strategy})
+
+    document = openapi_document(job_types)
 
     async def openapi(request: Request) -> Response:
-        return json_response(openapi_document())
+        only_query(request)
+        return json_response(document)
 
     routes = [
-        Route("/api/sync/{jobId}", sync.status, methods=["GET"]),
+        Route("/api/sync/{jobId}", sync.job, methods=["GET", "DELETE"]),
         Route("/api/sync", sync.collection, methods=["GET", "POST"]),
         Route("/api/strava/webhook", strava_routes.webhook, methods=["GET", "POST"]),
         Route("/api/strava/connect", strava_routes.connect, methods=["POST"]),
@@ -206,6 +249,7 @@ def build_app(
     migrate: bool = True,
     max_background_jobs: int | None = defaults.MAX_BACKGROUND_JOBS,
     strava_trace: Trace | None = None,
+    demo: bool = False,
     **runner_options: Any,
 ) -> Starlette:
     """The whole server from a store URL: store, runner with every handler, platform, clock, Strava client.
@@ -215,7 +259,8 @@ def build_app(
     ``$STRAVA_WEBHOOK_VERIFY_TOKEN``; Strava's client credentials come from ``$STRAVA_CLIENT_ID`` /
     ``$STRAVA_CLIENT_SECRET``. With ``migrate`` the store is migrated at start-up (ASGI lifespan).
     ``max_background_jobs`` bounds the syncs this process runs at once (see :class:`JobService`).
-    ``strava_trace`` records every request the Strava client sends (no tokens).
+    ``strava_trace`` records every request the Strava client sends (no tokens). With ``demo`` users may also
+    submit the built-in ``demo`` and ``noop`` jobs (:data:`~syncsim.api.submissions.DEMO_JOB_TYPES`).
     """
     from syncsim.platforms.local import LocalPlatform
     from syncsim.platforms.spec import platform_spec
@@ -248,9 +293,11 @@ def build_app(
         max_background_jobs=max_background_jobs,
     )
     verify = webhook_verify_token if webhook_verify_token is not None else os.environ.get(WEBHOOK_VERIFY_TOKEN_ENV)
-    subscription = os.environ.get(WEBHOOK_SUBSCRIPTION_ENV)
-    if subscription is not None and not subscription.strip().isdigit():
-        raise ConfigError(f"{WEBHOOK_SUBSCRIPTION_ENV} must be an integer")
+    subscription = (os.environ.get(WEBHOOK_SUBSCRIPTION_ENV) or "").strip()
+    if subscription and (
+        re.fullmatch(r"[0-9]{1,19}", subscription) is None or not 1 <= int(subscription) <= MAX_STRAVA_ID
+    ):
+        raise ConfigError(f"{WEBHOOK_SUBSCRIPTION_ENV} must be an integer between 1 and {MAX_STRAVA_ID}")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -271,6 +318,7 @@ def build_app(
         strava=strava,
         clock=clock,
         lifespan=lifespan,
+        job_types=DEMO_JOB_TYPES if demo else USER_JOB_TYPES,
     )
 
 

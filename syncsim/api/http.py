@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,9 +47,12 @@ __all__ = [
     "error_response",
     "exception_handlers",
     "job_json",
+    "json_int",
     "json_response",
     "json_type",
     "one_line",
+    "only_query",
+    "parse_query_int",
     "respond_after_work",
 ]
 
@@ -106,6 +110,42 @@ def job_json(job: Job) -> dict[str, Any]:
 def json_type(value: object) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+#: Integers in query strings and headers: ASCII digits only (``str.isdigit`` also accepts "²" and other
+#: Unicode digits that ``int`` refuses), and few enough of them that ``int`` never meets Python's 4,300-digit
+#: conversion limit.
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+def only_query(request: Request, *allowed: str) -> None:
+    """A 400 naming the query parameters a route does not take: a misspelt ``?limt=5`` must not pass as the
+    default, and the OpenAPI description lists every parameter there is."""
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        names = ", ".join(repr(name[:40]) for name in unknown[:5])
+        raise ApiError(400, f"unknown query parameter(s) {names}; allowed: {', '.join(allowed) or 'none'}")
+
+
+def parse_query_int(raw: str, *, name: str, minimum: int, maximum: int) -> int:
+    """A query parameter as an integer in ``minimum..maximum``, or a 400 saying what is allowed."""
+    if _DIGITS.fullmatch(raw) is None or not minimum <= int(raw) <= maximum:
+        raise ApiError(400, f"{name} must be an integer between {minimum} and {maximum}, got {raw[:20]!r}")
+    return int(raw)
+
+
+def json_int(value: object, *, name: str, minimum: int, maximum: int) -> int:
+    """A JSON body field as an integer in ``minimum..maximum``, or a 422 saying what is allowed.
+
+    A number with no fractional part (``3.0``) is an integer, as JSON Schema counts it; booleans are not."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(422, f"{name} must be an integer, got {json_type(value)}")
+    if not minimum <= value <= maximum:
+        shown = str(value) if len(str(value)) <= 30 else "a larger number"
+        raise ApiError(422, f"{name} must be between {minimum} and {maximum}, got {shown}")
+    return value
 
 
 # -- the invocation around each request ----------------------------------------------------------------------
@@ -224,20 +264,23 @@ class RequestReader:
         declared = request.headers.get("content-length")
         if declared is not None:
             declared = declared.strip()
-            if not declared.isdigit():
+            if re.fullmatch(r"[0-9]+", declared) is None:
                 raise ApiError(400, "Content-Length is not a number")
-            if len(declared) > 18 or int(declared) > limit:  # 18 digits: no giant int to parse
+            if _DIGITS.fullmatch(declared) is None or int(declared) > limit:  # a giant number is never parsed
                 raise too_big
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type and content_type != "application/json" and not content_type.endswith("+json"):
             raise ApiError(415, f"request body must be application/json, got {content_type[:60]!r}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_big
-            chunks.append(chunk)
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise ApiError(400, "the client disconnected before sending the whole body") from None
         body = b"".join(chunks)
         if not body.strip():
             if required:
@@ -278,6 +321,18 @@ def _syncsim_error(status: int, *, headers: Mapping[str, str] | None = None) -> 
     return handle
 
 
+async def _store_error(request: Request, exc: Exception) -> Response:
+    """The store's own message names its host, database and user: it goes to the log, not to the client."""
+    log.warning("%s %s -> 503: %s: %s", request.method, request.url.path, type(exc).__name__, one_line(str(exc)))
+    return error_response(503, "the job store is unavailable; try again shortly", {"Retry-After": "5"})
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    """A client that hangs up mid-request is routine: no traceback, and the answer goes nowhere."""
+    log.info("%s %s: the client disconnected before the request was read", request.method, request.url.path)
+    return error_response(400, "the client disconnected")
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error("%s %s -> 500: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
     return error_response(500, "internal server error")
@@ -300,7 +355,8 @@ def exception_handlers(clock: Clock) -> dict[Any, Callable[..., Awaitable[Respon
         RetryableError: _syncsim_error(502),  # Strava unavailable
         Reschedule: rescheduled,  # Strava's rate limit: try again after the window resets
         ConfigError: _syncsim_error(503),
-        StoreError: _syncsim_error(503),
+        StoreError: _store_error,
+        ClientDisconnect: _client_disconnect,
         InvocationKilled: _syncsim_error(504),
         Exception: _internal_error,
     }

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncsim import defaults
-from syncsim.defaults import MAX_ATTEMPTS_LIMIT, MAX_LIST_LIMIT
+from syncsim.api.strava import MAX_CODE_CHARS, MAX_STRAVA_ID
+from syncsim.api.submissions import USER_JOB_TYPES, SubmissionRules
+from syncsim.defaults import MAX_LIST_LIMIT
 from syncsim.jobs.model import JobStatus
 
-__all__ = ["openapi_document"]
+__all__ = ["CODE_PATTERN", "openapi_document"]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -29,20 +30,41 @@ def _body(schema: str, *, required: bool) -> dict[str, Any]:
 
 
 _AUTH_ERRORS = {
-    "401": _error("missing, malformed, badly signed or expired token"),
-    "503": _error("store unavailable"),
+    "401": {
+        **_error("missing, malformed, badly signed or expired token"),
+        "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
+    },
+    "503": _error("the job store is unavailable"),
 }
 _BODY_ERRORS = {
-    "400": _error("malformed JSON, or a body that is not an object"),
+    "400": _error("malformed JSON, a body that is not an object, a client that hung up mid-body, or a query parameter"),
     "413": _error("body larger than the limit"),
     "415": _error("body is not application/json"),
-    "422": _error("a field of the wrong type or value, or an unknown job type"),
+    "422": _error("a field of the wrong type or value, or one that is not allowed"),
 }
+#: Any request still running at its invocation's deadline (a platform with a time limit) is answered 504.
+_DEADLINE = {"504": _error("the request did not finish within the platform's time limit")}
+_UNKNOWN_QUERY = {"400": _error("a query parameter this route does not take")}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_JOB_ID = {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_STRAVA_ID = {"type": "integer", "minimum": 1, "maximum": MAX_STRAVA_ID}
+#: What connect's ``code`` must contain: a character other than the ASCII whitespace it is trimmed of.
+CODE_PATTERN = "[^\\t\\n\\v\\f\\r ]"
 
 
-def openapi_document() -> dict[str, Any]:
-    """An OpenAPI 3.1 description of every route :func:`create_app` serves (a test keeps them in step)."""
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    """A response object: exactly these properties, all present unless ``required`` says otherwise."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(properties) if required is None else required,
+        "properties": properties,
+    }
+
+
+def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, Any]:
+    """An OpenAPI 3.1 description of every route :func:`create_app` serves, for a server that accepts
+    ``job_types`` (tests keep the two in step, and fuzz the app against it)."""
     bearer: list[dict[str, list[str]]] = [{"bearerAuth": []}]
     return {
         "openapi": "3.1.0",
@@ -54,13 +76,17 @@ def openapi_document() -> dict[str, Any]:
         "paths": {
             "/api/sync": {
                 "post": {
-                    "summary": "Start a sync (or return the user's active one)",
+                    "summary": "Start a sync (or return the user's active job of that type)",
                     "security": bearer,
                     "requestBody": _body("SubmitRequest", required=False),
                     "responses": {
-                        "202": _ok("the job row is written", "SubmitResponse"),
+                        "202": {
+                            **_ok("the job row is written", "SubmitResponse"),
+                            "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
+                        },
                         **_AUTH_ERRORS,
                         **_BODY_ERRORS,
+                        **_DEADLINE,
                     },
                 },
                 "get": {
@@ -74,18 +100,38 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT},
                         }
                     ],
-                    "responses": {"200": _ok("jobs", "JobList"), "422": _error("bad limit"), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok("jobs", "JobList"),
+                        "400": _error("limit is not an integer in range, or another query parameter"),
+                        **_AUTH_ERRORS,
+                        **_DEADLINE,
+                    },
                 },
             },
             "/api/sync/{jobId}": {
                 "get": {
                     "summary": "One job; under the resumable strategy a due job is continued by this poll",
                     "security": bearer,
-                    "parameters": [{"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "parameters": [_JOB_ID],
                     "responses": {
                         "200": _ok("the job", "Job"),
+                        **_UNKNOWN_QUERY,
                         "404": _error("unknown or malformed id, or another user's job"),
                         **_AUTH_ERRORS,
+                        **_DEADLINE,
+                    },
+                },
+                "delete": {
+                    "summary": "Cancel the user's pending or running job: it ends failed, 'cancelled by the user'",
+                    "security": bearer,
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "200": _ok("the cancelled job", "Job"),
+                        **_UNKNOWN_QUERY,
+                        "404": _error("unknown or malformed id, or another user's job"),
+                        "409": _error("the job is already completed or failed"),
+                        **_AUTH_ERRORS,
+                        **_DEADLINE,
                     },
                 },
             },
@@ -93,22 +139,35 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Strava's subscription challenge",
                     "parameters": [
-                        {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
-                        for name in ("hub.mode", "hub.challenge", "hub.verify_token")
+                        {
+                            "name": "hub.mode",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["subscribe"]},
+                        },
+                        {
+                            "name": "hub.challenge",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                        },
+                        {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
                     ],
                     "responses": {
                         "200": _ok("the challenge, echoed", "Challenge"),
-                        "400": _error("not a subscribe challenge"),
+                        "400": _error("not a subscribe challenge, no challenge, or another query parameter"),
                         "403": _error("wrong verify token"),
                         "503": _error("no verify token configured"),
+                        **_DEADLINE,
                     },
                 },
                 "post": {
                     "summary": "A Strava event: new activity → sync; edit → re-read; delete → removed; deauthorization",
                     "requestBody": _body("WebhookEvent", required=True),
                     "responses": {
-                        "200": _ok("accepted (handled in the background)", "Accepted"),
+                        "200": _ok("accepted (handled in the background), or ignored", "Accepted"),
                         **_BODY_ERRORS,
+                        **_DEADLINE,
                     },
                 },
             },
@@ -123,56 +182,55 @@ def openapi_document() -> dict[str, Any]:
                         **_BODY_ERRORS,
                         "400": _error("malformed body, or Strava refused the code"),
                         "502": _error("Strava unavailable"),
-                        "503": _error("Strava not configured, Strava's rate limit, or store unavailable"),
+                        "503": _error("Strava not configured, Strava's rate limit, or the job store unavailable"),
+                        **_DEADLINE,
                     },
                 },
             },
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok("ok", "Health")}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+            "/healthz": {
+                "get": {
+                    "summary": "Whether this server can reach its job store (no connection details)",
+                    "responses": {
+                        "200": _ok("the store answers", "Health"),
+                        **_UNKNOWN_QUERY,
+                        "503": _error("the job store is unavailable"),
+                        **_DEADLINE,
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "OpenAPI", "content": {"application/json": {}}},
+                        **_UNKNOWN_QUERY,
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {"error": {"type": "string"}},
-                },
-                "SubmitRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "type": {"type": "string", "default": defaults.JOB_TYPE},
-                        "payload": {"type": "object", "default": {}},
-                        "maxAttempts": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": MAX_ATTEMPTS_LIMIT,
-                            "default": defaults.MAX_ATTEMPTS,
-                        },
-                    },
-                },
-                "SubmitResponse": {
-                    "type": "object",
-                    "required": ["jobId", "status", "created"],
-                    "properties": {
+                "Error": _object({"error": {"type": "string", "minLength": 1}}),
+                "SubmitRequest": job_types.schema(),
+                "SubmitResponse": _object(
+                    {
                         "jobId": {"type": "string", "format": "uuid"},
                         "status": {"$ref": "#/components/schemas/Status"},
                         "created": {
                             "type": "boolean",
                             "description": "false: the user's active job was returned",
                         },
-                    },
-                },
+                    }
+                ),
                 "Status": {"type": "string", "enum": [s.value for s in JobStatus]},
-                "Job": {
-                    "type": "object",
-                    "properties": {
+                "Job": _object(
+                    {
                         "jobId": {"type": "string", "format": "uuid"},
                         "status": {"$ref": "#/components/schemas/Status"},
                         "type": {"type": "string"},
-                        "attempts": {"type": "integer"},
-                        "maxAttempts": {"type": "integer"},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "maxAttempts": {"type": "integer", "minimum": 1},
                         "progress": {"type": "object"},
                         "result": {"type": ["object", "null"]},
                         "error": {"type": ["string", "null"]},
@@ -182,44 +240,43 @@ def openapi_document() -> dict[str, Any]:
                         "nextAttemptAt": _NULLABLE_TIME,
                         "runs": {
                             "type": "integer",
+                            "minimum": 0,
                             "description": "invocations or workers that picked the job up",
                         },
-                    },
-                },
-                "JobList": {
-                    "type": "object",
-                    "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
-                },
-                "Challenge": {"type": "object", "properties": {"hub.challenge": {"type": "string"}}},
+                    }
+                ),
+                "JobList": _object({"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}),
+                "Challenge": _object({"hub.challenge": {"type": "string", "minLength": 1}}),
                 "WebhookEvent": {
                     "type": "object",
+                    "description": "Fields beyond these are ignored.",
                     "required": ["object_type", "object_id", "aspect_type", "owner_id"],
                     "properties": {
                         "object_type": {"type": "string", "enum": ["activity", "athlete"]},
-                        "object_id": {"type": "integer"},
+                        "object_id": _STRAVA_ID,
                         "aspect_type": {"type": "string", "enum": ["create", "update", "delete"]},
                         "updates": {"type": "object"},
-                        "owner_id": {"type": "integer"},
-                        "subscription_id": {"type": "integer"},
-                        "event_time": {"type": "integer"},
+                        "owner_id": _STRAVA_ID,
+                        "subscription_id": _STRAVA_ID,
+                        "event_time": {"type": "integer", "minimum": 0, "maximum": MAX_STRAVA_ID},
                     },
                 },
-                "Accepted": {"type": "object", "properties": {"status": {"enum": ["accepted", "ignored"]}}},
+                "Accepted": _object({"status": {"type": "string", "enum": ["accepted", "ignored"]}}),
                 "ConnectRequest": {
                     "type": "object",
                     "required": ["code"],
-                    "properties": {"code": {"type": "string"}},
-                },
-                "ConnectResponse": {"type": "object", "properties": {"athleteId": {"type": "integer"}}},
-                "Health": {
-                    "type": "object",
                     "properties": {
-                        "status": {"const": "ok"},
-                        "store": {"type": "string"},
-                        "platform": {"type": "string"},
-                        "strategy": {"type": "string"},
+                        "code": {"type": "string", "minLength": 1, "maxLength": MAX_CODE_CHARS, "pattern": CODE_PATTERN}
                     },
                 },
+                "ConnectResponse": _object({"athleteId": {"type": "integer"}}),
+                "Health": _object(
+                    {
+                        "status": {"const": "ok"},
+                        "platform": {"type": "string"},
+                        "strategy": {"type": "string"},
+                    }
+                ),
             },
         },
     }

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from syncsim import defaults
-from syncsim.api.http import ApiError, RequestReader, json_response, one_line
+from syncsim.api.http import ApiError, RequestReader, json_int, json_response, json_type, one_line, only_query
 from syncsim.clock import Clock
 from syncsim.errors import ConfigError, InvocationKilled, SyncsimError
 from syncsim.jobs.service import JobService
@@ -31,6 +31,7 @@ from syncsim.strava.models import Activity
 __all__ = [
     "DEAUTHORIZED_REASON",
     "MAX_CODE_CHARS",
+    "MAX_STRAVA_ID",
     "WEBHOOK_SUBSCRIPTION_ENV",
     "WEBHOOK_VERIFY_TOKEN_ENV",
     "StravaConnector",
@@ -41,9 +42,17 @@ log = logging.getLogger("syncsim.api")
 
 #: An OAuth authorization code is ~40 characters; anything much longer is not one.
 MAX_CODE_CHARS = 512
+#: Strava's ids and times are 64-bit integers, as every store keeps them (``bigint``, SQLite's INTEGER): a larger
+#: one is refused when the event is read, not by the store after the 200.
+MAX_STRAVA_ID = 2**63 - 1
+#: What a pasted code is trimmed of: ASCII whitespace, as the OpenAPI pattern of ``code`` says.
+_ASCII_SPACE = " \t\n\v\f\r"
 WEBHOOK_VERIFY_TOKEN_ENV = "STRAVA_WEBHOOK_VERIFY_TOKEN"
 WEBHOOK_SUBSCRIPTION_ENV = "STRAVA_WEBHOOK_SUBSCRIPTION_ID"
 DEAUTHORIZED_REASON = "athlete deauthorized on Strava"
+#: The event's integer fields and their smallest values; ``object_id`` and ``owner_id`` are required, the others
+#: may be left out but are never ``null``.
+_EVENT_INTEGERS = {"object_id": 1, "owner_id": 1, "subscription_id": 1, "event_time": 0}
 _EVENT_FIELDS = (
     "object_type",
     "object_id",
@@ -100,6 +109,7 @@ class StravaRoutes:
     def _webhook_challenge(self, request: Request) -> Response:
         if not self.webhook_verify_token:
             raise ConfigError(f"the webhook verify token is not configured (set {WEBHOOK_VERIFY_TOKEN_ENV})")
+        only_query(request, "hub.mode", "hub.challenge", "hub.verify_token")
         params = request.query_params
         if params.get("hub.mode") != "subscribe":
             raise ApiError(400, "hub.mode must be 'subscribe'")
@@ -112,12 +122,14 @@ class StravaRoutes:
         return json_response({"hub.challenge": challenge})
 
     async def _webhook_event(self, request: Request) -> Response:
+        only_query(request)
         event = _parse_event(await self.reader.json_body(request, required=True) or {})
         if self.webhook_subscription_id is not None and event.get("subscription_id") != self.webhook_subscription_id:
             log.warning("webhook event for another subscription ignored")
             return json_response({"status": "ignored"})
         invocation = self.reader.invocation(request)
-        invocation.wait_until(self._handle_event(event, invocation))
+        kind = f"{event['object_type']}/{event['aspect_type']}"
+        invocation.wait_until(self._handle_event(event, invocation), label=f"webhook {kind} {event['object_id']}")
         return json_response({"status": "accepted"})
 
     async def _handle_event(self, event: dict[str, Any], invocation: Invocation) -> None:
@@ -172,13 +184,14 @@ class StravaRoutes:
 
     async def connect(self, request: Request) -> Response:
         user = self.reader.user(request)
+        only_query(request)
         body = await self.reader.json_body(request, required=True) or {}
         code = body.get("code")
-        if not isinstance(code, str) or not code.strip() or len(code) > MAX_CODE_CHARS:
-            raise ApiError(422, "code must be a non-empty string (the OAuth authorization code)")
+        if not isinstance(code, str) or not code.strip(_ASCII_SPACE) or len(code) > MAX_CODE_CHARS:
+            raise ApiError(422, f"code must be a non-empty string of at most {MAX_CODE_CHARS} characters")
         if self.strava is None:
             raise ConfigError("Strava is not configured on this server")
-        tokens = await self.strava.exchange_code(user, code.strip())
+        tokens = await self.strava.exchange_code(user, code.strip(_ASCII_SPACE))
         return json_response({"athleteId": tokens.athlete_id})
 
 
@@ -189,19 +202,14 @@ def _parse_event(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(422, "object_type must be 'activity' or 'athlete'")
     if body.get("aspect_type") not in ("create", "update", "delete"):
         raise ApiError(422, "aspect_type must be 'create', 'update' or 'delete'")
-    for key in ("object_id", "owner_id"):
-        value = body.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ApiError(422, f"{key} must be an integer")
-    for key in ("subscription_id", "event_time"):
-        value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ApiError(422, f"{key} must be an integer")
+    event: dict[str, Any] = {"object_type": object_type, "aspect_type": body["aspect_type"]}
+    for key, minimum in _EVENT_INTEGERS.items():
+        if key in body or key in ("object_id", "owner_id"):
+            event[key] = json_int(body.get(key), name=key, minimum=minimum, maximum=MAX_STRAVA_ID)
+        else:
+            event[key] = None
     updates = body.get("updates", {})
-    if updates is None:
-        updates = {}
     if not isinstance(updates, dict):
-        raise ApiError(422, "updates must be a JSON object")
-    event = {key: body.get(key) for key in _EVENT_FIELDS}
+        raise ApiError(422, f"updates must be a JSON object, got {json_type(updates)}")
     event["updates"] = updates
-    return event
+    return {key: event[key] for key in _EVENT_FIELDS}

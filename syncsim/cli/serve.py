@@ -54,11 +54,13 @@ def _serve(args: argparse.Namespace) -> int:
         max_background_jobs=args.max_background_jobs or None,
         deadline_margin_s=margin,
         strava_trace=trace,
+        demo=args.demo,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(
         f"syncsim API on http://{args.host}:{args.port} — store {redact_url(url)}, platform {args.platform}"
-        f" (x{args.time_scale:g}, deadline margin {margin:g} s), strategy {args.strategy}",
+        f" (x{args.time_scale:g}, deadline margin {margin:g} s), strategy {args.strategy}"
+        + (", demo jobs allowed" if args.demo else ""),
         flush=True,
     )
     try:
@@ -127,6 +129,12 @@ def register_cli(subparsers: Any) -> dict[str, Command]:
         type=int,
         default=defaults.MAX_BACKGROUND_JOBS,
         help=f"jobs this process syncs at once; the rest wait (0: no bound; default {defaults.MAX_BACKGROUND_JOBS})",
+    )
+
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="also let users submit the built-in demo and noop jobs (never on a public server)",
     )
 
     p = subparsers.add_parser("token", help="print a user JWT for local use (HS256, $SYNCSIM_JWT_SECRET)")

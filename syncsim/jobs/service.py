@@ -65,6 +65,16 @@ class JobService:
     async def list(self, user_id: uuid.UUID | str, *, limit: int = defaults.LIST_LIMIT) -> list[Job]:
         return await self.runner.store.list_jobs(user_id=parse_user_id(user_id), limit=limit)
 
+    async def cancel(self, job_id: uuid.UUID, *, user_id: uuid.UUID | str, reason: str) -> tuple[Job | None, bool]:
+        """End the user's pending or running job as ``failed`` with ``reason``; ``(job as stored, cancelled)``.
+
+        ``(None, False)`` for an unknown job or another user's; ``(job, False)`` when it was already final. A
+        runner holding the job loses its lease: its later checkpoints and its result change nothing.
+        """
+        uid = parse_user_id(user_id)
+        cancelled = await self.runner.store.cancel_job(job_id, user_id=uid, reason=reason, now=self.runner.clock.now())
+        return await self.runner.get(job_id, user_id=uid), cancelled
+
     def _continues(self, job: Job) -> bool:
         strategy = self.runner.strategy
         return not strategy.uses_worker and strategy.continue_on_poll and self.runner.is_due(job)
@@ -72,10 +82,11 @@ class JobService:
     def start_in_background(self, job_id: uuid.UUID, invocation: Invocation, **options: Any) -> None:
         if self.runner.strategy.uses_worker:
             return  # a worker claims it
+        label = f"job {job_id}"
         if self.max_background_jobs is None:
-            invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options))
+            invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options), label=label)
         else:
-            invocation.wait_until(self._in_slot(job_id, invocation, options))
+            invocation.wait_until(self._in_slot(job_id, invocation, options), label=label)
 
     async def _in_slot(self, job_id: uuid.UUID, invocation: Invocation, options: dict[str, Any]) -> Job | None:
         if self._slots is None:

@@ -5,22 +5,29 @@ handed to :meth:`Invocation.wait_until` runs after the response is sent, until i
 hits. At the deadline the invocation is **killed**, as Vercel does: its tasks are cancelled and every store it
 was given (:func:`guard_store`) refuses all further calls, so nothing it does afterwards (no ``finally``
 clean-up) reaches the store. The API and the simulator know platforms only through :class:`Platform`.
+
+Background work runs after its response was sent, so nobody is left to see it fail: a failure is logged once,
+as ``syncsim.platforms``, with the label the work was handed over with (a job id, a webhook event), never with
+its arguments.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncsim.clock import Clock
-from syncsim.errors import InvocationKilled
+from syncsim.errors import InvocationKilled, SyncsimError
 from syncsim.platforms.spec import PlatformSpec
 
 __all__ = ["Invocation", "Platform", "guard_store"]
+
+log = logging.getLogger("syncsim.platforms")
 
 _DEADLINE_REACHED = "reached the platform's time limit"
 
@@ -41,6 +48,8 @@ class Invocation:
     ended_at: float | None = None
     responded: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: What each background task is, for the log line if it fails.
+    _labels: dict[asyncio.Task[Any], str] = field(default_factory=dict)
     #: The task answering the request (see :meth:`serve`): the kill cancels it too.
     _handler: asyncio.Task[Any] | None = None
     #: Whether the kill cancelled the handler (so its CancelledError is the deadline, not a shutdown).
@@ -57,20 +66,37 @@ class Invocation:
         if self.killed:
             raise InvocationKilled(f"invocation {self.id} was killed: {self.kill_reason}")
 
-    def wait_until(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
-        """Run ``work`` after the response, within this invocation's deadline (Vercel's ``waitUntil``)."""
+    def wait_until(self, work: Awaitable[Any], *, label: str = "background work") -> asyncio.Task[Any]:
+        """Run ``work`` after the response, within this invocation's deadline (Vercel's ``waitUntil``).
+
+        ``label`` names the work in the log line written if it fails (e.g. ``"job <id>"``): no secrets."""
         self.check_alive()
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
+        self._labels[task] = label
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        label = self._labels.pop(task, "background work")
         if not task.cancelled():
-            task.exception()  # retrieved: a failed background task must not warn at garbage collection
+            exc = task.exception()  # retrieved, so a failed task does not warn again at garbage collection
+            if exc is not None:
+                self._log_failure(label, exc)
         if not self._tasks and self.responded and self.ended_at is None:
             self._end()
+
+    def _log_failure(self, label: str, exc: BaseException) -> None:
+        """Once per failed background task. The kill is the platform's doing, not a failure; syncsim's own
+        errors carry a one-line message without secrets; anything else is a bug and gets its traceback."""
+        if isinstance(exc, InvocationKilled):
+            return
+        if isinstance(exc, SyncsimError):
+            text = " ".join(str(exc).split())
+            log.error("invocation %s: %s failed: %s: %s", self.id, label, type(exc).__name__, text)
+        else:
+            log.error("invocation %s: %s failed: %s", self.id, label, type(exc).__name__, exc_info=exc)
 
     def arm(self, now: float | None = None) -> None:
         """Schedule the kill at the deadline on the running loop; ``now``: the clock's reading, if the caller

@@ -72,8 +72,8 @@ class VercelInvocation(Invocation):
 
     runtime_wait_until: Callable[[Awaitable[Any]], None] | None = None
 
-    def wait_until(self, work: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = super().wait_until(work)
+    def wait_until(self, work: Awaitable[Any], *, label: str = "background work") -> asyncio.Task[Any]:
+        task = super().wait_until(work, label=label)
         if self.runtime_wait_until is not None:
             # The task, not the coroutine: it is already running, and vercel closes bare coroutines when it
             # has no request context (outside Vercel), which would silently drop the work.

@@ -25,6 +25,7 @@ from typing import Any
 
 from syncsim.api.app import create_app
 from syncsim.api.auth import mint_token
+from syncsim.api.submissions import USER_JOB_TYPES, Boolean
 from syncsim.clock import Clock
 from syncsim.errors import InvocationKilled
 from syncsim.jobs.model import ACTIVE_STATUSES, Job, JobStatus
@@ -51,6 +52,10 @@ JWT_SECRET = "syncsim-simulator-secret-not-for-production-use"
 
 #: List pages built by this process's runs, for the next runs of the same sweep (see :func:`sharing_pages`).
 _shared_pages: PageCache | None = None
+
+#: The simulated app's browsers may ask for detail syncs (a scenario's ``detail``): the operator's choice that a
+#: production server leaves out of what users may submit.
+SIM_JOB_TYPES = USER_JOB_TYPES.with_fields("strava_sync", detail=Boolean())
 
 
 @contextlib.contextmanager
@@ -181,7 +186,12 @@ async def _simulate(sc: Scenario) -> RunRecord:
         sc.platform, clock=clock, recorder=recorder, kill_rate=sc.kill_rate, rng=random.Random(f"kills:{sc.seed}")
     )
     app = create_app(
-        service=JobService(runner("sim-api")), platform=platform, jwt_secret=JWT_SECRET, clock=clock, strava=strava
+        service=JobService(runner("sim-api")),
+        platform=platform,
+        jwt_secret=JWT_SECRET,
+        clock=clock,
+        strava=strava,
+        job_types=SIM_JOB_TYPES,
     )
     asgi: Any = app
     if sc.cold_start_rate > 0:

@@ -39,7 +39,7 @@ from syncsim.clock import to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.jobs.model import Job, JobStatus, job_from_mapping
 from syncsim.stores.sql import migration_files
-from syncsim.stores.urls import redact_url
+from syncsim.stores.urls import SECRET_PARAMETERS, redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 
 __all__ = ["MIGRATION_LOCK_KEY", "PostgresStore"]
@@ -162,7 +162,7 @@ class PostgresStore:
             raise ConfigError(f"postgres pool sizes need 0 <= min_size <= max_size >= 1, got {min_size}/{max_size}")
         self.url = redact_url(url)
         self._conninfo = url
-        self._password = unquote(urlsplit(url).password or "")
+        self._secrets = _secrets_in(url)
         self._min_size = min_size
         self._max_size = max_size
         self._connect_timeout = connect_timeout
@@ -181,9 +181,7 @@ class PostgresStore:
             parts.port  # noqa: B018 - raises ValueError for a non-numeric port
             conninfo_to_dict(url)
         except (ValueError, psycopg.ProgrammingError) as exc:
-            raise ConfigError(
-                f"bad postgres URL {safe!r}: {_one_line(str(exc), unquote(parts.password or ''))}"
-            ) from None
+            raise ConfigError(f"bad postgres URL {safe!r}: {_one_line(str(exc), _secrets_in(url))}") from None
         if parts.scheme not in {"postgresql", "postgres"}:
             raise ConfigError(f"not a postgres URL: {safe!r} (use postgresql://user:password@host:port/dbname)")
         allowed = {"min_size", "max_size", "connect_timeout", "prepare_threshold"}
@@ -201,7 +199,7 @@ class PostgresStore:
 
     # -- connections ---------------------------------------------------------------------------------------
     def _fail(self, exc: BaseException, doing: str) -> StoreError:
-        return StoreError(f"postgres store {self.url}: {doing} failed: {_one_line(str(exc), self._password)}")
+        return StoreError(f"postgres store {self.url}: {doing} failed: {_one_line(str(exc), self._secrets)}")
 
     async def _open_pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
         if self._pool is not None:
@@ -216,7 +214,7 @@ class PostgresStore:
                     )
                 except psycopg.Error as exc:
                     raise StoreError(
-                        f"cannot connect to postgres store {self.url}: {_one_line(str(exc), self._password)}"
+                        f"cannot connect to postgres store {self.url}: {_one_line(str(exc), self._secrets)}"
                     ) from None
                 await probe.close()
                 pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
@@ -249,7 +247,7 @@ class PostgresStore:
             raise InvalidInput(f"{doing}: the user does not exist in auth.users") from None
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction) as exc:
             raise StoreError(
-                f"postgres store {self.url}: {doing} failed: {_one_line(str(exc), self._password)} "
+                f"postgres store {self.url}: {doing} failed: {_one_line(str(exc), self._secrets)} "
                 "(is the database migrated? run `syncsim migrate`)"
             ) from None
         except psycopg.Error as exc:
@@ -293,7 +291,7 @@ class PostgresStore:
                         await conn.execute(sql.encode())
                     except psycopg.Error as exc:
                         raise StoreError(
-                            f"postgres store {self.url}: migration {name} failed: {_one_line(str(exc), self._password)}"
+                            f"postgres store {self.url}: migration {name} failed: {_one_line(str(exc), self._secrets)}"
                         ) from None
                     # Bookkeeping only: applied_at is the server's time, since no job time depends on it.
                     await conn.execute("insert into syncsim_migrations (name) values (%s)", (name,))
@@ -434,6 +432,16 @@ class PostgresStore:
             cur = await conn.execute("select syncsim_reclaim_expired(%s)", (to_datetime(now),))
             row = await cur.fetchone()
             return int(row[0]) if row else 0
+
+    async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:
+        async with self._connection(f"cancel job {job_id}") as conn:
+            cur = await conn.execute(
+                f"""update sync_jobs set status = 'failed', error = %s, completed_at = %s, locked_by = null,
+                        locked_until = null, updated_at = %s
+                    where id = %s and user_id = %s and {_ACTIVE}""",
+                (reason, to_datetime(now), to_datetime(now), job_id, user_id),
+            )
+            return cur.rowcount == 1
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         async with self._connection(f"cancel jobs of user {user_id}") as conn:
@@ -653,9 +661,22 @@ class PostgresStore:
             return None if row is None or row[0] is None else row[0].astimezone(UTC)
 
 
-def _one_line(message: str, secret: str | None = None) -> str:
-    """libpq's multi-line messages as one line, with the password (if any) masked."""
+def _secrets_in(url: str) -> tuple[str, ...]:
+    """Every secret libpq would read from ``url`` (the user info's password, ``password=``/``sslpassword=``
+    parameters, decoded), as given and decoded, longest first; for masking in messages."""
+    found: set[str] = set()
+    try:
+        found.add(unquote(urlsplit(url).password or ""))
+        found.update(v for k, v in conninfo_to_dict(url).items() if k in SECRET_PARAMETERS and isinstance(v, str))
+    except (psycopg.ProgrammingError, ValueError):
+        pass  # a string libpq cannot parse: from_url refuses it; redact_url masks what it can see
+    variants = {variant for secret in found if secret for variant in (secret, quote(secret, safe=""))}
+    return tuple(sorted(variants, key=len, reverse=True))
+
+
+def _one_line(message: str, secrets: tuple[str, ...] = ()) -> str:
+    """libpq's multi-line messages as one line, with the store's secrets masked."""
     text = "; ".join(line.strip() for line in message.strip().splitlines() if line.strip()) or "unknown error"
-    for variant in {secret, quote(secret, safe="")} if secret else ():
-        text = text.replace(variant, "***")
+    for secret in secrets:
+        text = text.replace(secret, "***")
     return text

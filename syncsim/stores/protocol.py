@@ -87,6 +87,11 @@ class Store(Protocol):
         """Expired leases: back to ``pending`` (the attempt counts), or ``failed`` when none remain."""
         ...
 
+    async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:
+        """End ``user_id``'s pending or running job as ``failed`` with ``reason``, releasing its lease, so the
+        runner holding it can write nothing more to it. ``False``: not that user's job, or already final."""
+        ...
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         """End the user's pending jobs as ``failed`` with ``reason`` (e.g. the athlete deauthorized)."""
         ...

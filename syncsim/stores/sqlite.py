@@ -306,6 +306,18 @@ class SQLiteStore:
         with self._write() as conn:
             return conn.execute(_RECLAIM_SQL, {"now": now}).rowcount
 
+    async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    """UPDATE sync_jobs SET status = 'failed', error = ?, completed_at = ?, locked_by = NULL,
+                            locked_until = NULL, updated_at = ?
+                       WHERE id = ? AND user_id = ? AND status IN ('pending', 'running')""",
+                    (reason, now, now, str(job_id), str(user_id)),
+                ).rowcount
+                == 1
+            )
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         with self._write() as conn:
             return conn.execute(

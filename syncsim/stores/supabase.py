@@ -376,6 +376,29 @@ class SupabaseStore:
     async def reclaim_expired(self, *, now: float) -> int:
         return int(await self._rpc("reclaim expired leases", "syncsim_reclaim_expired", {"p_now": _iso(now)}) or 0)
 
+    async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:
+        at = _iso(now)
+        change = {
+            "status": "failed",
+            "error": reason,
+            "completed_at": at,
+            "locked_by": None,
+            "locked_until": None,
+            "updated_at": at,
+        }
+
+        async def update(client: AsyncClient) -> Any:
+            return (
+                await client.table("sync_jobs")
+                .update(change, count=CountMethod.exact, returning=ReturnMethod.minimal)
+                .eq("id", str(job_id))
+                .eq("user_id", str(user_id))
+                .in_("status", ["pending", "running"])
+                .execute()
+            )
+
+        return (await self._run(f"cancel job {job_id}", update)).count == 1
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         at = _iso(now)
 

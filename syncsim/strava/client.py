@@ -19,10 +19,14 @@ is neither a 429 nor a 5xx is returned. A 429 blocks the budget and waits for th
 ``max_retries`` times with the backoff of :data:`REQUEST_RETRY`, then raise ``StravaUnavailable``. Every attempt
 is recorded in the :class:`~syncsim.strava.trace.Trace` if one is given.
 
-Tokens: an access token is refreshed :data:`REFRESH_MARGIN_S` before it expires — once per user even when
-several tasks ask at the same time, re-reading the :class:`~syncsim.strava.tokens.TokenStore` first because
-Strava invalidates a rotated refresh token at once — and the result saved. A refused grant is ``Unauthorized``,
-rejected application credentials (or missing ones) a ``ConfigError``.
+Tokens: the client remembers each user's tokens between requests, but the
+:class:`~syncsim.strava.tokens.TokenStore` is the truth: a job run starts with :meth:`StravaClient.load_tokens`,
+which replaces what the client remembers with the stored row (or forgets it, and refuses, when the row is
+gone), so no run trusts tokens older than the store's, whichever process deleted or replaced them. An access
+token is refreshed :data:`REFRESH_MARGIN_S` before it expires — once per user even when several tasks ask at
+the same time, re-reading the store first because Strava invalidates a rotated refresh token at once — and the
+result saved. A refused grant is ``Unauthorized``, rejected application credentials (or missing ones) a
+``ConfigError``.
 """
 
 from __future__ import annotations
@@ -395,6 +399,18 @@ class StravaClient:
             athlete = await self._athlete_with(tokens.access_token, deadline=deadline)
             tokens = _with_athlete(tokens, athlete.id)
         await self._save(user_id, tokens)
+        return tokens
+
+    async def load_tokens(self, user_id: uuid.UUID) -> StravaTokens:
+        """Read the user's tokens from the store, replacing what this client remembers of them; ``Unauthorized``
+        (and nothing remembered) when the store has none. A job run calls this before its first request, so
+        tokens deleted since the last run (the athlete disconnected, here or in another process) are not used.
+        """
+        tokens = await self._store.get_tokens(user_id)
+        if tokens is None:
+            self._cache.pop(user_id, None)
+            raise Unauthorized(f"no Strava connection for user {user_id}")
+        self._cache[user_id] = tokens
         return tokens
 
     async def _valid_tokens(self, user_id: uuid.UUID, *, deadline: float | None) -> StravaTokens:

@@ -94,6 +94,7 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
     client = ctx.resources.get("strava")
     if not isinstance(client, StravaClient):
         raise PermanentError("strava_sync needs a Strava client; none is configured for this runner")
+    await client.load_tokens(ctx.user_id)  # the stored tokens, not ones remembered from an earlier run
     return await _Sync(ctx, client).run()
 
 

@@ -91,7 +91,7 @@ def _free_port() -> int:
 async def test_serve_command_runs_the_api_until_stopped(tmp_path: Path) -> None:
     port = _free_port()
     store = f"sqlite:///{tmp_path / 'served.db'}"
-    argv = ["serve", "--store", store, "--platform", "hobby", "--strategy", "resumable", "--port", str(port)]
+    argv = ["serve", "--store", store, "--platform", "hobby", "--strategy", "resumable", "--port", str(port), "--demo"]
     env = {**os.environ, "SYNCSIM_JWT_SECRET": SECRET, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "syncsim.cli", *argv],

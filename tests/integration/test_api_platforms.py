@@ -15,13 +15,14 @@ import httpx
 import pytest
 
 from syncsim.api.app import create_app
+from syncsim.api.submissions import DEMO_JOB_TYPES
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.service import JobService
 from syncsim.platforms import platform_spec
 from syncsim.platforms.vercel import VercelFunctions, VercelPlatform
-from syncsim.stores import Store
+from syncsim.stores import Store, open_store
 from tests.support.api import SECRET, ApiHarness, assert_json_error, poll_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +41,7 @@ async def test_resumable_job_cut_at_the_deadline_is_continued_by_the_next_poll(
 ) -> None:
     api = ApiHarness(
         store,
+        demo=True,
         platform=platform_spec("hobby").with_limit(0.45),
         strategy="resumable",
         deadline_margin_s=margin_s,
@@ -70,7 +72,7 @@ async def test_resumable_job_cut_at_the_deadline_is_continued_by_the_next_poll(
 
 async def test_waituntil_job_is_killed_at_the_deadline_and_stays_running(store: Store, user_id: uuid.UUID) -> None:
     """The design's failure mode: a sync longer than the limit is killed and left ``running``."""
-    api = ApiHarness(store, platform=platform_spec("hobby").with_limit(0.3), strategy="waituntil")
+    api = ApiHarness(store, demo=True, platform=platform_spec("hobby").with_limit(0.3), strategy="waituntil")
     async with api.client() as client:
         response = await client.post(
             "/api/sync", json={"type": "demo", "payload": {"steps": 8, "step_s": 0.1}}, headers=api.auth(user_id)
@@ -107,7 +109,7 @@ async def test_request_handler_overrunning_the_deadline_is_504_and_writes_nothin
     store: Store, user_id: uuid.UUID
 ) -> None:
     slow = SlowStore(store, delay_s=0.5)
-    api = ApiHarness(slow, platform=platform_spec("hobby").with_limit(0.15))  # type: ignore[arg-type]
+    api = ApiHarness(slow, demo=True, platform=platform_spec("hobby").with_limit(0.15))  # type: ignore[arg-type]
     async with api.client() as client:
         response = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user_id))
         assert "time limit" in assert_json_error(response, 504)
@@ -135,8 +137,8 @@ async def test_vercel_platform_hands_background_work_to_the_runtime(store: Store
     deadline = datetime.fromtimestamp(SystemClock().now() + 60, UTC)
     runtime = RecordingRuntime(deadline)
     platform = VercelPlatform("pro", functions=runtime.functions())
-    api = ApiHarness(store)
-    app = create_app(service=JobService(api.runner), platform=platform, jwt_secret=SECRET)
+    api = ApiHarness(store, demo=True)
+    app = create_app(service=JobService(api.runner), platform=platform, jwt_secret=SECRET, job_types=DEMO_JOB_TYPES)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel.test") as client:
         response = await client.post(
             "/api/sync", json={"type": "demo", "payload": {"steps": 2, "step_s": 0.01}}, headers=api.auth(user_id)
@@ -190,8 +192,13 @@ async def test_vercel_entry_point_builds_the_app_from_the_environment(
     monkeypatch.setenv("SYNCSIM_PLATFORM", "hobby")
     app = runpy.run_path(str(REPO / "api" / "index.py"))["app"]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel.test") as client:
+        unmigrated = await client.get("/healthz")  # Vercel never migrates: `syncsim migrate` does, once
+        store = open_store(sqlite_url)
+        await store.migrate()
+        await store.close()
         health = (await client.get("/healthz")).json()
-    assert health == {"status": "ok", "store": sqlite_url, "platform": "hobby", "strategy": "resumable"}
+    assert_json_error(unmigrated, 503)
+    assert health == {"status": "ok", "platform": "hobby", "strategy": "resumable"}
     monkeypatch.setenv("SYNCSIM_STRATEGY", "worker")
     with pytest.raises(ConfigError, match="SYNCSIM_STRATEGY"):
         runpy.run_path(str(REPO / "api" / "index.py"))

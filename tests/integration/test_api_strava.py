@@ -256,3 +256,28 @@ async def test_edited_and_deleted_activities_reach_the_store_which_an_incrementa
     assert len(detail_requests) == 2  # one re-read per edit; a deletion needs no Strava request
     await world.client.aclose()
     await store.close()
+
+
+@pytest.mark.parametrize("deleted_by", ["this process", "another process"])
+async def test_a_sync_after_the_tokens_were_deleted_does_not_run_with_them(
+    store: Store, store_url: str, user_id: uuid.UUID, deleted_by: str
+) -> None:
+    """Issue #16, D6. Before: the Strava client kept the tokens of its last sync in memory, so the next sync
+    ran with tokens the store no longer held (deleted by this process or by another one)."""
+    world = StravaWorld(store)
+    await world.connected_athlete(user_id, activities=5)
+    api = world.api
+    async with api.client() as client:
+        first = await client.post("/api/sync", headers=api.auth(user_id))
+        done, _ = await poll_until(client, first.json()["jobId"], api.auth(user_id))
+        assert done["status"] == "completed", done
+        if deleted_by == "this process":
+            assert await store.delete_tokens(user_id)
+        else:
+            other = open_store(store_url)
+            assert await other.delete_tokens(user_id)
+            await other.close()
+        second = await client.post("/api/sync", json={"payload": {"mode": "full"}}, headers=api.auth(user_id))
+        job, _ = await poll_until(client, second.json()["jobId"], api.auth(user_id))
+    assert job["status"] == "failed" and "no Strava connection" in job["error"], job
+    await world.client.aclose()

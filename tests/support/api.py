@@ -11,6 +11,7 @@ import httpx
 
 from syncsim.api.app import create_app
 from syncsim.api.auth import mint_token
+from syncsim.api.submissions import DEMO_JOB_TYPES, USER_JOB_TYPES
 from syncsim.clock import SystemClock
 from syncsim.jobs.handlers import register_builtin_handlers
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
@@ -27,7 +28,10 @@ FINAL = frozenset({"completed", "failed"})
 
 
 class ApiHarness:
-    """An app over ``store`` on a :class:`LocalPlatform`, with the built-in handlers and ``strava_sync``."""
+    """An app over ``store`` on a :class:`LocalPlatform`, with the built-in handlers and ``strava_sync``.
+
+    Users may submit what a production server accepts (Strava syncs); with ``demo`` also the built-in ``demo``
+    and ``noop`` jobs, as on a server started with ``syncsim serve --demo``."""
 
     def __init__(
         self,
@@ -39,6 +43,7 @@ class ApiHarness:
         resources: Mapping[str, Any] | None = None,
         max_body_bytes: int = 64 * 1024,
         webhook_subscription_id: int | None = None,
+        demo: bool = False,
         **runner_options: Any,
     ) -> None:
         self.store = store
@@ -58,6 +63,7 @@ class ApiHarness:
             strava=strava,
             max_body_bytes=max_body_bytes,
             webhook_subscription_id=webhook_subscription_id,
+            job_types=DEMO_JOB_TYPES if demo else USER_JOB_TYPES,
         )
 
     def token(self, user: uuid.UUID, *, ttl_s: float = 3600.0) -> str:
