@@ -36,8 +36,9 @@ __all__ = [
     "UserJobType",
 ]
 
-#: The Strava sync modes a user may ask for (``auto``: incremental when activities are stored, else full).
-STRAVA_SYNC_MODES = ("auto", "full", "incremental")
+#: The Strava sync modes a user may ask for (:data:`syncsim.strava.sync.MODES` says what each does). Every one
+#: costs at most a full listing; a mode the sync gains is offered to users only once it is added here.
+STRAVA_SYNC_MODES = ("auto", "full", "incremental", "reconcile")
 
 
 class PayloadField:
@@ -223,7 +224,8 @@ USER_JOB_TYPES = SubmissionRules.of(
     UserJobType(
         defaults.JOB_TYPE,
         {"mode": Choice(STRAVA_SYNC_MODES)},
-        "Sync the user's Strava activities; mode auto is incremental when activities are stored, else full.",
+        "Sync the user's Strava activities; mode auto is incremental when activities are stored, else full;"
+        " reconcile also removes what Strava no longer has.",
     ),
 )
 

@@ -25,10 +25,12 @@ from psycopg.conninfo import conninfo_to_dict
 from syncsim.api.app import CANCELLED_REASON, build_app
 from syncsim.api.serve import running_server
 from syncsim.api.strava import WEBHOOK_SUBSCRIPTION_ENV
+from syncsim.api.submissions import STRAVA_SYNC_MODES
 from syncsim.errors import ConfigError
 from syncsim.jobs.model import Job, JobStatus
 from syncsim.stores import Store, open_store, redact_url
 from syncsim.stores.postgres import PostgresStore
+from syncsim.strava.sync import MODES
 from tests.support.api import SECRET, ApiHarness, assert_json_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,7 +190,8 @@ async def test_a_production_server_accepts_only_strava_syncs_with_allowed_fields
         ({"type": "demo", "payload": {"steps": 1e12, "step_s": 0}}, "unknown job type 'demo'"),
         ({"type": "noop"}, "unknown job type 'noop'"),
         ({"payload": {"detail": True}}, "not allowed for strava_sync: 'detail'"),
-        ({"payload": {"mode": "reconcile-everything"}}, "payload.mode must be one of auto, full, incremental"),
+        ({"payload": {"mode": "everything"}}, "payload.mode must be one of auto, full, incremental, reconcile"),
+        ({"payload": {"concurrency": 64}}, "not allowed for strava_sync: 'concurrency'"),
         ({"payload": {"mode": None}}, "payload.mode must be one of"),
         ({"payload": None}, "payload must be a JSON object, got null"),
         ({"maxAttempts": 2**31 - 1}, "maxAttempts must be between 1 and 10"),
@@ -204,6 +207,11 @@ async def test_a_production_server_accepts_only_strava_syncs_with_allowed_fields
     assert accepted.status_code == 202, accepted.text
     [job] = await store.list_jobs()
     assert (job.type, job.payload, job.max_attempts) == ("strava_sync", {"mode": "full"}, 2)
+
+
+def test_every_mode_users_may_ask_for_is_one_the_sync_runs() -> None:
+    """D7: the allowlist offers no mode that the sync would refuse once the job runs."""
+    assert set(STRAVA_SYNC_MODES) <= set(MODES)
 
 
 async def test_a_demo_server_bounds_its_demo_jobs(store: Store, user_id: uuid.UUID) -> None:
