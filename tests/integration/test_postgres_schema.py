@@ -100,6 +100,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "sync_jobs": True,
         "strava_tokens": True,
         "strava_activities": True,
+        "strava_activity_events": True,
         "syncsim_migrations": True,
     }
     assert {
@@ -120,6 +121,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_reschedule_job(uuid,text,timestamp with time zone,text,timestamp with time zone)",
         "syncsim_fail_job(uuid,text,text,timestamp with time zone)",
         "syncsim_ensure_user(uuid)",
+        "syncsim_take_event_quota(uuid,timestamp with time zone,integer,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
     assert applied == [name for name, _ in migration_files("postgres")]
