@@ -38,6 +38,15 @@ DETAIL_CONCURRENCY = 4
 #: user's history is one list page.
 INCREMENTAL_LOOKBACK_S = 3 * 86_400.0
 
+#: Strava requests one athlete's webhook events may spend per quarter hour (re-reading the activities they
+#: name): a tenth of a new app's read budget, so a flood of events, forged or not, cannot starve other syncs.
+WEBHOOK_READS_PER_WINDOW = 10
+#: The tick submits a reconcile for athletes whose history was not reconciled for this long (seconds):
+#: webhooks can be lost, and a weekly listing of a history repairs what they missed at its list pages' cost.
+RECONCILE_EVERY_S = 7 * 86_400.0
+#: At most this many reconciles are submitted per tick, so that one tick stays cheap.
+RECONCILES_PER_TICK = 10
+
 #: An idle worker looks for due jobs this often.
 WORKER_POLL_S = 1.0
 #: Default user-facing listing size.

@@ -10,7 +10,7 @@ Routes (the OpenAPI description at ``GET /openapi.json`` is :func:`~syncsim.api.
 - ``POST /api/sync`` → 202 ``{"jobId", "status", "created"}``; an active job of the user is returned
 - ``GET /api/sync`` → the user's recent jobs; ``GET /api/sync/{jobId}`` → one job (404 if not theirs)
 - ``DELETE /api/sync/{jobId}`` → cancels the user's pending or running job (404 if not theirs)
-- ``GET|POST /api/strava/webhook`` → Strava's challenge; events (:class:`~syncsim.api.strava.StravaRoutes`)
+- ``GET|POST /api/strava/webhook[/<secret>]`` → Strava's challenge; events (:class:`~syncsim.api.strava.StravaRoutes`)
 - ``POST /api/strava/connect`` → OAuth code exchange; tokens are stored, never echoed
 - ``GET /healthz`` (checks the store; 503 when it is down), ``GET /openapi.json``
 
@@ -54,6 +54,7 @@ from syncsim.api.http import (
 from syncsim.api.openapi import openapi_document
 from syncsim.api.strava import (
     MAX_STRAVA_ID,
+    WEBHOOK_SECRET_ENV,
     WEBHOOK_SUBSCRIPTION_ENV,
     WEBHOOK_VERIFY_TOKEN_ENV,
     StravaConnector,
@@ -174,6 +175,7 @@ def create_app(
     strava: StravaConnector | None = None,
     max_body_bytes: int = 64 * 1024,
     webhook_subscription_id: int | None = None,
+    webhook_secret: str | None = None,
     clock: Clock | None = None,
     lifespan: Callable[[Starlette], Any] | None = None,
     job_types: SubmissionRules = USER_JOB_TYPES,
@@ -182,9 +184,10 @@ def create_app(
 
     ``jwt_secret`` verifies users' HS256 tokens; ``webhook_verify_token`` answers Strava's subscription
     challenge (unset: the challenge answers 503); ``webhook_subscription_id``, when set, ignores events of
-    any other subscription; ``strava`` exchanges OAuth codes (unset: connect answers 503); bodies above
-    ``max_body_bytes`` answer 413. Token expiry is checked against ``clock`` (default: the platform's).
-    ``job_types`` is what users may submit (default: Strava syncs only; :data:`DEMO_JOB_TYPES` for a demo).
+    any other subscription; ``webhook_secret`` makes ``/api/strava/webhook/<secret>`` the only path whose events
+    are acted on (without it, ``/api/strava/webhook``); ``strava`` exchanges OAuth codes (unset: connect answers
+    503); bodies above ``max_body_bytes`` answer 413. Token expiry is checked against ``clock`` (default: the
+    platform's). ``job_types`` is what users may submit (default: Strava syncs only; :data:`DEMO_JOB_TYPES` for a demo).
     """
     if max_body_bytes < 1:
         raise ConfigError("max_body_bytes must be >= 1")
@@ -199,6 +202,7 @@ def create_app(
         strava=strava,
         webhook_verify_token=webhook_verify_token,
         webhook_subscription_id=webhook_subscription_id,
+        webhook_secret=webhook_secret,
     )
     store = service.runner.store
 
@@ -223,6 +227,7 @@ def create_app(
         Route("/api/sync/{jobId}", sync.job, methods=["GET", "DELETE"]),
         Route("/api/sync", sync.collection, methods=["GET", "POST"]),
         Route("/api/strava/webhook", strava_routes.webhook, methods=["GET", "POST"]),
+        Route("/api/strava/webhook/{secret}", strava_routes.webhook, methods=["GET", "POST"]),
         Route("/api/strava/connect", strava_routes.connect, methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -315,6 +320,7 @@ def build_app(
         jwt_secret=secret,
         webhook_verify_token=verify or None,
         webhook_subscription_id=int(subscription) if subscription else None,
+        webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
         strava=strava,
         clock=clock,
         lifespan=lifespan,

@@ -45,6 +45,10 @@ _BODY_ERRORS = {
 #: Any request still running at its invocation's deadline (a platform with a time limit) is answered 504.
 _DEADLINE = {"504": _error("the request did not finish within the platform's time limit")}
 _UNKNOWN_QUERY = {"400": _error("a query parameter this route does not take")}
+#: The webhook callback path's secret (``$STRAVA_WEBHOOK_SECRET``).
+_EVENT_SUMMARY = "A Strava event: the activity is re-read by id; a deauthorization is confirmed with Strava"
+_EVENT_ANSWER = "the same answer for every well-formed event (acted on in the background, or not)"
+_SECRET = {"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _JOB_ID = {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _STRAVA_ID = {"type": "integer", "minimum": 1, "maximum": MAX_STRAVA_ID}
@@ -162,10 +166,54 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
                     },
                 },
                 "post": {
-                    "summary": "A Strava event: new activity → sync; edit → re-read; delete → removed; deauthorization",
+                    "summary": _EVENT_SUMMARY,
                     "requestBody": _body("WebhookEvent", required=True),
                     "responses": {
-                        "200": _ok("accepted (handled in the background), or ignored", "Accepted"),
+                        "200": _ok(
+                            "the same answer for every well-formed event (acted on in the background, or not)",
+                            "Accepted",
+                        ),
+                        **_BODY_ERRORS,
+                        **_DEADLINE,
+                    },
+                },
+            },
+            "/api/strava/webhook/{secret}": {
+                "get": {
+                    "summary": "Strava's subscription challenge, on the secret callback path",
+                    "parameters": [
+                        _SECRET,
+                        {
+                            "name": "hub.mode",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "enum": ["subscribe"]},
+                        },
+                        {
+                            "name": "hub.challenge",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                        },
+                        {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _ok("the challenge, echoed", "Challenge"),
+                        "400": _error("not a subscribe challenge, no challenge, or another query parameter"),
+                        "403": _error("wrong verify token"),
+                        "503": _error("no verify token configured"),
+                        **_DEADLINE,
+                    },
+                },
+                "post": {
+                    "summary": _EVENT_SUMMARY,
+                    "parameters": [_SECRET],
+                    "requestBody": _body("WebhookEvent", required=True),
+                    "responses": {
+                        "200": _ok(
+                            "the same answer for every well-formed event (acted on in the background, or not)",
+                            "Accepted",
+                        ),
                         **_BODY_ERRORS,
                         **_DEADLINE,
                     },
@@ -261,7 +309,7 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
                         "event_time": {"type": "integer", "minimum": 0, "maximum": MAX_STRAVA_ID},
                     },
                 },
-                "Accepted": _object({"status": {"type": "string", "enum": ["accepted", "ignored"]}}),
+                "Accepted": _object({"status": {"type": "string", "enum": ["accepted"]}}),
                 "ConnectRequest": {
                     "type": "object",
                     "required": ["code"],

@@ -1,11 +1,16 @@
 """The API's Strava routes: the webhook (subscription challenge, events) and the OAuth connect.
 
-:class:`StravaRoutes` answers ``GET|POST /api/strava/webhook`` and ``POST /api/strava/connect``. A webhook
-event is checked and reduced to its documented fields (:func:`_parse_event`), answered at once, and handled
-after the answer, in the invocation's background work: a new activity submits an incremental sync for the
-athlete's user, an edited one is re-read from Strava and stored, a deleted one is removed, and an athlete's
-deauthorization removes their tokens and ends their pending jobs. Connect trades an OAuth code for tokens
-through a :class:`StravaConnector`; the tokens are stored, never echoed. This module logs as
+:class:`StravaRoutes` answers ``GET|POST /api/strava/webhook[/<secret>]`` and ``POST /api/strava/connect``.
+
+Strava's webhook events are unsigned, so the webhook trusts none of them: it is given an unguessable callback
+path (``/api/strava/webhook/<secret>``, the secret from ``$STRAVA_WEBHOOK_SECRET``, given to Strava when
+subscribing); every event it receives gets the same answer whatever is wrong with it (another path, another
+subscription, an unknown athlete); and what it does is only ever to ask Strava. An activity event
+(``create``, ``update`` or ``delete``) records the activity's id and submits the ``strava_events`` job for the
+athlete's user (:mod:`syncsim.strava.events`), which re-reads it by id (deduplicated, and throttled per
+athlete); an athlete's deauthorization removes their tokens and ends their pending jobs only once Strava
+refuses a refresh of their token. Connect trades an OAuth code for tokens through a :class:`StravaConnector`;
+the tokens are stored, never echoed. This module logs as
 ``syncsim.api``, like the rest of the API.
 """
 
@@ -26,12 +31,14 @@ from syncsim.errors import ConfigError, InvocationKilled, SyncsimError
 from syncsim.jobs.service import JobService
 from syncsim.platforms.invocation import Invocation, guard_store
 from syncsim.stores.protocol import Store
-from syncsim.strava.models import Activity
+from syncsim.strava.events import EVENTS_JOB_TYPE
+from syncsim.strava.ratelimit import quarter_hour_start
 
 __all__ = [
     "DEAUTHORIZED_REASON",
     "MAX_CODE_CHARS",
     "MAX_STRAVA_ID",
+    "WEBHOOK_SECRET_ENV",
     "WEBHOOK_SUBSCRIPTION_ENV",
     "WEBHOOK_VERIFY_TOKEN_ENV",
     "StravaConnector",
@@ -48,6 +55,10 @@ MAX_STRAVA_ID = 2**63 - 1
 #: What a pasted code is trimmed of: ASCII whitespace, as the OpenAPI pattern of ``code`` says.
 _ASCII_SPACE = " \t\n\v\f\r"
 WEBHOOK_VERIFY_TOKEN_ENV = "STRAVA_WEBHOOK_VERIFY_TOKEN"
+#: The secret path segment of the webhook's callback URL (``/api/strava/webhook/<secret>``).
+WEBHOOK_SECRET_ENV = "STRAVA_WEBHOOK_SECRET"
+#: A webhook secret this short could be guessed; Strava's callback URLs may be long.
+MIN_WEBHOOK_SECRET_CHARS = 16
 WEBHOOK_SUBSCRIPTION_ENV = "STRAVA_WEBHOOK_SUBSCRIPTION_ID"
 DEAUTHORIZED_REASON = "athlete deauthorized on Strava"
 #: The event's integer fields and their smallest values; ``object_id`` and ``owner_id`` are required, the others
@@ -65,15 +76,19 @@ _EVENT_FIELDS = (
 
 
 class StravaConnector(Protocol):
-    """What the Strava routes need: trade an OAuth code for tokens and store them for the user (connect), and
-    read one activity as the user (a webhook's ``activity/update``)."""
+    """What the Strava routes need: trade an OAuth code for tokens and store them for the user (connect), ask
+    Strava whether an athlete revoked the app, and forget a user's tokens (a confirmed deauthorization)."""
 
     async def exchange_code(self, user_id: uuid.UUID, code: str) -> Any:
         """Returns the saved tokens (anything with an ``athlete_id``)."""
         ...
 
-    async def get_activity(self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None) -> Activity:
-        """``GET /activities/{id}``, parsed."""
+    async def authorization_revoked(self, user_id: uuid.UUID, *, deadline: float | None = None) -> bool:
+        """Whether Strava refuses a refresh of the user's token (the athlete revoked the app)."""
+        ...
+
+    def forget(self, user_id: uuid.UUID) -> None:
+        """Drop what the connector remembers of the user's tokens."""
         ...
 
 
@@ -89,22 +104,32 @@ class StravaRoutes:
         strava: StravaConnector | None,
         webhook_verify_token: str | None,
         webhook_subscription_id: int | None,
+        webhook_secret: str | None = None,
     ) -> None:
+        """``webhook_secret``: the callback path's secret; without one, ``/api/strava/webhook`` itself takes
+        events (a guessable callback URL: set one in production)."""
+        if webhook_secret is not None and len(webhook_secret) < MIN_WEBHOOK_SECRET_CHARS:
+            raise ConfigError(f"{WEBHOOK_SECRET_ENV} must be at least {MIN_WEBHOOK_SECRET_CHARS} characters")
         self.service = service
         self.reader = reader
         self.clock = clock
         self.strava = strava
         self.webhook_verify_token = webhook_verify_token
         self.webhook_subscription_id = webhook_subscription_id
+        self.webhook_secret = webhook_secret
 
     @property
     def store(self) -> Store:
         return self.service.runner.store
 
     async def webhook(self, request: Request) -> Response:
+        """``/api/strava/webhook`` and ``/api/strava/webhook/{secret}``: Strava's challenge, or an event."""
+        given = request.path_params.get("secret")
+        expected = self.webhook_secret
+        authentic = given is None if expected is None else given is not None and hmac.compare_digest(given, expected)
         if request.method == "GET":
             return self._webhook_challenge(request)
-        return await self._webhook_event(request)
+        return await self._webhook_event(request, authentic=authentic)
 
     def _webhook_challenge(self, request: Request) -> Response:
         if not self.webhook_verify_token:
@@ -121,66 +146,61 @@ class StravaRoutes:
             raise ApiError(403, "hub.verify_token does not match")
         return json_response({"hub.challenge": challenge})
 
-    async def _webhook_event(self, request: Request) -> Response:
+    async def _webhook_event(self, request: Request, *, authentic: bool) -> Response:
+        """Every well-formed event gets the same answer; whether it is acted on is decided after it."""
         only_query(request)
         event = _parse_event(await self.reader.json_body(request, required=True) or {})
-        if self.webhook_subscription_id is not None and event.get("subscription_id") != self.webhook_subscription_id:
-            log.warning("webhook event for another subscription ignored")
-            return json_response({"status": "ignored"})
-        invocation = self.reader.invocation(request)
-        kind = f"{event['object_type']}/{event['aspect_type']}"
-        invocation.wait_until(self._handle_event(event, invocation), label=f"webhook {kind} {event['object_id']}")
+        subscription = self.webhook_subscription_id
+        if not authentic:
+            log.info("webhook event on a path without the callback secret dropped")
+        elif subscription is not None and event.get("subscription_id") != subscription:
+            log.info("webhook event for another subscription dropped")
+        else:
+            invocation = self.reader.invocation(request)
+            kind = f"{event['object_type']}/{event['aspect_type']}"
+            invocation.wait_until(self._handle_event(event, invocation), label=f"webhook {kind} {event['object_id']}")
         return json_response({"status": "accepted"})
 
     async def _handle_event(self, event: dict[str, Any], invocation: Invocation) -> None:
-        """The work behind a webhook event, after its 200: look up the user, then sync or disconnect."""
+        """The work behind an event, after its answer: record an activity to re-read and start the user's
+        ``strava_events`` job, or confirm a deauthorization with Strava."""
         store = guard_store(self.store, invocation)
         kind = f"{event['object_type']}/{event['aspect_type']}"
         try:
             user = await store.user_for_athlete(event["owner_id"])
             if user is None:
-                log.info("webhook %s for an unknown athlete ignored", kind)
+                log.info("webhook %s for an unknown athlete dropped", kind)
                 return
             if event["object_type"] == "athlete":
                 if str(event["updates"].get("authorized", "")).lower() == "false":
-                    await store.delete_tokens(user)
-                    ended = await store.cancel_user_jobs(user, reason=DEAUTHORIZED_REASON, now=self.clock.now())
-                    log.info("athlete deauthorized: tokens removed, %d pending job(s) ended", ended)
+                    await self._deauthorize(store, user, invocation)
                 return
-            if event["object_type"] == "activity" and event["aspect_type"] in ("update", "delete"):
-                await self._apply_activity_change(store, user, event, invocation)
-                return
-            job, created = await self.service.submit(
-                user, {"mode": "incremental", "trigger": event}, invocation=invocation, type=defaults.JOB_TYPE
-            )
+            await store.add_activity_events(user, [int(event["object_id"])], now=self.clock.now())
+            job, created = await self.service.submit(user, {}, invocation=invocation, type=EVENTS_JOB_TYPE)
             log.info("webhook %s -> job %s (%s)", kind, job.id, "new" if created else "already active")
         except InvocationKilled:
             raise
         except SyncsimError as exc:
             log.warning("webhook %s not handled: %s: %s", kind, type(exc).__name__, one_line(str(exc)))
 
-    async def _apply_activity_change(
-        self, store: Store, user: uuid.UUID, event: dict[str, Any], invocation: Invocation
-    ) -> None:
-        """An edited or deleted activity: an incremental sync asks only for activities newer than the newest one
-        stored, so it would never see these. A deletion removes the row. An edit re-reads the activity from
-        Strava (one request) and stores it if it lies within what was synced (not newer than the newest stored
-        start): storing a newer one would move the next incremental sync's ``after`` past activities not yet
-        fetched. Newer ones are left to the user's sync."""
-        activity_id = int(event["object_id"])
-        if event["aspect_type"] == "delete":
-            removed = await store.delete_activity(user, activity_id)
-            log.info("webhook activity/delete: %s", "removed" if removed else "not stored, nothing to remove")
-            return
+    async def _deauthorize(self, store: Store, user: uuid.UUID, invocation: Invocation) -> None:
+        """An athlete's deauthorization, once Strava confirms it (it refuses a refresh of their token): their
+        tokens are removed and their pending jobs ended. Confirmations spend the athlete's webhook quota, so a
+        flood of forged deauthorizations cannot spend the app's budget either."""
         if self.strava is None:
-            raise ConfigError("Strava is not configured on this server")
-        activity = await self.strava.get_activity(user, activity_id, deadline=invocation.deadline)
-        latest = await store.latest_activity_start(user)
-        if latest is None or activity.start_date > latest:
-            log.info("webhook activity/update: newer than what was synced, left to the user's sync")
+            raise ConfigError("Strava is not configured on this server: a deauthorization cannot be confirmed")
+        now = self.clock.now()
+        window = quarter_hour_start(now)
+        if not await store.take_event_quota(user, window=window, limit=defaults.WEBHOOK_READS_PER_WINDOW, wanted=1):
+            log.warning("webhook athlete/update: deauthorizations of this athlete are throttled; dropped")
             return
-        await store.upsert_activities(user, [activity], now=self.clock.now())
-        log.info("webhook activity/update: re-read from Strava and stored")
+        if not await self.strava.authorization_revoked(user, deadline=invocation.deadline):
+            log.warning("webhook athlete/update: Strava still authorizes this athlete; deauthorization dropped")
+            return
+        await store.delete_tokens(user)
+        self.strava.forget(user)
+        ended = await store.cancel_user_jobs(user, reason=DEAUTHORIZED_REASON, now=self.clock.now())
+        log.info("athlete deauthorized (confirmed with Strava): tokens removed, %d pending job(s) ended", ended)
 
     async def connect(self, request: Request) -> Response:
         user = self.reader.user(request)

@@ -83,7 +83,8 @@ def register_builtin_handlers(registry: HandlerRegistry) -> HandlerRegistry:
 
 
 def default_handlers() -> HandlerRegistry:
-    """Every job type syncsim ships: ``strava_sync``, ``demo`` and ``noop``."""
+    """Every job type syncsim ships: ``strava_sync``, ``strava_events``, ``demo`` and ``noop``."""
+    from syncsim.strava.events import register_strava_events
     from syncsim.strava.sync import register_strava_sync
 
-    return register_strava_sync(register_builtin_handlers(HandlerRegistry()))
+    return register_strava_events(register_strava_sync(register_builtin_handlers(HandlerRegistry())))

@@ -43,6 +43,7 @@ from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
+from syncsim.strava.events import register_strava_events
 from syncsim.strava.sync import register_strava_sync
 
 __all__ = ["JWT_SECRET", "RunRecord", "run_scenario"]
@@ -172,7 +173,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
     def runner(name: str, on: Any = None) -> JobRunner:
         return JobRunner(
             store if on is None else on,
-            handlers=register_strava_sync(HandlerRegistry()),
+            handlers=register_strava_events(register_strava_sync(HandlerRegistry())),
             clock=clock,
             strategy=strategy,
             resources={"strava": strava},

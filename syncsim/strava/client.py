@@ -413,6 +413,32 @@ class StravaClient:
         self._cache[user_id] = tokens
         return tokens
 
+    def forget(self, user_id: uuid.UUID) -> None:
+        """Drop what this client remembers of the user's tokens (they were deleted)."""
+        self._cache.pop(user_id, None)
+
+    async def authorization_revoked(self, user_id: uuid.UUID, *, deadline: float | None = None) -> bool:
+        """Ask Strava whether the athlete revoked this app: a refresh of their token that Strava refuses is the
+        proof (a webhook's deauthorization event is unsigned, so anyone could send one). A refresh Strava grants
+        is saved, as every refresh is. ``True`` too when the user has no tokens left to protect."""
+        lock = self._locks.setdefault(user_id, asyncio.Lock())
+        async with lock:
+            tokens = await self._store.get_tokens(user_id)
+            if tokens is None:
+                return True
+            try:
+                fresh = await self._token_grant(
+                    user_id,
+                    {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
+                    athlete_id=tokens.athlete_id,
+                    deadline=deadline,
+                    scope=tokens.scope,
+                )
+            except Unauthorized:
+                return True
+            await self._save(user_id, fresh)
+            return False
+
     async def _valid_tokens(self, user_id: uuid.UUID, *, deadline: float | None) -> StravaTokens:
         tokens = self._cache.get(user_id)
         if tokens is None:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from syncsim import defaults
@@ -59,7 +59,15 @@ from syncsim.jobs.runner import JobContext
 from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
 from syncsim.strava.models import Activity
 
-__all__ = ["JOB_TYPE", "MODES", "PER_PAGE", "list_requests_needed", "register_strava_sync", "strava_sync"]
+__all__ = [
+    "JOB_TYPE",
+    "MODES",
+    "PER_PAGE",
+    "gather_or_cancel",
+    "list_requests_needed",
+    "register_strava_sync",
+    "strava_sync",
+]
 
 JOB_TYPE = defaults.JOB_TYPE
 #: Strava's maximum page size.
@@ -338,13 +346,26 @@ class _Sync:
                 break
             started = ctx.clock.now()
             try:
-                await asyncio.gather(*(one(s) for s in batch))
+                await gather_or_cancel([one(s) for s in batch])
             finally:
                 self.progress["requests"] = int(self.progress["requests"]) + len(batch)
             self.estimate_s = max(0.001, 0.7 * self.estimate_s + 0.3 * (ctx.clock.now() - started))
         order = {s.id: i for i, s in enumerate(summaries)}
         detailed.sort(key=lambda a: order.get(a.id, 0))
         return detailed, gone
+
+
+async def gather_or_cancel(calls: Sequence[Coroutine[Any, Any, Any]]) -> None:
+    """Run ``calls`` at once; if one fails, cancel the others, wait for them, and raise the first failure (not
+    an ExceptionGroup: a rate limit or the deadline must reach the runner as itself)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _differs(activity: Activity, stored: Any, *, detail: bool, mode: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from syncsim.api.serve import running_server
 from syncsim.api.strava import DEAUTHORIZED_REASON
 from syncsim.clock import SystemClock
+from syncsim.defaults import WEBHOOK_READS_PER_WINDOW
 from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
 from syncsim.strava.fake import FakeStrava
@@ -40,6 +42,10 @@ async def world(store: Store) -> AsyncIterator[StravaWorld]:
     yield w
     await w.api.drain()
     await w.client.aclose()
+
+
+def _start(activity: dict[str, Any]) -> float:
+    return datetime.fromisoformat(activity["start_date"]).timestamp()
 
 
 def _event(owner_id: int, **fields: Any) -> dict[str, Any]:
@@ -106,37 +112,43 @@ async def test_webhook_challenge_is_echoed_only_for_the_right_verify_token(sqlit
     await store.close()
 
 
-async def test_activity_events_start_one_incremental_sync_and_are_acknowledged_at_once(
+async def test_activity_events_are_answered_at_once_and_each_activity_is_re_read_by_id(
     store: Store, user_id: uuid.UUID
 ) -> None:
-    world = StravaWorld(store, latency_s=0.1)  # a sync that takes a while: ~0.4 s
+    """A create event stores its activity whatever its start date: a late upload older than everything synced,
+    which an incremental sync would never reach. Events about one activity collapse into one re-read."""
+    world = StravaWorld(store, latency_s=0.1)
     athlete_id = await world.connected_athlete(user_id, activities=450)
+    oldest = world.fake.activity(world.fake.activity_ids(athlete_id)[-1])
+    late = world.fake.add_activity(athlete_id, start_date=_start(oldest) - 86_400, name="Last year's race")
     api = world.api
     async with running_server(api.app) as base_url, api.client(base_url) as client:
-        created = await client.post("/api/strava/webhook", json=_event(athlete_id))
-        # Strava wants its 200 within 2 s: it comes before the sync (4 requests of 0.1 s) has finished.
-        assert [job.status for job in await store.list_jobs(user_id=user_id)] != [JobStatus.COMPLETED]
-        updated = await client.post(
-            "/api/strava/webhook", json=_event(athlete_id, aspect_type="update", updates={"title": "Morning Ride"})
+        created = await client.post("/api/strava/webhook", json=_event(athlete_id, object_id=late["id"]))
+        # Strava wants its 200 within 2 s: it comes before the re-read (0.1 s) is done.
+        assert await store.count_activities(user_id) == 0
+        again = await client.post(
+            "/api/strava/webhook", json=_event(athlete_id, object_id=late["id"], aspect_type="update")
         )
-        assert (created.status_code, updated.status_code) == (200, 200)
-        assert created.json() == {"status": "accepted"}
+        assert (created.status_code, again.status_code) == (200, 200)
+        assert created.json() == again.json() == {"status": "accepted"}
         await api.drain()
     jobs = await store.list_jobs(user_id=user_id)
-    assert len(jobs) == 1  # the update arrived while the first sync was active: no second job
-    job = jobs[0]
-    assert job.type == "strava_sync" and job.status is JobStatus.COMPLETED
-    assert job.payload == {"mode": "incremental", "trigger": _event(athlete_id)}
-    assert await store.count_activities(user_id) == 450
+    assert [(job.type, job.status) for job in jobs] == [("strava_events", JobStatus.COMPLETED)]
+    assert list(await store.stored_activities(user_id)) == [late["id"]]
+    reads = [r for r in world.fake.requests if r.path == f"/api/v3/activities/{late['id']}"]
+    assert 1 <= len(reads) <= 2  # the second event may arrive while the first read is under way
     await world.client.aclose()
 
 
-async def test_deauthorization_removes_tokens_and_ends_pending_jobs(world: StravaWorld, user_id: uuid.UUID) -> None:
+async def test_a_confirmed_deauthorization_removes_tokens_and_ends_pending_jobs(
+    world: StravaWorld, user_id: uuid.UUID
+) -> None:
     athlete_id = await world.connected_athlete(user_id, activities=3)
     runner = world.api.runner
     pending = [(await runner.submit(user_id, {}, type=t))[0].id for t in ("strava_sync", "demo")]
     bystander = uuid.uuid4()
     await world.connected_athlete(bystander, activities=3)
+    world.fake.revoke(athlete_id)  # the athlete revoked the app on Strava
     event = _event(athlete_id, object_type="athlete", object_id=athlete_id, aspect_type="update")
     event["updates"] = {"authorized": "false"}
     async with world.api.client() as client:
@@ -149,6 +161,24 @@ async def test_deauthorization_removes_tokens_and_ends_pending_jobs(world: Strav
         job = await world.store.get_job(job_id)
         assert job is not None and job.status is JobStatus.FAILED and job.error == DEAUTHORIZED_REASON
     assert await world.store.get_tokens(bystander) is not None  # nobody else is touched
+
+
+async def test_a_forged_deauthorization_that_strava_does_not_confirm_changes_nothing(
+    world: StravaWorld, user_id: uuid.UUID
+) -> None:
+    """Issue #16, D5. Before: an unsigned deauthorization event deleted the athlete's tokens and failed their
+    jobs. Now Strava is asked first (a refresh of the token), and still authorizes the athlete."""
+    athlete_id = await world.connected_athlete(user_id, activities=3)
+    job, _ = await world.api.runner.submit(user_id, {}, type="strava_sync")
+    forged = _event(athlete_id, object_type="athlete", object_id=athlete_id, aspect_type="update")
+    forged["updates"] = {"authorized": "false"}
+    async with world.api.client() as client:
+        response = await client.post("/api/strava/webhook", json=forged)
+    assert response.json() == {"status": "accepted"}
+    await world.api.drain()
+    assert await world.store.get_tokens(user_id) is not None
+    still = await world.store.get_job(job.id)
+    assert still is not None and still.status is not JobStatus.FAILED
 
 
 async def test_events_of_unknown_athletes_are_acknowledged_and_ignored(world: StravaWorld) -> None:
@@ -204,25 +234,35 @@ async def test_secrets_never_appear_in_responses_or_logs(
         assert secret not in server_logs
 
 
-async def test_events_of_another_subscription_are_ignored_when_one_is_configured(
-    store: Store, user_id: uuid.UUID
-) -> None:
-    world = StravaWorld(store, webhook_subscription_id=120_475)
+async def test_every_wrong_event_gets_the_same_answer_and_changes_nothing(store: Store, user_id: uuid.UUID) -> None:
+    """Issue #16, D5. Before: another subscription's event was answered ``ignored`` (which let the subscription
+    id be guessed) and the plain callback path took events from anyone. Now the callback path has a secret, and
+    an event on the wrong path, of another subscription or of an unknown athlete gets the very answer a real one
+    gets, and changes nothing."""
+    secret = "cb-" + "7" * 29
+    world = StravaWorld(store, webhook_subscription_id=120_475, webhook_secret=secret)
     athlete_id = await world.connected_athlete(user_id, activities=3)
-    deauth = _event(athlete_id, object_type="athlete", aspect_type="update", updates={"authorized": "false"})
+    [activity_id] = world.fake.activity_ids(athlete_id)[:1]
+    genuine = _event(athlete_id, object_id=activity_id, aspect_type="update")
+    wrong = [
+        ("/api/strava/webhook", genuine),
+        ("/api/strava/webhook/" + "7" * 32, genuine),
+        (f"/api/strava/webhook/{secret}", {**genuine, "subscription_id": 1}),
+        (f"/api/strava/webhook/{secret}", {**genuine, "owner_id": 4242}),
+    ]
     async with world.api.client() as client:
-        forged = await client.post("/api/strava/webhook", json={**deauth, "subscription_id": 1})
-        assert forged.json() == {"status": "ignored"}
+        answers = [await client.post(path, json=event) for path, event in wrong]
         await world.api.drain()
-        assert await store.get_tokens(user_id) is not None
-        genuine = await client.post("/api/strava/webhook", json=deauth)
-        assert genuine.json() == {"status": "accepted"}
+        assert await store.list_jobs(user_id=user_id) == [] and world.fake.requests == []
+        right = await client.post(f"/api/strava/webhook/{secret}", json=genuine)
         await world.api.drain()
-    assert await store.get_tokens(user_id) is None
+    assert {(a.status_code, a.text) for a in answers} == {(right.status_code, right.text)}
+    assert [job.type for job in await store.list_jobs(user_id=user_id)] == ["strava_events"]
+    assert list(await store.stored_activities(user_id)) == [activity_id]
     await world.client.aclose()
 
 
-async def test_edited_and_deleted_activities_reach_the_store_which_an_incremental_sync_would_miss(
+async def test_edited_deleted_and_new_activities_reach_the_store_by_webhook(
     sqlite_url: str, user_id: uuid.UUID
 ) -> None:
     store = open_store(sqlite_url)
@@ -238,24 +278,67 @@ async def test_edited_and_deleted_activities_reach_the_store_which_an_incrementa
         oldest, second, *_ = world.fake.activity_ids(athlete_id)
         world.fake.update_activity(oldest, name="Renamed on Strava")
         world.fake.delete_activity(second)
-        newest = world.fake.add_activity(athlete_id, name="Brand new")  # not synced yet: left to its sync
-        world.fake.update_activity(newest["id"], name="Brand new, renamed")
+        newest = world.fake.add_activity(athlete_id, name="Brand new")
         for event in (
             _event(athlete_id, object_id=oldest, aspect_type="update", updates={"title": "Renamed on Strava"}),
             _event(athlete_id, object_id=second, aspect_type="delete"),
-            _event(athlete_id, object_id=newest["id"], aspect_type="update", updates={"title": "Brand new, renamed"}),
+            _event(athlete_id, object_id=newest["id"], aspect_type="create"),
         ):
             answer = await client.post("/api/strava/webhook", json=event)
             assert answer.status_code == 200 and answer.json() == {"status": "accepted"}
         await api.drain()
     names = dict(store.conn.execute("SELECT id, name FROM strava_activities WHERE user_id = ?", (str(user_id),)))
-    assert names[oldest] == "Renamed on Strava"
-    assert second not in names and newest["id"] not in names and len(names) == 299
-    assert [j.payload.get("mode") for j in await store.list_jobs(user_id=user_id)] == [None]  # no sync for these
+    assert names[oldest] == "Renamed on Strava" and names[newest["id"]] == "Brand new"
+    assert second not in names and len(names) == 300
     detail_requests = [r for r in world.fake.requests if r.path.startswith("/api/v3/activities/")]
-    assert len(detail_requests) == 2  # one re-read per edit; a deletion needs no Strava request
+    assert len(detail_requests) == 3  # one re-read per activity named; a deletion is confirmed by its 404
     await world.client.aclose()
     await store.close()
+
+
+async def test_a_flood_of_events_for_one_athlete_cannot_spend_the_apps_budget(
+    sqlite_url: str, user_id: uuid.UUID
+) -> None:
+    """Issue #16, D5. Before: 100 forged ``update`` events spent the whole 15-minute read budget at once and the
+    next user's sync made no request. Now one athlete's events are deduplicated and re-read at most
+    WEBHOOK_READS_PER_WINDOW times a quarter hour; the rest wait, and another user's sync still runs."""
+    store = open_store(sqlite_url)
+    await store.migrate()
+    world = StravaWorld(store)
+    athlete_id = await world.connected_athlete(user_id, activities=150)
+    ids = world.fake.activity_ids(athlete_id)
+    other = uuid.uuid4()
+    await world.connected_athlete(other, activities=50)
+    async with world.api.client() as client:
+        for n in range(100):  # 100 events naming 60 activities
+            event = _event(athlete_id, object_id=ids[n % 60], aspect_type="update", event_time=1_700_000_000 + n)
+            assert (await client.post("/api/strava/webhook", json=event)).status_code == 200
+        await world.api.drain()
+        sync = await client.post("/api/sync", headers=world.api.auth(other))
+        await world.api.drain()
+    reads = [r for r in world.fake.requests if r.path.startswith("/api/v3/activities/")]
+    assert len(reads) == WEBHOOK_READS_PER_WINDOW
+    assert len(await store.pending_activity_events(user_id, limit=100)) == 60 - WEBHOOK_READS_PER_WINDOW
+    [events_job] = [j for j in await store.list_jobs(user_id=user_id) if j.type == "strava_events"]
+    assert events_job.status is JobStatus.PENDING and "quarter hour" in (events_job.error or "")
+    done = await store.get_job(uuid.UUID(sync.json()["jobId"]))
+    assert done is not None and done.status is JobStatus.COMPLETED and await store.count_activities(other) == 50
+    await world.client.aclose()
+    await store.close()
+
+
+async def test_an_event_naming_another_athletes_activity_stores_nothing(store: Store, user_id: uuid.UUID) -> None:
+    world = StravaWorld(store)
+    athlete_id = await world.connected_athlete(user_id, activities=3)
+    stranger = world.fake.add_athlete(activities=3)
+    [theirs] = world.fake.activity_ids(stranger.athlete_id)[:1]
+    async with world.api.client() as client:
+        await client.post("/api/strava/webhook", json=_event(athlete_id, object_id=theirs))
+        await world.api.drain()
+    assert await store.count_activities(user_id) == 0
+    [job] = await store.list_jobs(user_id=user_id)
+    assert job.status is JobStatus.COMPLETED and job.result == {"stored": 0, "removed": 0, "ignored": 1}
+    await world.client.aclose()
 
 
 @pytest.mark.parametrize("deleted_by", ["this process", "another process"])

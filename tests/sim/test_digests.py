@@ -18,7 +18,7 @@ from syncsim.sim import simulate
 DIGESTS = {
     "small": "9ea8b908653c213a",
     "poisson": "e9783fe078ddddf0",
-    "webhook": "76871e675e21da0b",
+    "webhook": "844e34543b75af22",
     "reference": "803a93792aba1f24",
 }
 

@@ -19,6 +19,7 @@ from syncsim.jobs.service import JobService
 from syncsim.platforms import LocalPlatform, PlatformSpec
 from syncsim.retry import RetryPolicy
 from syncsim.stores import Store
+from syncsim.strava.events import register_strava_events
 from syncsim.strava.sync import register_strava_sync
 
 SECRET = "syncsim-test-secret-0123456789abcdef"  # 36 bytes: long enough for HS256
@@ -28,7 +29,8 @@ FINAL = frozenset({"completed", "failed"})
 
 
 class ApiHarness:
-    """An app over ``store`` on a :class:`LocalPlatform`, with the built-in handlers and ``strava_sync``.
+    """An app over ``store`` on a :class:`LocalPlatform`, with the built-in handlers, ``strava_sync`` and
+    ``strava_events``.
 
     Users may submit what a production server accepts (Strava syncs); with ``demo`` also the built-in ``demo``
     and ``noop`` jobs, as on a server started with ``syncsim serve --demo``."""
@@ -43,13 +45,14 @@ class ApiHarness:
         resources: Mapping[str, Any] | None = None,
         max_body_bytes: int = 64 * 1024,
         webhook_subscription_id: int | None = None,
+        webhook_secret: str | None = None,
         demo: bool = False,
         **runner_options: Any,
     ) -> None:
         self.store = store
         self.clock = SystemClock()
         self.platform = LocalPlatform(platform, clock=self.clock)
-        registry = register_strava_sync(register_builtin_handlers(HandlerRegistry()))
+        registry = register_strava_events(register_strava_sync(register_builtin_handlers(HandlerRegistry())))
         runner_options.setdefault("retry", NO_WAIT)
         self.runner = JobRunner(
             store, handlers=registry, clock=self.clock, strategy=strategy, resources=resources, **runner_options
@@ -63,6 +66,7 @@ class ApiHarness:
             strava=strava,
             max_body_bytes=max_body_bytes,
             webhook_subscription_id=webhook_subscription_id,
+            webhook_secret=webhook_secret,
             job_types=DEMO_JOB_TYPES if demo else USER_JOB_TYPES,
         )
 
