@@ -78,6 +78,8 @@ class Browser:
         self.headers = {"authorization": f"Bearer {token}"}
         self.schedule = schedule
         self.outcome = BrowserOutcome(user_id)
+        #: The outcome of :meth:`sync_again`, once it has run.
+        self.again: BrowserOutcome | None = None
 
     async def run(self) -> BrowserOutcome:
         """POST /api/sync, then poll GET /api/sync/{jobId}; see the module docstring for the schedule."""
@@ -135,6 +137,15 @@ class Browser:
             if recorder.keep_events:
                 recorder.event("poll", user=out.user_id, job=out.job_id, detail=str(out.status))
         return out
+
+    async def sync_again(self) -> BrowserOutcome:
+        """The athlete syncs again (``auto``: incremental once activities are stored) and polls it to the end;
+        the first sync's outcome stays what :attr:`outcome` reports."""
+        first, self.outcome = self.outcome, BrowserOutcome(self.outcome.user_id)
+        try:
+            return await self.run()
+        finally:
+            self.again, self.outcome = self.outcome, first
 
     async def webhook(self, event: dict[str, Any]) -> int:
         """POST a Strava webhook event (as Strava's servers would); returns the HTTP status."""

@@ -40,10 +40,10 @@ from syncsim.sim.scenario import Scenario
 from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
 from syncsim.stores.sqlite import SQLiteStore
+from syncsim.strava.events import register_strava_events
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
-from syncsim.strava.events import register_strava_events
 from syncsim.strava.sync import register_strava_sync
 
 __all__ = ["JWT_SECRET", "RunRecord", "run_scenario"]
@@ -222,9 +222,13 @@ async def _simulate(sc: Scenario) -> RunRecord:
 
     async def visit(row: WorkloadRow) -> None:
         await clock.sleep(t0 + row.arrival_s - clock.now())
-        await browsers[row.athlete].run()
+        browser = browsers[row.athlete]
+        await browser.run()
         if bar is not None:
             bar.update(1)
+        if sc.resync_s is not None:  # the athlete comes back later: an incremental sync (``auto``)
+            await clock.sleep(sc.resync_s)
+            await browser.sync_again()
 
     deleted: Counter[int] = Counter()
 
@@ -322,8 +326,10 @@ async def _simulate(sc: Scenario) -> RunRecord:
     for r in syncs:
         outcome = browsers[r.athlete].outcome
         jobs[r.athlete] = await inner.get_job(outcome.job_id) if outcome.job_id else None
-    if sc.reconcile_at_end:
-        await _reconcile_everyone(runner("sim-reconciler"), [users[r.athlete] for r in syncs], clock)
+    if sc.finish_at_end or sc.reconcile_at_end:
+        await _finish_and_reconcile(
+            runner("sim-finisher"), [users[r.athlete] for r in syncs], reconcile=sc.reconcile_at_end
+        )
     synced: dict[int, int] = {}
     exactness: dict[int, tuple[int, int, int]] = {}
     for r in syncs:
@@ -381,13 +387,14 @@ async def _run_workers(sc: Scenario, runner: Any, store: Any, clock: Clock, t0: 
             await task
 
 
-async def _reconcile_everyone(runner: JobRunner, users: list[uuid.UUID], clock: Clock) -> None:
-    """After the run: finish every job left (expired leases reclaimed), then one reconcile per user."""
-    worker = Worker(runner, concurrency=8, burst=True, poll_s=1.0)
-    await worker.run()
-    for user in users:
-        await runner.submit(user, {"mode": "reconcile"})
+async def _finish_and_reconcile(runner: JobRunner, users: list[uuid.UUID], *, reconcile: bool) -> None:
+    """After the run: a worker finishes every job left (expired leases reclaimed); then, if asked, one reconcile
+    per user."""
     await Worker(runner, concurrency=8, burst=True, poll_s=1.0).run()
+    if reconcile:
+        for user in users:
+            await runner.submit(user, {"mode": "reconcile"})
+        await Worker(runner, concurrency=8, burst=True, poll_s=1.0).run()
 
 
 async def _exactness(fake: FakeStrava, store: SQLiteStore, user: uuid.UUID, athlete_id: int) -> tuple[int, int, int]:

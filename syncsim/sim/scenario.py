@@ -122,8 +122,11 @@ class Scenario:
     kill_rate: float = 0.0
     #: Every this many seconds, the store is compared with FakeStrava's truth (``SimulationResult.divergence``).
     divergence_every_s: float | None = None
-    #: Once the browsers are done: finish every job left, then reconcile every athlete (the exactness columns
-    #: are measured after it).
+    #: Each athlete syncs again this long after their first sync ended (an incremental sync, ``auto``).
+    resync_s: float | None = None
+    #: Once the browsers are done, a worker finishes every job left (expired leases reclaimed); with
+    #: ``reconcile_at_end`` every athlete is then reconciled. The exactness columns are measured after it.
+    finish_at_end: bool = False
     reconcile_at_end: bool = False
     keep_events: bool = True
     progress: bool = False
@@ -193,5 +196,7 @@ class Scenario:
             "detail": self.detail,
             "churn": repr(self.churn),
             "kill_rate": self.kill_rate,
+            "resync_s": self.resync_s,
+            "finish_at_end": self.finish_at_end,
             "reconcile_at_end": self.reconcile_at_end,
         }

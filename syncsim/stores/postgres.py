@@ -639,6 +639,12 @@ class PostgresStore:
                 "update strava_tokens set reconciled_at = %s where user_id = %s", (to_datetime(now), user_id)
             )
 
+    async def reconciled_at(self, user_id: uuid.UUID) -> float | None:
+        async with self._connection(f"read when user {user_id} was reconciled") as conn:
+            cur = await conn.execute("select reconciled_at from strava_tokens where user_id = %s", (user_id,))
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else row[0].timestamp()
+
     async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
         async with self._connection("find users to reconcile") as conn:
             cur = await conn.execute(

@@ -155,6 +155,10 @@ class Store(Protocol):
         """Record that a complete listing of the user's history (full or reconcile) ended at ``now``."""
         ...
 
+    async def reconciled_at(self, user_id: uuid.UUID) -> float | None:
+        """When a complete listing of the user's history last ended (UTC epoch s), or ``None`` if none did."""
+        ...
+
     async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
         """Connected users whose history was not reconciled since ``before`` (never first)."""
         ...

@@ -498,6 +498,10 @@ class SQLiteStore:
         with self._write() as conn:
             conn.execute("UPDATE strava_tokens SET reconciled_at = ? WHERE user_id = ?", (now, str(user_id)))
 
+    async def reconciled_at(self, user_id: uuid.UUID) -> float | None:
+        row = self.conn.execute("SELECT reconciled_at FROM strava_tokens WHERE user_id = ?", (str(user_id),)).fetchone()
+        return None if row is None else row[0]
+
     async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
         rows = self.conn.execute(
             """SELECT user_id FROM strava_tokens WHERE reconciled_at IS NULL OR reconciled_at < ?

@@ -660,6 +660,14 @@ class SupabaseStore:
 
         await self._run(f"mark user {user_id} reconciled", update)
 
+    async def reconciled_at(self, user_id: uuid.UUID) -> float | None:
+        async def select(client: AsyncClient) -> Any:
+            return await client.table("strava_tokens").select("reconciled_at").eq("user_id", str(user_id)).execute()
+
+        rows = (await self._run(f"read when user {user_id} was reconciled", select)).data
+        value = rows[0]["reconciled_at"] if rows else None
+        return None if value is None else datetime.fromisoformat(value).timestamp()
+
     async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
         async def never(client: AsyncClient) -> Any:
             return (

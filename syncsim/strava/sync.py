@@ -16,7 +16,9 @@ Modes (``payload["mode"]``):
     ``lookback_s`` (default :data:`~syncsim.defaults.INCREMENTAL_LOOKBACK_S`), so an activity uploaded days
     late with an older start is still caught. Nothing is removed (webhooks and reconciliation do that).
 ``auto``
-    ``incremental`` when the user has activities stored, else ``full``.
+    ``incremental`` once a complete listing of the user's history ended (a ``full`` or ``reconcile`` sync, which
+    records when: ``Store.mark_reconciled``), else ``full``. Activities stored by webhooks alone do not count: a
+    history is only known complete once it was listed to its end.
 
 With ``payload["detail"]`` each activity to write is first read in full (``GET /activities/{id}``), up to
 ``payload["concurrency"]`` (default :data:`~syncsim.defaults.DETAIL_CONCURRENCY`) at a time, inside the
@@ -180,6 +182,7 @@ class _Sync:
         removed = 0
         if progress["mode"] in ("full", "reconcile"):
             removed = await ctx.store.delete_activities_unseen_since(self.user, float(progress["listing_started_at"]))
+            await ctx.store.mark_reconciled(self.user, now=ctx.clock.now())
         total = await ctx.store.count_activities(self.user)
         return {
             "mode": progress["mode"],
@@ -196,13 +199,12 @@ class _Sync:
         if mode not in MODES:
             raise InvalidInput(f"strava_sync mode must be one of {', '.join(MODES)}, got {mode!r}")
         progress = self.progress
-        if mode in ("auto", "incremental"):
+        if mode == "auto":
+            mode = "incremental" if await self.ctx.store.reconciled_at(self.user) is not None else "full"
+        if mode == "incremental":
             latest = await self.ctx.store.latest_activity_start(self.user)
-            if mode == "auto":
-                mode = "full" if latest is None else "incremental"
-            if mode == "incremental":
-                after = 0 if latest is None else int(latest.timestamp() - self.lookback_s)
-                progress["after"] = max(0, after)
+            after = 0 if latest is None else int(latest.timestamp() - self.lookback_s)
+            progress["after"] = max(0, after)
         progress.update(
             mode=mode,
             seen=[],
