@@ -1,21 +1,23 @@
 """Virtual time: run asyncio code on a loop whose clock jumps to the next timer whenever every task waits.
 
 The code under test is unchanged: it sleeps through its :class:`~syncsim.clock.Clock` (a
-:class:`~syncsim.clock.LoopClock` here), arms deadlines with ``loop.call_later`` and awaits as usual; only the
+:class:`~syncsim.clock.LoopClock` here), arms deadlines with ``loop.call_at`` and awaits as usual; only the
 loop's notion of time differs. A simulated hour of waiting costs microseconds of wall time.
 
-How: :class:`VirtualTimeLoop` is the standard selector loop with two changes. ``time()`` returns a number
-that only the loop moves. While callbacks are ready its selector returns at once; otherwise it first polls
-for real I/O without waiting, and when nothing is ready and
-asyncio would sleep ``timeout`` seconds until its next timer, the clock jumps by ``timeout`` instead. asyncio
-asks to sleep only when no callback is ready, i.e. when every task is blocked on a timer, so the jump is
-exact: the next timer fires at once and nothing runs "between" two instants. Real I/O (a thread calling
-``call_soon_threadsafe``) is still served; with no timer left the loop waits for it in real time.
+How, through asyncio's public hooks only: :class:`VirtualTimeLoop` is the standard selector loop with
 
-The simulator used looptime before; this keeps its time arithmetic (integer microseconds, so a run gives
-exactly the same results) and drops the rest (idle steps, no-op cycles before each jump, executor
-tracking): a loop iteration costs one non-blocking ``select`` and no bookkeeping, which matters at the
-~1,000,000 timers of a simulated launch.
+- ``time()`` reading a count of microseconds that only the loop moves;
+- ``call_at`` (so also ``call_later``, ``asyncio.sleep`` and ``asyncio.timeout``) putting its timer on a
+  timeline of the loop's own instead of asyncio's heap; clock sleeps (:meth:`VirtualTimeLoop.sleep_future`)
+  wait there too, as bare futures, which makes a simulated sleep cheaper than an asyncio timer;
+- a selector (the loop's ``selector=`` argument) that never waits. asyncio asks it to wait only when no
+  callback is ready, i.e. when every task is blocked; it then serves real I/O if some is ready, and otherwise
+  moves the clock to the timeline's next entry and queues what has come due (with ``call_soon``). The jump is
+  exact: nothing runs "between" two instants. With nothing on the timeline it waits for the outside world in
+  real time, so a thread calling ``call_soon_threadsafe`` still wakes the loop.
+
+At each instant the timers due run first, in the order of their time and then of scheduling, and then the
+sleepers due wake in the order they went to sleep. Same seed, same run, on every Python the package supports.
 """
 
 from __future__ import annotations
@@ -25,65 +27,184 @@ import heapq
 import itertools
 import selectors
 import threading
-from asyncio import format_helpers
-from asyncio.base_events import (  # type: ignore[attr-defined]
-    _MIN_CANCELLED_TIMER_HANDLES_FRACTION,
-    _MIN_SCHEDULED_TIMER_HANDLES,
-    MAXIMUM_SELECT_TIMEOUT,
-)
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from contextvars import copy_context
-from typing import Any, TypeVar
+from contextvars import Context, copy_context
+from typing import Any, TypeVar, TypeVarTuple
 
 from syncsim.clock import LoopClock
 
 __all__ = ["VIRTUAL_EPOCH", "VirtualTimeLoop", "run_virtual", "virtual_clock"]
 
 T = TypeVar("T")
-_Future = asyncio.Future
-_Handle = asyncio.Handle
-_new_handle = object.__new__
+_Ts = TypeVarTuple("_Ts")
 
 #: Simulations start at 2026-01-05 00:00:00 UTC (a Monday, on a quarter hour and a UTC midnight), so Strava's
 #: rate-limit windows line up with round numbers in charts.
 VIRTUAL_EPOCH = 1767571200.0
 #: The virtual clock's resolution: one microsecond.
 TICKS_PER_S = 1_000_000
+#: A timer is due once the clock is this close to its time: ``loop.time() + delay`` can land a few float ulps past
+#: the tick it means. asyncio allows its monotonic clock's resolution (a nanosecond on Linux); a constant keeps a
+#: run the same on every platform.
+_DUE_TOLERANCE_S = 1e-9
+#: As asyncio does: cancelled timers are swept off the heap once they are most of a heap of more than this many.
+_SWEEP_MIN_CANCELLED = 100
+
+
+class _Timer(asyncio.TimerHandle):
+    """asyncio's ``TimerHandle`` for a timer on the virtual timeline.
+
+    The timeline queues the call with ``call_soon`` when it comes due; cancelling the timer then cancels the
+    queued call, so a timer cancelled in the instant it comes due never runs, as with asyncio's own timers.
+    """
+
+    __slots__ = ("_due_call", "_queued_call", "_timeline")
+
+    def __init__(
+        self, when: float, callback: Callable[..., object], args: tuple[Any, ...], timeline: _Timeline, context: Context
+    ) -> None:
+        super().__init__(when, callback, args, timeline.loop, context)
+        #: What to queue when due; None once queued or cancelled.
+        self._due_call: tuple[Callable[..., object], tuple[Any, ...], Context] | None = (callback, args, context)
+        self._queued_call: asyncio.Handle | None = None
+        self._timeline = timeline
+
+    def cancel(self) -> None:
+        if not self.cancelled():
+            if self._queued_call is not None:
+                self._queued_call.cancel()
+            elif self._due_call is not None:
+                self._due_call = None
+                self._timeline.cancelled_timers += 1
+        super().cancel()
+
+
+class _Timeline:
+    """The virtual clock, in integer microseconds, and what waits on it: loop timers and clock sleepers.
+
+    A sleep of ``t`` seconds ends ``round(t * 1e6)`` ticks from now, at least one for a positive ``t``, so sleeps
+    less than half a microsecond apart end at the same instant and wake in the order they began, not in the order
+    floating-point rounding would give them. A timer fires at the first tick at or after its time. Both heaps hold
+    tuples with a sequence number after the time, compared in C, so ties break in scheduling order.
+    """
+
+    __slots__ = ("cancelled_timers", "loop", "sequence", "sleepers", "ticks", "timers")
+
+    def __init__(self, loop: VirtualTimeLoop, ticks: int) -> None:
+        self.loop = loop
+        self.ticks = ticks
+        #: ``call_at`` timers as (when in loop seconds, sequence number, timer).
+        self.timers: list[tuple[float, int, _Timer]] = []
+        #: Clock sleeps as (tick due, sequence number, future); a cancelled sleep's future is done.
+        self.sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
+        self.sequence = itertools.count()
+        self.cancelled_timers = 0
+
+    def add_timer(self, timer: _Timer) -> None:
+        timers = self.timers
+        if self.cancelled_timers > _SWEEP_MIN_CANCELLED and 2 * self.cancelled_timers > len(timers):
+            timers[:] = [entry for entry in timers if entry[2]._due_call is not None]
+            heapq.heapify(timers)
+            self.cancelled_timers = 0
+        heapq.heappush(timers, (timer.when(), next(self.sequence), timer))
+
+    def sleep(self, seconds: float) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.Future(loop=self.loop)
+        step = round(seconds * TICKS_PER_S)
+        if seconds > 0 and step < 1:
+            step = 1
+        heapq.heappush(self.sleepers, (self.ticks + max(0, step), next(self.sequence), future))
+        return future
+
+    def advance(self, seconds: float) -> None:
+        step = round(seconds * TICKS_PER_S)
+        if seconds > 0 and step < 1:  # a timer closer than one tick must still come due
+            step = 1
+        self.ticks += step
+
+    def release_due(self) -> bool:
+        """Queue the timers due now, then wake the sleepers due now; whether any callback became ready."""
+        released = False
+        timers, sleepers, now = self.timers, self.sleepers, self.ticks
+        if timers and timers[0][0] < now / TICKS_PER_S + _DUE_TOLERANCE_S:
+            end = now / TICKS_PER_S + _DUE_TOLERANCE_S
+            call_soon = self.loop.call_soon
+            while timers and timers[0][0] < end:
+                timer = heapq.heappop(timers)[2]
+                call = timer._due_call
+                if call is None:
+                    self.cancelled_timers -= 1
+                    continue
+                timer._due_call = None
+                callback, args, context = call
+                timer._queued_call = call_soon(callback, *args, context=context)
+                released = True
+        while sleepers and sleepers[0][0] <= now:
+            future = heapq.heappop(sleepers)[2]
+            if not future.done():
+                future.set_result(None)
+                released = True
+        return released
+
+    def next_wait(self) -> float | None:
+        """Seconds until the earliest live timer or sleeper, or None when nothing waits on the clock."""
+        timers, sleepers = self.timers, self.sleepers
+        while timers and timers[0][2]._due_call is None:
+            heapq.heappop(timers)
+            self.cancelled_timers -= 1
+        while sleepers and sleepers[0][2].done():
+            heapq.heappop(sleepers)
+        wait = max(0.0, timers[0][0] - self.ticks / TICKS_PER_S) if timers else None
+        if sleepers:
+            due = (sleepers[0][0] - self.ticks) / TICKS_PER_S
+            wait = due if wait is None else min(wait, due)
+        return wait
 
 
 class _JumpingSelector(selectors.BaseSelector):
-    """A selector that reports real I/O at once and turns every wait for a timer into a jump of the clock."""
+    """The loop's selector: it never waits while anything waits on the timeline, it jumps the clock instead.
 
-    def __init__(self, inner: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
+    asyncio calls ``select`` once per loop iteration, before it runs the callbacks that are ready: with
+    ``timeout=0`` when some are, otherwise with the time until its own next timer (``None`` here, as every
+    timer is on the timeline).
+    """
+
+    def __init__(self, inner: selectors.BaseSelector, timeline: _Timeline) -> None:
         self._inner = inner
-        self._loop = loop
-        #: What is registered when nothing but the loop's own wake-up pipe is (the loop registers it first).
-        self._quiet = self._watched = len(inner.get_map())
+        self._timeline = timeline
+        #: How many file objects are registered, and how many when nothing but the loop's wake-up pipe is.
+        self._watched = 0
+        self.quiet = 0
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if timeout == 0:
-            # Callbacks are ready and run first; real I/O is polled before the clock next moves. (A simulated
-            # launch runs millions of loop iterations: a system call each was a few % of the run.)
+        timeline = self._timeline
+        if timeline.release_due() or timeout == 0:
+            # Callbacks are ready and run first; real I/O is polled before the clock next moves.
             return []
-        # Before the clock moves, real I/O is polled, unless there is none to poll: the wake-up pipe alone only
-        # says that another thread called call_soon_threadsafe, whose callback is already in the ready queue.
-        # (The reference sweep's hobby worker run jumps the clock 209,477 times: a system call each was 2 % of its CPU.)
-        ready = self._inner.select(0) if self._watched > self._quiet else []
-        if ready or timeout is None:
-            # I/O to serve, or no timer at all: only the outside world can wake the loop, so wait for it.
-            return ready or self._inner.select(None)
-        if timeout > 0:
-            self._loop.advance(timeout)
-        return ready
+        # Every task waits. Real I/O is served before the clock moves, if there is any to poll: the wake-up pipe
+        # alone only says that another thread called call_soon_threadsafe, whose callback is already queued.
+        if self._watched > self.quiet:
+            events = self._inner.select(0)
+            if events:
+                return events
+        wait = timeline.next_wait()
+        if timeout is not None:  # a selector never waits longer than asked
+            wait = timeout if wait is None else min(wait, timeout)
+        if wait is None:
+            # Nothing waits on the clock: only the outside world can wake the loop, so wait for it.
+            return self._inner.select(None)
+        timeline.advance(wait)
+        timeline.release_due()
+        return []
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key = self._inner.register(fileobj, events, data)
-        self._watched = len(self._inner.get_map())
+        self._watched += 1
         return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
         key = self._inner.unregister(fileobj)
-        self._watched = len(self._inner.get_map())
+        self._watched -= 1
         return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
@@ -99,174 +220,47 @@ class _JumpingSelector(selectors.BaseSelector):
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """An asyncio loop on virtual time starting at ``start`` (seconds); see the module docstring.
 
-    Time is kept as an integer number of microseconds, as looptime (which the simulator used first) keeps it:
-    a jump of ``t`` seconds moves the clock by ``round(t * 1e6)`` ticks, at least one tick for a positive
-    ``t``, so events less than half a microsecond apart happen at the same instant and run in the order
-    they were scheduled, not in the order floating-point rounding would give them. Same seed, same run.
+    Time is kept as an integer number of microseconds: sleeps less than half a microsecond apart end at the same
+    instant, and what comes due at one instant runs in the order it was scheduled, timers before sleepers. Same
+    seed, same run.
     """
 
     def __init__(self, start: float = 0.0) -> None:
-        super().__init__()
-        self._ticks = round(start * TICKS_PER_S)
-        self._selector = _JumpingSelector(self._selector, self)  # type: ignore[has-type]
-        #: Futures of :meth:`sleep_future`, as a heap of (tick due, sequence number, future).
-        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._sleeper_seq = itertools.count()
-        #: Every ``call_at``/``call_later`` timer, as a heap of (when, sequence number, handle); see :meth:`call_at`.
-        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
-        self._timers_cancelled = 0
+        self._timeline = _Timeline(self, round(start * TICKS_PER_S))
+        selector = _JumpingSelector(selectors.DefaultSelector(), self._timeline)
+        super().__init__(selector)
+        selector.quiet = len(selector.get_map())  # the wake-up pipe that the loop has just registered
+
+    def time(self) -> float:
+        return self._timeline.ticks / TICKS_PER_S
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds`` (what waiting that long would do)."""
+        self._timeline.advance(seconds)
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """Schedule ``callback(*args)`` at loop time ``when`` (seconds), on the virtual timeline."""
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+        timeline = self._timeline
+        timer = _Timer(when, callback, args, timeline, copy_context() if context is None else context)
+        timeline.add_timer(timer)
+        return timer
 
     def sleep_future(self, seconds: float) -> asyncio.Future[None]:
         """A future that resolves ``seconds`` of virtual time from now: ``asyncio.sleep`` without its timer.
 
-        :class:`~syncsim.clock.LoopClock` sleeps through this when the loop offers it. A sleeper is a tuple on a
-        heap of its own, compared in C, resolved by :meth:`_run_once` the moment the clock reaches it; a
-        ``TimerHandle`` costs a Python object, Python comparisons on every heap step, a cancellation on the way
-        out and one more loop iteration to wake the task. Measured: about half the instructions of a sleep.
-        Cancelling the waiting task cancels the future; its heap entry is skipped when it comes due.
+        :class:`~syncsim.clock.LoopClock` sleeps through this when the loop offers it: a tuple on a heap instead
+        of a ``TimerHandle`` and the callback that resolves the future. Cancelling the waiting task cancels the
+        future, which then neither wakes anything nor moves the clock.
         """
-        future: asyncio.Future[None] = _Future(loop=self)
-        step = round(seconds * TICKS_PER_S)
-        if step <= 0 and seconds > 0:
-            step = 1
-        heapq.heappush(self._sleepers, (self._ticks + max(0, step), next(self._sleeper_seq), future))
-        return future
-
-    def call_at(  # type: ignore[override]
-        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
-    ) -> asyncio.TimerHandle:
-        """Schedule ``callback(*args)`` at loop time ``when``, as asyncio does, on a heap of plain tuples.
-
-        asyncio keeps its timers on a heap of ``TimerHandle`` objects, ordered by a Python ``__lt__``: every
-        push and pop makes a dozen Python calls. Here the heap holds ``(when, sequence number, handle)``,
-        compared in C, and timers due at the same instant run in the order they were scheduled. Each request
-        of a simulation arms one (its invocation's kill at the deadline) and cancels it when it ends; a
-        cancelled handle stays on the heap until it comes due, or until cancelled ones are half the heap.
-        """
-        self._check_closed()  # type: ignore[attr-defined]
-        timer = asyncio.TimerHandle(when, callback, args, self, context)
-        timer._scheduled = True  # type: ignore[attr-defined]  # so that cancel() reports back
-        heapq.heappush(self._timers, (when, next(self._sleeper_seq), timer))
-        return timer
-
-    def call_soon(  # type: ignore[override]
-        self, callback: Callable[..., object], *args: Any, context: Any = None
-    ) -> asyncio.Handle:
-        """asyncio's ``call_soon`` in one Python call instead of three (every task step of a run comes here)."""
-        if self._debug:  # type: ignore[attr-defined]
-            return super().call_soon(callback, *args, context=context)
-        if self._closed:  # type: ignore[attr-defined]
-            raise RuntimeError("Event loop is closed")
-        # What Handle(callback, args, self, context) sets, without its __init__ frame and the get_debug() call
-        # it makes (this loop is not in debug mode here: the debug path above takes asyncio's own call_soon).
-        handle = _new_handle(_Handle)
-        handle._callback = callback  # type: ignore[attr-defined]
-        handle._args = args  # type: ignore[attr-defined]
-        handle._cancelled = False  # type: ignore[attr-defined]
-        handle._loop = self  # type: ignore[attr-defined]
-        handle._source_traceback = None  # type: ignore[attr-defined]
-        handle._repr = None  # type: ignore[attr-defined]
-        handle._context = copy_context() if context is None else context  # type: ignore[attr-defined]
-        self._ready.append(handle)  # type: ignore[attr-defined]
-        return handle
-
-    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        if handle._scheduled:  # type: ignore[attr-defined]
-            self._timers_cancelled += 1
-
-    def _run_once(self) -> None:
-        """One iteration: asyncio's own (``BaseEventLoop._run_once`` of CPython 3.11), with the sleepers.
-
-        The changes: timers live on the tuple heap of :meth:`call_at`; the clock may jump to the earliest
-        sleeper as it does to the earliest timer; the sleepers that are due are resolved before the ready
-        callbacks run, so their tasks resume in this iteration. Debug-mode slow-callback logging is left out.
-        """
-        timers = self._timers
-        count = len(timers)
-        if (
-            count > _MIN_SCHEDULED_TIMER_HANDLES
-            and self._timers_cancelled / count > _MIN_CANCELLED_TIMER_HANDLES_FRACTION
-        ):
-            kept = []
-            for entry in timers:
-                if entry[2]._cancelled:  # type: ignore[attr-defined]
-                    entry[2]._scheduled = False  # type: ignore[attr-defined]
-                else:
-                    kept.append(entry)
-            heapq.heapify(kept)
-            self._timers = timers = kept
-            self._timers_cancelled = 0
-        else:
-            while timers and timers[0][2]._cancelled:  # type: ignore[attr-defined]
-                self._timers_cancelled -= 1
-                heapq.heappop(timers)[2]._scheduled = False  # type: ignore[attr-defined]
-
-        sleepers = self._sleepers
-        ready = self._ready  # type: ignore[attr-defined]
-        timeout: float | None = None
-        if ready or self._stopping:  # type: ignore[attr-defined]
-            timeout = 0
-        else:
-            if timers:
-                timeout = min(max(0.0, timers[0][0] - self._ticks / TICKS_PER_S), MAXIMUM_SELECT_TIMEOUT)
-            if sleepers:
-                due = max(0, sleepers[0][0] - self._ticks) / TICKS_PER_S
-                timeout = due if timeout is None else min(timeout, due)
-
-        selector = self._selector
-        if timeout is None or selector._watched > selector._quiet:
-            # Real I/O is watched, or only the outside world can wake the loop: ask the selector.
-            self._process_events(selector.select(timeout))  # type: ignore[attr-defined]
-        elif timeout > 0:
-            # Nothing but the wake-up pipe is watched and every task waits: what the selector would do (jump
-            # the clock; no events), without calling it and _process_events. A loop iteration with callbacks
-            # ready (timeout 0) polls nothing either.
-            self.advance(timeout)
-
-        end_time = self._ticks / TICKS_PER_S + self._clock_resolution  # type: ignore[attr-defined]
-        while timers and timers[0][0] < end_time:
-            timer = heapq.heappop(timers)[2]
-            if timer._cancelled:  # type: ignore[attr-defined]
-                self._timers_cancelled -= 1
-            else:
-                ready.append(timer)
-            timer._scheduled = False  # type: ignore[attr-defined]
-        now = self._ticks
-        while sleepers and sleepers[0][0] <= now:
-            future = heapq.heappop(sleepers)[2]
-            if not future.done():
-                future.set_result(None)
-
-        # Each ready callback runs as Handle._run would run it, without its Python frame (one per task step).
-        for _ in range(len(ready)):
-            handle = ready.popleft()
-            if not handle._cancelled:
-                try:
-                    handle._context.run(handle._callback, *handle._args)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    _report_callback_error(handle, exc)
-        handle = None
-
-    def time(self) -> float:
-        return self._ticks / TICKS_PER_S
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds`` (what waiting that long would do)."""
-        step = round(seconds * TICKS_PER_S)
-        if 0 < seconds < 1 / TICKS_PER_S:  # a timer closer than one tick must still come due
-            step += 1
-        self._ticks += step
-
-
-def _report_callback_error(handle: asyncio.Handle, exc: BaseException) -> None:
-    """What ``Handle._run`` does with an exception its callback raised: the loop's exception handler gets it."""
-    callback = format_helpers._format_callback_source(handle._callback, handle._args)  # type: ignore[attr-defined]
-    context: dict[str, Any] = {"message": f"Exception in callback {callback}", "exception": exc, "handle": handle}
-    if handle._source_traceback:  # type: ignore[attr-defined]
-        context["source_traceback"] = handle._source_traceback  # type: ignore[attr-defined]
-    handle._loop.call_exception_handler(context)  # type: ignore[attr-defined]
+        return self._timeline.sleep(seconds)
 
 
 class _BoundVirtualClock(LoopClock):
@@ -278,15 +272,15 @@ class _BoundVirtualClock(LoopClock):
 
     def __init__(self, epoch: float, loop: VirtualTimeLoop) -> None:
         super().__init__(epoch, origin=0.0)
-        self._loop = loop
+        self._timeline = loop._timeline
 
     def now(self) -> float:
-        return self.epoch + self._loop._ticks / TICKS_PER_S
+        return self.epoch + self._timeline.ticks / TICKS_PER_S
 
     def sleep(self, seconds: float) -> Awaitable[None]:  # type: ignore[override]
-        """The loop's sleep future itself (a coroutine around it would be one more frame on every wake-up)."""
+        """The sleep future itself (a coroutine around it would be one more frame on every wake-up)."""
         if seconds > 0:
-            return self._loop.sleep_future(seconds)
+            return self._timeline.sleep(seconds)
         return asyncio.sleep(0)
 
 

@@ -4,10 +4,12 @@ sweep's ordering and the run's garbage-collector setting. Each must be invisible
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import socket
 import threading
+import time
 import types
 import uuid
 from typing import Any
@@ -20,7 +22,7 @@ from syncsim.errors import MalformedResponse
 from syncsim.sim import Scenario, Workload, simulate
 from syncsim.sim.asgi import AsgiCaller
 from syncsim.sim.compare import expected_cost
-from syncsim.sim.virtual import VirtualTimeLoop, run_virtual, virtual_clock
+from syncsim.sim.virtual import VirtualTimeLoop, _Timer, run_virtual, virtual_clock
 from syncsim.sim.workload import WorkloadRow
 from syncsim.strava.fake import COMPACT_SUMMARY_KEYS, FakeStrava
 from syncsim.strava.models import Activity
@@ -29,7 +31,7 @@ from tests.support.clocks import ManualClock
 # -- virtual time -------------------------------------------------------------------------------------------
 
 
-def test_a_day_of_sleeping_takes_no_wall_time_and_lands_exactly() -> None:
+def test_a_day_of_sleeping_lands_exactly_to_the_microsecond() -> None:
     async def main() -> list[float]:
         loop = asyncio.get_running_loop()
         seen = []
@@ -42,34 +44,90 @@ def test_a_day_of_sleeping_takes_no_wall_time_and_lands_exactly() -> None:
     assert run_virtual(main) == [86_400.0, 86_400.005, 86_400.005001, 86_400.255001]
 
 
-def test_timers_less_than_half_a_microsecond_apart_fire_together_in_scheduling_order() -> None:
+def test_a_timer_between_two_ticks_fires_at_the_later_tick() -> None:
     async def main() -> list[tuple[str, float]]:
         loop = asyncio.get_running_loop()
         fired: list[tuple[str, float]] = []
-        loop.call_later(1.0000004, lambda: fired.append(("second", loop.time())))
-        loop.call_later(1.0, lambda: fired.append(("first", loop.time())))
+        loop.call_later(1.0000004, lambda: fired.append(("later", loop.time())))
+        loop.call_later(1.0, lambda: fired.append(("sooner", loop.time())))
         await asyncio.sleep(2.0)
         return fired
 
-    assert run_virtual(main) == [("first", 1.0), ("second", 1.000001)]
+    assert run_virtual(main) == [("sooner", 1.0), ("later", 1.000001)]
+
+
+def test_sleeps_less_than_half_a_microsecond_apart_wake_together_in_the_order_they_began() -> None:
+    async def main() -> list[tuple[str, float]]:
+        loop, clock = asyncio.get_running_loop(), virtual_clock(epoch=0.0)
+        woke: list[tuple[str, float]] = []
+
+        async def sleeper(name: str, seconds: float) -> None:
+            await clock.sleep(seconds)
+            woke.append((name, loop.time()))
+
+        await asyncio.gather(sleeper("first, a bit longer", 1.0000004), sleeper("second", 1.0))
+        return woke
+
+    assert run_virtual(main) == [("first, a bit longer", 1.0), ("second", 1.0)]
 
 
 def test_loop_timers_due_together_run_in_scheduling_order_and_cancelled_ones_never() -> None:
-    async def main() -> tuple[list[int], int, int]:
+    async def main() -> list[int]:
         loop = asyncio.get_running_loop()
-        assert isinstance(loop, VirtualTimeLoop)
         fired: list[int] = []
         handles = [loop.call_later(5.0 if i % 2 else 3.0, fired.append, i) for i in range(400)]
-        for handle in handles[:300]:  # three quarters cancelled: the heap is compacted on the next iteration
+        for handle in handles[:300]:  # most of the heap cancelled: it is swept as new timers come
             handle.cancel()
-        await asyncio.sleep(0)
-        kept = len(loop._timers)
+        loop.call_later(4.0, fired.append, -1)
         await asyncio.sleep(10.0)
-        return fired, kept, len(loop._timers)
+        return fired
 
-    fired, kept, left = run_virtual(main)
-    assert fired == [i for i in range(300, 400) if i % 2 == 0] + [i for i in range(300, 400) if i % 2]
-    assert kept == 100 and left == 0  # only the live timers stay on the heap
+    evens, odds = [i for i in range(300, 400) if i % 2 == 0], [i for i in range(300, 400) if i % 2]
+    assert run_virtual(main) == [*evens, -1, *odds]
+
+
+def test_cancelled_timers_are_swept_off_the_timeline_before_they_come_due() -> None:
+    """Many timers armed and cancelled long before their time (a ``wait_for`` whose work finishes) must not pile up."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        for _ in range(10_000):
+            loop.call_later(3_600.0, print).cancel()
+        return len(loop._timeline.timers)
+
+    assert run_virtual(main) <= 250
+
+
+def test_a_timer_cancelled_in_the_instant_it_comes_due_never_runs() -> None:
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        fired: list[str] = []
+        late: list[asyncio.TimerHandle] = []
+
+        def first() -> None:
+            fired.append("first")
+            late[0].cancel()  # due at the same instant, already queued to run after this callback
+
+        loop.call_at(1.0, first)
+        late.append(loop.call_at(1.0, fired.append, "cancelled"))
+        await asyncio.sleep(2.0)
+        return fired
+
+    assert run_virtual(main) == ["first"]
+
+
+def test_timeouts_fire_at_their_virtual_time_and_finished_work_disarms_them() -> None:
+    async def main() -> tuple[float, str, float]:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(60.0), timeout=2.5)
+        timed_out_at = loop.time()
+        done = await asyncio.wait_for(asyncio.sleep(1.0, result="done"), timeout=30.0)
+        await asyncio.sleep(100.0)  # the disarmed 30 s timeout must not fire meanwhile
+        return timed_out_at, done, loop.time()
+
+    assert run_virtual(main) == (2.5, "done", 103.5)
 
 
 def test_real_io_is_served_before_the_clock_jumps_to_the_next_timer() -> None:
@@ -90,18 +148,41 @@ def test_real_io_is_served_before_the_clock_jumps_to_the_next_timer() -> None:
         await sleeper
         return data, at, loop.time()
 
-    data, at, end = run_virtual(main)
-    assert data == b"ping" and at == pytest.approx(1.0) and end == pytest.approx(3_600.0)
+    assert run_virtual(main) == (b"ping", 1.0, 3_600.0)
 
 
 def test_a_thread_can_still_wake_the_loop_when_no_timer_is_left() -> None:
-    async def main() -> str:
+    async def main() -> tuple[str, float]:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[str] = loop.create_future()
         threading.Timer(0.05, lambda: loop.call_soon_threadsafe(answer.set_result, "woken")).start()
-        return await answer
+        return await answer, loop.time()
 
-    assert run_virtual(main) == "woken"
+    assert run_virtual(main) == ("woken", 0.0)  # waited in real time; the virtual clock stood still
+
+
+def test_work_handed_to_a_thread_comes_back_while_timers_wait() -> None:
+    async def main() -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        later = asyncio.ensure_future(asyncio.sleep(60.0))
+        result = await asyncio.to_thread(lambda: time.sleep(0.05) or "from the thread")
+        at = loop.time()
+        await later
+        return result, at
+
+    result, at = run_virtual(main)
+    # The clock may jump towards the pending timer while the thread works (it is not virtual), never past it.
+    assert result == "from the thread" and 0.0 <= at <= 60.0
+
+
+async def test_run_virtual_from_a_running_loop_uses_a_helper_thread() -> None:
+    """As in a Jupyter cell: a loop is already running in this thread, so the virtual one runs in another."""
+
+    async def main() -> tuple[str, float]:
+        await asyncio.sleep(3_600.0)
+        return threading.current_thread().name, asyncio.get_running_loop().time()
+
+    assert run_virtual(main) == ("syncsim-virtual-time", 3_600.0)
 
 
 def test_the_clock_reads_the_virtual_loop_whether_made_in_it_or_before() -> None:
@@ -123,8 +204,9 @@ def test_the_clock_reads_the_virtual_loop_whether_made_in_it_or_before() -> None
         loop.close()
 
 
-def test_clock_sleeps_interleave_with_loop_timers_in_time_order_to_the_microsecond() -> None:
-    """LoopClock sleeps go through the virtual loop's own heap of sleepers, timers through asyncio's: one clock."""
+def test_at_one_instant_timers_run_before_sleepers_wake_and_each_in_scheduling_order() -> None:
+    """Clock sleeps and loop timers share one timeline: in time order to the microsecond, and at one instant the
+    timers first, even one armed after the sleepers went to sleep."""
 
     async def main() -> list[tuple[str, float]]:
         loop, clock = asyncio.get_running_loop(), virtual_clock(epoch=0.0)
@@ -136,14 +218,18 @@ def test_clock_sleeps_interleave_with_loop_timers_in_time_order_to_the_microseco
 
         loop.call_later(0.5, lambda: seen.append(("timer 0.5", loop.time())))
         loop.call_later(1.5, lambda: seen.append(("timer 1.5", loop.time())))
-        await asyncio.gather(
+        sleepers = asyncio.gather(
             sleeper("a 1.0", 1.0), sleeper("b 1.0", 1.0), sleeper("c 2.0", 2.0), sleeper("d 1e-7", 1e-7)
         )
+        await asyncio.sleep(0)  # the sleepers are asleep
+        loop.call_later(1.0, lambda: seen.append(("timer 1.0", loop.time())))
+        await sleepers
         return seen
 
     assert run_virtual(main) == [
         ("d 1e-7", 0.000001),  # closer than one tick: still one tick later
         ("timer 0.5", 0.5),
+        ("timer 1.0", 1.0),
         ("a 1.0", 1.0),  # the same instant: in the order they went to sleep
         ("b 1.0", 1.0),
         ("timer 1.5", 1.5),
@@ -165,9 +251,30 @@ def test_a_cancelled_clock_sleep_neither_wakes_nor_moves_the_clock_later() -> No
         await clock.sleep(10.0)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        answer: asyncio.Future[None] = loop.create_future()
+        # Nothing is left on the clock: the loop waits for the thread instead of jumping to the cancelled sleep.
+        threading.Timer(0.05, lambda: loop.call_soon_threadsafe(answer.set_result, None)).start()
+        await answer
         return woke, loop.time()
 
     assert run_virtual(main) == (False, 10.0)
+
+
+def test_the_virtual_loop_and_its_timers_add_no_name_that_asyncio_uses() -> None:
+    """They subclass asyncio's: a name of ours that asyncio also used would silently replace asyncio's."""
+    plain = asyncio.SelectorEventLoop()
+    loop = VirtualTimeLoop()
+    try:
+        asyncio_names = set(dir(plain))
+        assert set(dir(loop)) - asyncio_names == {"_timeline", "advance", "sleep_future"}
+        assert {name for name in vars(VirtualTimeLoop) if name in asyncio_names and not name.startswith("__")} == {
+            "call_at",
+            "time",
+        }
+        assert set(_Timer.__slots__).isdisjoint(dir(asyncio.TimerHandle))
+    finally:
+        plain.close()
+        loop.close()
 
 
 # -- the browsers' HTTP ---------------------------------------------------------------------------------------
@@ -372,37 +479,30 @@ def test_a_callback_that_raises_reaches_the_loops_exception_handler_and_the_loop
     assert isinstance(seen[0]["handle"], asyncio.Handle) and end == pytest.approx(10.0)
 
 
-def test_callbacks_run_first_in_first_out_and_a_closed_loop_takes_none() -> None:
+def test_a_closed_loop_takes_no_callback_and_no_timer() -> None:
     loop = VirtualTimeLoop()
-    order: list[int] = []
-    for i in range(5):
-        loop.call_soon(order.append, i)
-    loop.call_soon(loop.stop)
-    loop.run_forever()
     loop.close()
-    assert order == [0, 1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="closed"):
-        loop.call_soon(order.append, 5)
+        loop.call_soon(print)
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.call_later(1.0, print)
 
 
-def test_a_call_soon_handle_is_asyncios_own_cancellable_and_runs_in_the_callers_context() -> None:
+def test_a_timer_runs_in_its_callers_context_or_the_one_given() -> None:
     import contextvars
 
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-    loop = VirtualTimeLoop()
-    seen: list[str] = []
-    var.set("caller")
-    kept = loop.call_soon(lambda: seen.append(f"kept:{var.get()}"))
-    dropped = loop.call_soon(seen.append, "dropped")
-    other = contextvars.Context()
-    loop.call_soon(lambda: seen.append(f"given:{var.get()}"), context=other)
-    assert type(kept) is asyncio.Handle and "lambda" in repr(kept) and not kept.cancelled()
-    dropped.cancel()
-    assert dropped.cancelled()
-    loop.call_soon(loop.stop)
-    loop.run_forever()
-    loop.close()
-    assert seen == ["kept:caller", "given:unset"]
+
+    async def main() -> tuple[list[str], bool]:
+        loop = asyncio.get_running_loop()
+        seen: list[str] = []
+        var.set("caller")
+        handle = loop.call_later(1.0, lambda: seen.append(f"kept:{var.get()}"))
+        loop.call_later(1.0, lambda: seen.append(f"given:{var.get()}"), context=contextvars.Context())
+        await asyncio.sleep(2.0)
+        return seen, isinstance(handle, asyncio.TimerHandle) and handle.when() == 1.0
+
+    assert run_virtual(main) == (["kept:caller", "given:unset"], True)
 
 
 @pytest.mark.parametrize("latency_s", [0.0, 0.005])
