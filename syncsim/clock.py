@@ -56,12 +56,6 @@ class LoopClock:
         return self.epoch + (loop_time - self._origin)
 
     async def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            # The simulator's virtual-time loop offers a cheaper sleep than asyncio's timer (same semantics).
-            sleep_future = getattr(asyncio.get_running_loop(), "sleep_future", None)
-            if sleep_future is not None:
-                await sleep_future(seconds)
-                return
         await asyncio.sleep(max(0.0, seconds))
 
     def __repr__(self) -> str:
