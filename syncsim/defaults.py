@@ -11,6 +11,11 @@ STORE_ENV = "SYNCSIM_STORE"
 JOB_TYPE = "strava_sync"
 #: As in the design's schema (`max_attempts integer not null default 3`).
 MAX_ATTEMPTS = 3
+#: How many times a job's lease may lapse (its invocation killed, its worker dead, its store unreachable) before
+#: the job is failed: crashes are counted apart from attempts, since a healthy job must ride out the faults of
+#: the infrastructure under it; a job that kills its worker every time is still stopped. The column default of
+#: migration 0008.
+MAX_CRASHES = 10
 
 #: A claimed job is owned for this long; a live runner extends it, a killed one lets it lapse. Longer than
 #: one Strava page (~1 s) many times over, short enough that a dead worker's job is back within a minute.
@@ -49,6 +54,13 @@ RECONCILES_PER_TICK = 10
 
 #: An idle worker looks for due jobs this often.
 WORKER_POLL_S = 1.0
+#: After SIGTERM a worker lets its running jobs finish for this long; the rest keep their leases until expiry.
+WORKER_GRACE_S = 5.0
+#: While its store fails, a worker's claim loop tries again after this long, doubling up to the maximum: a down
+#: server costs nothing to ask (the pool waits for a connection, it does not open one per try), and a restarted
+#: one is noticed within seconds.
+WORKER_STORE_RETRY_FIRST_S = 0.1
+WORKER_STORE_RETRY_MAX_S = 2.0
 #: Default user-facing listing size.
 LIST_LIMIT = 20
 #: ``GET /api/sync?limit=`` accepts 1..MAX_LIST_LIMIT: one page of a status list, not a table dump.

@@ -4,6 +4,7 @@
     ├── ConfigError            bad store URL, missing optional extra, missing credential
     ├── InvalidInput           a request syncsim refuses (unknown job type, payload not an object, ...)
     ├── StoreError             the store failed or cannot be reached
+    │   └── StoreUnavailable    the store cannot be reached now (down, restarting, no connection in time)
     ├── InvocationKilled       the platform killed the invocation at its deadline; nothing more may be written
     └── JobError               raised by job handlers; the runner turns each into a decision
         ├── RetryableError     try again later, with backoff, while attempts remain
@@ -33,6 +34,7 @@ __all__ = [
     "Reschedule",
     "RetryableError",
     "StoreError",
+    "StoreUnavailable",
     "StravaError",
     "StravaUnavailable",
     "SyncsimError",
@@ -54,6 +56,15 @@ class InvalidInput(SyncsimError, ValueError):
 
 class StoreError(SyncsimError):
     """The store failed or cannot be reached."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now: it is down or restarting, cut the connection, or none was free in time.
+
+    Nothing the job did caused it, so the runner pauses the job without spending an attempt, and a worker backs
+    off until the store answers again. A call whose connection was cut may still have taken effect on the
+    server: the runner's writes are safe to repeat (upserts) or belong to a lease that lapses if in doubt.
+    """
 
 
 class InvocationKilled(SyncsimError):

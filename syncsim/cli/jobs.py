@@ -29,6 +29,7 @@ def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
                 "type": job.type,
                 "status": job.status.value,
                 "attempts": f"{job.attempts}/{job.max_attempts}",
+                "crashes": job.crashes or None,
                 "runs": job.runs,
                 "run_s": duration,
                 "progress": ",".join(f"{k}={v}" for k, v in job.progress.items()) or None,
@@ -38,7 +39,7 @@ def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-_JOB_COLUMNS = ("id", "user", "type", "status", "attempts", "runs", "run_s", "progress", "error")
+_JOB_COLUMNS = ("id", "user", "type", "status", "attempts", "crashes", "runs", "run_s", "progress", "error")
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -64,10 +65,19 @@ def build_runner(store: Any, *, strategy: str = "worker", **options: Any) -> Any
 
 
 def _worker(args: argparse.Namespace) -> int:
+    import logging
+
     from syncsim.clock import SystemClock
+    from syncsim.errors import SyncsimError
     from syncsim.jobs.worker import Worker
+    from syncsim.retry import describe
     from syncsim.stores import open_store
     from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
+
+    # One line per event on stderr. The worker reports a store outage itself, once; psycopg's pool would warn at
+    # every reconnection attempt, in libpq's multi-line messages.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
     async def run() -> Any:
         clock = SystemClock()
@@ -76,10 +86,16 @@ def _worker(args: argparse.Namespace) -> int:
             await store.migrate()
             strava = StravaClient(tokens=store, clock=clock, base_url=args.strava_url or STRAVA_BASE_URL)
             runner = build_runner(store, clock=clock, lease_s=args.lease, resources={"strava": strava})
-            worker = Worker(runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll)
+            worker = Worker(
+                runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll, grace_s=args.grace
+            )
             print(f"worker {runner.worker_id} on {store.url} (concurrency {args.concurrency})", flush=True)
             try:
                 return await worker.run(install_signal_handlers=True)
+            except SyncsimError:
+                raise
+            except Exception as exc:  # a claim loop's bug, already logged: exit with it as one line
+                raise SyncsimError(f"a claim loop failed: {describe(exc)}") from exc
             finally:
                 await strava.aclose()
         finally:
@@ -178,6 +194,12 @@ def register_cli(sub: Any) -> dict[str, Command]:
     p.add_argument("--burst", action="store_true", help="exit once no job is pending or running")
     p.add_argument("--poll", type=float, default=defaults.WORKER_POLL_S, help="idle poll interval, s")
     p.add_argument("--lease", type=float, default=defaults.LEASE_S, help="lease length, s")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=defaults.WORKER_GRACE_S,
+        help=f"after SIGTERM, how long running jobs may finish, s (default {defaults.WORKER_GRACE_S:g})",
+    )
     p.add_argument("--strava-url", help="Strava's base URL for strava_sync jobs (default https://www.strava.com)")
 
     p = sub.add_parser("jobs", help="list jobs, newest first")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from syncsim import defaults
 from syncsim.errors import InvalidInput
 
 __all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "parse_user_id"]
@@ -34,7 +35,9 @@ class Job:
 
     The first twelve fields are the design's schema; the rest are what the runner added by migration:
     the lease (``locked_by`` until ``locked_until``), the next-attempt time, the checkpoint/progress
-    document and ``runs`` (how many invocations or workers picked the job up).
+    document, ``runs`` (how many invocations or workers picked the job up) and ``crashes`` (how many times its
+    lease lapsed: the invocation or worker running it was killed or lost its store). ``attempts`` counts the
+    handler's runs, bounded by ``max_attempts``; a crash gives its attempt back and is bounded by ``max_crashes``.
     """
 
     id: uuid.UUID
@@ -55,6 +58,8 @@ class Job:
     progress: dict[str, Any] = field(default_factory=dict)
     runs: int = 0
     updated_at: datetime | None = None
+    crashes: int = 0
+    max_crashes: int = defaults.MAX_CRASHES
 
     @property
     def is_active(self) -> bool:
@@ -119,6 +124,8 @@ def job_from_mapping(row: Mapping[str, Any]) -> Job:
         progress=row["progress"] or {},
         runs=row["runs"],
         updated_at=_as_utc(row["updated_at"]),
+        crashes=row["crashes"],
+        max_crashes=row["max_crashes"],
     )
 
 

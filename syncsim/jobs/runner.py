@@ -9,12 +9,18 @@ Three strategies (design.md, "Platform and strategies") share this one code path
   continued by a new invocation (the client's next status poll, or a self-chained request); backoff is a
   stored next-attempt time, not a sleep.
 - ``worker`` — a long-running worker with no time limit claims due jobs (``syncsim worker``).
+
+A running job's lease is renewed by a heartbeat and by every checkpoint. A lease that lapses is a *crash*: the
+invocation or worker running the job was killed, or lost its store. The next claim reclaims the job, gives back
+the attempt the crashed run had counted and counts the crash instead (``crashes``, bounded by ``max_crashes``),
+so faults of the infrastructure do not use up the attempts that bound the handler's own failures. A store that
+cannot be reached while the handler runs (:class:`~syncsim.errors.StoreUnavailable`) pauses the job without
+spending an attempt either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import socket
@@ -27,11 +33,11 @@ import orjson
 
 from syncsim import defaults
 from syncsim.clock import Clock, SystemClock, to_datetime
-from syncsim.errors import InvalidInput, InvocationKilled, OutOfTime
+from syncsim.errors import InvalidInput, InvocationKilled, OutOfTime, StoreError, StoreUnavailable
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.model import Job, JobStatus, parse_user_id
 from syncsim.platforms.invocation import Invocation, guard_store
-from syncsim.retry import Fail, Retry, RetryDecision, RetryPolicy, Wait
+from syncsim.retry import Fail, Retry, RetryDecision, RetryPolicy, Wait, describe
 from syncsim.stores.protocol import Store
 
 __all__ = ["STRATEGIES", "JobContext", "JobRunner", "Strategy", "resolve_strategy"]
@@ -88,6 +94,7 @@ class JobContext:
     resources: Mapping[str, Any] = field(default_factory=dict)
     on_progress: Callable[[dict[str, Any]], None] | None = None
     deadline_margin_s: float = defaults.DEADLINE_MARGIN_S
+    lease_s: float = defaults.LEASE_S
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -113,9 +120,10 @@ class JobContext:
             raise OutOfTime("stopped before the invocation's deadline; continuing in a new one", at=self.clock.now())
 
     async def checkpoint(self, progress: dict[str, Any]) -> None:
-        """Save progress to the job row (and extend the lease), then tell the progress callback."""
+        """Save progress to the job row and extend the lease by ``lease_s`` seconds from now, then tell the
+        progress callback. Raises :class:`InvocationKilled` if another runner owns the job now."""
         ok = await self.store.save_progress(
-            self.job.id, worker_id=self.worker_id, progress=progress, now=self.clock.now()
+            self.job.id, worker_id=self.worker_id, progress=progress, now=self.clock.now(), lease_s=self.lease_s
         )
         if not ok:
             raise InvocationKilled(f"lost the lease on job {self.job.id}: another runner owns it now")
@@ -198,8 +206,15 @@ class JobRunner:
         invocation: Invocation | None = None,
         job_id: uuid.UUID | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_claim: Callable[[Job | None], None] | None = None,
     ) -> Job | None:
-        """Claim one due job (``job_id`` if given) and run it; ``None`` when nothing was due."""
+        """Claim one due job (``job_id`` if given) and run it; ``None`` when nothing was due.
+
+        ``on_claim`` is told the claim's answer (the job, or ``None``) before the job runs: a worker learns
+        from it that its store answers again after an outage. A :class:`~syncsim.errors.StoreError` that
+        leaves this method means the store failed the runner: a job it had claimed keeps its lease until the
+        lease lapses, and is then reclaimed as a crash.
+        """
         store = guard_store(self.store, invocation)
         runner_id = self._runner_id()
         job = await store.claim_job(
@@ -209,6 +224,8 @@ class JobRunner:
             job_id=job_id,
             types=self.handlers.types,
         )
+        if on_claim is not None:
+            on_claim(job)
         if job is None:
             return None
         try:
@@ -250,20 +267,26 @@ class JobRunner:
                 resources=self.resources,
                 on_progress=on_progress,
                 deadline_margin_s=self.deadline_margin_s,
+                lease_s=self.lease_s,
             )
-            heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id))
+            handler_done = asyncio.Event()
+            heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id, handler_done))
             decision: RetryDecision | None = None
             result: dict[str, Any] = {}
             try:
                 result = await handler(ctx)
             except (InvocationKilled, asyncio.CancelledError):
                 raise
+            except StoreUnavailable as exc:
+                # The store failed the job, not the job itself: continue soon, without spending an attempt.
+                decision = Wait(
+                    at=self.clock.now() + self.retry.delay(1, self.rng),
+                    reason=f"paused while the store was unavailable: {describe(exc)}",
+                )
             except Exception as exc:
                 decision = self.retry.decide(exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
             finally:
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await heartbeat
+                await _end_heartbeat(heartbeat, handler_done)
 
             now = self.clock.now()
             if decision is None:
@@ -300,12 +323,24 @@ class JobRunner:
                 return await store.get_job(job.id)
             job = claimed
 
-    async def _keep_lease(self, job_id: uuid.UUID, store: Store, runner_id: str) -> None:
-        """Extend the lease while the handler runs; a killed invocation stops extending and the lease lapses."""
+    async def _keep_lease(self, job_id: uuid.UUID, store: Store, runner_id: str, handler_done: asyncio.Event) -> None:
+        """Extend the lease while the handler runs; a killed invocation stops extending and the lease lapses.
+
+        It ends when ``handler_done`` is set, checked after every wait, and not only when it is cancelled: a
+        cancellation can be lost (Python 3.11's ``asyncio.wait_for`` drops one that arrives as the call it waits
+        for completes, and psycopg_pool waits for a connection with it), and a heartbeat that outlives its
+        handler renews a finished job's lease for ever. A renewal that the store fails is tried again at the
+        next beat; if the store keeps failing, the lease lapses and the job is reclaimed.
+        """
         every = self.lease_s / 3
-        while True:
+        while not handler_done.is_set():
             await self.clock.sleep(every)
-            ok = await store.extend_lease(job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s)
+            if handler_done.is_set():
+                return
+            try:
+                ok = await store.extend_lease(job_id, worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s)
+            except StoreError:
+                continue
             if not ok:
                 return
 
@@ -333,3 +368,13 @@ class JobRunner:
         if job.status is JobStatus.RUNNING:
             return job.locked_until is not None and job.locked_until.timestamp() < now
         return False
+
+
+async def _end_heartbeat(heartbeat: asyncio.Future[None], handler_done: asyncio.Event) -> None:
+    """Stop a job's heartbeat and wait for it, however it ends: the flag ends it even if the cancellation is
+    lost, and ``asyncio.wait`` neither raises the heartbeat's error nor swallows a cancellation of the caller."""
+    handler_done.set()
+    heartbeat.cancel()
+    await asyncio.wait([heartbeat])
+    if not heartbeat.cancelled():
+        heartbeat.exception()  # retrieved: a heartbeat's own failure (a killed invocation's store) is no news

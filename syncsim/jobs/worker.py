@@ -1,27 +1,43 @@
 """A long-running worker: claims due jobs, runs them with leases, reaps expired ones.
 
-On SIGTERM it stops claiming, lets running jobs finish for ``grace_s`` seconds, then exits; a job it could not
-finish keeps its lease until expiry and is then reclaimed by any runner — never lost. With ``burst=True`` it
-exits once no job is pending or running (waiting for backoffs and expired leases first), like rq's burst mode.
+On SIGTERM it stops claiming, lets running jobs finish for ``grace_s`` seconds, then cancels the rest and exits;
+a job it could not finish keeps its lease until expiry and is then reclaimed by any runner — never lost. With
+``burst=True`` it exits once no job is pending or running (waiting for backoffs and expired leases first), like
+rq's burst mode.
+
+A failing store does not stop it: a claim loop whose store fails (down, restarting, unreachable) backs off and
+tries again for as long as the outage lasts, and the worker logs one line when the store fails and one when it
+answers again. Any other error that ends a claim loop is a bug: the worker logs it at once, stops as on SIGTERM,
+and ``run()`` raises it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from syncsim import defaults
+from syncsim.errors import InvocationKilled, StoreError
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.runner import JobRunner
+from syncsim.retry import describe
 
 __all__ = ["Worker", "WorkerStats"]
+
+log = logging.getLogger("syncsim.worker")
 
 #: After finding nothing to claim, look again this soon, then back off (doubling) to ``poll_s``. A burst
 #: worker waiting for the last jobs of other workers thus exits within about the time they still take,
 #: instead of up to a whole ``poll_s`` later; an idle worker still settles at one look per ``poll_s``.
 IDLE_POLL_FIRST_S = 0.01
+#: Once the grace period is over, the cancellation of a claim loop still running is repeated this often until
+#: the loop ends: one cancellation can be lost (see ``JobRunner._keep_lease``), and a lost one must not keep
+#: the worker alive.
+CANCEL_REPEAT_S = 0.1
 
 
 @dataclass
@@ -30,6 +46,8 @@ class WorkerStats:
     completed: int = 0
     failed: int = 0
     rescheduled: int = 0
+    #: Calls to the store that failed (each claim loop's, while the store was down or refused them).
+    store_errors: int = 0
 
 
 class Worker:
@@ -42,10 +60,12 @@ class Worker:
         concurrency: int = 1,
         burst: bool = False,
         poll_s: float = defaults.WORKER_POLL_S,
-        grace_s: float = 5.0,
+        grace_s: float = defaults.WORKER_GRACE_S,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        if grace_s < 0:
+            raise ValueError("grace_s must be >= 0")
         self.runner = runner
         self.concurrency = concurrency
         self.burst = burst
@@ -54,45 +74,91 @@ class Worker:
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._busy = 0
+        #: When the current store outage began (the runner's clock), ``None`` while the store answers.
+        self._outage_since: float | None = None
+        #: When the store last answered again after an outage.
+        self._answered_at = float("-inf")
 
     def stop(self) -> None:
         """Stop claiming new jobs (what SIGTERM does)."""
         self._stopping.set()
 
     async def run(self, *, install_signal_handlers: bool = False) -> WorkerStats:
+        """Run the claim loops until :meth:`stop` (or, in burst mode, until no work remains); return the stats.
+
+        If a claim loop ends in an error, the worker stops as ``stop()`` makes it, and the error is raised once
+        the other loops have ended (within ``grace_s`` seconds).
+        """
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         loops = [asyncio.ensure_future(self._claim_loop()) for _ in range(self.concurrency)]
         stop_wait = asyncio.ensure_future(self._stopping.wait())
+        failure: BaseException | None = None
         try:
-            done, _ = await asyncio.wait([*loops, stop_wait], return_when=asyncio.FIRST_COMPLETED)
-            if stop_wait in done:
-                # Let running jobs finish within the grace period; the rest lapse and are reclaimed later.
-                _, pending = await asyncio.wait(loops, timeout=self.grace_s)
-                for task in pending:
+            # Watch the stop event and every loop together, so that a loop that dies stops the worker at once
+            # and a stop is never missed while the other loops are still running jobs.
+            running = set(loops)
+            while running and not self._stopping.is_set():
+                done, _ = await asyncio.wait([*running, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+                for task in done - {stop_wait}:
+                    running.discard(task)
+                    failure = failure or self._loop_ended(task)
+            # Let running jobs finish within the grace period; the rest lapse and are reclaimed later.
+            ending = set(running)
+            if running:
+                _, running = await asyncio.wait(running, timeout=self.grace_s)
+            while running:
+                for task in running:
                     task.cancel()
-            await asyncio.gather(*loops, return_exceptions=True)
-            for task in loops:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                _, running = await asyncio.wait(running, timeout=CANCEL_REPEAT_S)
+            for task in ending:
+                failure = failure or self._loop_ended(task)
         finally:
             stop_wait.cancel()
+            for task in loops:
+                task.cancel()  # a no-op for ended loops; ends them if run() itself was cancelled
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     with contextlib.suppress(Exception):
                         loop.remove_signal_handler(sig)
+        if failure is not None:
+            raise failure
         return self.stats
+
+    def _loop_ended(self, task: asyncio.Future[Any]) -> BaseException | None:
+        """The error that ended a claim loop (logged, and the worker stopped), or ``None`` if it ended well."""
+        if task.cancelled():
+            if self._stopping.is_set():
+                return None  # cut off at the end of the grace period
+            error: BaseException = RuntimeError("a claim loop was cancelled while the worker was running")
+        else:
+            exception = task.exception()
+            if exception is None:
+                return None
+            error = exception
+        self.stop()
+        if not isinstance(error, InvocationKilled):  # the worker's own process was killed: that is no news
+            log.error("worker %s: a claim loop failed, stopping: %s", self.runner.worker_id, describe(error))
+        return error
 
     async def _claim_loop(self) -> None:
         idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
+        retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
         while not self._stopping.is_set():
             self._busy += 1
+            called_at = self.runner.clock.now()
             try:
-                job = await self.runner.run_next()
+                job = await self.runner.run_next(on_claim=self._store_answered)
+            except StoreError as exc:
+                self._store_failed(exc, called_at)
+                await self._pause(retry_s)
+                retry_s = min(retry_s * 2, defaults.WORKER_STORE_RETRY_MAX_S)
+                continue
             finally:
                 self._busy -= 1
+            retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
             if job is not None:
                 idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
                 self.stats.jobs_run += 1
@@ -103,12 +169,47 @@ class Worker:
                 else:
                     self.stats.rescheduled += 1
                 continue
-            if self.burst and self._busy == 0 and not await self._work_remains():
-                self._stopping.set()
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=idle_s)
+            if self.burst and self._busy == 0:
+                called_at = self.runner.clock.now()
+                try:
+                    remains = await self._work_remains()
+                except StoreError as exc:
+                    self._store_failed(exc, called_at)
+                    await self._pause(retry_s)
+                    continue
+                self._store_answered()
+                if not remains:
+                    self._stopping.set()
+                    return
+            await self._pause(idle_s)
             idle_s = min(idle_s * 2, self.poll_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the worker is stopped meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    def _store_failed(self, error: StoreError, called_at: float) -> None:
+        """Count a failed call made at ``called_at``; the first of an outage is logged. A call made before the
+        store answered again belongs to the outage that has just ended: it starts no new one."""
+        self.stats.store_errors += 1
+        if self._outage_since is None and called_at >= self._answered_at:
+            self._outage_since = called_at
+            log.warning(
+                "worker %s: the store failed, claiming paused and retried until it answers: %s",
+                self.runner.worker_id,
+                describe(error),
+            )
+
+    def _store_answered(self, _claimed: object = None) -> None:
+        if self._outage_since is not None:
+            self._answered_at = self.runner.clock.now()
+            log.warning(
+                "worker %s: the store answers again after %.1f s, claiming resumed",
+                self.runner.worker_id,
+                self._answered_at - self._outage_since,
+            )
+            self._outage_since = None
 
     async def _work_remains(self) -> bool:
         store = self.runner.store

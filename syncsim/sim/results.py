@@ -4,12 +4,13 @@
 
 ``jobs`` — one row per athlete's first sync job, columns :data:`JOB_COLUMNS`:
     user_id (str), activities (int: the athlete's history size), platform, strategy, seed,
-    status (pending | running | completed | failed, at the end of the run), attempts, invocations (how many
-    invocations ran part of the job), api_latency_s (the POST /api/sync answer time, simulated seconds),
-    time_to_complete_s (submit → completed, NaN if never), time_to_first_page_s (submit → the first page
-    stored, NaN if never), timed_out (bool: an invocation running the job was killed at the platform limit, or
-    it ended failed/stuck because of one), killed_invocations, activities_synced (stored in the store at the
-    end), activities_deleted (deleted on Strava during the run, webhook workloads), activities_missing,
+    status (pending | running | completed | failed, at the end of the run), attempts (the handler's counted
+    runs: a run killed at the limit and reclaimed after its lease is a crash and gives its attempt back),
+    invocations (how many invocations ran part of the job), api_latency_s (the POST /api/sync answer time,
+    simulated seconds), time_to_complete_s (submit → completed, NaN if never), time_to_first_page_s (submit →
+    the first page stored, NaN if never), timed_out (bool: an invocation running the job was killed at the
+    platform limit, or it ended failed/stuck because of one), killed_invocations, activities_synced (stored in
+    the store at the end), activities_deleted (deleted on Strava during the run, webhook workloads), activities_missing,
     activities_extra, activities_stale (the store against FakeStrava's truth at the end of the run: activities
     the athlete has but the store lacks, the store has but the athlete no longer does, and stored with a field
     that differs; after the final reconcile when the scenario asks for one), strava_requests, rate_limited

@@ -3,11 +3,14 @@
 psycopg 3 in async mode over an ``AsyncConnectionPool`` that opens on first use (after one direct probe
 connection, so an unreachable server or a bad password is one clear error), so creating a store costs nothing
 until it is needed. Every psycopg error leaves as a one-line :class:`~syncsim.errors.StoreError` (or
-:class:`~syncsim.errors.InvalidInput` for a user missing from ``auth.users``) with the password masked.
+:class:`~syncsim.errors.InvalidInput` for a user missing from ``auth.users``) with the password masked; a
+server that is down, restarting or cut the connection is a :class:`~syncsim.errors.StoreUnavailable`, which
+callers may wait out. The pool checks a connection before handing it out, so that after a server restart no
+call fails on a connection that died in the pool.
 
-The job state machine lives in SQL functions (migration ``0005_functions``) shared with the Supabase REST store;
-this module only calls them. Creating a job relies on the one-active-job-per-user-and-type unique index: a
-refused insert returns the user's active job instead. Activities are upserted by binary ``COPY`` into a
+The job state machine lives in SQL functions (migrations ``0005_functions`` and ``0008_…``) shared with the
+Supabase REST store; this module only calls them. Creating a job relies on the one-active-job-per-user-and-type
+unique index: a refused insert returns the user's active job instead. Activities are upserted by binary ``COPY`` into a
 per-connection staging temp table, then one ``INSERT … ON CONFLICT (id) DO UPDATE``. Every time is written from
 the caller's clock (epoch seconds → ``timestamptz``), never the database's ``now()``, so simulated runs store
 simulated time.
@@ -36,7 +39,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from syncsim.clock import to_datetime
-from syncsim.errors import ConfigError, InvalidInput, StoreError
+from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from syncsim.jobs.model import Job, JobStatus, job_from_mapping
 from syncsim.stores.sql import migration_files
 from syncsim.stores.urls import SECRET_PARAMETERS, redact_url
@@ -48,8 +51,13 @@ __all__ = ["MIGRATION_LOCK_KEY", "PostgresStore"]
 #: free tier's connection limit (Supabase: 60 direct) to hold many stores at once.
 MIN_POOL_SIZE = 1
 MAX_POOL_SIZE = 10
-#: Fail fast, with libpq's reason, when the server cannot be reached.
+#: Fail fast, with libpq's reason, when the server cannot be reached; also how long a call waits for a pooled
+#: connection. A URL's own ``connect_timeout`` parameter (libpq's) sets both.
 CONNECT_TIMEOUT_S = 10.0
+#: The pool retries a lost connection with doubling delays (1, 2, 4, ... s) for this long, then gives the slot up
+#: and connects afresh on the next demand. Bounding it bounds how long after an outage's end the pool may still
+#: be waiting out a delay: without it, the delays grow with the outage, up to psycopg_pool's five minutes.
+RECONNECT_TIMEOUT_S = 10.0
 #: Supabase's transaction pooler (port 6543) cannot keep server-side prepared statements between
 #: transactions, so statements are never prepared there; psycopg's default threshold elsewhere.
 TRANSACTION_POOLER_PORT = 6543
@@ -64,7 +72,7 @@ _ACTIVE = "status in ('pending', 'running')"
 _JOB_FIELDS = (
     "id", "user_id", "type", "status", "payload", "result", "error", "created_at", "started_at",
     "completed_at", "attempts", "max_attempts", "locked_by", "locked_until", "next_attempt_at", "progress",
-    "runs", "updated_at",
+    "runs", "updated_at", "crashes", "max_crashes",
 )  # fmt: skip
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 _CREATE_JOB = f"""
@@ -168,18 +176,20 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._prepare_threshold = prepare_threshold
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
+        self._pool_check: asyncio.Future[None] | None = None
         self._open_lock = asyncio.Lock()
         self._adds_users: bool | None = None  # learnt from auth.users' comment on first need
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStore:
         """``postgresql://user:password@host:port/dbname?…`` (or ``postgres://``); ``options`` are
-        ``min_size``, ``max_size``, ``connect_timeout`` (seconds) and ``prepare_threshold``."""
+        ``min_size``, ``max_size``, ``connect_timeout`` (seconds; else the URL's own ``connect_timeout``
+        parameter, else :data:`CONNECT_TIMEOUT_S`) and ``prepare_threshold``."""
         safe = redact_url(url)
         parts = urlsplit(url)
         try:
             parts.port  # noqa: B018 - raises ValueError for a non-numeric port
-            conninfo_to_dict(url)
+            params = conninfo_to_dict(url)
         except (ValueError, psycopg.ProgrammingError) as exc:
             raise ConfigError(f"bad postgres URL {safe!r}: {_one_line(str(exc), _secrets_in(url))}") from None
         if parts.scheme not in {"postgresql", "postgres"}:
@@ -192,6 +202,11 @@ class PostgresStore:
             )
         if "prepare_threshold" not in options and parts.port == TRANSACTION_POOLER_PORT:
             options["prepare_threshold"] = None
+        if "connect_timeout" not in options and params.get("connect_timeout"):
+            try:
+                options["connect_timeout"] = float(str(params["connect_timeout"]))
+            except (TypeError, ValueError):
+                raise ConfigError(f"bad postgres URL {safe!r}: connect_timeout must be a number of seconds") from None
         return cls(url, **options)
 
     def __repr__(self) -> str:
@@ -213,7 +228,7 @@ class PostgresStore:
                         self._conninfo, connect_timeout=max(1, round(self._connect_timeout))
                     )
                 except psycopg.Error as exc:
-                    raise StoreError(
+                    raise StoreUnavailable(
                         f"cannot connect to postgres store {self.url}: {_one_line(str(exc), self._secrets)}"
                     ) from None
                 await probe.close()
@@ -223,7 +238,11 @@ class PostgresStore:
                     max_size=self._max_size,
                     kwargs={"autocommit": True, "prepare_threshold": self._prepare_threshold},
                     configure=_configure,
+                    # A connection that sat in the pool through a server restart is dead: check it (one empty
+                    # round trip) before handing it out, so that a call never fails on a stale connection.
+                    check=self._check_connection,
                     timeout=self._connect_timeout,
+                    reconnect_timeout=RECONNECT_TIMEOUT_S,
                     open=False,
                     name="syncsim",
                 )
@@ -231,6 +250,20 @@ class PostgresStore:
                 self._pool = pool
         assert self._pool is not None
         return self._pool
+
+    async def _check_connection(self, conn: AsyncConnection[Any]) -> None:
+        """The pool's check of a connection it is about to hand out. The first dead one found makes the pool
+        check every idle connection at once, in the background: a restart killed them all, and psycopg_pool would
+        otherwise meet them one per try, waiting 1, 2, 4, ... s after each, so that a call could run out of time
+        before it reached a live one."""
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            pool = self._pool
+            if pool is not None and (self._pool_check is None or self._pool_check.done()):
+                self._pool_check = asyncio.ensure_future(pool.check())
+                self._pool_check.add_done_callback(_retrieve)
+            raise
 
     @asynccontextmanager
     async def _connection(self, doing: str) -> AsyncIterator[AsyncConnection[Any]]:
@@ -240,7 +273,7 @@ class PostgresStore:
             async with pool.connection() as conn:
                 yield conn
         except PoolTimeout:
-            raise StoreError(
+            raise StoreUnavailable(
                 f"postgres store {self.url}: no connection free within {self._connect_timeout:g} s ({doing})"
             ) from None
         except psycopg.errors.ForeignKeyViolation:
@@ -251,6 +284,11 @@ class PostgresStore:
                 "(is the database migrated? run `syncsim migrate`)"
             ) from None
         except psycopg.Error as exc:
+            if _server_unavailable(exc):
+                raise StoreUnavailable(
+                    f"postgres store {self.url}: {doing} failed, the server is unavailable: "
+                    f"{_one_line(str(exc), self._secrets)}"
+                ) from None
             raise self._fail(exc, doing) from None
 
     async def _adds_users_on_demand(self, conn: AsyncConnection[Any]) -> bool:
@@ -302,6 +340,9 @@ class PostgresStore:
     async def close(self) -> None:
         """Close the pool; the store reopens it if used again."""
         pool, self._pool = self._pool, None
+        if self._pool_check is not None:
+            self._pool_check.cancel()
+            self._pool_check = None
         if pool is not None:
             await pool.close()
 
@@ -392,11 +433,13 @@ class PostgresStore:
             (job_id, worker_id, to_datetime(now), lease_s),
         )
 
-    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
+    async def save_progress(
+        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float, lease_s: float
+    ) -> bool:
         return await self._call_bool(
             f"save progress of job {job_id}",
-            "syncsim_save_progress(%s, %s, %s::jsonb, %s)",
-            (job_id, worker_id, _json(progress, "job progress"), to_datetime(now)),
+            "syncsim_save_progress(%s, %s, %s::jsonb, %s, %s)",
+            (job_id, worker_id, _json(progress, "job progress"), to_datetime(now), lease_s),
         )
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
@@ -665,6 +708,25 @@ class PostgresStore:
             cur = await conn.execute("select max(start_date) from strava_activities where user_id = %s", (user_id,))
             row = await cur.fetchone()
             return None if row is None or row[0] is None else row[0].astimezone(UTC)
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """Retrieve a background pool check's outcome: its failures are the outage the calls report."""
+    if not task.cancelled():
+        task.exception()
+
+
+#: SQLSTATEs of a server going away or not there yet: admin_shutdown, crash_shutdown, cannot_connect_now.
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def _server_unavailable(exc: psycopg.Error) -> bool:
+    """Whether ``exc`` is the server's absence rather than the statement's fault: the connection failed or was
+    cut (an operational error without SQLSTATE, or class 08), or the server is shutting down or starting."""
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in _SHUTDOWN_STATES
 
 
 def _secrets_in(url: str) -> tuple[str, ...]:

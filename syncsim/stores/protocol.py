@@ -61,15 +61,20 @@ class Store(Protocol):
         """Reclaim expired leases, then take a due pending job (``job_id`` if given) and lease it.
 
         Claiming sets ``running``, ``attempts += 1``, ``runs += 1``, ``started_at`` if unset, and the lease.
+        Reclaiming is :meth:`reclaim_expired`'s.
         Two concurrent claims never return the same job.
         """
         ...
 
-    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool: ...
+    async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
+        """The lease now runs until ``now + lease_s``."""
+        ...
 
     async def save_progress(
-        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float
-    ) -> bool: ...
+        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float, lease_s: float
+    ) -> bool:
+        """Replace the job's progress document and extend the lease to ``now + lease_s``, as a heartbeat does."""
+        ...
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool: ...
 
@@ -84,7 +89,8 @@ class Store(Protocol):
     async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool: ...
 
     async def reclaim_expired(self, *, now: float) -> int:
-        """Expired leases: back to ``pending`` (the attempt counts), or ``failed`` when none remain."""
+        """Expired leases are crashes: back to ``pending`` with ``crashes += 1`` and the claim's attempt given
+        back (``attempts -= 1``), or ``failed`` once ``crashes`` reaches ``max_crashes``."""
         ...
 
     async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:

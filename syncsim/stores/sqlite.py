@@ -31,21 +31,24 @@ __all__ = ["SQLiteStore"]
 
 _JOB_COLUMNS = (
     "id, user_id, type, status, payload, result, error, created_at, started_at, completed_at, attempts, "
-    "max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at"
+    "max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at, crashes, max_crashes"
 )
 
 #: The columns of :class:`~syncsim.strava.models.ActivityFields`, in its order.
 _FIELD_COLUMNS = "name, sport_type, start_date, distance, moving_time, elapsed_time, total_elevation_gain"
 
+# Postgres's syncsim_reclaim_expired (migration 0008): a lapsed lease is a crash, counted apart from attempts;
+# it gives back the attempt its claim counted, and fails the job only when no crashes are left. SQLite reads
+# the old values of every column on the right of SET, as PostgreSQL does.
 _RECLAIM_SQL = """
 UPDATE sync_jobs SET
-    status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
-    error = CASE WHEN attempts >= max_attempts
-        THEN 'lease expired on attempt ' || attempts || ' of ' || max_attempts
-             || ': the invocation was killed at its deadline or its worker died; no attempts left'
-        ELSE 'lease expired on attempt ' || attempts
-             || ': the invocation was killed at its deadline or its worker died' END,
-    completed_at = CASE WHEN attempts >= max_attempts THEN :now ELSE NULL END,
+    status = CASE WHEN crashes + 1 >= max_crashes THEN 'failed' ELSE 'pending' END,
+    attempts = max(attempts - 1, 0),
+    crashes = crashes + 1,
+    error = 'lease expired on attempt ' || attempts || ' (crash ' || (crashes + 1) || ' of ' || max_crashes
+        || '): the invocation was killed at its deadline, or its worker died or lost the database; '
+        || CASE WHEN crashes + 1 >= max_crashes THEN 'no crashes left' ELSE 'the attempt is not spent' END,
+    completed_at = CASE WHEN crashes + 1 >= max_crashes THEN :now ELSE completed_at END,
     next_attempt_at = :now,
     locked_by = NULL,
     locked_until = NULL,
@@ -65,7 +68,8 @@ def _json(value: str | None) -> Any:
 def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (
         id_, user_id, type_, status, payload, result, error, created_at, started_at, completed_at,
-        attempts, max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at,
+        attempts, max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at, crashes,
+        max_crashes,
     ) = row  # fmt: skip
     return Job(
         id=uuid.UUID(id_),
@@ -86,6 +90,8 @@ def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         progress=_json(progress) or {},
         runs=runs,
         updated_at=_ts(updated_at),
+        crashes=crashes,
+        max_crashes=max_crashes,
     )
 
 
@@ -263,9 +269,14 @@ class SQLiteStore:
     async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
         return self._update_owned(job_id, worker_id, "locked_until = ?, updated_at = ?", (now + lease_s, now))
 
-    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
+    async def save_progress(
+        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float, lease_s: float
+    ) -> bool:
         return self._update_owned(
-            job_id, worker_id, "progress = ?, updated_at = ?", (orjson.dumps(progress).decode(), now)
+            job_id,
+            worker_id,
+            "progress = ?, locked_until = ?, updated_at = ?",
+            (orjson.dumps(progress).decode(), now + lease_s, now),
         )
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:

@@ -35,7 +35,7 @@ from postgrest.types import CountMethod, ReturnMethod
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from syncsim.clock import to_datetime
-from syncsim.errors import ConfigError, InvalidInput, StoreError
+from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from syncsim.jobs.model import Job, JobStatus, job_from_mapping
 from syncsim.stores.urls import redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
@@ -53,6 +53,8 @@ CREATE_RACE_RETRIES = 5
 _INVALID_INPUT_CODES = {"22P02", "22007", "22008", "22023", "23514", "23502", "PGRST102"}
 # 23503: a foreign key to auth.users; 409 is PostgREST's status for both unique and foreign-key violations.
 _UNIQUE, _FOREIGN_KEY = "23505", "23503"
+# PostgREST's codes for a database it cannot reach (or no pool connection in time): the store is unavailable.
+_UNAVAILABLE_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003"}
 
 T = TypeVar("T")
 
@@ -184,6 +186,8 @@ class SupabaseStore:
             return _UniqueViolation(f"supabase store {self.url}: {doing} failed: {message}")
         if code in _INVALID_INPUT_CODES:
             return InvalidInput(f"{doing}: {message}")
+        if code in _UNAVAILABLE_CODES:
+            return StoreUnavailable(f"supabase store {self.url}: {doing} failed: {message}")
         hint = " (is the database migrated? run `syncsim migrate` on its postgresql:// URL)"
         missing = code in {"42P01", "42883", "PGRST202", "PGRST205"}
         return StoreError(f"supabase store {self.url}: {doing} failed: {message}{hint if missing else ''}")
@@ -197,6 +201,10 @@ class SupabaseStore:
             if exc.code == _FOREIGN_KEY:
                 raise _UnknownUser(f"{doing}: the user does not exist in auth.users") from None
             raise self._error(exc, doing) from None
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(
+                f"supabase store {self.url}: {doing} failed: {type(exc).__name__} {self._one_line(str(exc))}"
+            ) from None
         except httpx.HTTPError as exc:
             raise StoreError(
                 f"supabase store {self.url}: {doing} failed: {type(exc).__name__} {self._one_line(str(exc))}"
@@ -341,8 +349,16 @@ class SupabaseStore:
         params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_now": _iso(now), "p_lease_s": lease_s}
         return bool(await self._rpc(f"extend lease of job {job_id}", "syncsim_extend_lease", params))
 
-    async def save_progress(self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float) -> bool:
-        params = {"p_job_id": str(job_id), "p_worker": worker_id, "p_progress": progress, "p_now": _iso(now)}
+    async def save_progress(
+        self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float, lease_s: float
+    ) -> bool:
+        params = {
+            "p_job_id": str(job_id),
+            "p_worker": worker_id,
+            "p_progress": progress,
+            "p_now": _iso(now),
+            "p_lease_s": lease_s,
+        }
         return bool(await self._rpc(f"save progress of job {job_id}", "syncsim_save_progress", params))
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:

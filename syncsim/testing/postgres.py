@@ -5,6 +5,9 @@ free port and on a unix socket inside its temp dir, and trades durability for sp
 ``synchronous_commit=off``, ``full_page_writes=off``): a crash loses nothing a test cares about. PostgreSQL
 refuses to run as root, so when we are root the cluster runs as the ``postgres`` OS user.
 
+:meth:`TemporaryPostgres.stop_server` and :meth:`~TemporaryPostgres.start_server` take the server down and bring
+the same cluster back on the same port: the outages that fault tests put their clients through.
+
 ``SYNCSIM_TEST_DATABASE_URL``, when set, names an existing server (a CI service container, a Supabase
 branch) to use instead; nothing is started and ``stop()`` leaves that server alone.
 
@@ -177,6 +180,41 @@ class TemporaryPostgres:
                 )
         shutil.rmtree(tmpdir, ignore_errors=True)
 
+    def stop_server(self, *, mode: str = "immediate") -> None:
+        """Stop the server but keep the cluster, so that :meth:`start_server` brings the same data back on the
+        same port: an outage, as clients see one. ``mode`` is ``pg_ctl stop``'s: ``immediate`` (like a crash:
+        every connection is cut at once), ``fast`` or ``smart``."""
+        if mode not in {"immediate", "fast", "smart"}:
+            raise ValueError(f"pg_ctl stop mode must be immediate, fast or smart, got {mode!r}")
+        data = self._own_data_dir("stop")
+        self._run(
+            self._os_user(),
+            [str((self._bindir or find_postgres_bindir()) / "pg_ctl"), "-D", str(data), "stop", "-m", mode, "-w"],
+            "pg_ctl stop",
+        )
+
+    def start_server(self) -> None:
+        """Start the server that :meth:`stop_server` stopped, on the same port, with the same data."""
+        data = self._own_data_dir("start")
+        assert self._tmpdir is not None and self.port is not None
+        proc = self._run(
+            self._os_user(),
+            [
+                str((self._bindir or find_postgres_bindir()) / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(self._tmpdir / "server.log"),
+                "-o",
+                f"-p {self.port}",
+                *_START_OPTIONS,
+            ],
+            "pg_ctl start",
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise StoreError(f"PostgreSQL server did not restart on port {self.port}: {self._failure(proc)}")
+
     def __enter__(self) -> TemporaryPostgres:
         self.start()
         return self
@@ -224,6 +262,25 @@ class TemporaryPostgres:
             raise StoreError(f"could not drop database {name!r}: {_one_line(str(exc))}") from None
 
     # -- internals ------------------------------------------------------------------------------------------
+    def _own_data_dir(self, what: str) -> Path:
+        """The cluster's data directory; only a cluster this object started can be stopped and started."""
+        if self._external:
+            raise ConfigError(
+                f"cannot {what} the server at ${TEST_DATABASE_URL_ENV}: TemporaryPostgres did not start it"
+            )
+        if self._tmpdir is None or self.port is None:
+            raise ConfigError(f"cannot {what} the server: the cluster is not running (call start() first)")
+        return self._tmpdir / "data"
+
+    def _failure(self, proc: subprocess.CompletedProcess[str]) -> str:
+        """Why ``pg_ctl start`` failed: the server log's last lines, else pg_ctl's own output."""
+        assert self._tmpdir is not None
+        try:
+            tail = (self._tmpdir / "server.log").read_text(encoding="utf-8", errors="replace").splitlines()[-3:]
+        except OSError:
+            tail = []
+        return _one_line("\n".join(tail) or proc.stderr or proc.stdout)
+
     @staticmethod
     def _os_user() -> pwd.struct_passwd | None:
         """The ``postgres`` OS user when we are root (the server refuses root), else ``None``: ourselves."""
@@ -279,11 +336,7 @@ class TemporaryPostgres:
             )
             if proc.returncode == 0:
                 return port
-            try:
-                tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-3:]
-            except OSError:
-                tail = []
-            last_error = _one_line("\n".join(tail) or proc.stderr or proc.stdout)
+            last_error = self._failure(proc)
             if "could not bind" not in last_error and "already in use" not in last_error:
                 break
         raise StoreError(f"PostgreSQL server did not start: {last_error}")

@@ -66,7 +66,7 @@ def test_later_migrations_only_add_to_the_designed_table(pg_url: str) -> None:
         columns = conn.execute(COLUMNS_SQL).fetchall()
     assert columns[: len(DESIGNED_SYNC_JOBS)] == DESIGNED_SYNC_JOBS
     assert [c[0] for c in columns[len(DESIGNED_SYNC_JOBS) :]] == [
-        "locked_by", "locked_until", "next_attempt_at", "progress", "runs", "updated_at",
+        "locked_by", "locked_until", "next_attempt_at", "progress", "runs", "updated_at", "crashes", "max_crashes",
     ]  # fmt: skip
 
 
@@ -115,7 +115,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_claim_job(text,timestamp with time zone,double precision,uuid,text[])",
         "syncsim_reclaim_expired(timestamp with time zone)",
         "syncsim_extend_lease(uuid,text,timestamp with time zone,double precision)",
-        "syncsim_save_progress(uuid,text,jsonb,timestamp with time zone)",
+        "syncsim_save_progress(uuid,text,jsonb,timestamp with time zone,double precision)",
         "syncsim_complete_job(uuid,text,jsonb,timestamp with time zone)",
         "syncsim_retry_job(uuid,text,text,timestamp with time zone,timestamp with time zone)",
         "syncsim_reschedule_job(uuid,text,timestamp with time zone,text,timestamp with time zone)",
@@ -247,3 +247,22 @@ def test_anon_gets_nothing_and_service_role_bypasses_rls(two_users: TwoUsers) ->
         assert conn.execute("select count(*) from strava_tokens").fetchone() == (2,)
         claimed = conn.execute("select user_id from syncsim_claim_job('server', now(), 30)").fetchall()
         assert len(claimed) == 1
+
+
+def test_save_progress_called_without_a_lease_length_leaves_the_lease(pg_url: str) -> None:
+    """A runner of an earlier release calls ``syncsim_save_progress`` with four arguments while migration 0008
+    is rolled out: its progress is saved and its lease left as it was, as before."""
+    user = uuid.uuid4()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("insert into auth.users (id) values (%s)", (user,))
+        conn.execute("insert into sync_jobs (user_id, next_attempt_at) values (%s, '2026-01-01T00:00:00Z')", (user,))
+        claimed = conn.execute(
+            "select id, locked_until from syncsim_claim_job('old', '2026-01-05T00:00:00Z', 30)"
+        ).fetchone()
+        assert claimed is not None
+        saved = conn.execute(
+            """select syncsim_save_progress(%s, 'old', '{"pages": 1}', '2026-01-05T00:00:20Z')""", (claimed[0],)
+        ).fetchone()
+        row = conn.execute("select progress, locked_until from sync_jobs where id = %s", (claimed[0],)).fetchone()
+    assert saved == (True,)
+    assert row == ({"pages": 1}, claimed[1])

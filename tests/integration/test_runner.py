@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import time
 import uuid
+from typing import Any, TypeVar
 
 import pytest
 
 from syncsim.errors import InvalidInput
-from syncsim.jobs.model import JobStatus
-from syncsim.jobs.runner import HandlerRegistry, JobRunner
+from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.runner import HandlerRegistry, JobContext, JobRunner
 from syncsim.jobs.service import JobService
 from syncsim.jobs.worker import Worker
 from syncsim.platforms import LocalPlatform, platform_spec
 from syncsim.retry import RetryPolicy
 from syncsim.stores import Store, open_store
+from tests.support.clocks import StalledClock
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
+T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
+T = TypeVar("T")
 
 
 def _runner(store: Store, handlers: HandlerRegistry, **options: object) -> JobRunner:
@@ -104,7 +110,7 @@ async def test_invocation_killed_at_its_deadline_is_reclaimed_and_completed(
     await asyncio.sleep(0.7)  # the lease lapses
     done = await _runner(store, handlers).run_next()
     assert done is not None and done.id == job.id and done.status is JobStatus.COMPLETED
-    assert (done.attempts, done.runs) == (2, 2)
+    assert (done.attempts, done.runs, done.crashes) == (1, 2, 1)  # the kill was a crash, not a spent attempt
     assert done.result == {"steps_done": 8}
 
 
@@ -219,3 +225,155 @@ async def test_get_shows_a_job_only_to_its_owner_whatever_form_the_ids_take(
     assert await runner.get(uuid.uuid4(), user_id=user_id) is None
     with pytest.raises(InvalidInput, match="user id must be a UUID"):
         await runner.get(job.id, user_id="not-a-user")
+
+
+# -- issue #16: leases and claim loops that must end -----------------------------------------------------------
+
+
+async def _result_even_if_cancelled(call: asyncio.Future[T]) -> T:
+    """Await ``call`` as ``asyncio.wait_for`` does on Python 3.11: a cancellation that arrives once ``call`` is
+    done is dropped and ``call``'s result returned (its ``except CancelledError: if fut.done(): return
+    fut.result()``). psycopg_pool waits for a free connection with ``wait_for``, so a lease renewal cancelled
+    just as its connection arrives loses the cancellation."""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    call.add_done_callback(lambda _: waiter.done() or waiter.set_result(None))
+    try:
+        await waiter
+    except asyncio.CancelledError:
+        if call.done():
+            return call.result()
+        call.cancel()
+        raise
+    return call.result()
+
+
+class RenewalsThatLoseACancel:
+    """A real store whose lease renewals lose a cancellation that arrives just as they complete.
+
+    The race is made certain instead of rare: a renewal writes the new lease, tells the handler (``renewed``)
+    and answers only when the handler lets it (``release``), so its answer is ready in the very loop iteration
+    in which the runner, seeing the handler end, cancels the heartbeat; the cancellation then meets Python
+    3.11's ``wait_for`` rule above. Everything else is the store itself.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.renewed = asyncio.Event()
+        self.release = asyncio.Event()
+        self.renewals = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def extend_lease(self, job_id: uuid.UUID, **kwargs: Any) -> bool:
+        async def renew() -> bool:
+            ok = await self.inner.extend_lease(job_id, **kwargs)
+            self.renewals += 1
+            self.renewed.set()
+            await self.release.wait()
+            return ok
+
+        return await _result_even_if_cancelled(asyncio.ensure_future(renew()))
+
+
+async def test_a_heartbeat_ends_with_its_job_even_when_its_cancellation_is_lost(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    """Issue #16, W1: the heartbeat must end when its job ends, whatever happens to its cancellation.
+
+    On the code before, the heartbeat ended only by being cancelled; when the cancellation was lost it went on
+    renewing the finished job's lease for ever, and the runner, waiting for it, never wrote the result: the job
+    stayed ``running`` with a fresh lease, and its worker's claim loop was stuck."""
+    renewals = RenewalsThatLoseACancel(store)
+
+    async def ends_during_a_renewal(ctx: JobContext) -> dict[str, Any]:
+        await renewals.renewed.wait()
+        renewals.release.set()
+        return {"ended": "during a renewal"}
+
+    registry = HandlerRegistry()
+    registry.register("ends_during_a_renewal", ends_during_a_renewal)
+    runner = JobRunner(renewals, handlers=registry, lease_s=0.3)  # type: ignore[arg-type]
+    job, _ = await runner.submit(user_id, type="ends_during_a_renewal")
+    run = asyncio.ensure_future(runner.run_next())
+    try:
+        done, _ = await asyncio.wait([run], timeout=5.0)
+        assert run in done, "run_next did not return: the heartbeat outlived its job"
+    finally:
+        run.cancel()
+    finished = run.result()
+    assert finished is not None and finished.id == job.id and finished.status is JobStatus.COMPLETED
+    row = await store.get_job(job.id)
+    assert row is not None and row.status is JobStatus.COMPLETED and row.locked_until is None
+    renewed = renewals.renewals
+    await asyncio.sleep(0.5)  # five heartbeat periods: a heartbeat still alive would renew again
+    assert renewals.renewals == renewed
+
+
+async def test_checkpoints_keep_the_lease_when_the_heartbeat_cannot_beat(store: Store, user_id: uuid.UUID) -> None:
+    """Issue #16, W4: a checkpoint extends the lease, as its docstring says.
+
+    The clock's sleeps never end, so the heartbeat never renews the lease: only checkpoints can, as in a
+    handler that blocks its event loop between them. It checkpoints every 20 s of a 30 s lease while another
+    worker tries to claim the job every 20 s. On the code before, checkpoints left the lease as the claim set
+    it: it ran out at 30 s, the other worker took the job at 40 s, and this run lost it mid-way."""
+    clock = StalledClock(T0)
+    taken: list[Job | None] = []
+
+    async def slow_steps(ctx: JobContext) -> dict[str, Any]:
+        for step in (1, 2, 3):
+            clock.advance(20)
+            taken.append(await store.claim_job(worker_id="other", now=clock.now(), lease_s=30))
+            await ctx.checkpoint({"step": step})
+        return {"steps": 3}
+
+    registry = HandlerRegistry()
+    registry.register("slow_steps", slow_steps)
+    runner = JobRunner(store, handlers=registry, clock=clock, lease_s=30)
+    job, _ = await runner.submit(user_id, type="slow_steps")
+    done = await runner.run_next()
+    assert taken == [None, None, None]
+    assert done is not None and done.id == job.id and done.status is JobStatus.COMPLETED
+    assert (done.runs, done.crashes, done.result) == (1, 0, {"steps": 3})
+
+
+class EscapedTheRunner(BaseException):
+    """A fault the runner does not catch (not an ``Exception``): it ends the claim loop it happens in, as a bug
+    in the worker's own code would."""
+
+
+async def test_a_claim_loop_that_dies_stops_the_worker_and_reports_its_error_at_once(
+    store: Store, handlers: HandlerRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #16, W2: when one claim loop dies, the worker logs the error at once, stops as SIGTERM stops it
+    (running jobs get the grace period) and ``run()`` raises the error.
+
+    On the code before, ``run()`` waited for the other loops and no longer watched the stop event: the error
+    stayed hidden while the other loop went on claiming, and the worker never stopped."""
+
+    async def escapes(ctx: JobContext) -> dict[str, Any]:
+        raise EscapedTheRunner("a fault escaped the runner")
+
+    handlers.register("escapes", escapes)
+    runner = _runner(store, handlers)
+    long_job, _ = await runner.submit(uuid.uuid4(), {"steps": 200, "step_s": 0.05}, type="demo")  # 10 s
+    await runner.submit(uuid.uuid4(), type="escapes")
+    worker = Worker(runner, concurrency=2, poll_s=0.01, grace_s=0.5)
+    caplog.set_level(logging.WARNING, logger="syncsim.worker")
+    started = time.monotonic()
+    run = asyncio.ensure_future(worker.run())
+    try:
+        done, _ = await asyncio.wait([run], timeout=5.0)
+        assert run in done, "the worker did not stop after one of its claim loops died"
+    finally:
+        run.cancel()
+    took = time.monotonic() - started
+    with pytest.raises(EscapedTheRunner, match="a fault escaped the runner"):
+        run.result()
+    assert took < 0.5 + 2.0  # the grace period, not the 10 s job
+    errors = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker" and r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "EscapedTheRunner: a fault escaped the runner" in errors[0], errors
+    assert "\n" not in errors[0]
+    # The long job was cut off at the end of the grace period: it keeps its lease, to be reclaimed later.
+    row = await store.get_job(long_job.id)
+    assert row is not None and row.status is JobStatus.RUNNING and 0 < row.progress["steps_done"] < 200

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from syncsim import defaults
 from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
 from syncsim.strava.models import Activity, StravaTokens
@@ -104,32 +105,72 @@ async def test_reschedule_spends_no_attempt(store: Store, user_id: uuid.UUID) ->
     assert row.next_attempt_at == datetime.fromtimestamp(T0 + 900, UTC)
 
 
-async def test_expired_lease_is_reclaimed_and_the_attempt_counts(store: Store, user_id: uuid.UUID) -> None:
+async def test_a_lapsed_lease_is_a_crash_that_gives_its_attempt_back(store: Store, user_id: uuid.UUID) -> None:
+    """A lease that lapses is a crash the job did not cause (issue #16, W5): reclaiming counts it in
+    ``crashes`` and gives back the attempt its claim had counted. On the code before, every lapse spent an
+    attempt: the second lapse of this two-attempt job failed it with "no attempts left"."""
     job, _ = await _create(store, user_id, max_attempts=2)
+    assert (job.crashes, job.max_crashes) == (0, defaults.MAX_CRASHES)
     await store.claim_job(worker_id="dead", now=T0, lease_s=10)
     assert await store.reclaim_expired(now=T0 + 5) == 0
     assert await store.reclaim_expired(now=T0 + 11) == 1
     row = await store.get_job(job.id)
     assert row is not None and row.status is JobStatus.PENDING and row.locked_by is None
-    assert "lease expired on attempt 1" in (row.error or "")
+    assert (row.attempts, row.crashes, row.runs) == (0, 1, 1)
+    assert (row.error or "").startswith(f"lease expired on attempt 1 (crash 1 of {defaults.MAX_CRASHES})")
     # The dead owner can no longer write.
     assert not await store.complete_job(job.id, worker_id="dead", result={}, now=T0 + 12)
     second = await store.claim_job(worker_id="w2", now=T0 + 12, lease_s=10)
-    assert second is not None and second.attempts == 2
-    # Its lease lapses too, and with no attempts left the claim that reclaims it fails it.
-    assert await store.claim_job(worker_id="w3", now=T0 + 30, lease_s=10) is None
+    assert second is not None and (second.attempts, second.crashes) == (1, 1)
+    # Its lease lapses too: the claim that reclaims it takes it again, on its first attempt still.
+    third = await store.claim_job(worker_id="w3", now=T0 + 30, lease_s=10)
+    assert third is not None and third.id == job.id and (third.attempts, third.crashes, third.runs) == (1, 2, 3)
+    # A handler failure spends the attempt as before.
+    assert await store.retry_job(job.id, worker_id="w3", error="boom", retry_at=T0 + 31, now=T0 + 31)
+    row = await store.get_job(job.id)
+    assert row is not None and (row.status, row.attempts, row.crashes) == (JobStatus.PENDING, 1, 2)
+
+
+async def test_a_job_crashed_max_crashes_times_is_failed(store: Store, user_id: uuid.UUID) -> None:
+    """Crashes have their own bound (issue #16, W5): a job whose every run dies with its worker is stopped at
+    ``max_crashes``, however few attempts it spent."""
+    job, _ = await _create(store, user_id, max_attempts=1)
+    now = T0
+    for crash in range(1, defaults.MAX_CRASHES + 1):
+        claimed = await store.claim_job(worker_id=f"w{crash}", now=now, lease_s=10)
+        assert claimed is not None and (claimed.attempts, claimed.crashes) == (1, crash - 1)
+        now += 11
+        assert await store.reclaim_expired(now=now) == 1
     final = await store.get_job(job.id)
     assert final is not None and final.status is JobStatus.FAILED
-    assert final.completed_at == datetime.fromtimestamp(T0 + 30, UTC)
-    assert "no attempts left" in (final.error or "")
+    assert (final.attempts, final.crashes, final.runs) == (0, defaults.MAX_CRASHES, defaults.MAX_CRASHES)
+    assert final.completed_at == datetime.fromtimestamp(now, UTC)
+    crashes = f"crash {defaults.MAX_CRASHES} of {defaults.MAX_CRASHES}"
+    assert crashes in (final.error or "") and "no crashes left" in (final.error or "")
+    assert await store.claim_job(worker_id="w", now=now, lease_s=10) is None
+
+
+async def test_saving_progress_extends_the_lease(store: Store, user_id: uuid.UUID) -> None:
+    """A checkpoint renews the lease as a heartbeat does (issue #16, W4): a job saving progress every 8 s of a
+    10 s lease is never reclaimed. On the code before, saving progress left the lease as it was, so this
+    job's lease lapsed at T0 + 10 under a runner that was checkpointing all along."""
+    job, _ = await _create(store, user_id)
+    await store.claim_job(worker_id="w", now=T0, lease_s=10)
+    for step in range(1, 5):
+        assert await store.save_progress(job.id, worker_id="w", progress={"step": step}, now=T0 + 8 * step, lease_s=10)
+        assert await store.reclaim_expired(now=T0 + 8 * step + 9) == 0
+    row = await store.get_job(job.id)
+    assert row is not None and row.status is JobStatus.RUNNING and row.locked_by == "w"
+    assert row.locked_until == datetime.fromtimestamp(T0 + 32 + 10, UTC)
+    assert (row.progress, row.crashes) == ({"step": 4}, 0)
 
 
 async def test_only_the_lease_owner_can_write(store: Store, user_id: uuid.UUID) -> None:
     job, _ = await _create(store, user_id)
     await store.claim_job(worker_id="owner", now=T0, lease_s=30)
-    assert not await store.save_progress(job.id, worker_id="intruder", progress={"x": 1}, now=T0 + 1)
+    assert not await store.save_progress(job.id, worker_id="intruder", progress={"x": 1}, now=T0 + 1, lease_s=30)
     assert not await store.fail_job(job.id, worker_id="intruder", error="no", now=T0 + 1)
-    assert await store.save_progress(job.id, worker_id="owner", progress={"pages": 2}, now=T0 + 1)
+    assert await store.save_progress(job.id, worker_id="owner", progress={"pages": 2}, now=T0 + 1, lease_s=30)
     assert await store.extend_lease(job.id, worker_id="owner", now=T0 + 2, lease_s=30)
     row = await store.get_job(job.id)
     assert row is not None and row.progress == {"pages": 2}
@@ -277,7 +318,7 @@ async def test_every_read_of_a_job_shows_the_changes_made_before_it(store: Store
     seen = [await store.get_job(job.id)]
     await store.claim_job(worker_id="w", now=T0 + 1, lease_s=30)
     seen.append(await store.get_job(job.id))
-    await store.save_progress(job.id, worker_id="w", progress={"pages": 1}, now=T0 + 2)
+    await store.save_progress(job.id, worker_id="w", progress={"pages": 1}, now=T0 + 2, lease_s=30)
     seen.append(await store.get_job(job.id))
     seen.append(await store.get_job(job.id))  # nothing changed in between
     await store.upsert_activities(user_id, [_activity(1)], now=T0 + 3)  # another table: the job is the same

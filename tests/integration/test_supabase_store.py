@@ -24,6 +24,8 @@ from syncsim.stores.supabase import KEY_ENV, SupabaseStore
 from syncsim.strava.models import StravaTokens
 from tests.integration.test_store_behaviour import (  # noqa: F401 - collected here to run on this store
     test_a_finished_job_does_not_block_a_new_one,
+    test_a_job_crashed_max_crashes_times_is_failed,
+    test_a_lapsed_lease_is_a_crash_that_gives_its_attempt_back,
     test_a_retry_waits_for_its_next_attempt_time,
     test_activity_upsert_is_idempotent,
     test_cancel_user_jobs_ends_only_that_users_pending_jobs,
@@ -32,9 +34,9 @@ from tests.integration.test_store_behaviour import (  # noqa: F401 - collected h
     test_claim_leases_the_job_and_counts_the_attempt,
     test_complete_and_fail_are_final,
     test_created_job_is_pending_with_the_design_defaults,
-    test_expired_lease_is_reclaimed_and_the_attempt_counts,
     test_only_the_lease_owner_can_write,
     test_reschedule_spends_no_attempt,
+    test_saving_progress_extends_the_lease,
     test_second_submit_for_an_active_user_returns_the_same_job,
     test_stored_activities_tell_fields_and_detail_and_unseen_ones_are_removed,
     test_the_event_quota_grants_at_most_the_limit_per_window,
@@ -86,7 +88,7 @@ async def test_refused_input_is_one_line_invalid_input_without_the_key(store: Su
     await store.claim_job(worker_id="w", now=T0, lease_s=30)
     # progress must be a JSON object: PostgreSQL's check constraint refuses it, PostgREST reports 23514.
     with pytest.raises(InvalidInput) as info:
-        await store.save_progress(job.id, worker_id="w", progress=[1], now=T0)  # type: ignore[arg-type]
+        await store.save_progress(job.id, worker_id="w", progress=[1], now=T0, lease_s=30)  # type: ignore[arg-type]
     message = str(info.value)
     assert "23514" in message and "\n" not in message and SERVICE_KEY not in message
 

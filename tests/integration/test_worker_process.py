@@ -143,7 +143,7 @@ async def test_killed_worker_job_is_resumed_from_its_checkpoint_by_another_worke
 
     done = await store.get_job(job.id)
     assert done is not None and done.status is JobStatus.COMPLETED, done
-    assert (done.runs, done.attempts) == (2, 2)
+    assert (done.runs, done.attempts, done.crashes) == (2, 1, 1)  # the kill was a crash, not a spent attempt
     assert done.result == {"steps_done": steps}
     assert done.locked_by is None and done.locked_until is None
     # It resumed: the step count never went back below the killed run's checkpoint.
@@ -214,7 +214,7 @@ async def _sigterm_stops_claiming_and_leaves_the_rest(store: Store, workers: Wor
     assert code == 0, (where, output)
     resumed = await store.get_job(long_job.id)
     assert resumed is not None and resumed.status is JobStatus.COMPLETED, (where, resumed)
-    assert (resumed.runs, resumed.attempts) == (2, 2), (where, resumed)
+    assert (resumed.runs, resumed.attempts, resumed.crashes) == (2, 1, 1), (where, resumed)
     assert resumed.result == {"steps_done": 60}
     for job in waiting:
         row = await store.get_job(job.id)

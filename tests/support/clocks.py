@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["ManualClock"]
+__all__ = ["ManualClock", "StalledClock"]
 
 
 class ManualClock:
@@ -41,3 +41,13 @@ class ManualClock:
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self._now!r})"
+
+
+class StalledClock(ManualClock):
+    """A :class:`ManualClock` whose sleeps never end (until cancelled): code that sleeps, such as a lease
+    heartbeat, never runs again, as in an event loop starved by blocking work. Time moves only by
+    :meth:`advance` and :meth:`set`."""
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(max(0.0, float(seconds)))
+        await asyncio.Event().wait()
