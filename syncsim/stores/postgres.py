@@ -5,8 +5,9 @@ connection, so an unreachable server or a bad password is one clear error), so c
 until it is needed. Every psycopg error leaves as a one-line :class:`~syncsim.errors.StoreError` (or
 :class:`~syncsim.errors.InvalidInput` for a user missing from ``auth.users``) with the password masked; a
 server that is down, restarting or cut the connection is a :class:`~syncsim.errors.StoreUnavailable`, which
-callers may wait out. The pool checks a connection before handing it out, so that after a server restart no
-call fails on a connection that died in the pool.
+callers may wait out. The pool checks a connection before handing it out (its socket, and a round trip only
+when the server has closed it or said something), so that after a server restart no call fails on a
+connection that died in the pool.
 
 The job state machine lives in SQL functions (migrations ``0005_functions`` and ``0008_…``) shared with the
 Supabase REST store; this module only calls them. Creating a job relies on the one-active-job-per-user-and-type
@@ -23,6 +24,7 @@ token for an unknown user is an :class:`~syncsim.errors.InvalidInput`.
 from __future__ import annotations
 
 import asyncio
+import select
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -238,8 +240,8 @@ class PostgresStore:
                     max_size=self._max_size,
                     kwargs={"autocommit": True, "prepare_threshold": self._prepare_threshold},
                     configure=_configure,
-                    # A connection that sat in the pool through a server restart is dead: check it (one empty
-                    # round trip) before handing it out, so that a call never fails on a stale connection.
+                    # A connection that sat in the pool through a server restart is dead: check it before
+                    # handing it out, so that a call never fails on a stale connection.
                     check=self._check_connection,
                     timeout=self._connect_timeout,
                     reconnect_timeout=RECONNECT_TIMEOUT_S,
@@ -252,10 +254,16 @@ class PostgresStore:
         return self._pool
 
     async def _check_connection(self, conn: AsyncConnection[Any]) -> None:
-        """The pool's check of a connection it is about to hand out. The first dead one found makes the pool
-        check every idle connection at once, in the background: a restart killed them all, and psycopg_pool would
-        otherwise meet them one per try, waiting 1, 2, 4, ... s after each, so that a call could run out of time
-        before it reached a live one."""
+        """The pool's check of a connection it is about to hand out.
+
+        A server that goes away (a restart, a crash, an administrator's kill) closes its connections, and a
+        closed connection's socket reads as end-of-file: so a connection whose socket has nothing to read is
+        handed out without a round trip, and only one with something to read gets psycopg_pool's own check,
+        an empty query, which fails a dead one. The first dead one makes the pool check every idle connection
+        at once, in the background: a restart killed them all, and psycopg_pool would otherwise meet them one
+        per try, waiting 1, 2, 4, ... s after each, so that a call could run out of time first."""
+        if not _has_input(conn):
+            return
         try:
             await AsyncConnectionPool.check_connection(conn)
         except Exception:
@@ -708,6 +716,18 @@ class PostgresStore:
             cur = await conn.execute("select max(start_date) from strava_activities where user_id = %s", (user_id,))
             row = await cur.fetchone()
             return None if row is None or row[0] is None else row[0].astimezone(UTC)
+
+
+def _has_input(conn: AsyncConnection[Any]) -> bool:
+    """Whether an idle connection has something to read (end-of-file, once the server has closed it) or is
+    already known to be unusable."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:
