@@ -272,6 +272,7 @@ class JobRunner:
             handler_done = asyncio.Event()
             heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id, handler_done))
             decision: RetryDecision | None = None
+            store_failed = False
             result: dict[str, Any] = {}
             try:
                 result = await handler(ctx)
@@ -279,6 +280,7 @@ class JobRunner:
                 raise
             except StoreUnavailable as exc:
                 # The store failed the job, not the job itself: continue soon, without spending an attempt.
+                store_failed = True
                 decision = Wait(
                     at=self.clock.now() + self.retry.delay(1, self.rng),
                     reason=f"paused while the store was unavailable: {describe(exc)}",
@@ -303,19 +305,25 @@ class JobRunner:
                     locked_until=None,
                     updated_at=done_at,
                 )
-            if isinstance(decision, Wait):
-                await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
-                return await store.get_job(job.id)
             if isinstance(decision, Fail):
                 await store.fail_job(job.id, worker_id=runner_id, error=decision.reason, now=now)
                 return await store.get_job(job.id)
-            assert isinstance(decision, Retry)
-            retry_at = now + decision.retry_in
-            await store.retry_job(job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now)
-            if not self.strategy.inline_retries:
-                return await store.get_job(job.id)
+            if isinstance(decision, Wait):
+                await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
+                # A job paused for its store is retried inline like a failed one (nothing else continues it
+                # under inline retries); a rate-limited one waits for its window in the store.
+                if not (store_failed and self.strategy.inline_retries):
+                    return await store.get_job(job.id)
+                retry_in = decision.at - now
+            else:
+                assert isinstance(decision, Retry)
+                retry_in = decision.retry_in
+                retry_at = now + retry_in
+                await store.retry_job(job.id, worker_id=runner_id, error=decision.reason, retry_at=retry_at, now=now)
+                if not self.strategy.inline_retries:
+                    return await store.get_job(job.id)
             # The approved design's inline retry: sleep the backoff inside this invocation, then run again.
-            await self.clock.sleep(decision.retry_in)
+            await self.clock.sleep(retry_in)
             claimed = await store.claim_job(
                 worker_id=runner_id, now=self.clock.now(), lease_s=self.lease_s, job_id=job.id
             )

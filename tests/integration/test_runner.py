@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from syncsim.errors import InvalidInput
+from syncsim.errors import InvalidInput, StoreUnavailable
 from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobContext, JobRunner
 from syncsim.jobs.service import JobService
@@ -377,3 +377,38 @@ async def test_a_claim_loop_that_dies_stops_the_worker_and_reports_its_error_at_
     # The long job was cut off at the end of the grace period: it keeps its lease, to be reclaimed later.
     row = await store.get_job(long_job.id)
     assert row is not None and row.status is JobStatus.RUNNING and 0 < row.progress["steps_done"] < 200
+
+
+@pytest.mark.parametrize("strategy", ["waituntil", "worker"])
+async def test_a_handler_cut_off_by_its_store_is_paused_without_spending_an_attempt(
+    store: Store, user_id: uuid.UUID, strategy: str
+) -> None:
+    """Issue #16, W3/W5: a store that cannot be reached is no fault of the job. Its handler's first run meets
+    one; the run is paused without spending an attempt: retried inline after the backoff under ``waituntil``
+    (nothing else continues a job there), stored as due a little later under the other strategies."""
+    runs: list[int] = []
+
+    async def meets_an_outage_once(ctx: JobContext) -> dict[str, Any]:
+        runs.append(ctx.job.attempts)
+        if len(runs) == 1:
+            raise StoreUnavailable("postgres store postgresql://db: upsert activities failed, the server is down")
+        return {"runs": len(runs)}
+
+    registry = HandlerRegistry()
+    registry.register("meets_an_outage_once", meets_an_outage_once)
+    runner = _runner(store, registry, strategy=strategy, retry=RetryPolicy(base_s=0.05, jitter=0))
+    job, _ = await runner.submit(user_id, type="meets_an_outage_once")
+    first = await runner.run_job(job.id)
+    assert first is not None
+    if strategy == "waituntil":
+        assert first.status is JobStatus.COMPLETED and first.result == {"runs": 2}
+    else:
+        assert first.status is JobStatus.PENDING and first.attempts == 0
+        assert (first.error or "").startswith("paused while the store was unavailable: StoreUnavailable: ")
+        assert first.next_attempt_at is not None and first.updated_at is not None
+        assert first.next_attempt_at.timestamp() - first.updated_at.timestamp() == pytest.approx(0.05, abs=1e-3)
+        await asyncio.sleep(0.06)
+        first = await runner.run_job(job.id)
+        assert first is not None and first.status is JobStatus.COMPLETED
+    assert runs == [1, 1]  # the second run is on the same attempt
+    assert (first.attempts, first.runs, first.crashes, first.error) == (1, 2, 0, None)
