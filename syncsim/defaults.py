@@ -51,6 +51,12 @@ WEBHOOK_READS_PER_WINDOW = 10
 RECONCILE_EVERY_S = 7 * 86_400.0
 #: At most this many reconciles are submitted per tick, so that one tick stays cheap.
 RECONCILES_PER_TICK = 10
+#: How long a runner remembers how many jobs are due (seconds): a sync asks after every page whether others
+#: wait for Strava's budget, and the queue changes little within a few seconds.
+WAITING_TTL_S = 5.0
+#: A tick continues this many jobs at once: its invocation waits on Strava most of the time, so a few jobs in
+#: flight use its seconds (and the budget at a window's reset) without needing more than one instance.
+TICK_CONCURRENCY = 4
 
 #: An idle worker looks for due jobs this often.
 WORKER_POLL_S = 1.0

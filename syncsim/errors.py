@@ -15,7 +15,8 @@
         └── Reschedule         stop now, keep progress, continue at ``at`` (epoch seconds, UTC) without
             │                   spending an attempt
             ├── RateLimited         Strava's app-wide window is spent; ``at`` is its reset
-            └── OutOfTime           the invocation's deadline is too close to start another step
+            ├── OutOfTime           the invocation's deadline is too close to start another step
+            └── YieldTurn           others wait for a scarce budget: this job's turn is over
 
 Every message is one line and never contains a token.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "StravaUnavailable",
     "SyncsimError",
     "Unauthorized",
+    "YieldTurn",
 ]
 
 
@@ -84,7 +86,13 @@ class PermanentError(JobError):
 
 
 class Reschedule(JobError):
-    """Stop cleanly with progress saved and continue at ``at`` (UTC epoch seconds); no attempt is spent."""
+    """Stop cleanly with progress saved and continue at ``at`` (UTC epoch seconds); no attempt is spent.
+
+    ``shared`` says the cause is shared by every job of the same type (an app-wide rate limit): a runner then
+    claims no other job of that type before ``at``.
+    """
+
+    shared = False
 
     def __init__(self, message: str, *, at: float) -> None:
         super().__init__(message)
@@ -93,6 +101,10 @@ class Reschedule(JobError):
 
 class OutOfTime(Reschedule):
     """The invocation's deadline is too close to start another step; continue in a new invocation."""
+
+
+class YieldTurn(Reschedule):
+    """Others wait for a scarce resource: stop after this step and continue behind the jobs due before ``at``."""
 
 
 class StravaError(JobError):
@@ -105,6 +117,8 @@ class Unauthorized(StravaError, PermanentError):
 
 class RateLimited(StravaError, Reschedule):
     """Strava's app-wide rate limit is spent until ``reset_at`` (UTC epoch seconds)."""
+
+    shared = True
 
     def __init__(self, message: str, *, reset_at: float) -> None:
         super().__init__(message, at=reset_at)

@@ -29,10 +29,12 @@ class Retry:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Wait:
-    """Stop without spending an attempt and continue at ``at`` (UTC epoch seconds)."""
+    """Stop without spending an attempt and continue at ``at`` (UTC epoch seconds); ``shared``: every job of
+    the same type waits for the same thing (see :class:`~syncsim.errors.Reschedule`)."""
 
     at: float
     reason: str
+    shared: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,7 +73,7 @@ class RetryPolicy:
         """What to do after ``error`` ended attempt ``attempt`` of ``max_attempts``."""
         message = describe(error)
         if isinstance(error, Reschedule):
-            return Wait(at=error.at, reason=message)
+            return Wait(at=error.at, reason=message, shared=error.shared)
         if isinstance(error, PermanentError):
             return Fail(reason=f"attempt {attempt} of {max_attempts} failed, not retried: {message}")
         if attempt >= max_attempts:

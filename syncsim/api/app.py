@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from syncsim import defaults
 from syncsim.api.auth import check_secret, jwt_secret_from_env
+from syncsim.api.cron import CRON_SECRET_ENV, CronRoutes, Upkeep
 from syncsim.api.http import (
     ApiError,
     InvocationMiddleware,
@@ -70,6 +71,7 @@ from syncsim.jobs.service import JobService
 from syncsim.platforms.invocation import Platform
 from syncsim.stores.protocol import Store
 from syncsim.strava.trace import Trace
+from syncsim.strava.upkeep import strava_upkeep
 
 __all__ = ["CANCELLED_REASON", "HEALTH_CHECK_TIMEOUT_S", "SyncRoutes", "build_app", "create_app"]
 
@@ -176,6 +178,8 @@ def create_app(
     max_body_bytes: int = 64 * 1024,
     webhook_subscription_id: int | None = None,
     webhook_secret: str | None = None,
+    cron_secret: str | None = None,
+    upkeep: Upkeep | None = None,
     clock: Clock | None = None,
     lifespan: Callable[[Starlette], Any] | None = None,
     job_types: SubmissionRules = USER_JOB_TYPES,
@@ -186,8 +190,10 @@ def create_app(
     challenge (unset: the challenge answers 503); ``webhook_subscription_id``, when set, ignores events of
     any other subscription; ``webhook_secret`` makes ``/api/strava/webhook/<secret>`` the only path whose events
     are acted on (without it, ``/api/strava/webhook``); ``strava`` exchanges OAuth codes (unset: connect answers
-    503); bodies above ``max_body_bytes`` answer 413. Token expiry is checked against ``clock`` (default: the
-    platform's). ``job_types`` is what users may submit (default: Strava syncs only; :data:`DEMO_JOB_TYPES` for a demo).
+    503); ``cron_secret`` is the bearer of ``/api/cron/tick`` (unset: the tick answers 503), whose ``upkeep``
+    submits jobs before it continues due ones; bodies above ``max_body_bytes`` answer 413. Token expiry is
+    checked against ``clock`` (default: the platform's). ``job_types`` is what users may submit (default: Strava
+    syncs only; :data:`DEMO_JOB_TYPES` for a demo).
     """
     if max_body_bytes < 1:
         raise ConfigError("max_body_bytes must be >= 1")
@@ -204,6 +210,7 @@ def create_app(
         webhook_subscription_id=webhook_subscription_id,
         webhook_secret=webhook_secret,
     )
+    cron = CronRoutes(service=service, reader=reader, secret=cron_secret, upkeep=upkeep)
     store = service.runner.store
 
     async def health(request: Request) -> Response:
@@ -229,6 +236,7 @@ def create_app(
         Route("/api/strava/webhook", strava_routes.webhook, methods=["GET", "POST"]),
         Route("/api/strava/webhook/{secret}", strava_routes.webhook, methods=["GET", "POST"]),
         Route("/api/strava/connect", strava_routes.connect, methods=["POST"]),
+        Route("/api/cron/tick", cron.tick, methods=["GET", "POST"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
@@ -321,6 +329,8 @@ def build_app(
         webhook_verify_token=verify or None,
         webhook_subscription_id=int(subscription) if subscription else None,
         webhook_secret=os.environ.get(WEBHOOK_SECRET_ENV) or None,
+        cron_secret=os.environ.get(CRON_SECRET_ENV) or None,
+        upkeep=strava_upkeep,
         strava=strava,
         clock=clock,
         lifespan=lifespan,

@@ -56,6 +56,34 @@ _STRAVA_ID = {"type": "integer", "minimum": 1, "maximum": MAX_STRAVA_ID}
 CODE_PATTERN = "[^\\t\\n\\v\\f\\r ]"
 
 
+_TICK: dict[str, Any] = {
+    "summary": "Keep every job moving: reclaim expired leases, continue due jobs until the deadline margin",
+    "security": [{"cronSecret": []}],
+    "responses": {
+        "200": {
+            "description": "what this tick did, and what is still due",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TickSummary"}}},
+        },
+        "400": {
+            "description": "a query parameter this route does not take",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+        "401": {
+            "description": "missing or wrong bearer (the same answer whatever the queue holds)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+        "503": {
+            "description": "no tick secret configured, or the job store unavailable",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+        "504": {
+            "description": "the request did not finish within the platform's time limit",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        },
+    },
+}
+
+
 def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
     """A response object: exactly these properties, all present unless ``required`` says otherwise."""
     return {
@@ -235,6 +263,7 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
                     },
                 },
             },
+            "/api/cron/tick": {"get": _TICK, "post": _TICK},
             "/healthz": {
                 "get": {
                     "summary": "Whether this server can reach its job store (no connection details)",
@@ -257,7 +286,10 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
             },
         },
         "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "cronSecret": {"type": "http", "scheme": "bearer", "description": "the tick's $CRON_SECRET"},
+            },
             "schemas": {
                 "Error": _object({"error": {"type": "string", "minLength": 1}}),
                 "SubmitRequest": job_types.schema(),
@@ -318,6 +350,19 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
                     },
                 },
                 "ConnectResponse": _object({"athleteId": {"type": "integer"}}),
+                "TickSummary": _object(
+                    {
+                        "continued": {"type": "integer", "minimum": 0},
+                        "completed": {"type": "integer", "minimum": 0},
+                        "failed": {"type": "integer", "minimum": 0},
+                        "reclaimed": {"type": "integer", "minimum": 0},
+                        "stillDue": {"type": "integer", "minimum": 0},
+                        "nextDueAt": _NULLABLE_TIME,
+                        "eventJobs": {"type": "integer", "minimum": 0},
+                        "reconciles": {"type": "integer", "minimum": 0},
+                    },
+                    required=["continued", "completed", "failed", "reclaimed", "stillDue", "nextDueAt"],
+                ),
                 "Health": _object(
                     {
                         "status": {"const": "ok"},

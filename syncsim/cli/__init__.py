@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "token": "syncsim.cli.serve",
     "simulate": "syncsim.cli.simulate",
     "report": "syncsim.cli.report",
+    "tick": "syncsim.cli.tick",
     "schedule": "syncsim.cli.tick",
 }
 

@@ -1,9 +1,11 @@
-"""``syncsim schedule``: the tick's schedule in the database (Supabase Cron), installed or removed."""
+"""``syncsim tick`` (the tick's continuation, in this process, on a schedule) and ``syncsim schedule`` (the
+tick's schedule in the database itself: Supabase Cron, installed or removed)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -37,8 +39,84 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tick(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from syncsim.cli.jobs import build_runner
+    from syncsim.clock import SystemClock
+    from syncsim.errors import InvalidInput
+    from syncsim.jobs.service import JobService
+    from syncsim.platforms.local import LocalPlatform
+    from syncsim.platforms.spec import platform_spec
+    from syncsim.stores import open_store
+    from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
+    from syncsim.strava.upkeep import strava_upkeep
+
+    if args.every <= 0:
+        raise InvalidInput(f"--every must be > 0 seconds, got {args.every}")
+    limit = args.limit if args.limit is not None else args.every
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def run() -> int:
+        clock = SystemClock()
+        store = open_store(args.store)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        ticks = 0
+        try:
+            await store.migrate()
+            strava = StravaClient(tokens=store, clock=clock, base_url=args.strava_url or STRAVA_BASE_URL)
+            runner = build_runner(store, clock=clock, strategy="resumable", resources={"strava": strava})
+            service = JobService(runner)
+            # Each tick is an invocation with the schedule's period as its limit: it stops cleanly before the next.
+            platform = LocalPlatform(platform_spec("unlimited").with_limit(limit), clock=clock)
+            platform.keep_history = False
+            print(f"ticking every {args.every:g} s on {store.url} (each tick at most {limit:g} s)", flush=True)
+            try:
+                while not stopping.is_set():
+                    started = clock.now()
+                    invocation = platform.start_invocation()
+                    submitted = await strava_upkeep(runner)
+                    summary = {**await service.tick(invocation), **submitted}
+                    invocation.finish_response()
+                    await invocation.drain()
+                    ticks += 1
+                    print("tick: " + ", ".join(f"{k} {v}" for k, v in summary.items()), flush=True)
+                    if args.once:
+                        break
+                    wait = max(0.0, started + args.every - clock.now())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), timeout=wait)
+            finally:
+                await strava.aclose()
+        finally:
+            await store.close()
+        return ticks
+
+    ticks = asyncio.run(run())
+    print(f"stopped after {ticks} tick(s)")
+    return 0
+
+
 def register_cli(sub: Any) -> dict[str, Command]:
-    """Add ``schedule`` to ``syncsim``'s sub-parsers; return its handler by name."""
+    """Add ``tick`` and ``schedule`` to ``syncsim``'s sub-parsers; return their handlers by name."""
+    p = sub.add_parser(
+        "tick",
+        help="keep every job moving from this process: reclaim, continue due jobs, every --every seconds",
+        description=(
+            "What POST /api/cron/tick does, run in this process on a schedule (a server, a VM, or your laptop): "
+            "submit due reconciles and webhook re-reads, reclaim expired leases, and continue due jobs under "
+            "resumable rules, each tick within --limit seconds."
+        ),
+    )
+    p.add_argument("--store", default=None, help="store URL (default: $SYNCSIM_STORE or the embedded SQLite file)")
+    p.add_argument("--every", type=float, default=60.0, help="seconds between ticks (default 60)")
+    p.add_argument("--limit", type=float, default=None, help="seconds a tick may run (default: --every)")
+    p.add_argument("--once", action="store_true", help="tick once and exit")
+    p.add_argument("--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)")
     p = sub.add_parser(
         "schedule",
         help="install (or --remove) the database's own schedule of POST /api/cron/tick (Supabase Cron)",
@@ -51,4 +129,4 @@ def register_cli(sub: Any) -> dict[str, Command]:
     p.add_argument("--url", help="the tick route, e.g. https://<app>/api/cron/tick")
     p.add_argument("--every", default="1m", help="how often: 30s, 1m (default), 5m, 1h ...")
     p.add_argument("--remove", action="store_true", help="remove the schedule and its secret")
-    return {"schedule": _schedule}
+    return {"tick": _tick, "schedule": _schedule}

@@ -60,6 +60,8 @@ class Job:
     updated_at: datetime | None = None
     crashes: int = 0
     max_crashes: int = defaults.MAX_CRASHES
+    #: When the job first saved progress (a sync: its first page stored); until then its claims come first.
+    served_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:
@@ -126,6 +128,7 @@ def job_from_mapping(row: Mapping[str, Any]) -> Job:
         updated_at=_as_utc(row["updated_at"]),
         crashes=row["crashes"],
         max_crashes=row["max_crashes"],
+        served_at=_as_utc(row["served_at"]),
     )
 
 

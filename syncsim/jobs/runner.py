@@ -25,7 +25,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ from syncsim.platforms.invocation import Invocation, guard_store
 from syncsim.retry import Fail, Retry, RetryDecision, RetryPolicy, Wait, describe
 from syncsim.stores.protocol import Store
 
-__all__ = ["STRATEGIES", "JobContext", "JobRunner", "Strategy", "resolve_strategy"]
+__all__ = ["STRATEGIES", "ContinueSummary", "JobContext", "JobRunner", "Strategy", "resolve_strategy"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,6 +95,9 @@ class JobContext:
     on_progress: Callable[[dict[str, Any]], None] | None = None
     deadline_margin_s: float = defaults.DEADLINE_MARGIN_S
     lease_s: float = defaults.LEASE_S
+    #: How many other jobs are due now, counted up to a limit (the runner's, briefly remembered); see
+    #: :meth:`others_waiting`.
+    waiting: Callable[[int], Awaitable[int]] | None = None
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -111,6 +114,13 @@ class JobContext:
 
     def time_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - self.clock.now()
+
+    async def others_waiting(self, limit: int) -> int:
+        """How many other jobs are due and waiting for a turn (counted up to ``limit``); 0 under a strategy that
+        retries inline (nothing would continue a job that gave its turn away)."""
+        if self.waiting is None or self.strategy.inline_retries:
+            return 0
+        return await self.waiting(limit)
 
     def ensure_time(self, needed_s: float = 0.0) -> None:
         """Under a deadline-aware strategy, stop (``OutOfTime``) when the next step may not finish in time."""
@@ -130,6 +140,15 @@ class JobContext:
         self.job = self.job.evolve(progress=progress)
         if self.on_progress is not None:
             self.on_progress(progress)
+
+
+@dataclass
+class ContinueSummary:
+    """What :meth:`JobRunner.continue_due` did: jobs continued, and of those, completed and failed."""
+
+    continued: int = 0
+    completed: int = 0
+    failed: int = 0
 
 
 def _default_worker_id() -> str:
@@ -168,6 +187,10 @@ class JobRunner:
         self.worker_id = worker_id or _default_worker_id()
         self.deadline_margin_s = deadline_margin_s
         self._runs = 0
+        #: Job types none of whose jobs this runner claims before the given time (UTC epoch s): a job of that
+        #: type was rescheduled for a reason every one of them shares (an app-wide rate limit).
+        self.paused_until: dict[str, float] = {}
+        self._waiting: tuple[float, int, int] = (-float("inf"), 0, 0)  # (when, up to, how many) jobs were due
 
     # -- submit --------------------------------------------------------------------------------------------------
     async def submit(
@@ -207,8 +230,9 @@ class JobRunner:
         job_id: uuid.UUID | None = None,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
         on_claim: Callable[[Job | None], None] | None = None,
+        types: Sequence[str] | None = None,
     ) -> Job | None:
-        """Claim one due job (``job_id`` if given) and run it; ``None`` when nothing was due.
+        """Claim one due job (``job_id`` if given; of ``types`` if given) and run it; ``None`` when nothing was due.
 
         ``on_claim`` is told the claim's answer (the job, or ``None``) before the job runs: a worker learns
         from it that its store answers again after an outage. A :class:`~syncsim.errors.StoreError` that
@@ -222,7 +246,7 @@ class JobRunner:
             now=self.clock.now(),
             lease_s=self.lease_s,
             job_id=job_id,
-            types=self.handlers.types,
+            types=self.handlers.types if types is None else types,
         )
         if on_claim is not None:
             on_claim(job)
@@ -268,6 +292,7 @@ class JobRunner:
                 on_progress=on_progress,
                 deadline_margin_s=self.deadline_margin_s,
                 lease_s=self.lease_s,
+                waiting=self._jobs_waiting,
             )
             handler_done = asyncio.Event()
             heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id, handler_done))
@@ -309,6 +334,8 @@ class JobRunner:
                 await store.fail_job(job.id, worker_id=runner_id, error=decision.reason, now=now)
                 return await store.get_job(job.id)
             if isinstance(decision, Wait):
+                if decision.shared:  # every job of this type waits for the same thing: claim none before it
+                    self.paused_until[job.type] = max(self.paused_until.get(job.type, 0.0), decision.at)
                 await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
                 # A job paused for its store is retried inline like a failed one (nothing else continues it
                 # under inline retries); a rate-limited one waits for its window in the store.
@@ -351,6 +378,52 @@ class JobRunner:
                 continue
             if not ok:
                 return
+
+    async def _jobs_waiting(self, limit: int) -> int:
+        """Due jobs, counted up to ``limit``, remembered for :data:`~syncsim.defaults.WAITING_TTL_S`: a handler
+        asks after every step, and the queue changes slowly compared with that."""
+        now = self.clock.now()
+        seen_at, seen_limit, count = self._waiting
+        if now - seen_at < defaults.WAITING_TTL_S and (count < seen_limit or seen_limit >= limit):
+            return min(count, limit)
+        count, _ = await self.store.due_summary(now=now, limit=limit)
+        self._waiting = (now, limit, count)
+        return count
+
+    async def continue_due(
+        self, invocation: Invocation | None = None, *, concurrency: int = 1, max_jobs: int | None = None
+    ) -> ContinueSummary:
+        """Claim due jobs in the store's fair order and run each for its turn, ``concurrency`` at a time, until none
+        is due, ``max_jobs`` have run, or ``invocation``'s deadline is within its margin (each job's handler stops
+        on its own before it, step by step). What a tick does, and, under ``resumable``, what any request's
+        invocation does with its spare time. Jobs of a type paused by a shared wait (a rate limit) are not claimed
+        before it ends.
+        """
+        summary = ContinueSummary()
+
+        def claimable() -> list[str] | None:
+            if max_jobs is not None and summary.continued >= max_jobs:
+                return None
+            if invocation is not None and invocation.time_left() <= self.deadline_margin_s:
+                return None
+            now = self.clock.now()
+            types = [t for t in self.handlers.types if self.paused_until.get(t, 0.0) <= now]
+            return types or None
+
+        async def loop() -> None:
+            while (types := claimable()) is not None:
+                summary.continued += 1
+                job = await self.run_next(invocation=invocation, types=types)
+                if job is None:
+                    summary.continued -= 1
+                    return
+                if job.status is JobStatus.COMPLETED:
+                    summary.completed += 1
+                elif job.status is JobStatus.FAILED:
+                    summary.failed += 1
+
+        await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
+        return summary
 
     async def get(self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str | None = None) -> Job | None:
         """The job, or ``None`` if it does not exist or belongs to another user."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from syncsim import defaults
+from syncsim.clock import to_datetime
 from syncsim.jobs.model import Job, parse_user_id
 from syncsim.jobs.runner import JobRunner
 from syncsim.platforms import Invocation
@@ -80,16 +82,41 @@ class JobService:
         return not strategy.uses_worker and strategy.continue_on_poll and self.runner.is_due(job)
 
     def start_in_background(self, job_id: uuid.UUID, invocation: Invocation, **options: Any) -> None:
-        if self.runner.strategy.uses_worker:
-            return  # a worker claims it
-        label = f"job {job_id}"
-        if self.max_background_jobs is None:
-            invocation.wait_until(self.runner.run_job(job_id, invocation=invocation, **options), label=label)
+        """Hand the work a request starts to its invocation's ``wait_until``: under ``waituntil`` the job itself;
+        under ``resumable`` the next due job in the store's fair order (the request's own when nothing is due
+        before it: see :meth:`JobRunner.continue_due`), so that no request jumps the queue of a scarce budget;
+        under ``worker`` nothing (a worker claims it)."""
+        strategy = self.runner.strategy
+        if strategy.uses_worker:
+            return
+        if strategy.continue_on_poll:
+            work: Awaitable[Any] = self.runner.continue_due(invocation, max_jobs=1)
+            label = f"continue due jobs (for job {job_id})"
         else:
-            invocation.wait_until(self._in_slot(job_id, invocation, options), label=label)
+            work = self.runner.run_job(job_id, invocation=invocation, **options)
+            label = f"job {job_id}"
+        invocation.wait_until(work if self.max_background_jobs is None else self._in_slot(work), label=label)
 
-    async def _in_slot(self, job_id: uuid.UUID, invocation: Invocation, options: dict[str, Any]) -> Job | None:
+    async def tick(self, invocation: Invocation, *, concurrency: int = defaults.TICK_CONCURRENCY) -> dict[str, Any]:
+        """A scheduled invocation's work: reclaim expired leases, continue due jobs under ``resumable`` rules until
+        the invocation's deadline margin, and report. The summary: jobs ``continued``, ``completed`` and ``failed``
+        by this tick, jobs ``reclaimed``, jobs ``still_due`` (counted up to 1,000) and ``next_due_at`` (ISO 8601
+        UTC, the next pending job not due yet)."""
+        runner = self.runner
+        reclaimed = await runner.store.reclaim_expired(now=runner.clock.now())
+        summary = await runner.continue_due(invocation, concurrency=concurrency)
+        due, next_due = await runner.store.due_summary(now=runner.clock.now(), limit=1000)
+        return {
+            "continued": summary.continued,
+            "completed": summary.completed,
+            "failed": summary.failed,
+            "reclaimed": reclaimed,
+            "stillDue": due,
+            "nextDueAt": None if next_due is None else to_datetime(next_due).isoformat(),
+        }
+
+    async def _in_slot(self, work: Awaitable[Any]) -> Any:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_background_jobs or 1)
         async with self._slots:
-            return await self.runner.run_job(job_id, invocation=invocation, **options)
+            return await work

@@ -226,6 +226,19 @@ _LEAVES_JOBS = frozenset(
         "latest_activity_start",
         "list_jobs",
         "migrate",
+        "due_summary",
+        "stored_activities",
+        "mark_activities_seen",
+        "delete_activities_unseen_since",
+        "add_activity_events",
+        "pending_activity_events",
+        "clear_activity_events",
+        "users_with_activity_events",
+        "take_event_quota",
+        "mark_reconciled",
+        "reconciled_at",
+        "users_to_reconcile",
+        "mark_reconcile_asked",
     }
 )
 

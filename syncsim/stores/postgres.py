@@ -74,7 +74,7 @@ _ACTIVE = "status in ('pending', 'running')"
 _JOB_FIELDS = (
     "id", "user_id", "type", "status", "payload", "result", "error", "created_at", "started_at",
     "completed_at", "attempts", "max_attempts", "locked_by", "locked_until", "next_attempt_at", "progress",
-    "runs", "updated_at", "crashes", "max_crashes",
+    "runs", "updated_at", "crashes", "max_crashes", "served_at",
 )  # fmt: skip
 _JOB_COLUMNS = ", ".join(_JOB_FIELDS)
 _CREATE_JOB = f"""
@@ -494,6 +494,13 @@ class PostgresStore:
             )
             return cur.rowcount == 1
 
+    async def due_summary(self, *, now: float, limit: int) -> tuple[int, float | None]:
+        async with self._connection("count due jobs") as conn:
+            cur = await conn.execute("select due, next_due from syncsim_due_summary(%s, %s)", (to_datetime(now), limit))
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), None if row[1] is None else row[1].timestamp()
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         async with self._connection(f"cancel jobs of user {user_id}") as conn:
             cur = await conn.execute(
@@ -696,14 +703,19 @@ class PostgresStore:
             row = await cur.fetchone()
         return None if row is None or row[0] is None else row[0].timestamp()
 
-    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
+    async def users_to_reconcile(self, *, before: float, asked_before: float, limit: int) -> list[uuid.UUID]:
         async with self._connection("find users to reconcile") as conn:
             cur = await conn.execute(
-                """select user_id from strava_tokens where reconciled_at is null or reconciled_at < %s
-                   order by reconciled_at nulls first limit %s""",
-                (to_datetime(before), limit),
+                "select * from syncsim_users_to_reconcile(%s, %s, %s)",
+                (to_datetime(before), to_datetime(asked_before), limit),
             )
             return [row[0] for row in await cur.fetchall()]
+
+    async def mark_reconcile_asked(self, user_id: uuid.UUID, *, now: float) -> None:
+        async with self._connection(f"mark a reconcile of user {user_id} asked") as conn:
+            await conn.execute(
+                "update strava_tokens set reconcile_asked_at = %s where user_id = %s", (to_datetime(now), user_id)
+            )
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
         async with self._connection(f"count activities of user {user_id}") as conn:

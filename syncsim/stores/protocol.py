@@ -98,6 +98,11 @@ class Store(Protocol):
         runner holding it can write nothing more to it. ``False``: not that user's job, or already final."""
         ...
 
+    async def due_summary(self, *, now: float, limit: int) -> tuple[int, float | None]:
+        """How many pending jobs are due at ``now`` (counted up to ``limit``), and when the next one that is not
+        due yet will be (UTC epoch s; ``None`` if none waits)."""
+        ...
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         """End the user's pending jobs as ``failed`` with ``reason`` (e.g. the athlete deauthorized)."""
         ...
@@ -165,8 +170,13 @@ class Store(Protocol):
         """When a complete listing of the user's history last ended (UTC epoch s), or ``None`` if none did."""
         ...
 
-    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
-        """Connected users whose history was not reconciled since ``before`` (never first)."""
+    async def users_to_reconcile(self, *, before: float, asked_before: float, limit: int) -> list[uuid.UUID]:
+        """Connected users whose history was not reconciled since ``before`` (never first), and for whom no
+        reconcile was asked since ``asked_before``."""
+        ...
+
+    async def mark_reconcile_asked(self, user_id: uuid.UUID, *, now: float) -> None:
+        """Record that a reconcile of the user's history was asked for at ``now``."""
         ...
 
     async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None: ...

@@ -31,7 +31,8 @@ __all__ = ["SQLiteStore"]
 
 _JOB_COLUMNS = (
     "id, user_id, type, status, payload, result, error, created_at, started_at, completed_at, attempts, "
-    "max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at, crashes, max_crashes"
+    "max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at, crashes, max_crashes, "
+    "served_at"
 )
 
 #: The columns of :class:`~syncsim.strava.models.ActivityFields`, in its order.
@@ -69,7 +70,7 @@ def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
     (
         id_, user_id, type_, status, payload, result, error, created_at, started_at, completed_at,
         attempts, max_attempts, locked_by, locked_until, next_attempt_at, progress, runs, updated_at, crashes,
-        max_crashes,
+        max_crashes, served_at,
     ) = row  # fmt: skip
     return Job(
         id=uuid.UUID(id_),
@@ -92,6 +93,7 @@ def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         updated_at=_ts(updated_at),
         crashes=crashes,
         max_crashes=max_crashes,
+        served_at=_ts(served_at),
     )
 
 
@@ -252,7 +254,8 @@ class SQLiteStore:
                 f"""UPDATE sync_jobs SET status = 'running', attempts = attempts + 1, runs = runs + 1,
                         started_at = COALESCE(started_at, ?), locked_by = ?, locked_until = ?, updated_at = ?
                     WHERE id = (SELECT id FROM sync_jobs WHERE status = 'pending' AND next_attempt_at <= ?
-                                {" ".join(filters)} ORDER BY next_attempt_at, created_at LIMIT 1)
+                                {" ".join(filters)}
+                                ORDER BY served_at IS NOT NULL, next_attempt_at, created_at LIMIT 1)
                     RETURNING {_JOB_COLUMNS}""",
                 (now, worker_id, now + lease_s, now, now, *params),
             ).fetchone()
@@ -275,8 +278,8 @@ class SQLiteStore:
         return self._update_owned(
             job_id,
             worker_id,
-            "progress = ?, locked_until = ?, updated_at = ?",
-            (orjson.dumps(progress).decode(), now + lease_s, now),
+            "progress = ?, served_at = COALESCE(served_at, ?), locked_until = ?, updated_at = ?",
+            (orjson.dumps(progress).decode(), now, now + lease_s, now),
         )
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
@@ -328,6 +331,15 @@ class SQLiteStore:
                 ).rowcount
                 == 1
             )
+
+    async def due_summary(self, *, now: float, limit: int) -> tuple[int, float | None]:
+        row = self.conn.execute(
+            """SELECT (SELECT count(*) FROM (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND next_attempt_at <= ?
+                                            LIMIT ?)),
+                      (SELECT min(next_attempt_at) FROM sync_jobs WHERE status = 'pending' AND next_attempt_at > ?)""",
+            (now, limit, now),
+        ).fetchone()
+        return int(row[0]), row[1]
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         with self._write() as conn:
@@ -513,13 +525,19 @@ class SQLiteStore:
         row = self.conn.execute("SELECT reconciled_at FROM strava_tokens WHERE user_id = ?", (str(user_id),)).fetchone()
         return None if row is None else row[0]
 
-    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
+    async def users_to_reconcile(self, *, before: float, asked_before: float, limit: int) -> list[uuid.UUID]:
         rows = self.conn.execute(
-            """SELECT user_id FROM strava_tokens WHERE reconciled_at IS NULL OR reconciled_at < ?
+            """SELECT user_id FROM strava_tokens
+               WHERE (reconciled_at IS NULL OR reconciled_at < ?)
+                 AND (reconcile_asked_at IS NULL OR reconcile_asked_at < ?)
                ORDER BY reconciled_at IS NOT NULL, reconciled_at LIMIT ?""",
-            (before, limit),
+            (before, asked_before, limit),
         ).fetchall()
         return [uuid.UUID(row[0]) for row in rows]
+
+    async def mark_reconcile_asked(self, user_id: uuid.UUID, *, now: float) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE strava_tokens SET reconcile_asked_at = ? WHERE user_id = ?", (now, str(user_id)))
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
         row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()

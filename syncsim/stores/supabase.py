@@ -415,6 +415,12 @@ class SupabaseStore:
 
         return (await self._run(f"cancel job {job_id}", update)).count == 1
 
+    async def due_summary(self, *, now: float, limit: int) -> tuple[int, float | None]:
+        rows = await self._rpc("count due jobs", "syncsim_due_summary", {"p_now": _iso(now), "p_limit": limit})
+        row: dict[str, Any] = rows[0] if isinstance(rows, list) and rows else {"due": 0, "next_due": None}
+        next_due = row.get("next_due")
+        return int(row.get("due") or 0), None if next_due is None else datetime.fromisoformat(next_due).timestamp()
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         at = _iso(now)
 
@@ -684,30 +690,21 @@ class SupabaseStore:
         value = rows[0]["reconciled_at"] if rows else None
         return None if value is None else datetime.fromisoformat(value).timestamp()
 
-    async def users_to_reconcile(self, *, before: float, limit: int) -> list[uuid.UUID]:
-        async def never(client: AsyncClient) -> Any:
+    async def users_to_reconcile(self, *, before: float, asked_before: float, limit: int) -> list[uuid.UUID]:
+        params = {"p_before": _iso(before), "p_asked_before": _iso(asked_before), "p_limit": limit}
+        rows = await self._rpc("find users to reconcile", "syncsim_users_to_reconcile", params)
+        return [uuid.UUID(row if isinstance(row, str) else next(iter(row.values()))) for row in rows or []]
+
+    async def mark_reconcile_asked(self, user_id: uuid.UUID, *, now: float) -> None:
+        async def update(client: AsyncClient) -> Any:
             return (
                 await client.table("strava_tokens")
-                .select("user_id")
-                .is_("reconciled_at", "null")
-                .limit(limit)
+                .update({"reconcile_asked_at": _iso(now)}, returning=ReturnMethod.minimal)
+                .eq("user_id", str(user_id))
                 .execute()
             )
 
-        async def long_ago(client: AsyncClient) -> Any:
-            return (
-                await client.table("strava_tokens")
-                .select("user_id")
-                .lt("reconciled_at", _iso(before))
-                .order("reconciled_at")
-                .limit(limit)
-                .execute()
-            )
-
-        rows = (await self._run("find users to reconcile", never)).data
-        if len(rows) < limit:
-            rows += (await self._run("find users to reconcile", long_ago)).data
-        return [uuid.UUID(row["user_id"]) for row in rows[:limit]]
+        await self._run(f"mark a reconcile of user {user_id} asked", update)
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
         async def count(client: AsyncClient) -> Any:

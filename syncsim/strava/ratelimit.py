@@ -198,6 +198,14 @@ class RateLimitBudget:
         if self._blocked_until is None or reset_at > self._blocked_until:
             self._blocked_until = reset_at
 
+    def reads_left(self, now: float) -> int:
+        """Read requests this process may still send in the current windows (the 15-minute one and the day's)."""
+        self._roll(now)
+        if self._blocked_until is not None:
+            return 0
+        counters = (self._overall, self._read)
+        return max(0, min(min(c.limit_15min - c.used_15min, c.limit_daily - c.used_daily) for c in counters))
+
     def usage(self, now: float) -> RateUsage:
         """The current limits and usage, after rolling the windows to ``now``."""
         self._roll(now)

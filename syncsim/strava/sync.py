@@ -40,6 +40,11 @@ page before the end).
 page re-reads only the boundary and an empty page ends the listing. A detail sync adds one request per
 activity written.
 
+**Fair turns.** When fewer requests are left in Strava's window than syncs are waiting, a sync gives its turn
+away after each page (:class:`~syncsim.errors.YieldTurn`: continued at once, behind the jobs due before it). The
+store claims jobs that never stored a page first, so every waiting athlete gets their newest page before anyone
+gets a second, and then they take turns, a page each.
+
 **Order of writes.** A page's activities are written (and the seen ones marked) before the checkpoint that moves
 the cursor past them: a run killed between the two re-reads that page and writes the same rows again, so
 nothing is lost or duplicated. Removal happens only after the listing's empty page, for activities not seen
@@ -55,7 +60,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from syncsim import defaults
-from syncsim.errors import InvalidInput, OutOfTime, PermanentError
+from syncsim.errors import InvalidInput, OutOfTime, PermanentError, YieldTurn
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.runner import JobContext
 from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
@@ -145,10 +150,11 @@ class _Sync:
                     # exception must not stay in it, or the cycle keeps the last page alive until a GC runs.
                     pending = None
                 self.estimate_s = max(0.001, 0.7 * self.estimate_s + 0.3 * answered.latency_s)
+                turn_over = await self._turn_over()
                 # The next cursor can be read from the page's last item before the whole page is parsed: ask for the
                 # next page at once, so that Strava answers while this one is parsed and stored. (Not in a detail
                 # sync: its page's details come first, and may not all fit in this invocation.)
-                guess = None if self.detail else self._next_cursor_guess(answered, cursor)
+                guess = None if self.detail or turn_over else self._next_cursor_guess(answered, cursor)
                 stop: OutOfTime | None = None
                 if guess is not None:
                     pending, stop = self._request_if_time(guess)
@@ -168,6 +174,8 @@ class _Sync:
                     break
                 self._move(next_cursor, activities)
                 await ctx.checkpoint(progress)
+                if turn_over:
+                    raise YieldTurn("others wait for Strava's budget: this sync's turn is over", at=ctx.clock.now())
                 if pending is None and stop is None:
                     pending, stop = self._request_if_time(self._cursor())
                 if stop is not None:
@@ -192,6 +200,14 @@ class _Sync:
             "requests": int(progress["requests"]),
             "total_activities": total,
         }
+
+    async def _turn_over(self) -> bool:
+        """Whether this sync gives its turn away after the page at hand: when Strava's budget, not time, is the
+        limit — fewer requests left in the window than syncs waiting — every waiting athlete gets their newest
+        page before anyone gets a second (the store claims never-served jobs first), then they take turns."""
+        left = self.client.budget.reads_left(self.ctx.clock.now())
+        waiting = await self.ctx.others_waiting(left + 1)
+        return waiting > 0 and waiting >= left
 
     async def _start(self) -> None:
         """A first run: decide the mode and where the listing starts."""

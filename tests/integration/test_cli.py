@@ -67,3 +67,29 @@ def test_errors_are_one_line_and_exit_non_zero(
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tick_once_continues_the_jobs_nobody_polls(tmp_path: Path) -> None:
+    import asyncio
+    import uuid
+
+    from syncsim.stores import open_store
+
+    async def pending_jobs() -> list[uuid.UUID]:
+        store = open_store(f"sqlite:///{tmp_path / 'syncsim.db'}")
+        await store.migrate()
+        ids = []
+        for _ in range(3):
+            job, _ = await store.create_job(
+                user_id=uuid.uuid4(), type="demo", payload={"steps": 2, "step_s": 0.01}, max_attempts=3, now=0.0
+            )
+            ids.append(job.id)
+        await store.close()
+        return ids
+
+    asyncio.run(pending_jobs())
+    result = syncsim("tick", "--once", "--every", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "tick: continued 3, completed 3, failed 0" in result.stdout
+    listing = syncsim("jobs", "--status", "completed", cwd=tmp_path)
+    assert listing.stdout.count("  demo  ") == 3

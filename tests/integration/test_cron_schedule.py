@@ -110,3 +110,34 @@ def test_no_secret_and_no_pg_cron_are_clear_errors(pg_url: str) -> None:
     # The shared test cluster has no pg_cron preloaded.
     with pytest.raises(ConfigError, match="pg_cron is not available"):
         asyncio.run(install_tick_schedule(pg_url, tick_url="https://app.example/api/cron/tick", secret=SECRET))
+
+
+async def test_what_the_job_records_reaches_the_tick_and_jobs_continue(cron_url: str) -> None:
+    """The whole free-tier loop but for pg_cron's clock: the scheduled command records its POST (pg_net's stand-in
+    here), the request is forwarded to the app as pg_net would send it, and due jobs are continued."""
+    import uuid
+
+    import httpx
+
+    from syncsim.jobs.model import JobStatus
+    from tests.support.api import CRON_SECRET, ApiHarness
+
+    store = open_store(cron_url)
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    jobs = [(await api.runner.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.0}, type="demo"))[0] for _ in range(3)]
+    await install_tick_schedule(cron_url, tick_url="https://app.example/api/cron/tick", secret=CRON_SECRET)
+    [(_, _, command)] = _jobs(cron_url)
+    async with await psycopg.AsyncConnection.connect(cron_url, autocommit=True) as conn:
+        await conn.execute(command)  # pg_cron's minute has come
+        cur = await conn.execute("select url, headers, body from net.http_request_queue order by id desc limit 1")
+        url, headers, body = await cur.fetchone()  # type: ignore[misc]
+    assert url.endswith("/api/cron/tick")
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://app.example") as client:
+        answer = await client.post(url, headers=headers, json=body)
+    assert answer.status_code == 200 and answer.json()["completed"] == 3, answer.text
+    for job in jobs:
+        done = await store.get_job(job.id)
+        assert done is not None and done.status is JobStatus.COMPLETED
+    await remove_tick_schedule(cron_url)
+    await store.close()

@@ -67,6 +67,7 @@ def test_later_migrations_only_add_to_the_designed_table(pg_url: str) -> None:
     assert columns[: len(DESIGNED_SYNC_JOBS)] == DESIGNED_SYNC_JOBS
     assert [c[0] for c in columns[len(DESIGNED_SYNC_JOBS) :]] == [
         "locked_by", "locked_until", "next_attempt_at", "progress", "runs", "updated_at", "crashes", "max_crashes",
+        "served_at",
     ]  # fmt: skip
 
 
@@ -104,7 +105,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_migrations": True,
     }
     assert {
-        "sync_jobs_pending_claim_idx",
+        "sync_jobs_pending_fair_idx",
         "sync_jobs_running_lease_idx",
         "sync_jobs_user_created_idx",
         "sync_jobs_one_active_per_user_type",
@@ -122,6 +123,8 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_fail_job(uuid,text,text,timestamp with time zone)",
         "syncsim_ensure_user(uuid)",
         "syncsim_take_event_quota(uuid,timestamp with time zone,integer,integer)",
+        "syncsim_due_summary(timestamp with time zone,integer)",
+        "syncsim_users_to_reconcile(timestamp with time zone,timestamp with time zone,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
     assert applied == [name for name, _ in migration_files("postgres")]

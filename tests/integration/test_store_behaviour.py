@@ -290,9 +290,13 @@ async def test_users_to_reconcile_are_the_never_then_the_longest_ago(store: Stor
         await store.save_tokens(user, tokens, now=T0)
     await store.mark_reconciled(users[0], now=T0 + 100)
     await store.mark_reconciled(users[1], now=T0 + 10)
-    assert await store.users_to_reconcile(before=T0 + 50, limit=10) == [users[2], users[1]]
-    assert await store.users_to_reconcile(before=T0 + 500, limit=2) == [users[2], users[1]]
-    assert await store.users_to_reconcile(before=T0, limit=10) == [users[2]]
+    assert await store.users_to_reconcile(before=T0 + 50, asked_before=T0, limit=10) == [users[2], users[1]]
+    assert await store.users_to_reconcile(before=T0 + 500, asked_before=T0, limit=2) == [users[2], users[1]]
+    assert await store.users_to_reconcile(before=T0, asked_before=T0, limit=10) == [users[2]]
+    # A reconcile asked for recently is not asked for again until asked_before passes it.
+    await store.mark_reconcile_asked(users[2], now=T0 + 20)
+    assert await store.users_to_reconcile(before=T0 + 50, asked_before=T0 + 20, limit=10) == [users[1]]
+    assert await store.users_to_reconcile(before=T0 + 50, asked_before=T0 + 21, limit=10) == [users[2], users[1]]
 
 
 async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:

@@ -21,9 +21,11 @@ from syncsim.retry import RetryPolicy
 from syncsim.stores import Store
 from syncsim.strava.events import register_strava_events
 from syncsim.strava.sync import register_strava_sync
+from syncsim.strava.upkeep import strava_upkeep
 
 SECRET = "syncsim-test-secret-0123456789abcdef"  # 36 bytes: long enough for HS256
 VERIFY_TOKEN = "strava-verify-0f9e8d"
+CRON_SECRET = "cron-secret-for-tests-7c1d2e3f4a5b"
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 FINAL = frozenset({"completed", "failed"})
 
@@ -46,6 +48,7 @@ class ApiHarness:
         max_body_bytes: int = 64 * 1024,
         webhook_subscription_id: int | None = None,
         webhook_secret: str | None = None,
+        cron_secret: str | None = CRON_SECRET,
         demo: bool = False,
         **runner_options: Any,
     ) -> None:
@@ -67,6 +70,8 @@ class ApiHarness:
             max_body_bytes=max_body_bytes,
             webhook_subscription_id=webhook_subscription_id,
             webhook_secret=webhook_secret,
+            cron_secret=cron_secret,
+            upkeep=strava_upkeep,
             job_types=DEMO_JOB_TYPES if demo else USER_JOB_TYPES,
         )
 

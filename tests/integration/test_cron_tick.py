@@ -1,0 +1,150 @@
+"""``/api/cron/tick``: every job keeps moving with nobody watching, and only the tick's scheduler may ask.
+
+Over an httpx ASGI transport to the real app, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from syncsim.jobs.model import JobStatus
+from syncsim.stores import Store
+from syncsim.strava.events import EVENTS_JOB_TYPE
+from tests.support.api import CRON_SECRET, ApiHarness, assert_json_error
+
+TICK = "/api/cron/tick"
+BEARER = {"Authorization": f"Bearer {CRON_SECRET}"}
+
+
+async def _pending_demo_jobs(api: ApiHarness, n: int, **payload: object) -> list[uuid.UUID]:
+    """``n`` demo jobs of ``n`` users, written but not started (nobody polls them)."""
+    return [(await api.runner.submit(uuid.uuid4(), dict(payload), type="demo"))[0].id for _ in range(n)]
+
+
+async def test_a_tick_continues_every_due_job_and_says_what_it_did(store: Store) -> None:
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    jobs = await _pending_demo_jobs(api, 5, steps=2, step_s=0.01)
+    async with api.client() as client:
+        answer = await client.post(TICK, headers=BEARER)
+        again = await client.get(TICK, headers=BEARER)  # Vercel Cron sends GET
+    assert answer.status_code == 200, answer.text
+    summary = answer.json()
+    assert (summary["continued"], summary["completed"], summary["failed"]) == (5, 5, 0)
+    assert (summary["stillDue"], summary["nextDueAt"]) == (0, None)
+    for job_id in jobs:
+        job = await store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED
+    assert again.status_code == 200 and again.json()["continued"] == 0  # nothing due: a cheap no-op
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-secret-of-the-same-length!"}, {"Authorization": f"Basic {CRON_SECRET}"}],
+)
+async def test_a_missing_or_wrong_secret_continues_nothing_and_reveals_nothing(
+    store: Store, headers: dict[str, str]
+) -> None:
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    answers = []
+    async with api.client() as client:
+        answers.append(await client.post(TICK, headers=headers))  # the queue is empty
+        jobs = await _pending_demo_jobs(api, 2, steps=1, step_s=0.0)
+        answers.append(await client.post(TICK, headers=headers))  # two jobs are due
+        answers.append(await client.get(TICK, headers=headers))
+    assert len({(a.status_code, a.text) for a in answers}) == 1
+    assert_json_error(answers[0], 401)
+    for job_id in jobs:
+        job = await store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.PENDING and job.runs == 0
+
+
+async def test_without_a_configured_secret_the_tick_is_a_clear_503(store: Store) -> None:
+    api = ApiHarness(store, strategy="resumable", demo=True, cron_secret=None)
+    jobs = await _pending_demo_jobs(api, 1, steps=1, step_s=0.0)
+    async with api.client() as client:
+        answer = await client.post(TICK, headers=BEARER)
+    assert "CRON_SECRET" in assert_json_error(answer, 503)
+    job = await store.get_job(jobs[0])
+    assert job is not None and job.status is JobStatus.PENDING
+
+
+async def test_a_tick_stops_at_its_deadline_margin_and_leaves_the_rest_due(store: Store) -> None:
+    """On a 3 s platform with a 1 s margin a tick has about 2 s: jobs of 0.4 s steps stop cleanly (resumable),
+    and the next tick goes on where they stopped."""
+    from syncsim.platforms.spec import platform_spec
+
+    api = ApiHarness(store, strategy="resumable", demo=True, platform=platform_spec("hobby").with_limit(3.0))
+    api.runner.deadline_margin_s = 1.0
+    jobs = await _pending_demo_jobs(api, 2, steps=8, step_s=0.4)
+    async with api.client() as client:
+        first = (await client.post(TICK, headers=BEARER)).json()
+        assert first["completed"] == 0 and first["stillDue"] >= 1
+        for _ in range(10):
+            summary = (await client.post(TICK, headers=BEARER)).json()
+            if summary["stillDue"] == 0 and summary["continued"] == 0:
+                break
+    for job_id in jobs:
+        job = await store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED and job.progress == {"steps_done": 8}
+        assert job.crashes == 0  # stopped before the deadline, never killed
+    assert not any(invocation.killed for invocation in api.platform.invocations)
+
+
+async def test_concurrent_ticks_never_run_one_job_twice(store: Store) -> None:
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    jobs = await _pending_demo_jobs(api, 12, steps=2, step_s=0.02)
+    async with api.client() as client:
+        answers = await asyncio.gather(*(client.post(TICK, headers=BEARER) for _ in range(4)))
+    assert sum(a.json()["completed"] for a in answers) == 12
+    for job_id in jobs:
+        job = await store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED and job.runs == 1
+
+
+async def test_a_tick_reclaims_a_killed_invocations_job_and_finishes_it(store: Store, user_id: uuid.UUID) -> None:
+    api = ApiHarness(store, strategy="resumable", demo=True, lease_s=0.2)
+    job, _ = await api.runner.submit(user_id, {"steps": 2, "step_s": 0.01}, type="demo")
+    claimed = await store.claim_job(worker_id="a-killed-invocation", now=api.clock.now(), lease_s=0.2)
+    assert claimed is not None and claimed.id == job.id
+    await asyncio.sleep(0.3)  # its lease lapses
+    async with api.client() as client:
+        summary = (await client.post(TICK, headers=BEARER)).json()
+    assert summary["completed"] == 1
+    done = await store.get_job(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.crashes == 1 and done.attempts == 1
+
+
+async def test_the_upkeep_asks_for_reconciles_and_a_job_for_waiting_webhook_events(store: Store) -> None:
+    from tests.integration.test_api_strava import StravaWorld
+
+    world = StravaWorld(store, strategy="resumable")
+    users = [uuid.uuid4() for _ in range(2)]
+    athlete_ids = [await world.connected_athlete(user, activities=20) for user in users]
+    # An event recorded as its job ended: nothing would re-read it until the next event.
+    [activity_id] = world.fake.activity_ids(athlete_ids[1])[:1]
+    await store.add_activity_events(users[1], [activity_id], now=world.api.clock.now())
+    async with world.api.client() as client:
+        summary = (await client.post(TICK, headers=BEARER)).json()
+        assert (summary["reconciles"], summary["eventJobs"]) == (2, 1)
+        again = (await client.post(TICK, headers=BEARER)).json()
+    assert (again["reconciles"], again["eventJobs"]) == (0, 0)  # reconciled now, and no event waits
+    for user in users:
+        assert await store.count_activities(user) == 20
+        assert await store.reconciled_at(user) is not None
+    jobs = [job for user in users for job in await store.list_jobs(user_id=user)]
+    kinds = sorted((job.type, job.payload.get("mode")) for job in jobs)
+    assert kinds == [(EVENTS_JOB_TYPE, None), ("strava_sync", "reconcile"), ("strava_sync", "reconcile")]
+    assert await store.pending_activity_events(users[1], limit=10) == []
+    await world.client.aclose()
+
+
+def test_the_tick_route_is_described_with_its_own_bearer() -> None:
+    from syncsim.api.openapi import openapi_document
+
+    document = openapi_document()
+    operation = document["paths"][TICK]["post"]
+    assert operation["security"] == [{"cronSecret": []}] and set(document["paths"][TICK]) == {"get", "post"}
+    assert {"200", "401", "503"} <= set(operation["responses"])
