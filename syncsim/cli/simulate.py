@@ -71,28 +71,43 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from syncsim.sim.compare import REFERENCE_SWEEP, compare
+    from syncsim.sim.compare import LAUNCH_DAY, reference_sweep
     from syncsim.sim.results import describe_value
     from syncsim.sim.run import simulate
 
     given = {k: getattr(args, k, None) for k in _RUN_FLAGS}
     if all(v is None for v in given.values()):
-        sweep = compare(
-            **REFERENCE_SWEEP, processes=getattr(args, "processes", None), keep_events=False, progress=not args.json
-        )
+        sweep = reference_sweep(processes=getattr(args, "processes", None), keep_events=False, progress=not args.json)
         card = sweep.scorecard()
+        launch = sweep.launch
+        assert launch is not None
         if args.out:
             _write(sweep.jobs, args.out)
         if args.json:
-            print(json.dumps({"scorecard": card.reset_index().to_dict("records"), "metrics": _records(sweep.metrics)}))
+            print(
+                json.dumps(
+                    {
+                        "scorecard": card.reset_index().to_dict("records"),
+                        "metrics": _records(sweep.metrics),
+                        "launch_day": _records(launch.reset_index()),
+                    }
+                )
+            )
         else:
             print(
-                "reference sweep: workload 'reference' (1,000 athletes at launch), latency 0.4 s, approved-app limits"
+                "reference sweep: workload 'reference' (1,000 athletes at launch), latency 0.4 s, approved-app limits; "
+                "resumable with a tick every 60 s"
             )
             print(card.to_string())
             print()
             print("the value that decided each metric:")
             print(sweep.values().to_string())
+            print()
+            print(
+                "launch day under a new app's default limits (read 100 / 15 min, 1,000 / day): "
+                f"{LAUNCH_DAY['athletes']} athletes at once, hobby, resumable, browsers leave after 2 h"
+            )
+            print(launch.to_string(float_format=lambda v: f"{v:.2f}"))
         return 0
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     options["rate_limits"] = _rate_limits(options.get("rate_limits"))

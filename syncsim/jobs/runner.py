@@ -98,6 +98,10 @@ class JobContext:
     #: How many other jobs are due now, counted up to a limit (the runner's, briefly remembered); see
     #: :meth:`others_waiting`.
     waiting: Callable[[int], Awaitable[int]] | None = None
+    #: How many active jobs were never served, counted up to a limit (briefly remembered); see :meth:`unserved`.
+    unserved: Callable[[int], Awaitable[int]] | None = None
+    #: Called when the job's first checkpoint is stored (it leaves the unserved).
+    on_served: Callable[[], None] | None = None
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -122,6 +126,13 @@ class JobContext:
             return 0
         return await self.waiting(limit)
 
+    async def unserved_waiting(self, limit: int) -> int:
+        """How many active jobs (pending or running, this one included if it has not checkpointed yet) have not
+        been served a first step, counted up to ``limit``; 0 under a strategy that retries inline."""
+        if self.unserved is None or self.strategy.inline_retries:
+            return 0
+        return await self.unserved(limit)
+
     def ensure_time(self, needed_s: float = 0.0) -> None:
         """Under a deadline-aware strategy, stop (``OutOfTime``) when the next step may not finish in time."""
         if not self.strategy.stop_before_deadline or self.deadline is None:
@@ -132,12 +143,18 @@ class JobContext:
     async def checkpoint(self, progress: dict[str, Any]) -> None:
         """Save progress to the job row and extend the lease by ``lease_s`` seconds from now, then tell the
         progress callback. Raises :class:`InvocationKilled` if another runner owns the job now."""
+        now = self.clock.now()
         ok = await self.store.save_progress(
-            self.job.id, worker_id=self.worker_id, progress=progress, now=self.clock.now(), lease_s=self.lease_s
+            self.job.id, worker_id=self.worker_id, progress=progress, now=now, lease_s=self.lease_s
         )
         if not ok:
             raise InvocationKilled(f"lost the lease on job {self.job.id}: another runner owns it now")
-        self.job = self.job.evolve(progress=progress)
+        if self.job.served_at is None:  # its first step is stored: it no longer counts among the unserved
+            self.job = self.job.evolve(progress=progress, served_at=to_datetime(now))
+            if self.on_served is not None:
+                self.on_served()
+        else:
+            self.job = self.job.evolve(progress=progress)
         if self.on_progress is not None:
             self.on_progress(progress)
 
@@ -190,7 +207,8 @@ class JobRunner:
         #: Job types none of whose jobs this runner claims before the given time (UTC epoch s): a job of that
         #: type was rescheduled for a reason every one of them shares (an app-wide rate limit).
         self.paused_until: dict[str, float] = {}
-        self._waiting: tuple[float, int, int] = (-float("inf"), 0, 0)  # (when, up to, how many) jobs were due
+        self._due = _RecentCount(self._count_due, self.clock)
+        self._unserved = _RecentCount(self._count_unserved, self.clock)
 
     # -- submit --------------------------------------------------------------------------------------------------
     async def submit(
@@ -292,7 +310,9 @@ class JobRunner:
                 on_progress=on_progress,
                 deadline_margin_s=self.deadline_margin_s,
                 lease_s=self.lease_s,
-                waiting=self._jobs_waiting,
+                waiting=self._due.count,
+                unserved=self._unserved.count,
+                on_served=self._unserved.forget,
             )
             handler_done = asyncio.Event()
             heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id, handler_done))
@@ -379,16 +399,12 @@ class JobRunner:
             if not ok:
                 return
 
-    async def _jobs_waiting(self, limit: int) -> int:
-        """Due jobs, counted up to ``limit``, remembered for :data:`~syncsim.defaults.WAITING_TTL_S`: a handler
-        asks after every step, and the queue changes slowly compared with that."""
-        now = self.clock.now()
-        seen_at, seen_limit, count = self._waiting
-        if now - seen_at < defaults.WAITING_TTL_S and (count < seen_limit or seen_limit >= limit):
-            return min(count, limit)
-        count, _ = await self.store.due_summary(now=now, limit=limit)
-        self._waiting = (now, limit, count)
+    async def _count_due(self, limit: int) -> int:
+        count, _ = await self.store.due_summary(now=self.clock.now(), limit=limit)
         return count
+
+    async def _count_unserved(self, limit: int) -> int:
+        return await self.store.unserved_jobs(limit=limit)
 
     async def continue_due(
         self, invocation: Invocation | None = None, *, concurrency: int = 1, max_jobs: int | None = None
@@ -449,6 +465,29 @@ class JobRunner:
         if job.status is JobStatus.RUNNING:
             return job.locked_until is not None and job.locked_until.timestamp() < now
         return False
+
+
+class _RecentCount:
+    """A count of jobs (counted up to a limit) remembered for :data:`~syncsim.defaults.WAITING_TTL_S`: a handler
+    asks after every step whether others wait, and the queue changes slowly compared with that."""
+
+    def __init__(self, count: Callable[[int], Awaitable[int]], clock: Clock) -> None:
+        self._count = count
+        self._clock = clock
+        self._seen: tuple[float, int, int] = (-float("inf"), 0, 0)  # (when, up to, how many)
+
+    def forget(self) -> None:
+        """The count changed here: ask the store next time."""
+        self._seen = (-float("inf"), 0, 0)
+
+    async def count(self, limit: int) -> int:
+        now = self._clock.now()
+        seen_at, seen_limit, count = self._seen
+        if now - seen_at < defaults.WAITING_TTL_S and (count < seen_limit or seen_limit >= limit):
+            return min(count, limit)
+        count = await self._count(limit)
+        self._seen = (now, limit, count)
+        return count
 
 
 async def _end_heartbeat(heartbeat: asyncio.Future[None], handler_done: asyncio.Event) -> None:

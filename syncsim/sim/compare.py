@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from itertools import product
 from typing import Any
 
 import pandas as pd
 
+from syncsim.sim.browser import PollSchedule
 from syncsim.sim.engine import share_pages_in_this_process, sharing_pages
 from syncsim.sim.results import Comparison, SimulationResult
 from syncsim.sim.run import simulate_scenario
 from syncsim.sim.scenario import Scenario
 
-__all__ = ["REFERENCE_SWEEP", "compare", "expected_cost", "reference_sweep"]
+__all__ = [
+    "LAUNCH_DAY",
+    "REFERENCE_SWEEP",
+    "budget_bound_s",
+    "compare",
+    "expected_cost",
+    "launch_day_scenarios",
+    "launch_day_table",
+    "reference_sweep",
+    "run_scenarios",
+]
 
 #: The reference sweep (``syncsim simulate`` without arguments): launch day of the committed ``reference``
 #: workload (1,000 athletes, ~550,000 activities, all within the first minute) on hobby and pro × every
@@ -31,6 +42,25 @@ REFERENCE_SWEEP: dict[str, Any] = {
     "seeds": (0,),
     "latency": 0.4,
     "rate_limits": "approved",
+    # The recommended deployment of ``resumable`` includes the scheduled tick (Supabase Cron, every minute).
+    "strategy_options": {"resumable": {"tick_s": 60.0}},
+}
+
+#: Launch day under a new app's default limits (read 100 / 15 min, 1,000 / day), the situation every app starts
+#: in: athletes connect at the same instant (a seeded launch), hobby, ``resumable``, browsers leave after 2 h;
+#: without a tick and with one every minute. Smaller than the must-hold test's 500 athletes (tests/sim/
+#: test_launch_day.py) so that ``syncsim simulate`` stays within a minute; the conclusion is the same.
+LAUNCH_DAY: dict[str, Any] = {
+    "athletes": 300,
+    "seed": 0,
+    "platform": "hobby",
+    "strategy": "resumable",
+    "latency": 0.4,
+    "rate_limits": "default",
+    "poll": PollSchedule(give_up_s=7_200.0),
+    "max_sim_s": 5 * 86_400.0,
+    "keep_events": False,
+    "ticks": (None, 60.0),
 }
 
 
@@ -71,17 +101,41 @@ def compare(
     processes: int | None = None,
     progress: bool = False,
     keep_events: bool = True,
+    strategy_options: Mapping[str, Mapping[str, Any]] | None = None,
     **kwargs: Any,
 ) -> Comparison:
     """Simulate every platform × strategy × seed (``kwargs`` as for :func:`syncsim.sim.simulate`).
 
-    Runs use ``processes`` worker processes (default: every core; 1 runs them here, in order). Process
-    start-up uses ``spawn``, so this works from a Jupyter cell. Every table gains platform/strategy/seed.
+    ``strategy_options`` adds options to one strategy's runs (``{"resumable": {"tick_s": 60}}``: its deployment
+    includes a scheduled tick). Runs use ``processes`` worker processes (default: every core; 1 runs them here, in
+    order). Process start-up uses ``spawn``, so this works from a Jupyter cell. Every table gains
+    platform/strategy/seed.
     """
-    scenarios = [
-        Scenario.build(platform=p, strategy=s, seed=seed, keep_events=keep_events, **kwargs)
+    scenarios = _sweep_scenarios(platforms, strategies, seeds, keep_events, strategy_options, kwargs)
+    results, workers = run_scenarios(scenarios, processes=processes, progress=progress)
+    return _comparison(scenarios, results, workers=workers, keep_events=keep_events)
+
+
+def _sweep_scenarios(
+    platforms: Sequence[str],
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    keep_events: bool,
+    strategy_options: Mapping[str, Mapping[str, Any]] | None,
+    kwargs: Mapping[str, Any],
+) -> list[Scenario]:
+    extra = strategy_options or {}
+    return [
+        Scenario.build(platform=p, strategy=s, seed=seed, keep_events=keep_events, **{**kwargs, **extra.get(s, {})})
         for p, s, seed in product(platforms, strategies, seeds)
     ]
+
+
+def run_scenarios(
+    scenarios: Sequence[Scenario], *, processes: int | None = None, progress: bool = False
+) -> tuple[list[SimulationResult], int]:
+    """Run ``scenarios`` over ``processes`` worker processes (default: every core); results in scenario order,
+    and the number of processes used."""
     workers = min(len(scenarios), processes or os.cpu_count() or 1)
     results: list[SimulationResult]
     bar = None
@@ -110,6 +164,12 @@ def compare(
             results = [futures[i].result() for i in range(len(scenarios))]
     if bar is not None:
         bar.close()
+    return results, workers
+
+
+def _comparison(
+    scenarios: Sequence[Scenario], results: Sequence[SimulationResult], *, workers: int, keep_events: bool
+) -> Comparison:
     pairs = list(zip(scenarios, results, strict=True))
     return Comparison(
         jobs=_keyed((sc, r.jobs) for sc, r in pairs),
@@ -121,11 +181,80 @@ def compare(
     )
 
 
-def reference_sweep(*, athletes: int | None = None, **overrides: Any) -> Comparison:
-    """Run :data:`REFERENCE_SWEEP` (optionally only its first ``athletes`` athletes, or other ``overrides``)."""
+def launch_day_scenarios(**overrides: Any) -> list[Scenario]:
+    """:data:`LAUNCH_DAY`'s runs, one per tick setting (``overrides`` replace its options)."""
+    from syncsim.sim.workload import Workload
+
+    options = {**LAUNCH_DAY, **overrides}
+    ticks = options.pop("ticks")
+    workload = Workload.sample(athletes=options.pop("athletes"), seed=options["seed"], launch_window_s=0.0)
+    return [Scenario.build(workload=workload, tick_s=tick, **options) for tick in ticks]
+
+
+def launch_day_table(scenarios: Sequence[Scenario], results: Sequence[SimulationResult]) -> pd.DataFrame:
+    """One row per run of a launch: with or without the tick, how many athletes completed, when the last did
+    and when the budget allowed it at the earliest, and when athletes saw their newest activities (p95)."""
+    from syncsim.strava.sync import list_requests_needed
+
+    rows = []
+    for sc, r in zip(scenarios, results, strict=True):
+        jobs = r.jobs
+        limits = sc.rate_limits.read
+        reads = sum(list_requests_needed(row.activities) for row in sc.workload.syncs)
+        done = jobs[jobs.status == "completed"]
+        metrics = r.metrics.set_index("metric")["value"]
+        rows.append(
+            {
+                "tick": "none" if sc.tick_s is None else f"every {sc.tick_s:g} s",
+                "athletes": len(jobs),
+                "completed": len(done),
+                "heavy_syncs_complete": float(metrics.get("heavy_syncs_complete", float("nan"))),
+                "last_completed_h": float(done.time_to_complete_s.max()) / 3600.0 if len(done) else float("nan"),
+                "budget_bound_h": budget_bound_s(reads, limits) / 3600.0,
+                "p95_first_page_min": float(jobs.time_to_first_page_s.quantile(0.95)) / 60.0,
+                "invocations": int(r.params["invocations"]),
+            }
+        )
+    return pd.DataFrame(rows).set_index("tick")
+
+
+def budget_bound_s(reads: int, limits: tuple[int, int]) -> float:
+    """When the last of ``reads`` read requests can go at the earliest, in seconds after a UTC midnight, under
+    ``limits`` = (reads per quarter hour, reads per day): read k waits for its quarter hour of its day."""
+    if reads <= 0:
+        return 0.0
+    per_15min, per_day = limits
+    day, in_day = divmod(reads - 1, per_day)
+    return day * 86_400.0 + (in_day // per_15min) * 900.0
+
+
+def reference_sweep(
+    *,
+    athletes: int | None = None,
+    launch_day: bool = True,
+    processes: int | None = None,
+    progress: bool = False,
+    keep_events: bool = True,
+    **overrides: Any,
+) -> Comparison:
+    """Run :data:`REFERENCE_SWEEP` (optionally only its first ``athletes`` athletes, or other ``overrides``) and,
+    with ``launch_day``, :data:`LAUNCH_DAY` in the same processes: its table is the result's ``launch``."""
     from syncsim.sim.workload import Workload
 
     options = {**REFERENCE_SWEEP, **overrides}
     if athletes is not None:
         options["workload"] = Workload.named(options["workload"]).head(athletes)
-    return compare(**options)
+    sweep = _sweep_scenarios(
+        options.pop("platforms"),
+        options.pop("strategies"),
+        options.pop("seeds"),
+        keep_events,
+        options.pop("strategy_options", None),
+        options,
+    )
+    launch = launch_day_scenarios() if launch_day else []
+    results, workers = run_scenarios([*sweep, *launch], processes=processes, progress=progress)
+    comparison = _comparison(sweep, results[: len(sweep)], workers=workers, keep_events=keep_events)
+    if launch:
+        comparison.launch = launch_day_table(launch, results[len(sweep) :])
+    return comparison

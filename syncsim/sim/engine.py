@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import random
@@ -45,11 +46,13 @@ from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
 from syncsim.strava.sync import register_strava_sync
+from syncsim.strava.upkeep import strava_upkeep
 
 __all__ = ["JWT_SECRET", "RunRecord", "run_scenario"]
 
-#: The simulated app's JWT secret (only ever used inside a simulation).
+#: The simulated app's JWT secret and tick bearer (only ever used inside a simulation).
 JWT_SECRET = "syncsim-simulator-secret-not-for-production-use"
+CRON_SECRET = "syncsim-simulator-cron-secret"
 
 #: List pages built by this process's runs, for the next runs of the same sweep (see :func:`sharing_pages`).
 _shared_pages: PageCache | None = None
@@ -193,18 +196,22 @@ async def _simulate(sc: Scenario) -> RunRecord:
         clock=clock,
         strava=strava,
         job_types=SIM_JOB_TYPES,
+        cron_secret=CRON_SECRET,
+        upkeep=functools.partial(strava_upkeep, reconcile_every_s=sc.reconcile_every_s),
     )
     asgi: Any = app
     if sc.cold_start_rate > 0:
         asgi = _ColdStarts(app, clock=clock, seconds=sc.cold_start_s, rate=sc.cold_start_rate, seed=sc.seed)
     http = AsgiCaller(asgi, host="syncsim.sim")
 
-    # Athletes: FakeStrava athlete id = ATHLETE_ID_BASE + workload index; tokens stored as if connected.
+    # Athletes: FakeStrava athlete id = ATHLETE_ID_BASE + workload index; their tokens are stored when they
+    # arrive, as if they had just connected.
     syncs = sorted(sc.workload.syncs, key=lambda r: r.athlete)
     users = dict(zip((r.athlete for r in syncs), _user_ids(len(syncs), sc.seed), strict=True))
-    for row in syncs:
-        athlete = fake.add_athlete(activities=row.activities, athlete_id=ATHLETE_ID_BASE + row.athlete)
-        await inner.save_tokens(users[row.athlete], athlete.tokens(), now=clock.now())
+    tokens = {
+        row.athlete: fake.add_athlete(activities=row.activities, athlete_id=ATHLETE_ID_BASE + row.athlete).tokens()
+        for row in syncs
+    }
     token_ttl = sc.max_sim_s + 86_400.0
     browsers = {
         r.athlete: Browser(
@@ -222,6 +229,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
 
     async def visit(row: WorkloadRow) -> None:
         await clock.sleep(t0 + row.arrival_s - clock.now())
+        await inner.save_tokens(users[row.athlete], tokens[row.athlete], now=clock.now())
         browser = browsers[row.athlete]
         await browser.run()
         if bar is not None:
@@ -276,6 +284,14 @@ async def _simulate(sc: Scenario) -> RunRecord:
             if event is not None:
                 await browsers[row.athlete].webhook(event)
 
+    async def tick() -> None:
+        """The scheduler's tick (Supabase Cron or Vercel Cron), every ``tick_s`` from the start of the run."""
+        assert sc.tick_s is not None
+        bearer = {"authorization": f"Bearer {CRON_SECRET}"}
+        while True:
+            await clock.sleep(sc.tick_s)
+            await http.get("/api/cron/tick", headers=bearer)
+
     async def sample_budget() -> None:
         while True:
             fake.spend_rate_limit(0)  # rolls the windows to now
@@ -304,8 +320,15 @@ async def _simulate(sc: Scenario) -> RunRecord:
     clients += [asyncio.ensure_future(webhook(r)) for r in sc.workload.webhooks]
     if sc.churn is not None:
         clients.append(asyncio.ensure_future(churn()))
+    ticker = asyncio.ensure_future(tick()) if sc.tick_s is not None else None
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*clients), timeout=sc.max_sim_s)
+    if ticker is not None:  # the browsers have left: the ticks go on until no job is left
+        while clock.now() < horizon and await _jobs_active(inner):
+            await clock.sleep(min(60.0, horizon - clock.now()))
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
     if workers is not None:
         while clock.now() < horizon and await _jobs_active(inner):
             await clock.sleep(min(60.0, horizon - clock.now()))

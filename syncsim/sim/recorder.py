@@ -227,6 +227,7 @@ _LEAVES_JOBS = frozenset(
         "list_jobs",
         "migrate",
         "due_summary",
+        "unserved_jobs",
         "stored_activities",
         "mark_activities_seen",
         "delete_activities_unseen_since",

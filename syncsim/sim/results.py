@@ -150,6 +150,9 @@ class Comparison:
     events: pd.DataFrame | None = None
     budget: pd.DataFrame | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: The reference sweep's launch day under default limits (see :data:`syncsim.sim.compare.LAUNCH_DAY`), one
+    #: row per tick setting; ``None`` for other sweeps.
+    launch: pd.DataFrame | None = None
 
     def values(self) -> pd.DataFrame:
         """platform × strategy rows, one column per metric: the value that decided it, with its unit."""

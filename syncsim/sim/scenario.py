@@ -115,6 +115,11 @@ class Scenario:
     budget_every_s: float = 60.0
     compact_activities: bool = True
     detail: bool = False
+    #: A scheduler calls the tick (``/api/cron/tick``) every this many seconds; with it, the run lasts until no job
+    #: is left (or ``max_sim_s``), browsers or not. Ticks are invocations, counted in the cost.
+    tick_s: float | None = None
+    #: The tick reconciles a history not listed to its end for this long (seconds).
+    reconcile_every_s: float = defaults.RECONCILE_EVERY_S
     #: Athletes change their histories while the run goes on (FakeStrava's churn), until ``churn_until_s``.
     churn: Churn | None = None
     churn_until_s: float | None = None
@@ -194,6 +199,8 @@ class Scenario:
             "max_sim_s": self.max_sim_s,
             "compact_activities": self.compact_activities,
             "detail": self.detail,
+            "tick_s": self.tick_s,
+            "reconcile_every_s": self.reconcile_every_s,
             "churn": repr(self.churn),
             "kill_rate": self.kill_rate,
             "resync_s": self.resync_s,

@@ -501,6 +501,13 @@ class PostgresStore:
         assert row is not None
         return int(row[0]), None if row[1] is None else row[1].timestamp()
 
+    async def unserved_jobs(self, *, limit: int) -> int:
+        async with self._connection("count unserved jobs") as conn:
+            cur = await conn.execute("select syncsim_unserved_jobs(%s)", (limit,))
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         async with self._connection(f"cancel jobs of user {user_id}") as conn:
             cur = await conn.execute(

@@ -103,6 +103,11 @@ class Store(Protocol):
         due yet will be (UTC epoch s; ``None`` if none waits)."""
         ...
 
+    async def unserved_jobs(self, *, limit: int) -> int:
+        """How many pending or running jobs have never saved a checkpoint (no page served yet), counted up to
+        ``limit``: the syncs a scarce rate-limit window is kept for (see :mod:`syncsim.strava.sync`)."""
+        ...
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         """End the user's pending jobs as ``failed`` with ``reason`` (e.g. the athlete deauthorized)."""
         ...

@@ -341,6 +341,14 @@ class SQLiteStore:
         ).fetchone()
         return int(row[0]), row[1]
 
+    async def unserved_jobs(self, *, limit: int) -> int:
+        row = self.conn.execute(
+            """SELECT count(*) FROM (SELECT 1 FROM sync_jobs
+                                     WHERE served_at IS NULL AND status IN ('pending', 'running') LIMIT ?)""",
+            (limit,),
+        ).fetchone()
+        return int(row[0])
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         with self._write() as conn:
             return conn.execute(

@@ -421,6 +421,10 @@ class SupabaseStore:
         next_due = row.get("next_due")
         return int(row.get("due") or 0), None if next_due is None else datetime.fromisoformat(next_due).timestamp()
 
+    async def unserved_jobs(self, *, limit: int) -> int:
+        value = await self._rpc("count unserved jobs", "syncsim_unserved_jobs", {"p_limit": limit})
+        return int(value or 0)
+
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         at = _iso(now)
 

@@ -171,6 +171,13 @@ class RateLimitBudget:
         self._roll(now)
         return self._reset_at(now, (self._overall, self._read) if read else (self._overall,))
 
+    def next_window(self, now: float, *, reads: int) -> float:
+        """When the next window opens that may hold ``reads`` more reads (UTC epoch s): the next quarter hour, or
+        the next UTC midnight if fewer than ``reads`` are left in the day."""
+        self._roll(now)
+        day_left = min(c.limit_daily - c.used_daily for c in (self._overall, self._read))
+        return next_utc_midnight(now) if day_left < reads else next_quarter_hour(now)
+
     def observe(self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None) -> None:
         """Learn limits and usage from a response's ``X-RateLimit-*`` / ``X-ReadRateLimit-*`` headers.
 

@@ -40,10 +40,12 @@ page before the end).
 page re-reads only the boundary and an empty page ends the listing. A detail sync adds one request per
 activity written.
 
-**Fair turns.** When fewer requests are left in Strava's window than syncs are waiting, a sync gives its turn
-away after each page (:class:`~syncsim.errors.YieldTurn`: continued at once, behind the jobs due before it). The
-store claims jobs that never stored a page first, so every waiting athlete gets their newest page before anyone
-gets a second, and then they take turns, a page each.
+**Fair turns.** When Strava's budget, not time, is the limit, every waiting athlete gets their newest page
+before anyone gets a second, and then they take turns, a page each: the store claims jobs that never stored a
+page first; a sync already served does not start a request while the never-served syncs are at least as many as
+the reads left in the window (it waits for the next window); and when fewer reads are left than syncs are due,
+a sync gives its turn away after each page (:class:`~syncsim.errors.YieldTurn`: continued at once, behind the
+jobs due before it).
 
 **Order of writes.** A page's activities are written (and the seen ones marked) before the checkpoint that moves
 the cursor past them: a run killed between the two re-reads that page and writes the same rows again, so
@@ -136,6 +138,8 @@ class _Sync:
         ctx, progress = self.ctx, self.progress
         if "mode" not in progress:
             await self._start()
+        elif int(progress.get("pages", 0)) > 0 and (at := await self._leave_window(first=False)) is not None:
+            raise YieldTurn("syncs not yet served get what is left of Strava's window: continuing in the next", at=at)
         # The first request of an invocation only needs the margin: an estimate larger than a short limit must not
         # stop every invocation before it starts (no progress, ever).
         ctx.ensure_time(0.0)
@@ -154,7 +158,7 @@ class _Sync:
                 # The next cursor can be read from the page's last item before the whole page is parsed: ask for the
                 # next page at once, so that Strava answers while this one is parsed and stored. (Not in a detail
                 # sync: its page's details come first, and may not all fit in this invocation.)
-                guess = None if self.detail or turn_over else self._next_cursor_guess(answered, cursor)
+                guess = None if self.detail or turn_over is not None else self._next_cursor_guess(answered, cursor)
                 stop: OutOfTime | None = None
                 if guess is not None:
                     pending, stop = self._request_if_time(guess)
@@ -174,8 +178,8 @@ class _Sync:
                     break
                 self._move(next_cursor, activities)
                 await ctx.checkpoint(progress)
-                if turn_over:
-                    raise YieldTurn("others wait for Strava's budget: this sync's turn is over", at=ctx.clock.now())
+                if turn_over is not None:
+                    raise YieldTurn("others wait for Strava's budget: this sync's turn is over", at=turn_over)
                 if pending is None and stop is None:
                     pending, stop = self._request_if_time(self._cursor())
                 if stop is not None:
@@ -201,13 +205,36 @@ class _Sync:
             "total_activities": total,
         }
 
-    async def _turn_over(self) -> bool:
-        """Whether this sync gives its turn away after the page at hand: when Strava's budget, not time, is the
-        limit — fewer requests left in the window than syncs waiting — every waiting athlete gets their newest
-        page before anyone gets a second (the store claims never-served jobs first), then they take turns."""
-        left = self.client.budget.reads_left(self.ctx.clock.now())
+    async def _turn_over(self) -> float | None:
+        """When this sync continues if it gives its turn away after the page at hand (``None``: it goes on).
+
+        When Strava's budget, not time, is the limit: a sync that has had its newest page leaves the rest of the
+        window to the syncs that have not (:meth:`_leave_window`); otherwise, when fewer requests are left in the
+        window than syncs are due, it continues at once behind them (the store claims never-served jobs first,
+        then the one due first), so the syncs take turns, a page each."""
+        now = self.ctx.clock.now()
+        at = await self._leave_window(first=int(self.progress.get("pages", 0)) == 0)
+        if at is not None:
+            return at
+        left = self.client.budget.reads_left(now)
         waiting = await self.ctx.others_waiting(left + 1)
-        return waiting > 0 and waiting >= left
+        return now if waiting > 0 and waiting >= left else None
+
+    async def _leave_window(self, *, first: bool) -> float | None:
+        """The start of the next rate-limit window if the syncs never served (``first``: this one among them,
+        its page at hand not yet stored) are at least as many as the reads left in this one; else ``None``.
+
+        Their requests race this sync's at a window's reset (claims are fair, requests are concurrent), so a
+        sync already served waits for the next window rather than take a read a newer sync needs for its first
+        page. A never-served job that is not due yet (an error's backoff) is counted too: the cost is a little
+        of the window left unused, never an athlete left without a first page."""
+        now = self.ctx.clock.now()
+        budget = self.client.budget
+        left = budget.reads_left(now)
+        unserved = await self.ctx.unserved_waiting(left + 2) - (1 if first else 0)
+        if unserved <= 0 or unserved < left:
+            return None
+        return budget.next_window(now, reads=unserved)
 
     async def _start(self) -> None:
         """A first run: decide the mode and where the listing starts."""

@@ -106,6 +106,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
     }
     assert {
         "sync_jobs_pending_fair_idx",
+        "sync_jobs_unserved_idx",
         "sync_jobs_running_lease_idx",
         "sync_jobs_user_created_idx",
         "sync_jobs_one_active_per_user_type",
@@ -124,6 +125,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_ensure_user(uuid)",
         "syncsim_take_event_quota(uuid,timestamp with time zone,integer,integer)",
         "syncsim_due_summary(timestamp with time zone,integer)",
+        "syncsim_unserved_jobs(integer)",
         "syncsim_users_to_reconcile(timestamp with time zone,timestamp with time zone,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
