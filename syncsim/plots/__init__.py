@@ -9,8 +9,8 @@ otherwise.
 
 The charts live in modules by family, all available here (import this module, not those):
 
-- :mod:`syncsim.plots.jobs`: per-job charts, :func:`latency_cdf`, :func:`time_to_complete` and
-  :func:`attempts_and_retries`;
+- :mod:`syncsim.plots.jobs`: per-job charts, :func:`latency_cdf`, :func:`time_to_complete`,
+  :func:`attempts_and_retries` and :func:`sync_progress`, and the store's :func:`divergence` from Strava;
 - :mod:`syncsim.plots.timelines`: charts over time, :func:`job_timeline` and :func:`rate_limit_budget`;
 - :mod:`syncsim.plots.scorecard`: the success metrics, :func:`scorecard` and :func:`scorecard_table`;
 - :mod:`syncsim.plots.style`: the palette and the helpers they share;
@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from syncsim.plots.jobs import API_LATENCY_TARGET_S, attempts_and_retries, latency_cdf, time_to_complete
+    from syncsim.plots.jobs import (
+        API_LATENCY_TARGET_S,
+        attempts_and_retries,
+        divergence,
+        latency_cdf,
+        sync_progress,
+        time_to_complete,
+    )
     from syncsim.plots.scorecard import scorecard, scorecard_table
     from syncsim.plots.timelines import job_timeline, rate_limit_budget
 
@@ -37,6 +44,8 @@ if TYPE_CHECKING:
 _CHARTS = {
     "API_LATENCY_TARGET_S": "syncsim.plots.jobs",
     "attempts_and_retries": "syncsim.plots.jobs",
+    "divergence": "syncsim.plots.jobs",
+    "sync_progress": "syncsim.plots.jobs",
     "latency_cdf": "syncsim.plots.jobs",
     "time_to_complete": "syncsim.plots.jobs",
     "scorecard": "syncsim.plots.scorecard",
@@ -48,12 +57,14 @@ _CHARTS = {
 __all__ = [
     "API_LATENCY_TARGET_S",
     "attempts_and_retries",
+    "divergence",
     "job_timeline",
     "latency_cdf",
     "rate_limit_budget",
     "save_figure",
     "scorecard",
     "scorecard_table",
+    "sync_progress",
     "time_to_complete",
 ]
 

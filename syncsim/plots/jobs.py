@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-__all__ = ["API_LATENCY_TARGET_S", "attempts_and_retries", "latency_cdf", "time_to_complete"]
+__all__ = [
+    "API_LATENCY_TARGET_S",
+    "attempts_and_retries",
+    "divergence",
+    "latency_cdf",
+    "sync_progress",
+    "time_to_complete",
+]
 
 #: The design's first success metric: POST /api/sync answers in under a second (p99).
 API_LATENCY_TARGET_S = 1.0
@@ -208,4 +215,79 @@ def attempts_and_retries(jobs: pd.DataFrame, *, axes: Sequence[Axes] | None = No
             panel.legend(fontsize="small")
         else:
             say_empty(panel, "jobs")
+    return fig
+
+
+def sync_progress(runs: dict[str, pd.DataFrame], *, ax: Axes | None = None) -> Figure:
+    """Share of athletes over time who see their newest activities (solid: ``time_to_first_page_s``) and whose
+    whole history is stored (dashed: ``time_to_complete_s``), one colour per run in ``runs`` (label → jobs).
+
+    Time is in hours for runs longer than three hours, else minutes; a share that stops below 1 is athletes
+    whose sync never got there.
+    """
+    fig, ax = new_axes(ax, (8.0, 4.4))
+    longest = max(
+        (
+            float(jobs[c].max())
+            for jobs in runs.values()
+            for c in ("time_to_first_page_s", "time_to_complete_s")
+            if c in jobs.columns and jobs[c].notna().any()
+        ),
+        default=0.0,
+    )
+    scale, unit = (3600.0, "h") if longest > 3 * 3600 else (60.0, "min")
+    drawn = 0
+    for i, (label, jobs) in enumerate(runs.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        total = len(jobs)
+        for column, style, what in (
+            ("time_to_first_page_s", "-", "newest activities"),
+            ("time_to_complete_s", "--", "whole history"),
+        ):
+            if total == 0 or column not in jobs.columns:
+                continue
+            values = jobs[column].dropna().astype(float).sort_values().to_numpy() / scale
+            if len(values) == 0:
+                continue
+            share = [(k + 1) / total for k in range(len(values))]
+            ax.step(
+                [0.0, *values], [0.0, *share], where="post", color=colour, linestyle=style, label=f"{label}: {what}"
+            )
+            drawn += 1
+    ax.set_xlabel(f"time after the launch ({unit})")
+    ax.set_ylabel("share of athletes")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(left=0)
+    ax.set_title("When athletes see their newest activities, and their whole history")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(loc="lower right", fontsize="small")
+    else:
+        say_empty(ax, "jobs")
+    return fig
+
+
+def divergence(runs: dict[str, pd.DataFrame], *, ax: Axes | None = None) -> Figure:
+    """Activities on which the store and Strava disagree over time (missing + extra + stale, summed over
+    athletes), one line per run in ``runs`` (label → a run's ``divergence`` table)."""
+    fig, ax = new_axes(ax, (8.0, 4.2))
+    longest = max((float(d["t_s"].max()) for d in runs.values() if len(d)), default=0.0)
+    scale, unit = (3600.0, "h") if longest > 3 * 3600 else (60.0, "min")
+    drawn = 0
+    for i, (label, table) in enumerate(runs.items()):
+        if not len(table):
+            continue
+        wrong = table["missing"] + table["extra"] + table["stale"]
+        ax.step(table["t_s"] / scale, wrong, where="post", color=PALETTE[i % len(PALETTE)], label=label)
+        drawn += 1
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("activities wrong in the store")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.set_title("The store against Strava: missing, extra or stale activities")
+    ax.grid(alpha=0.3)
+    if drawn:
+        ax.legend(loc="upper left", fontsize="small")
+    else:
+        say_empty(ax, "samples")
     return fig

@@ -62,7 +62,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from syncsim import defaults
-from syncsim.errors import InvalidInput, OutOfTime, PermanentError, YieldTurn
+from syncsim.errors import InvalidInput, JobError, OutOfTime, PermanentError, YieldTurn
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.runner import JobContext
 from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
@@ -127,8 +127,9 @@ class _Sync:
         self.lookback_s = float(payload.get("lookback_s", defaults.INCREMENTAL_LOOKBACK_S))
         self.progress = dict(ctx.progress)
         self.estimate_s = float(self.progress.get("request_s", INITIAL_REQUEST_ESTIMATE_S))
-        #: Set when a detail sync ran out of time within a page: stop once what was fetched is stored.
-        self.out_of_time: OutOfTime | None = None
+        #: Set when a detail sync stopped within a page (out of time, a rate limit, a failed request): stop once what
+        #: was fetched is stored, so that the next run does not fetch it again.
+        self.stopped: JobError | None = None
 
     @property
     def user(self) -> uuid.UUID:
@@ -164,12 +165,12 @@ class _Sync:
                     pending, stop = self._request_if_time(guess)
                 activities = answered.activities()
                 next_cursor = await self._store_page(activities, cursor)
-                if self.out_of_time is not None:  # a detail page not finished: its cursor stays
+                if self.stopped is not None:  # a detail page not finished: its cursor stays
                     await ctx.checkpoint(progress)
                     try:
-                        raise self.out_of_time
+                        raise self.stopped
                     finally:
-                        self.out_of_time = None
+                        self.stopped = None
                 if pending is not None and next_cursor != guess:
                     pending.cancel()  # the guess was wrong (a page out of order): ask for the right one
                     await asyncio.gather(pending, return_exceptions=True)
@@ -330,7 +331,7 @@ class _Sync:
         progress.update(
             activities=int(progress["activities"]) + written, removed=int(progress.get("removed", 0)) + removed
         )
-        if self.out_of_time is not None:
+        if self.stopped is not None:
             return cursor  # the page is not done: it is listed again, and what was stored is skipped
         progress["pages"] = int(progress["pages"]) + 1
         seconds = [int(a.start_date.timestamp()) for a in activities]
@@ -368,8 +369,9 @@ class _Sync:
     async def _details(self, summaries: Sequence[Activity]) -> tuple[list[Activity], list[int]]:
         """``GET /activities/{id}`` for each, ``concurrency`` at a time: (the detailed ones, the ids that 404).
 
-        Under a deadline-aware strategy the rounds stop when the next may not finish in time: what was fetched
-        is returned to be stored, and :class:`OutOfTime` follows once it is (``self.out_of_time``)."""
+        The rounds stop when the next may not finish in time (under a deadline-aware strategy) or a request fails
+        (a rate limit above all: a page may hold more activities than a window has reads): what was fetched is
+        returned to be stored, and the reason is raised once it is (``self.stopped``)."""
         ctx, client = self.ctx, self.client
         gone: list[int] = []
         detailed: list[Activity] = []
@@ -387,13 +389,20 @@ class _Sync:
             try:
                 ctx.ensure_time(self.estimate_s)
             except OutOfTime as exc:
-                self.out_of_time = exc
+                self.stopped = exc
                 break
             started = ctx.clock.now()
-            try:
-                await gather_or_cancel([one(s) for s in batch])
-            finally:
-                self.progress["requests"] = int(self.progress["requests"]) + len(batch)
+            # Every request of the batch is awaited, even after one fails: those in flight are paid for (a 429
+            # from the local budget fails at once; the others were sent), and what they bring is kept.
+            outcomes = await asyncio.gather(*(one(s) for s in batch), return_exceptions=True)
+            self.progress["requests"] = int(self.progress["requests"]) + len(batch)
+            failures = [o for o in outcomes if isinstance(o, BaseException)]
+            if failures:
+                failure = next((f for f in failures if not isinstance(f, JobError)), failures[0])
+                if not isinstance(failure, JobError):
+                    raise failure  # not Strava's answer (a cancellation, a bug): nothing to keep
+                self.stopped = failure
+                break
             self.estimate_s = max(0.001, 0.7 * self.estimate_s + 0.3 * (ctx.clock.now() - started))
         order = {s.id: i for i, s in enumerate(summaries)}
         detailed.sort(key=lambda a: order.get(a.id, 0))

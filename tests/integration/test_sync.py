@@ -333,3 +333,36 @@ def test_sync_killed_mid_way_resumes_on_postgres_in_real_time(pg_url: str) -> No
         assert env.list_requests() <= list_requests_needed(5000) + 2
 
     in_virtual_time(pg_url, scenario)
+
+
+def test_a_detail_page_larger_than_the_rate_window_keeps_what_it_fetched_and_completes(sqlite_url: str) -> None:
+    """A page of 200 new activities needs 200 detail reads; a quarter hour has 100. The details fetched before
+    the 429 are stored with the page's cursor left where it was, so each window adds to them: before this was
+    kept, the sync fetched the same first hundred every window and never finished."""
+
+    async def scenario(env: Env) -> None:
+        user, _ = await env.athlete(250)
+        runner = env.runner("resumable")
+        platform = LocalPlatform("hobby", clock=env.clock)
+        job, _ = await runner.submit(user, {"detail": True})
+        windows = 0
+        for _ in range(20):
+            invocation = platform.start_invocation()
+            done = await runner.run_next(invocation=invocation, job_id=job.id)
+            invocation.finish_response()
+            await invocation.drain()
+            if done is None or done.status is not JobStatus.PENDING:
+                break
+            assert done.next_attempt_at is not None
+            windows += "RateLimited" in (done.error or "")
+            await env.clock.sleep(max(0.0, done.next_attempt_at.timestamp() - env.clock.now()))
+        row = await env.store.get_job(job.id)
+        assert row is not None and row.status is JobStatus.COMPLETED, row
+        assert windows == 2  # 1 + 253 reads: two resets of the 100-read window
+        details = [r for r in env.fake.requests if r.path.startswith("/api/v3/activities/")]
+        assert len(details) == len({r.path for r in details}) == 250  # none fetched twice
+        stored = await env.store.stored_activities(user, [int(r.path.rsplit("/", 1)[1]) for r in details])
+        assert len(stored) == 250 and all(s.detailed for s in stored.values())
+        assert await env.store.count_activities(user) == 250
+
+    in_virtual_time(sqlite_url, scenario, latency=0.1)

@@ -222,3 +222,26 @@ def test_charts_draw_on_a_given_axes() -> None:
 def test_save_figure_writes_a_png(tmp_path: Path) -> None:
     path = plots.save_figure(plots.scorecard(synthetic_metrics()), tmp_path / "sub" / "scorecard.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sync_progress_draws_newest_page_and_whole_history_per_run_and_stops_short_for_unfinished() -> None:
+    jobs = synthetic_jobs().assign(time_to_first_page_s=lambda f: f["time_to_complete_s"].fillna(5.0) / 4)
+    runs = {"tick": jobs, "no tick": jobs.assign(time_to_complete_s=float("nan"))}
+    fig = plots.sync_progress(runs)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "share of athletes" and ax.get_xlabel().endswith("(min)")
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["tick: newest activities", "tick: whole history", "no tick: newest activities"]
+    finished = 1 - jobs["time_to_complete_s"].isna().mean()
+    tops = [max(line.get_ydata()) for line in ax.get_lines()]
+    assert tops == pytest.approx([1.0, finished, 1.0])
+
+
+def test_divergence_sums_missing_extra_and_stale_over_time() -> None:
+    table = pd.DataFrame({"t_s": [0.0, 600.0, 1200.0], "missing": [0, 3, 0], "extra": [0, 1, 0], "stale": [0, 2, 1]})
+    fig = plots.divergence({"no reconcile": table, "empty": table.iloc[0:0]})
+    ax = fig.axes[0]
+    (line,) = ax.get_lines()
+    assert list(line.get_ydata()) == [0, 6, 1] and list(line.get_xdata()) == [0.0, 10.0, 20.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["no reconcile"]
+    assert "no " in " ".join(texts(plots.divergence({"x": table.iloc[0:0]})))
