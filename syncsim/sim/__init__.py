@@ -7,7 +7,7 @@ return the tables of :mod:`syncsim.sim.results`.
 from __future__ import annotations
 
 from syncsim.sim.browser import PollSchedule
-from syncsim.sim.compare import REFERENCE_SWEEP, compare, reference_sweep
+from syncsim.sim.compare import LAUNCH_DAY, REFERENCE_SWEEP, budget_bound_s, compare, reference_sweep
 from syncsim.sim.results import Comparison, SimulationResult
 from syncsim.sim.run import simulate
 from syncsim.sim.scenario import APPROVED_APP_LIMITS, STRAVA_DEFAULT_LIMITS, RateLimits, Scenario, parse_latency
@@ -16,6 +16,7 @@ from syncsim.sim.workload import Workload
 
 __all__ = [
     "APPROVED_APP_LIMITS",
+    "LAUNCH_DAY",
     "REFERENCE_SWEEP",
     "STRAVA_DEFAULT_LIMITS",
     "VIRTUAL_EPOCH",
@@ -25,6 +26,7 @@ __all__ = [
     "Scenario",
     "SimulationResult",
     "Workload",
+    "budget_bound_s",
     "compare",
     "parse_latency",
     "reference_sweep",

@@ -3,8 +3,9 @@ and every athlete's history reconciled now and then.
 
 Webhooks can be lost (Strava does not resend an event it got no answer for, and one sent while the app was down
 is never seen), so :func:`strava_upkeep` submits a ``reconcile`` sync for athletes whose history was not listed
-to its end for ``reconcile_every_s`` (at most ``reconciles_per_tick`` a tick, and for one athlete at most once a
-day while it keeps failing). And an event recorded just as its athlete's ``strava_events`` job ended would wait
+to its end for ``reconcile_every_s`` (at most ``reconciles_per_tick`` a tick; one athlete is asked again no
+sooner than a day, or ``reconcile_every_s`` if shorter, after the last time, so a reconcile that keeps failing
+does not take every tick). And an event recorded just as its athlete's ``strava_events`` job ended would wait
 for the next event: the upkeep submits that job for every athlete with events waiting. Submitting is all it does;
 the tick's own continuation runs the jobs, in the store's fair order.
 """
@@ -19,7 +20,8 @@ from syncsim.strava.events import EVENTS_JOB_TYPE
 
 __all__ = ["RECONCILE_RETRY_S", "strava_upkeep"]
 
-#: A reconcile asked for and not completed is asked for again after this long (seconds).
+#: A reconcile asked for is asked for again no sooner than this long after (seconds), or ``reconcile_every_s`` if
+#: that is shorter (a period shorter than the retry must not be stretched to it).
 RECONCILE_RETRY_S = 86_400.0
 
 
@@ -37,7 +39,9 @@ async def strava_upkeep(
         events += created
     reconciles = 0
     users = await store.users_to_reconcile(
-        before=now - reconcile_every_s, asked_before=now - RECONCILE_RETRY_S, limit=reconciles_per_tick
+        before=now - reconcile_every_s,
+        asked_before=now - min(RECONCILE_RETRY_S, reconcile_every_s),
+        limit=reconciles_per_tick,
     )
     for user in users:
         _, created = await runner.submit(user, {"mode": "reconcile"})

@@ -160,3 +160,15 @@ def test_a_job_rescheduled_to_the_window_reset_counts_as_rate_limited_once_per_r
     assert job["rate_limited"] == 1
     assert (result.events["kind"] == "rate_limited").sum() == 1
     assert (result.events["kind"] == "rate_limit_wait").sum() == 0
+
+
+def test_the_budget_bound_puts_each_read_in_its_quarter_hour_of_its_day() -> None:
+    from syncsim.sim import budget_bound_s
+
+    limits = (100, 1_000)
+    assert budget_bound_s(0, limits) == 0.0
+    assert budget_bound_s(100, limits) == 0.0  # the first window holds 100
+    assert budget_bound_s(101, limits) == 900.0
+    assert budget_bound_s(1_000, limits) == 9 * 900.0  # the day's tenth window
+    assert budget_bound_s(1_001, limits) == 86_400.0  # then the next UTC day
+    assert budget_bound_s(2_730, limits) == 2 * 86_400.0 + 7 * 900.0

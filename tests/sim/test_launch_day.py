@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from syncsim import list_requests_needed
-from syncsim.sim import PollSchedule, Workload, simulate
+from syncsim.sim import PollSchedule, Workload, budget_bound_s, simulate
 
 LATENCY_S = 0.4
 READS_15MIN, READS_DAY = 100, 1_000
@@ -29,8 +29,7 @@ READS_15MIN, READS_DAY = 100, 1_000
 
 def _earliest(read: int) -> float:
     """When read number ``read`` (from 0) may go at the earliest, in seconds after a UTC midnight."""
-    day, in_day = divmod(read, READS_DAY)
-    return day * 86_400.0 + (in_day // READS_15MIN) * 900.0
+    return budget_bound_s(read + 1, (READS_15MIN, READS_DAY))
 
 
 def test_a_launch_under_default_limits_completes_with_the_tick_alone_at_the_budget_bound() -> None:
