@@ -56,19 +56,17 @@ from tests.support.api import CRON_SECRET, SECRET, assert_json_error
 REPO = Path(__file__).resolve().parents[2]
 ENSURE_RUNTIME = REPO / "scripts" / "ensure-vercel-runtime.sh"
 ENTRY = REPO / "api" / "index.py"
-#: Seconds FakeStrava takes per request: a 4,000-activity sync (21 requests) then takes about 2 s.
+#: Seconds FakeStrava takes per request: a 5,000-activity sync (26 requests) then takes about 2.6 s.
 STRAVA_LATENCY_S = 0.1
-#: The deadline header is set this far ahead: the runner's margin plus time for a few pages, well short of
-#: the time the whole sync needs.
-DEADLINE_AHEAD_S = defaults.DEADLINE_MARGIN_S + 0.6
+#: The deadline header is set this far ahead: the runner's margin plus time for a few pages, short of the time
+#: the whole 5,000-activity sync needs.
+DEADLINE_AHEAD_S = defaults.DEADLINE_MARGIN_S + 1.0
 #: How long a runtime may take to start serving (seconds): the imports of a cold Python 3.12 process.
 STARTUP_TIMEOUT_S = 20.0
 #: How long a stopped runtime gets to finish before its processes are killed (seconds).
 STOP_TIMEOUT_S = 5.0
 #: The variables the function reads: none may leak in from the environment the tests run in.
 FUNCTION_ENV_PREFIXES = ("SYNCSIM_", "STRAVA_", "VERCEL_", "__VC_", "CRON_SECRET", "PYTHON", "VIRTUAL_ENV")
-
-pytestmark = pytest.mark.timeout(120)
 
 
 # -- the runtime's environment and the function's world (FakeStrava, the store) -----------------------------------
@@ -421,18 +419,17 @@ async def test_sync_answers_202_and_completes_inside_the_runtimes_wait_until(
     assert await store.count_activities(athlete.user_id) == athlete.activities
     assert job.runs == 1 and job.attempts == 1  # one invocation, the POST's, did it all
     if runtime.platform is not None:
-        invocation = headers["x-vercel-internal-invocation-id"]
-        started = runtime.platform.lifecycle(invocation, "handler-started")
-        ended = runtime.platform.lifecycle(invocation, "end")
+        ended = runtime.platform.lifecycle(headers["x-vercel-internal-invocation-id"], "end")
         assert job.completed_at is not None
-        # The invocation ended only after the sync it answered 202 for: the runtime's wait_until held it.
-        assert started <= answered < job.completed_at.timestamp() <= ended
+        # The invocation ended only after the sync it answered 202 for: the runtime's wait_until held it. (The
+        # test notes when each report arrives, which may be later than it was sent, never earlier.)
+        assert answered < job.completed_at.timestamp() <= ended
 
 
 async def test_deadline_header_stops_the_sync_at_that_instant_and_leaves_it_pending(
     runtime: VercelRuntime, client: httpx.AsyncClient, store: Store, fake_strava: tuple[FakeStrava, str]
 ) -> None:
-    athlete = await connect_athlete(store, fake_strava, activities=4000)  # ~2 s of Strava's time
+    athlete = await connect_athlete(store, fake_strava, activities=5000)  # ~2.6 s of Strava's time
     deadline = time.time() + DEADLINE_AHEAD_S
     headers = runtime.headers(**athlete.auth(), **{"x-vercel-internal-deadline": rfc3339(deadline)})
     response = await client.post("/api/sync", headers=headers)
