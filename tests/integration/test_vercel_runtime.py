@@ -476,3 +476,13 @@ async def test_cron_tick_answers_its_summary_to_the_cron_bearer_only(
         refused = await client.get("/api/cron/tick", headers=runtime.headers(**headers))
         assert_json_error(refused, 401)
         assert refused.headers["www-authenticate"] == "Bearer"
+
+
+def test_vercel_json_schedules_the_tick_at_most_daily_so_hobby_deploys() -> None:
+    """Vercel Cron sends GET with the ``CRON_SECRET`` bearer (tested above). Hobby refuses to deploy a cron that
+    runs more than once a day, so the committed schedule is daily: on Hobby the every-minute tick is Supabase
+    Cron's (``syncsim schedule``); on Pro the schedule may be ``* * * * *``."""
+    config = json.loads((REPO / "vercel.json").read_text())
+    (cron,) = [c for c in config.get("crons", []) if c["path"] == "/api/cron/tick"]
+    minute, hour, *_ = cron["schedule"].split()
+    assert minute.isdigit() and hour.isdigit(), f"{cron['schedule']!r} runs more than once a day"
