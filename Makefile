@@ -26,12 +26,17 @@ demo: setup
 postgres:
 	bash scripts/ensure-postgres.sh
 
+# .venv-vercel: Python 3.12 with Vercel's own runtime, for tests/integration/test_vercel_runtime.py
+.PHONY: vercel-runtime
+vercel-runtime:
+	bash scripts/ensure-vercel-runtime.sh
+
 lint: setup
 	$(BIN)/ruff check syncsim tests benchmarks
 	$(BIN)/ruff format --check syncsim tests benchmarks
 	$(BIN)/mypy
 
-test: setup postgres lint
+test: setup postgres vercel-runtime lint
 	SYNCSIM_NOTEBOOK_SMALL=1 $(BIN)/pytest -q --nbval-lax tests notebooks
 
 notebooks: setup

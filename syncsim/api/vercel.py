@@ -8,7 +8,10 @@ from typing import Any
 from syncsim.errors import ConfigError
 from syncsim.platforms.vercel import STRATEGY_ENV
 
-__all__ = ["build_vercel_app"]
+__all__ = ["STRAVA_URL_ENV", "build_vercel_app"]
+
+#: Strava's base URL, for a deployment that talks to a stand-in (a FakeStrava); default https://www.strava.com.
+STRAVA_URL_ENV = "SYNCSIM_STRAVA_URL"
 
 
 def build_vercel_app() -> Any:
@@ -16,7 +19,8 @@ def build_vercel_app() -> Any:
 
     ``SYNCSIM_STORE`` (the Supabase Postgres connection string), ``SYNCSIM_JWT_SECRET`` (the project's JWT
     secret), ``SYNCSIM_STRATEGY`` (``waituntil`` or ``resumable``; default ``waituntil``), and optionally
-    ``STRAVA_CLIENT_ID``/``STRAVA_CLIENT_SECRET``, ``STRAVA_WEBHOOK_VERIFY_TOKEN``, ``SYNCSIM_PLATFORM``.
+    ``STRAVA_CLIENT_ID``/``STRAVA_CLIENT_SECRET``, ``STRAVA_WEBHOOK_VERIFY_TOKEN``, ``SYNCSIM_PLATFORM``,
+    ``CRON_SECRET`` (the tick's bearer) and ``SYNCSIM_STRAVA_URL`` (``syncsim serve --strava-url``'s counterpart).
     Migrations are not run per cold start: run ``syncsim migrate --store …`` once per release.
     """
     from syncsim.api.app import build_app
@@ -27,4 +31,5 @@ def build_vercel_app() -> Any:
     strategy = os.environ.get(STRATEGY_ENV) or "waituntil"
     if strategy not in ("waituntil", "resumable"):
         raise ConfigError(f"{STRATEGY_ENV} must be 'waituntil' or 'resumable' on Vercel, got {strategy!r}")
-    return build_app(store, platform="vercel", strategy=strategy, migrate=False)
+    strava_url = os.environ.get(STRAVA_URL_ENV) or None
+    return build_app(store, platform="vercel", strategy=strategy, strava_url=strava_url, migrate=False)
