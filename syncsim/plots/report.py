@@ -90,13 +90,14 @@ def write_report(
     """
     from syncsim import plots
     from syncsim.errors import InvalidInput
-    from syncsim.sim import compare
+    from syncsim.sim import REFERENCE_SWEEP, compare
     from syncsim.sim.results import SUCCESS_METRICS
 
     if athletes < 1:
         raise InvalidInput(f"a report needs at least 1 athlete, got {athletes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    simulate_options.setdefault("strategy_options", REFERENCE_SWEEP["strategy_options"])
     comparison = compare(
         platforms=tuple(platforms),
         strategies=tuple(strategies),
@@ -115,7 +116,8 @@ def write_report(
         "# syncsim reference report",
         "",
         f"{athletes} athletes connect at once (seed {seed}); platforms {', '.join(platforms)}; "
-        f"strategies {', '.join(strategies)}; Strava answers in {latency:g} s with {rate_limits} rate limits. "
+        f"strategies {', '.join(strategies)} (resumable with a tick every minute); "
+        f"Strava answers in {latency:g} s with {rate_limits} rate limits. "
         f"Regenerate with "
         f"`syncsim report --out {out} --athletes {athletes} --seed {seed}`.",
         "",

@@ -299,6 +299,22 @@ async def test_users_to_reconcile_are_the_never_then_the_longest_ago(store: Stor
     assert await store.users_to_reconcile(before=T0 + 50, asked_before=T0 + 21, limit=10) == [users[2], users[1]]
 
 
+async def test_unserved_jobs_are_the_active_ones_without_a_checkpoint(store: Store) -> None:
+    """What the second fair-turn rule counts: pending or running jobs that never saved progress."""
+    jobs = [(await _create(store, uuid.uuid4(), now=T0 + n))[0] for n in range(4)]
+    assert await store.unserved_jobs(limit=10) == 4
+    assert await store.unserved_jobs(limit=2) == 2  # counted up to the limit
+    first = await store.claim_job(worker_id="w", now=T0 + 10, lease_s=30, job_id=jobs[0].id)
+    assert first is not None
+    assert await store.unserved_jobs(limit=10) == 4  # running, not served yet
+    assert await store.save_progress(first.id, worker_id="w", progress={"page": 1}, now=T0 + 11, lease_s=30)
+    assert await store.unserved_jobs(limit=10) == 3
+    second = await store.claim_job(worker_id="w", now=T0 + 12, lease_s=30, job_id=jobs[1].id)
+    assert second is not None
+    assert await store.fail_job(second.id, worker_id="w", error="gone", now=T0 + 13)
+    assert await store.unserved_jobs(limit=10) == 2  # final jobs wait for nothing
+
+
 async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:
     """Each write is atomic: a batch whose 150th row breaks a constraint writes none of its rows, keeps every
     earlier write, and the store goes on writing."""

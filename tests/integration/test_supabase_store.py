@@ -41,6 +41,7 @@ from tests.integration.test_store_behaviour import (  # noqa: F401 - collected h
     test_stored_activities_tell_fields_and_detail_and_unseen_ones_are_removed,
     test_the_event_quota_grants_at_most_the_limit_per_window,
     test_tokens_round_trip_and_never_show_in_repr,
+    test_unserved_jobs_are_the_active_ones_without_a_checkpoint,
     test_users_to_reconcile_are_the_never_then_the_longest_ago,
     test_webhook_events_deduplicate_and_a_renewed_one_outlives_its_clearing,
 )
