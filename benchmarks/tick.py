@@ -52,7 +52,7 @@ from syncsim.cli import format_table
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20240614
 JOBS = 10_000  # completed jobs in the table
-USERS = 1_000  # their users (each with 10 jobs, stored tokens and a history reconciled just now)
+USERS = 10_000  # their users, each with stored tokens and a history reconciled just now: the upkeep reads them all
 CALLS = 1_000  # timed calls of each route
 BLOCK = 100  # calls of one route in a row before the other's turn
 WARMUP = 50  # untimed calls of each route first (connections opened, statements prepared)
