@@ -87,11 +87,13 @@ async def fill(url: str, *, jobs: int, users: int) -> uuid.UUID:
             await store.save_tokens(user_id(index), tokens, now=now)
             await store.mark_reconciled(user_id(index), now=now)
         polled: list[uuid.UUID] = []
-        queue = list(range(jobs))
+        writers = min(FILL_CONCURRENCY, users)
 
-        async def writer() -> None:
-            while queue:
-                n = queue.pop()
+        async def writer(w: int) -> None:
+            # Each user belongs to one writer: a user has at most one active job of a type.
+            for n in range(jobs):
+                if n % users % writers != w:
+                    continue
                 user = user_id(n % users)
                 job, created = await store.create_job(
                     user_id=user, type="strava_sync", payload={"mode": "full"}, max_attempts=3, now=time.time()
@@ -105,8 +107,7 @@ async def fill(url: str, *, jobs: int, users: int) -> uuid.UUID:
                 if n == 0:
                     polled.append(job.id)
 
-        # One writer per user at a time: a user has at most one active job of a type.
-        await asyncio.gather(*(writer() for _ in range(min(FILL_CONCURRENCY, users))))
+        await asyncio.gather(*(writer(w) for w in range(writers)))
         return polled[0]
     finally:
         await store.close()
