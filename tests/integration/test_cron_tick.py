@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
+from datetime import datetime
+from typing import Any, cast
 
 import pytest
 
@@ -17,6 +20,8 @@ from tests.support.api import CRON_SECRET, ApiHarness, assert_json_error
 
 TICK = "/api/cron/tick"
 BEARER = {"Authorization": f"Bearer {CRON_SECRET}"}
+#: What the upkeep reports when it submits nothing.
+NOTHING_SUBMITTED = {"eventJobs": 0, "reconciles": 0}
 
 
 async def _pending_demo_jobs(api: ApiHarness, n: int, **payload: object) -> list[uuid.UUID]:
@@ -38,6 +43,50 @@ async def test_a_tick_continues_every_due_job_and_says_what_it_did(store: Store)
         job = await store.get_job(job_id)
         assert job is not None and job.status is JobStatus.COMPLETED
     assert again.status_code == 200 and again.json()["continued"] == 0  # nothing due: a cheap no-op
+
+
+class _CountingStore:
+    """``store`` as is, counting the calls made of each of its methods."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return await target(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_tick_with_nothing_due_claims_nothing_and_says_when_the_next_job_is_due(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    """Nothing due: the same summary as ever, for no claim at all; once the job is due, the next tick runs it."""
+    counting = _CountingStore(store)
+    api = ApiHarness(cast(Store, counting), strategy="resumable", demo=True)
+    job, _ = await api.runner.submit(user_id, {"steps": 1, "step_s": 0.0}, type="demo")
+    claimed = await store.claim_job(worker_id="an-earlier-invocation", now=api.clock.now(), lease_s=60.0)
+    assert claimed is not None and claimed.id == job.id
+    retry_at = api.clock.now() + 0.5
+    assert await store.retry_job(job.id, worker_id="an-earlier-invocation", error="5xx", retry_at=retry_at, now=0.0)
+    counting.calls.clear()
+    async with api.client() as client:
+        quiet = (await client.post(TICK, headers=BEARER)).json()
+        assert counting.calls["claim_job"] == 0
+        await asyncio.sleep(max(0.0, retry_at - api.clock.now()) + 0.05)
+        due = (await client.post(TICK, headers=BEARER)).json()
+    next_due_at = quiet.pop("nextDueAt")
+    assert abs(datetime.fromisoformat(next_due_at).timestamp() - retry_at) < 0.001
+    assert quiet == {"continued": 0, "completed": 0, "failed": 0, "reclaimed": 0, "stillDue": 0, **NOTHING_SUBMITTED}
+    assert (due["continued"], due["completed"], due["stillDue"], due["nextDueAt"]) == (1, 1, 0, None)
+    done = await store.get_job(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.runs == 2
 
 
 @pytest.mark.parametrize(
