@@ -163,6 +163,8 @@ class _Sync:
                 stop: OutOfTime | None = None
                 if guess is not None:
                     pending, stop = self._request_if_time(guess)
+                    # Let the request go out before this page is parsed and stored (CPU work that holds the loop).
+                    await asyncio.sleep(0)
                 activities = answered.activities()
                 next_cursor = await self._store_page(activities, cursor)
                 if self.stopped is not None:  # a detail page not finished: its cursor stays
