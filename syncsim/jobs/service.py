@@ -14,7 +14,7 @@ from typing import Any
 
 from syncsim import defaults
 from syncsim.clock import to_datetime
-from syncsim.jobs.model import Job, parse_user_id
+from syncsim.jobs.model import Job, JobStatus, parse_user_id
 from syncsim.jobs.runner import ContinueSummary, JobRunner
 from syncsim.platforms import Invocation
 
@@ -58,9 +58,18 @@ class JobService:
     async def status(
         self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str, invocation: Invocation | None = None
     ) -> Job | None:
-        """The user's job (``None`` for an unknown job or another user's); may continue a due job."""
+        """The user's job (``None`` for an unknown job or another user's); may continue a due job.
+
+        A due job whose type this runner holds back (a shared wait: the app-wide rate limit is spent) is shown
+        with that wait's end as its next attempt, so that its client waits for it rather than poll for a turn
+        that cannot come sooner; nothing is started for it."""
         job = await self.runner.get(job_id, user_id=user_id)
-        if job is not None and invocation is not None and self._continues(job):
+        if job is None:
+            return None
+        held = self.runner.paused_until.get(job.type, 0.0)
+        if held > self.runner.clock.now() and job.status is JobStatus.PENDING and self.runner.is_due(job):
+            return job.evolve(next_attempt_at=to_datetime(held))
+        if invocation is not None and self._continues(job):
             self.start_in_background(job.id, invocation)
         return job
 

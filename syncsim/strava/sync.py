@@ -67,6 +67,7 @@ from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.runner import JobContext
 from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
 from syncsim.strava.models import Activity
+from syncsim.strava.ratelimit import QUARTER_HOUR_S
 
 __all__ = [
     "JOB_TYPE",
@@ -219,9 +220,16 @@ class _Sync:
         at = await self._leave_window(first=int(self.progress.get("pages", 0)) == 0)
         if at is not None:
             return at
-        left = self.client.budget.reads_left(now)
+        budget = self.client.budget
+        left = budget.reads_left(now)
         waiting = await self.ctx.others_waiting(left + 1)
-        return now if waiting > 0 and waiting >= left else None
+        if waiting <= 0 or waiting < left:
+            return None
+        # The jobs due before this one take what is left of the window: continue in the next one, behind the jobs
+        # that got no read in this one (a rate-limited job is due at the window's start) and in the order the
+        # syncs gave their turns away (the offset, under a second, keeps it). Due at once instead, every sync
+        # would be due all the time and its client would poll for a turn that cannot come before the window.
+        return budget.next_window(now, reads=waiting) + (now % QUARTER_HOUR_S) / 1000.0
 
     async def _leave_window(self, *, first: bool) -> float | None:
         """The start of the next rate-limit window if the syncs never served (``first``: this one among them,

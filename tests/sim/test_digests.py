@@ -19,7 +19,7 @@ DIGESTS = {
     "small": "46ba70f9145adf1f",
     "poisson": "f827944c00bb8b09",
     "webhook": "9a1654407f057d3f",
-    "reference": "25eef3604836bb01",
+    "reference": "651bdbc64a83b406",
 }
 
 
