@@ -29,8 +29,14 @@ unset PYTHONPATH VIRTUAL_ENV STRAVA_CLIENT_ID STRAVA_CLIENT_SECRET STRAVA_REFRES
 export JUPYTER_CONFIG_DIR="$tmp/jupyter/config" JUPYTER_DATA_DIR="$tmp/jupyter/data"
 export JUPYTER_RUNTIME_DIR="$tmp/jupyter/runtime" IPYTHONDIR="$tmp/ipython"
 
+# The wheel is built from a copy of the files git would commit (tracked and new, not ignored): a build in the
+# checkout would reuse its build/ folder, where files since moved or deleted stay and end up in the wheel.
 step "building the wheel"
-"$python" -m pip wheel --quiet --no-deps --wheel-dir "$tmp/dist" "$checkout"
+mkdir -p "$tmp/src"
+git -C "$checkout" ls-files -z --cached --others --exclude-standard |
+  while IFS= read -r -d '' file; do if [ -e "$checkout/$file" ]; then printf '%s\0' "$file"; fi; done |
+  tar -C "$checkout" --null -T - -cf - | tar -C "$tmp/src" -xf -
+"$python" -m pip wheel --quiet --no-deps --wheel-dir "$tmp/dist" "$tmp/src"
 wheels=("$tmp"/dist/syncsim-*.whl)
 [ -f "${wheels[0]}" ] || { echo "check-install: no wheel was built" >&2; exit 1; }
 wheel="${wheels[0]}"
