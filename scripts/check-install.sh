@@ -15,6 +15,11 @@ set -euo pipefail
 
 checkout="$(cd "$(dirname "$0")/.." && pwd)"
 python="${1:-$checkout/.venv/bin/python}"
+# Absolute, since the checks run from another directory (a venv's python is a symlink: keep its path, not its target).
+case "$python" in
+  */*) python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")" ;;
+  *) python="$(command -v "$python")" ;;
+esac
 notebook="real_sync"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/syncsim-check-install.XXXXXX")"
