@@ -2,13 +2,15 @@
 #   make demo   set everything up, then run the main job on the embedded default (SQLite, FakeStrava): demo jobs,
 #               a FakeStrava sync, and the simulator's reference sweep (the success-metric scorecard)
 #   make test   set everything up (PostgreSQL binaries included), then lint, type-check and run every test,
-#               the notebooks included (nbval, small parameters)
+#               the notebooks included (nbval, small parameters); then install the built wheel as a user does
+#               (scripts/check-install.sh) and run the simulator's tests on Python 3.12/3.13 (scripts/test-sim-pythons.sh)
+#   make lab    open notebooks/ in JupyterLab
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint postgres notebooks clean
+.PHONY: setup demo test lint postgres notebooks lab clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +40,14 @@ lint: setup
 
 test: setup postgres vercel-runtime lint
 	SYNCSIM_NOTEBOOK_SMALL=1 $(BIN)/pytest -q --nbval-lax tests notebooks
+	bash scripts/check-install.sh $(BIN)/python
+	bash scripts/test-sim-pythons.sh
 
 notebooks: setup
 	$(BIN)/python scripts/regen_notebooks.py
 
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache syncsim.db syncsim.db-*
+	rm -rf $(VENV) .venv-py3* .pytest_cache .mypy_cache .ruff_cache syncsim.db syncsim.db-*
