@@ -50,4 +50,4 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) .venv-py3* .pytest_cache .mypy_cache .ruff_cache syncsim.db syncsim.db-*
+	rm -rf $(VENV) .venv-py3* .venv-vercel .pytest_cache .mypy_cache .ruff_cache syncsim.db syncsim.db-*
