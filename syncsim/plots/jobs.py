@@ -9,7 +9,7 @@ Re-exported by :mod:`syncsim.plots`, whose docstring gives the conventions every
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from matplotlib.figure import Figure
 
@@ -254,16 +254,16 @@ def sync_progress(runs: dict[str, pd.DataFrame], *, ax: Axes | None = None) -> F
                 [0.0, *values], [0.0, *share], where="post", color=colour, linestyle=style, label=f"{label}: {what}"
             )
             drawn += 1
-    ax.set_xlabel(f"time after the launch ({unit})")
-    ax.set_ylabel("share of athletes")
     ax.set_ylim(0, 1.02)
-    ax.set_xlim(left=0)
-    ax.set_title("When athletes see their newest activities, and their whole history")
-    ax.grid(alpha=0.3)
-    if drawn:
-        ax.legend(loc="lower right", fontsize="small")
-    else:
-        say_empty(ax, "jobs")
+    _finish_timeline(
+        ax,
+        drawn,
+        xlabel=f"time after the launch ({unit})",
+        ylabel="share of athletes",
+        title="When athletes see their newest activities, and their whole history",
+        legend="lower right",
+        empty="jobs",
+    )
     return fig
 
 
@@ -280,14 +280,27 @@ def divergence(runs: dict[str, pd.DataFrame], *, ax: Axes | None = None) -> Figu
         wrong = table["missing"] + table["extra"] + table["stale"]
         ax.step(table["t_s"] / scale, wrong, where="post", color=PALETTE[i % len(PALETTE)], label=label)
         drawn += 1
-    ax.set_xlabel(f"time ({unit})")
-    ax.set_ylabel("activities wrong in the store")
     ax.set_ylim(bottom=0)
+    _finish_timeline(
+        ax,
+        drawn,
+        xlabel=f"time ({unit})",
+        ylabel="activities wrong in the store",
+        title="The store against Strava: missing, extra or stale activities",
+        legend="upper left",
+        empty="samples",
+    )
+    return fig
+
+
+def _finish_timeline(ax: Axes, drawn: int, *, xlabel: str, ylabel: str, title: str, legend: str, empty: str) -> None:
+    """Labels, grid, and the legend — or, when nothing was drawn, a note that says what is missing."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_xlim(left=0)
-    ax.set_title("The store against Strava: missing, extra or stale activities")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     if drawn:
-        ax.legend(loc="upper left", fontsize="small")
+        ax.legend(loc=legend, fontsize="small")
     else:
-        say_empty(ax, "samples")
-    return fig
+        say_empty(ax, empty)
