@@ -293,7 +293,16 @@ def divergence(runs: dict[str, pd.DataFrame], *, ax: Axes | None = None) -> Figu
     return fig
 
 
-def _finish_timeline(ax: Axes, drawn: int, *, xlabel: str, ylabel: str, title: str, legend: str, empty: str) -> None:
+def _finish_timeline(
+    ax: Axes,
+    drawn: int,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    legend: Literal["lower right", "upper left"],
+    empty: str,
+) -> None:
     """Labels, grid, and the legend — or, when nothing was drawn, a note that says what is missing."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
