@@ -13,7 +13,7 @@ from syncsim.errors import InvalidInput, SyncsimError
 
 __all__ = ["register_cli", "simulate_command"]
 
-_RUN_FLAGS = ("workload", "athletes", "platform", "strategy", "seed", "latency", "rate_limits")
+_RUN_FLAGS = ("workload", "athletes", "platform", "strategy", "seed", "latency", "rate_limits", "tick", "give_up")
 
 
 def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -34,6 +34,10 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
     p.add_argument("--latency", help="Strava latency: seconds (0.4) or lognormal:MEDIAN,SIGMA")
     p.add_argument(
         "--rate-limits", dest="rate_limits", help="default | approved | READ_15MIN,READ_DAY (default: default)"
+    )
+    p.add_argument("--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS")
+    p.add_argument(
+        "--give-up", dest="give_up", type=float, metavar="SECONDS", help="browsers stop polling after SECONDS (7200)"
     )
     p.add_argument("--out", help="write the per-job table to FILE.csv or FILE.parquet")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
@@ -111,6 +115,12 @@ def _simulate(args: argparse.Namespace) -> int:
         return 0
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     options["rate_limits"] = _rate_limits(options.get("rate_limits"))
+    if "tick" in options:
+        options["tick_s"] = _positive(options.pop("tick"), "--tick")
+    if "give_up" in options:
+        from syncsim.sim.browser import PollSchedule
+
+        options["poll"] = PollSchedule(give_up_s=_positive(options.pop("give_up"), "--give-up"))
     if options.get("latency") is not None:
         text = str(options["latency"])
         options["latency"] = text if text.startswith("lognormal:") else _float(text)
@@ -134,6 +144,12 @@ def _simulate(args: argparse.Namespace) -> int:
         )
         print(table.to_string(index=False))
     return 0
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0 or value == float("inf"):
+        raise InvalidInput(f"{flag} must be a positive number of seconds, got {value!r}")
+    return value
 
 
 def _float(text: str) -> float:

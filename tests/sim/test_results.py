@@ -121,3 +121,18 @@ def test_cli_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture
     assert err.count("\n") == 1 and err.startswith("syncsim simulate: error:") and "latency" in err
     assert simulate_command(cli_args(workload="no-such-workload")) == 2
     assert "unknown workload" in capsys.readouterr().err
+
+
+def test_cli_tick_and_give_up_finish_a_budget_bound_launch(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under default limits browsers that leave after 10 minutes leave heavy syncs pending; a tick finishes them."""
+    options = {"athletes": 30, "strategy": "resumable", "rate_limits": "default", "give_up": 600.0, "json": True}
+    assert simulate_command(cli_args(**options)) == 0
+    without = {m["metric"]: m["value"] for m in json.loads(capsys.readouterr().out)["metrics"]}
+    assert simulate_command(cli_args(**options, tick=60.0)) == 0
+    ticked = json.loads(capsys.readouterr().out)
+    assert without["heavy_syncs_complete"] < 1.0
+    assert {m["metric"]: m["value"] for m in ticked["metrics"]}["heavy_syncs_complete"] == 1.0
+    assert ticked["params"]["tick_s"] == 60.0
+    assert simulate_command(cli_args(athletes=2, tick=-5.0)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--tick must be a positive number of seconds" in err
