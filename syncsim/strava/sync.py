@@ -44,8 +44,8 @@ activity written.
 before anyone gets a second, and then they take turns, a page each: the store claims jobs that never stored a
 page first; a sync already served does not start a request while the never-served syncs are at least as many as
 the reads left in the window (it waits for the next window); and when fewer reads are left than syncs are due,
-a sync gives its turn away after each page (:class:`~syncsim.errors.YieldTurn`: continued at once, behind the
-jobs due before it).
+a sync gives its turn away after each page (:class:`~syncsim.errors.YieldTurn`) and continues in the next
+window, behind the syncs that got no read in this one.
 
 **Order of writes.** A page's activities are written (and the seen ones marked) before the checkpoint that moves
 the cursor past them: a run killed between the two re-reads that page and writes the same rows again, so
