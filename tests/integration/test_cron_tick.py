@@ -197,3 +197,25 @@ def test_the_tick_route_is_described_with_its_own_bearer() -> None:
     operation = document["paths"][TICK]["post"]
     assert operation["security"] == [{"cronSecret": []}] and set(document["paths"][TICK]) == {"get", "post"}
     assert {"200", "401", "503"} <= set(operation["responses"])
+
+
+async def test_a_poll_of_a_job_held_back_by_a_spent_rate_limit_shows_when_and_starts_nothing(store: Store) -> None:
+    """While the app-wide budget is spent, nothing can continue a due job before the window's reset: the status
+    poll says so (nextAttemptAt = the reset), so the client waits for it instead of polling for nothing."""
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    user = uuid.uuid4()
+    job, _ = await api.runner.submit(user, {"steps": 1, "step_s": 0.0}, type="demo")
+    reset = api.clock.now() + 600.0
+    api.runner.paused_until["demo"] = reset
+    async with api.client() as client:
+        held = await client.get(f"/api/sync/{job.id}", headers=api.auth(user))
+        await api.drain()
+        assert held.status_code == 200, held.text
+        assert datetime.fromisoformat(held.json()["nextAttemptAt"]).timestamp() == pytest.approx(reset, abs=1e-3)
+        stored = await store.get_job(job.id)
+        assert stored is not None and stored.status is JobStatus.PENDING and stored.attempts == 0  # not started
+        api.runner.paused_until.clear()  # the window reset: the next poll continues it
+        await client.get(f"/api/sync/{job.id}", headers=api.auth(user))
+        await api.drain()
+    done = await store.get_job(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED
