@@ -366,3 +366,35 @@ def test_a_detail_page_larger_than_the_rate_window_keeps_what_it_fetched_and_com
         assert await env.store.count_activities(user) == 250
 
     in_virtual_time(sqlite_url, scenario, latency=0.1)
+
+
+def test_a_turn_given_away_under_a_scarce_budget_continues_in_the_next_window(sqlite_url: str) -> None:
+    """Round-robin: with fewer reads left in the window than other jobs due, a sync gives its turn away after a
+    page, due again only in the next window (within a second of its start: the order turns were given away in),
+    so its client does not poll for a turn that cannot come before then."""
+
+    async def scenario(env: Env) -> None:
+        now = env.clock.now()
+        for _ in range(3):  # three other syncs, served already and due again
+            other, _ = await env.store.create_job(
+                user_id=uuid.uuid4(), type="strava_sync", payload={}, max_attempts=3, now=now
+            )
+            claimed = await env.store.claim_job(worker_id="w", now=now, lease_s=30, job_id=other.id)
+            assert claimed is not None
+            assert await env.store.save_progress(other.id, worker_id="w", progress={"x": 1}, now=now, lease_s=30)
+            assert await env.store.reschedule_job(other.id, worker_id="w", at=now, reason="turn", now=now)
+        env.fake.spend_rate_limit(97)  # 3 reads left in this quarter hour: fewer than the 3 others after one
+        user, _ = await env.athlete(1000)
+        runner = env.runner("resumable")
+        job, _ = await runner.submit(user)
+        invocation = LocalPlatform("hobby", clock=env.clock).start_invocation()
+        done = await runner.run_next(invocation=invocation, job_id=job.id)
+        invocation.finish_response()
+        await invocation.drain()
+        assert done is not None and done.status is JobStatus.PENDING and "YieldTurn" in (done.error or "")
+        assert done.progress["pages"] == 1 and env.list_requests() == 1
+        assert done.next_attempt_at is not None
+        window = (now // 900 + 1) * 900
+        assert window <= done.next_attempt_at.timestamp() < window + 1.0
+
+    in_virtual_time(sqlite_url, scenario, latency=0.1)
