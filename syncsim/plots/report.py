@@ -31,6 +31,16 @@ REFERENCE_LATENCY_S = 0.4
 REFERENCE_RATE_LIMITS = "approved"
 
 
+def _ticks(strategy_options: Any) -> str:
+    """`` (resumable with a tick every 60 s)`` for the strategies run with a scheduled tick, or nothing."""
+    ticked = [
+        f"{name} with a tick every {opts['tick_s']:g} s"
+        for name, opts in (strategy_options or {}).items()
+        if opts.get("tick_s")
+    ]
+    return f" ({', '.join(ticked)})" if ticked else ""
+
+
 def _markdown_table(frame: pd.DataFrame, *, index_label: str | None = None) -> str:
     """A GitHub-flavoured markdown table of ``frame`` (no ``tabulate`` needed)."""
     header = [index_label or str(frame.index.name or "")] + [str(c) for c in frame.columns]
@@ -116,7 +126,7 @@ def write_report(
         "# syncsim reference report",
         "",
         f"{athletes} athletes connect at once (seed {seed}); platforms {', '.join(platforms)}; "
-        f"strategies {', '.join(strategies)} (resumable with a tick every minute); "
+        f"strategies {', '.join(strategies)}{_ticks(simulate_options['strategy_options'])}; "
         f"Strava answers in {latency:g} s with {rate_limits} rate limits. "
         f"Regenerate with "
         f"`syncsim report --out {out} --athletes {athletes} --seed {seed}`.",

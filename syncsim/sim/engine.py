@@ -323,18 +323,13 @@ async def _simulate(sc: Scenario) -> RunRecord:
     ticker = asyncio.ensure_future(tick()) if sc.tick_s is not None else None
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*clients), timeout=sc.max_sim_s)
-    if ticker is not None:  # the browsers have left: the ticks go on until no job is left
-        while clock.now() < horizon and await _jobs_active(inner):
-            await clock.sleep(min(60.0, horizon - clock.now()))
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await ticker
-    if workers is not None:
-        while clock.now() < horizon and await _jobs_active(inner):
-            await clock.sleep(min(60.0, horizon - clock.now()))
-        workers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await workers
+    # The browsers have left: a scheduler's ticks and the workers go on until no job is left.
+    for keeper in (ticker, workers):
+        if keeper is not None:
+            await _until_no_job_left(inner, clock, horizon)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
     await _drain(platform.active, clock, horizon)
     end_s = clock.now() - t0
     sampler.cancel()
@@ -438,6 +433,12 @@ async def _exactness(fake: FakeStrava, store: SQLiteStore, user: uuid.UUID, athl
     stored = await store.stored_activities(user)
     stale = sum(1 for i in truth.keys() & stored.keys() if stored[i].fields != truth[i])
     return len(truth.keys() - stored.keys()), len(stored.keys() - truth.keys()), stale
+
+
+async def _until_no_job_left(store: Any, clock: Clock, horizon: float) -> None:
+    """Wait, a simulated minute at a time, until no job is pending or running, or the horizon."""
+    while clock.now() < horizon and await _jobs_active(store):
+        await clock.sleep(min(60.0, horizon - clock.now()))
 
 
 async def _jobs_active(store: Any) -> bool:

@@ -47,11 +47,12 @@ import pytest
 from syncsim import defaults
 from syncsim.api.auth import mint_token
 from syncsim.clock import SystemClock
-from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
 from syncsim.strava.fake import FakeStrava
 from syncsim.strava.fake.server import running_fake_strava
 from tests.support.api import CRON_SECRET, SECRET, assert_json_error
+from tests.support.jobs import wait_for_job
 
 REPO = Path(__file__).resolve().parents[2]
 ENSURE_RUNTIME = REPO / "scripts" / "ensure-vercel-runtime.sh"
@@ -384,19 +385,6 @@ async def connect_athlete(store: Store, strava: tuple[FakeStrava, str], activiti
     return user
 
 
-async def wait_for_job(
-    store: Store, job_id: uuid.UUID, done: Callable[[Job], bool], timeout_s: float, runtime: VercelRuntime
-) -> Job:
-    give_up = time.monotonic() + timeout_s
-    while True:
-        job = await store.get_job(job_id)
-        assert job is not None
-        if done(job):
-            return job
-        assert time.monotonic() < give_up, f"job still {job.status.value} after {timeout_s} s:\n{runtime.logs()}"
-        await asyncio.sleep(0.05)
-
-
 def rfc3339(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -415,7 +403,9 @@ async def test_sync_answers_202_and_completes_inside_the_runtimes_wait_until(
     assert answered - sent < 1.0  # the design's bar; the sync itself takes 0.5 s of Strava's time alone
     job_id = uuid.UUID(response.json()["jobId"])
 
-    job = await wait_for_job(store, job_id, lambda j: j.status is JobStatus.COMPLETED, 20.0, runtime)
+    job = await wait_for_job(
+        store, job_id, lambda j: j.status is JobStatus.COMPLETED, timeout_s=20.0, every_s=0.05, context=runtime.logs
+    )
     assert await store.count_activities(athlete.user_id) == athlete.activities
     assert job.runs == 1 and job.attempts == 1  # one invocation, the POST's, did it all
     if runtime.platform is not None:
@@ -458,7 +448,9 @@ async def test_deadline_header_stops_the_sync_at_that_instant_and_leaves_it_pend
     tick = await client.get("/api/cron/tick", headers=runtime.headers(Authorization=f"Bearer {CRON_SECRET}"))
     assert tick.status_code == 200, (tick.text, runtime.logs())
     assert tick.json()["continued"] >= 1
-    job = await wait_for_job(store, job_id, lambda j: j.status is JobStatus.COMPLETED, 20.0, runtime)
+    job = await wait_for_job(
+        store, job_id, lambda j: j.status is JobStatus.COMPLETED, timeout_s=20.0, every_s=0.05, context=runtime.logs
+    )
     assert job.runs == 2
     assert await store.count_activities(athlete.user_id) == athlete.activities
 

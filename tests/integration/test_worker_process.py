@@ -22,6 +22,7 @@ from syncsim.jobs.handlers import register_builtin_handlers
 from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
 from syncsim.stores import Store, open_store
+from tests.support.jobs import wait_for_job
 
 #: Short leases so that a dead worker's job comes back within a second.
 LEASE_S = 1.0
@@ -77,16 +78,7 @@ async def _submit(store: Store, steps: int, step_s: float) -> Job:
 
 
 async def _wait_for(store: Store, job_id: uuid.UUID, what: str, ok: Callable[[Job], bool], timeout: float) -> Job:
-    """Poll the job's row until ``ok(job)``; fail with the last row seen after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        job = await store.get_job(job_id)
-        assert job is not None
-        if ok(job):
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last row: {job}")
-        await asyncio.sleep(WATCH_S)
+    return await wait_for_job(store, job_id, ok, timeout_s=timeout, what=what, every_s=WATCH_S)
 
 
 async def _exit_code(process: asyncio.subprocess.Process, timeout: float) -> tuple[int, str]:

@@ -14,8 +14,8 @@ $$;
 revoke execute on function syncsim_unserved_jobs(integer) from public, anon, authenticated;
 grant execute on function syncsim_unserved_jobs(integer) to service_role;
 
--- The tick's upkeep asks every minute which athletes are due a reconcile. Written as one OR, the query walked every
--- strava_tokens row when none was due (1.5 ms at 10,000 users, most of a tick with nothing to do); as two range
+-- The tick's upkeep asks every minute which athletes are due a reconcile. Written as one OR, the query walks every
+-- strava_tokens row when none is due, so a tick with nothing to do grows with the number of users; as two range
 -- scans of strava_tokens_reconciled_idx (0012) it reads only the rows it returns and the recently asked it skips.
 
 create or replace function syncsim_users_to_reconcile(p_before timestamptz, p_asked_before timestamptz, p_limit integer)
