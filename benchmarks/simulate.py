@@ -4,14 +4,17 @@ side with another commit of syncsim, in the same run.
     python benchmarks/simulate.py                         # this checkout's sweep, once
     python benchmarks/simulate.py --against e977c24       # alternate with that commit, print both and the ratio,
                                                           # then this checkout's full sweep once
+    python benchmarks/simulate.py --against e977c24 --against aed6065   # several commits, each against the first
     python benchmarks/simulate.py --athletes 200          # the sweep's first 200 athletes
     python benchmarks/simulate.py --profile               # cProfile of one run (hobby/resumable), top functions
 
 Targets: the full sweep in <= 60 s on a 2-core machine, <= 2 GB per process. Each sweep runs in a fresh Python
 process (``-X importtime`` off, the same interpreter for both sides); with ``--against`` the two sides alternate
-``--repeat`` times, so a machine that slows down meanwhile slows both; this side then runs the work the other
-does (:data:`COMPARABLE`: before the tick and the launch day, the sweep was the approved-limits runs alone).
-The other commit is checked out with ``git worktree`` into a temporary folder and imported from there.
+``--repeat`` times, so a machine that slows down meanwhile slows both; every side runs the same work
+(:data:`COMPARABLE`: before the tick and the launch day, the sweep was the approved-limits runs alone; a commit
+that predates an option simply lacks the work it turns off). With several ``--against`` commits, every side
+is also printed as a ratio to the first one: a series of commits itemizes where a difference came from. Each
+other commit is checked out with ``git worktree`` into a temporary folder and imported from there.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ TARGET_S = 60.0
 
 #: What each side runs, in its own process: the same public entry point exists in every layout of syncsim.
 _CHILD = """
-import json, resource, sys, time
-from syncsim.sim.compare import reference_sweep
+import inspect, json, resource, sys, time
+from syncsim.sim.compare import REFERENCE_SWEEP, reference_sweep
 athletes, options = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+# An option this commit's sweep does not know (it predates the feature the option turns off) is left out.
+known = set(inspect.signature(reference_sweep).parameters) | set(REFERENCE_SWEEP)
+options = {k: v for k, v in options.items() if k in known}
 started = time.perf_counter()
 sweep = reference_sweep(athletes=athletes, keep_events=False, **options)
 wall = time.perf_counter() - started
@@ -87,7 +93,9 @@ def checkout(ref: str, into: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--athletes", type=int, default=None, help="only the first N athletes of the workload")
-    parser.add_argument("--against", metavar="REF", help="a commit to run side by side (git ref)")
+    parser.add_argument(
+        "--against", metavar="REF", action="append", help="a commit to run side by side (git ref; repeatable)"
+    )
     parser.add_argument("--repeat", type=int, default=2, help="sweeps per side with --against (default 2)")
     parser.add_argument("--profile", action="store_true", help="profile one hobby/resumable run instead")
     args = parser.parse_args()
@@ -113,30 +121,45 @@ def main() -> None:
         _figures(this)
         return
 
+    refs: list[str] = args.against
     with tempfile.TemporaryDirectory(prefix="syncsim-bench-") as tmp:
-        other = checkout(args.against, Path(tmp) / "other")
+        sides: list[tuple[str, Path]] = [("this", ROOT)]
         try:
-            walls: dict[str, list[float]] = {"this": [], args.against: []}
+            for i, ref in enumerate(refs):
+                sides.append((ref, checkout(ref, Path(tmp) / f"other{i}")))
+            walls: dict[str, list[float]] = {name: [] for name, _ in sides}
             last: dict[str, dict[str, object]] = {}
             for i in range(args.repeat):
-                order = [("this", ROOT, COMPARABLE), (args.against, other, {})]
-                if i % 2:
-                    order.reverse()
-                for name, source, options in order:
-                    result = run_sweep(source, args.athletes, options)
+                order = sides if i % 2 == 0 else sides[::-1]
+                for name, source in order:
+                    result = run_sweep(source, args.athletes, COMPARABLE)
                     walls[name].append(float(result["wall_s"]))  # type: ignore[arg-type]
                     last[name] = result
                     print(f"  sweep {i + 1} {name:>12}: {result['wall_s']:6.1f} s wall", flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
-    this_median, other_median = statistics.median(walls["this"]), statistics.median(walls[args.against])
+            for _name, source in sides[1:]:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(source)], check=False)
+    medians = {name: statistics.median(values) for name, values in walls.items()}
+    base = refs[0]
     print()
     print(f"reference sweep: {last['this']['athletes']} athletes x {last['this']['runs']} runs")
-    print(f"this checkout        median {this_median:6.1f} s  (runs: {', '.join(f'{w:.1f}' for w in walls['this'])})")
-    print(
-        f"{args.against:<20} median {other_median:6.1f} s  (runs: {', '.join(f'{w:.1f}' for w in walls[args.against])})"
-    )
-    print(f"ratio this/{args.against}: {this_median / other_median:.2f}x   (target <= 1.25x)")
+    shown = [name for name, _ in [*sides[1:], sides[0]]]  # the commits in the order given, this checkout last
+    for name in shown:
+        label = "this checkout" if name == "this" else name
+        runs = ", ".join(f"{w:.1f}" for w in walls[name])
+        ratio = medians[name] / medians[base]
+        print(f"{label:<20} median {medians[name]:6.1f} s  {ratio:5.2f}x {base}  (runs: {runs})")
+    print(f"ratio this/{base}: {medians['this'] / medians[base]:.2f}x   (target <= 1.25x)")
+    if len(refs) > 1:
+        print()
+        print("CPU seconds of each run, per side (the last sweep of each):")
+        print(f"  {'run':<18}" + "".join(f"{name[:10]:>11}" for name in shown))
+        for platform, strategy, *_ in last["this"]["per_run"]:  # type: ignore[attr-defined]
+            cells = []
+            for name in shown:
+                cpu = {(r[0], r[1]): r[2] for r in last[name]["per_run"]}.get((platform, strategy))  # type: ignore[attr-defined]
+                cells.append(f"{cpu or 0:11.1f}")
+            print(f"  {platform + ' ' + strategy:<18}" + "".join(cells))
     print()
     _figures(last["this"])
     full = run_sweep(ROOT, args.athletes)

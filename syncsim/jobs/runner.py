@@ -399,6 +399,17 @@ class JobRunner:
             if not ok:
                 return
 
+    def claimable_types(self, now: float) -> list[str]:
+        """The job types this runner may claim at ``now``: every handled type not paused by a shared wait (a spent
+        rate limit) that lasts beyond ``now``. Claiming a paused type would only put the job back until the pause
+        ends: a claim, a reschedule and a lost turn, for nothing."""
+        return [t for t in self.handlers.types if self.paused_until.get(t, 0.0) <= now]
+
+    def pause_ends_at(self) -> float | None:
+        """When the earliest shared pause of a handled type ends (``None`` without one)."""
+        ends = [self.paused_until[t] for t in self.handlers.types if t in self.paused_until]
+        return min(ends) if ends else None
+
     async def _count_due(self, limit: int) -> int:
         count, _ = await self.store.due_summary(now=self.clock.now(), limit=limit)
         return count
@@ -422,9 +433,7 @@ class JobRunner:
                 return None
             if invocation is not None and invocation.time_left() <= self.deadline_margin_s:
                 return None
-            now = self.clock.now()
-            types = [t for t in self.handlers.types if self.paused_until.get(t, 0.0) <= now]
-            return types or None
+            return self.claimable_types(self.clock.now()) or None
 
         async def loop() -> None:
             while (types := claimable()) is not None:

@@ -147,10 +147,15 @@ class Worker:
         idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
         retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
         while not self._stopping.is_set():
-            self._busy += 1
             called_at = self.runner.clock.now()
+            types = self.runner.claimable_types(called_at)
+            if not types:  # every type waits for a rate-limit window: claim nothing before it ends
+                ends_at = self.runner.pause_ends_at()
+                await self._pause(max(0.0, (ends_at or called_at) - called_at))
+                continue
+            self._busy += 1
             try:
-                job = await self.runner.run_next(on_claim=self._store_answered)
+                job = await self.runner.run_next(on_claim=self._store_answered, types=types)
             except StoreError as exc:
                 self._store_failed(exc, called_at)
                 await self._pause(retry_s)

@@ -412,3 +412,31 @@ async def test_a_handler_cut_off_by_its_store_is_paused_without_spending_an_atte
         assert first is not None and first.status is JobStatus.COMPLETED
     assert runs == [1, 1]  # the second run is on the same attempt
     assert (first.attempts, first.runs, first.crashes, first.error) == (1, 2, 0, None)
+
+
+async def test_a_worker_claims_nothing_of_a_type_paused_by_a_shared_wait_until_the_pause_ends(
+    store: Store, handlers: HandlerRegistry, user_id: uuid.UUID
+) -> None:
+    """A shared wait (an app-wide rate limit spent) pauses every job of its type: a worker claims none of them
+    before the pause ends, then runs them at once. Before, its claim loops went on claiming them, each claim
+    only to be put back until the window reset."""
+    runner = _runner(store, handlers)
+    job, _ = await runner.submit(user_id, {"steps": 1, "step_s": 0.0}, type="demo")
+    pause_s = 0.4
+    runner.paused_until["demo"] = runner.clock.now() + pause_s
+    worker = Worker(runner, concurrency=2, poll_s=0.01, grace_s=0.5)
+    run = asyncio.ensure_future(worker.run())
+    try:
+        await asyncio.sleep(pause_s / 2)
+        held = await store.get_job(job.id)
+        assert held is not None and held.status is JobStatus.PENDING
+        assert (held.runs, held.attempts, held.locked_by) == (0, 0, None)  # never claimed
+        assert worker.stats.jobs_run == 0
+        deadline = time.monotonic() + pause_s + 5.0
+        while (row := await store.get_job(job.id)) is not None and row.status is not JobStatus.COMPLETED:
+            assert time.monotonic() < deadline, f"the job was not run after the pause: {row}"
+            await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, timeout=5.0)
+    assert row is not None and (row.runs, row.attempts) == (1, 1)
