@@ -154,12 +154,10 @@ def main() -> None:
         print()
         print("CPU seconds of each run, per side (the last sweep of each):")
         print(f"  {'run':<18}" + "".join(f"{name[:10]:>11}" for name in shown))
+        cpu = {name: {(r[0], r[1]): r[2] for r in last[name]["per_run"]} for name in shown}  # type: ignore[attr-defined]
         for platform, strategy, *_ in last["this"]["per_run"]:  # type: ignore[attr-defined]
-            cells = []
-            for name in shown:
-                cpu = {(r[0], r[1]): r[2] for r in last[name]["per_run"]}.get((platform, strategy))  # type: ignore[attr-defined]
-                cells.append(f"{cpu or 0:11.1f}")
-            print(f"  {platform + ' ' + strategy:<18}" + "".join(cells))
+            cells = [cpu[name].get((platform, strategy)) for name in shown]
+            print(f"  {platform + ' ' + strategy:<18}" + "".join(f"{c:11.1f}" if c else f"{'-':>11}" for c in cells))
     print()
     _figures(last["this"])
     full = run_sweep(ROOT, args.athletes)

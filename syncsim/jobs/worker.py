@@ -149,9 +149,9 @@ class Worker:
         while not self._stopping.is_set():
             called_at = self.runner.clock.now()
             types = self.runner.claimable_types(called_at)
-            if not types:  # every type waits for a rate-limit window: claim nothing before it ends
-                ends_at = self.runner.pause_ends_at()
-                await self._pause(max(0.0, (ends_at or called_at) - called_at))
+            pause_ends_at = None if types else self.runner.pause_ends_at()
+            if pause_ends_at is not None:  # every type waits for a rate-limit window: claim nothing before it ends
+                await self._pause(pause_ends_at - called_at)
                 continue
             self._busy += 1
             try:

@@ -20,6 +20,7 @@ from syncsim.platforms import LocalPlatform, platform_spec
 from syncsim.retry import RetryPolicy
 from syncsim.stores import Store, open_store
 from tests.support.clocks import StalledClock
+from tests.support.jobs import wait_for_job
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
@@ -432,11 +433,10 @@ async def test_a_worker_claims_nothing_of_a_type_paused_by_a_shared_wait_until_t
         assert held is not None and held.status is JobStatus.PENDING
         assert (held.runs, held.attempts, held.locked_by) == (0, 0, None)  # never claimed
         assert worker.stats.jobs_run == 0
-        deadline = time.monotonic() + pause_s + 5.0
-        while (row := await store.get_job(job.id)) is not None and row.status is not JobStatus.COMPLETED:
-            assert time.monotonic() < deadline, f"the job was not run after the pause: {row}"
-            await asyncio.sleep(0.02)
+        done = await wait_for_job(
+            store, job.id, lambda j: j.status is JobStatus.COMPLETED, timeout_s=pause_s + 5.0, what="completed"
+        )
     finally:
         worker.stop()
         await asyncio.wait_for(run, timeout=5.0)
-    assert row is not None and (row.runs, row.attempts) == (1, 1)
+    assert (done.runs, done.attempts) == (1, 1)
