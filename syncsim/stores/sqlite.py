@@ -58,6 +58,17 @@ WHERE status = 'running' AND locked_until < :now
 """
 
 
+#: Whether a claim could lease anything: a due pending job (never-served ones, then served ones: each a range of
+#: the claim index) or a lease that has expired. ``{filters}`` narrows the pending jobs as the claim does.
+_CLAIMABLE_SQL = """
+SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND (served_at IS NOT NULL) = 0
+                                         AND next_attempt_at <= ? {filters})
+    OR EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND (served_at IS NOT NULL) = 1
+                                         AND next_attempt_at <= ? {filters})
+    OR EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'running' AND locked_until < ?)
+"""
+
+
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else to_datetime(value)
 
@@ -248,6 +259,12 @@ class SQLiteStore:
         if types:
             filters.append(f"AND type IN ({', '.join('?' * len(types))})")
             params.extend(types)
+        # Look before taking the write lock: an idle worker looks every second, and on a store on a file each
+        # look would otherwise hold SQLite's one write lock (BEGIN IMMEDIATE) against the API's submits. Nothing
+        # is lost by a look that misses a job made due just after it: the next look, or the claim below, sees it.
+        due = " ".join(filters)
+        if not self.conn.execute(_CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now)).fetchone()[0]:
+            return None
         with self._write() as conn:
             conn.execute(_RECLAIM_SQL, {"now": now})
             row = conn.execute(

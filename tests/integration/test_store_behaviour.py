@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
 from syncsim import defaults
+from syncsim.errors import StoreError
 from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
+from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.models import Activity, StravaTokens
 from tests.conftest import BACKENDS
 
@@ -82,6 +85,20 @@ async def test_claim_filters_by_type(store: Store) -> None:
     await _create(store, uuid.uuid4(), type="noop")
     assert await store.claim_job(worker_id="w", now=T0, lease_s=30, types=["demo"]) is None
     assert await store.claim_job(worker_id="w", now=T0, lease_s=30, types=["noop"]) is not None
+
+
+async def test_claims_take_never_served_jobs_first_then_served_ones_that_are_due(store: Store) -> None:
+    served, _ = await _create(store, uuid.uuid4())
+    await store.claim_job(worker_id="w", now=T0, lease_s=30)
+    assert await store.save_progress(served.id, worker_id="w", progress={"pages": 1}, now=T0 + 1, lease_s=30)
+    assert await store.reschedule_job(served.id, worker_id="w", at=T0 + 2, now=T0 + 1, reason="turn given away")
+    fresh, _ = await _create(store, uuid.uuid4(), now=T0 + 3)
+    assert await store.claim_job(worker_id="w", now=T0 + 2.5, lease_s=30) is not None  # the served one, due first
+    assert await store.reschedule_job(served.id, worker_id="w", at=T0 + 3, now=T0 + 2.5, reason="turn given away")
+    first = await store.claim_job(worker_id="w", now=T0 + 4, lease_s=30)  # both due: the never-served one first
+    second = await store.claim_job(worker_id="w", now=T0 + 4, lease_s=30)
+    assert (first and first.id, second and second.id) == (fresh.id, served.id)
+    assert await store.claim_job(worker_id="w", now=T0 + 4, lease_s=30) is None
 
 
 async def test_a_retry_waits_for_its_next_attempt_time(store: Store, user_id: uuid.UUID) -> None:
@@ -365,3 +382,24 @@ async def test_a_file_store_sees_what_another_connection_wrote(sqlite_url: str, 
     assert (await reader.get_job(job.id)).status is JobStatus.RUNNING  # type: ignore[union-attr]
     await reader.close()
     await writer.close()
+
+
+async def test_a_look_that_finds_nothing_to_claim_takes_no_write_lock(sqlite_url: str, user_id: uuid.UUID) -> None:
+    """An idle worker looks every second: on a store on a file, a look that finds nothing due must neither wait
+    for the write lock another process holds nor take it; a claim that can lease a job still waits for it."""
+    worker = SQLiteStore.from_url(sqlite_url, busy_timeout_s=0.2)
+    await worker.migrate()
+    job, _ = await _create(worker, user_id)
+    assert await worker.claim_job(worker_id="w1", now=T0, lease_s=30) is not None  # leased until T0 + 30
+    other_process = sqlite3.connect(worker.path, isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")  # e.g. the API server writing a submission
+    try:
+        assert await worker.claim_job(worker_id="w2", now=T0 + 1, lease_s=30) is None
+        with pytest.raises(StoreError, match="busy"):  # the lease has expired: reclaiming it needs the lock
+            await worker.claim_job(worker_id="w2", now=T0 + 31, lease_s=30)
+    finally:
+        other_process.execute("ROLLBACK")
+        other_process.close()
+    reclaimed = await worker.claim_job(worker_id="w2", now=T0 + 31, lease_s=30)
+    assert reclaimed is not None and (reclaimed.id, reclaimed.locked_by, reclaimed.crashes) == (job.id, "w2", 1)
+    await worker.close()
