@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -403,3 +404,33 @@ async def test_a_look_that_finds_nothing_to_claim_takes_no_write_lock(sqlite_url
     reclaimed = await worker.claim_job(worker_id="w2", now=T0 + 31, lease_s=30)
     assert reclaimed is not None and (reclaimed.id, reclaimed.locked_by, reclaimed.crashes) == (job.id, "w2", 1)
     await worker.close()
+
+
+async def test_a_pages_reads_and_marks_on_sqlite_do_not_grow_with_the_history(tmp_path: Path) -> None:
+    """A reconcile reads and marks its history a page at a time: each page's work must be that of its 200 rows,
+    not of every activity the user has (counted in SQLite VM steps, which do not depend on the machine)."""
+
+    async def steps_per_page(history: int) -> int:
+        store = SQLiteStore(str(tmp_path / f"h{history}.db"))
+        await store.migrate()
+        user = uuid.uuid4()
+        for start in range(0, history, 1000):
+            await store.upsert_activities(user, [_activity(i) for i in range(start, start + 1000)], now=T0)
+        page = [_activity(i).id for i in range(history // 2, history // 2 + 200)]
+        steps = 0
+
+        def count() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        store.conn.set_progress_handler(count, 100)
+        stored = await store.stored_activities(user, page)
+        await store.mark_activities_seen(user, list(stored), now=T0 + 1)
+        store.conn.set_progress_handler(None, 0)
+        assert len(stored) == 200 and await store.delete_activities_unseen_since(user, T0 + 1) == history - 200
+        await store.close()
+        return steps
+
+    small, large = await steps_per_page(2_000), await steps_per_page(20_000)
+    assert large < 1.5 * small, (small, large)
