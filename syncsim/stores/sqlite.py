@@ -269,8 +269,12 @@ class SQLiteStore:
         # look would otherwise hold SQLite's one write lock (BEGIN IMMEDIATE) against the API's submits. Nothing
         # is lost by a look that misses a job made due just after it: the next look, or the claim below, sees it.
         due = " ".join(filters)
-        if not self.conn.execute(_CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now)).fetchone()[0]:
-            return None
+        try:
+            claimable = self.conn.execute(_CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now))
+            if not claimable.fetchone()[0]:
+                return None
+        except sqlite3.Error as exc:  # e.g. busy past the timeout: a worker backs off from a StoreError
+            raise StoreError(f"sqlite store {self.path!r} could not be read: {exc}") from None
         with self._write() as conn:
             conn.execute(_RECLAIM_SQL, {"now": now})
             row = conn.execute(

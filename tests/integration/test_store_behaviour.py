@@ -434,3 +434,16 @@ async def test_a_pages_reads_and_marks_on_sqlite_do_not_grow_with_the_history(tm
 
     small, large = await steps_per_page(2_000), await steps_per_page(20_000)
     assert large < 1.5 * small, (small, large)
+
+
+async def test_a_claim_on_a_database_without_its_tables_is_a_store_error(sqlite_url: str) -> None:
+    """A file reset or replaced under a running worker: the worker backs off from a StoreError and keeps its claim
+    loops, where any other error would stop it."""
+    store = SQLiteStore.from_url(sqlite_url)
+    await store.migrate()
+    other_process = sqlite3.connect(store.path, isolation_level=None)
+    other_process.execute("DROP TABLE sync_jobs")
+    other_process.close()
+    with pytest.raises(StoreError, match="could not be read: no such table: sync_jobs"):
+        await store.claim_job(worker_id="w", now=T0, lease_s=30)
+    await store.close()
