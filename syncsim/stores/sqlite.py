@@ -273,7 +273,7 @@ class SQLiteStore:
             claimable = self.conn.execute(_CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now))
             if not claimable.fetchone()[0]:
                 return None
-        except sqlite3.Error as exc:  # e.g. busy past the timeout: a worker backs off from a StoreError
+        except sqlite3.Error as exc:  # a file reset under the worker, busy past the timeout: it backs off from these
             raise StoreError(f"sqlite store {self.path!r} could not be read: {exc}") from None
         with self._write() as conn:
             conn.execute(_RECLAIM_SQL, {"now": now})
@@ -476,17 +476,18 @@ class SQLiteStore:
     async def stored_activities(
         self, user_id: uuid.UUID, activity_ids: Sequence[int] | None = None
     ) -> dict[int, StoredActivity]:
-        query = f"""SELECT id, {_FIELD_COLUMNS}, json_extract(raw, '$.resource_state') = 3
-                    FROM strava_activities WHERE"""
+        where = "user_id = ?"
         params: list[Any] = [str(user_id)]
-        if activity_ids is None:
-            query += " user_id = ?"
-        else:
+        if activity_ids is not None:
             if not activity_ids:
                 return {}
-            query += f" {_BY_IDS.format(marks=', '.join('?' * len(activity_ids)))}"
+            where = _BY_IDS.format(marks=", ".join("?" * len(activity_ids)))
             params.extend(activity_ids)
-        rows = self.conn.execute(query, params).fetchall()
+        rows = self.conn.execute(
+            f"""SELECT id, {_FIELD_COLUMNS}, json_extract(raw, '$.resource_state') = 3
+                FROM strava_activities WHERE {where}""",
+            params,
+        ).fetchall()
         return {row[0]: StoredActivity(ActivityFields(*row[1:8]), bool(row[8])) for row in rows}
 
     async def mark_activities_seen(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
