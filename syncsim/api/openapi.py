@@ -46,14 +46,48 @@ _BODY_ERRORS = {
 _DEADLINE = {"504": _error("the request did not finish within the platform's time limit")}
 _UNKNOWN_QUERY = {"400": _error("a query parameter this route does not take")}
 #: The webhook callback path's secret (``$STRAVA_WEBHOOK_SECRET``).
-_EVENT_SUMMARY = "A Strava event: the activity is re-read by id; a deauthorization is confirmed with Strava"
-_EVENT_ANSWER = "the same answer for every well-formed event (acted on in the background, or not)"
 _SECRET = {"name": "secret", "in": "path", "required": True, "schema": {"type": "string"}}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _JOB_ID = {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 _STRAVA_ID = {"type": "integer", "minimum": 1, "maximum": MAX_STRAVA_ID}
 #: What connect's ``code`` must contain: a character other than the ASCII whitespace it is trimmed of.
 CODE_PATTERN = "[^\\t\\n\\v\\f\\r ]"
+
+
+def _webhook(*path_parameters: dict[str, Any]) -> dict[str, Any]:
+    """Strava's webhook callback: its subscription challenge and its events, on the plain path or the secret one
+    (``path_parameters``: the secret's)."""
+    challenge = [
+        {"name": "hub.mode", "in": "query", "required": True, "schema": {"type": "string", "enum": ["subscribe"]}},
+        {"name": "hub.challenge", "in": "query", "required": True, "schema": {"type": "string", "minLength": 1}},
+        {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
+    ]
+    post: dict[str, Any] = {
+        "summary": "A Strava event: the activity is re-read by id; a deauthorization is confirmed with Strava",
+        "parameters": list(path_parameters),
+        "requestBody": _body("WebhookEvent", required=True),
+        "responses": {
+            "200": _ok("the same answer for every well-formed event (acted on in the background, or not)", "Accepted"),
+            **_BODY_ERRORS,
+            **_DEADLINE,
+        },
+    }
+    if not path_parameters:
+        del post["parameters"]  # an empty list would say nothing
+    return {
+        "get": {
+            "summary": "Strava's subscription challenge" + (", on the secret callback path" if path_parameters else ""),
+            "parameters": [*path_parameters, *challenge],
+            "responses": {
+                "200": _ok("the challenge, echoed", "Challenge"),
+                "400": _error("not a subscribe challenge, no challenge, or another query parameter"),
+                "403": _error("wrong verify token"),
+                "503": _error("no verify token configured"),
+                **_DEADLINE,
+            },
+        },
+        "post": post,
+    }
 
 
 _TICK: dict[str, Any] = {
@@ -167,86 +201,8 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
                     },
                 },
             },
-            "/api/strava/webhook": {
-                "get": {
-                    "summary": "Strava's subscription challenge",
-                    "parameters": [
-                        {
-                            "name": "hub.mode",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "enum": ["subscribe"]},
-                        },
-                        {
-                            "name": "hub.challenge",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "minLength": 1},
-                        },
-                        {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": _ok("the challenge, echoed", "Challenge"),
-                        "400": _error("not a subscribe challenge, no challenge, or another query parameter"),
-                        "403": _error("wrong verify token"),
-                        "503": _error("no verify token configured"),
-                        **_DEADLINE,
-                    },
-                },
-                "post": {
-                    "summary": _EVENT_SUMMARY,
-                    "requestBody": _body("WebhookEvent", required=True),
-                    "responses": {
-                        "200": _ok(
-                            "the same answer for every well-formed event (acted on in the background, or not)",
-                            "Accepted",
-                        ),
-                        **_BODY_ERRORS,
-                        **_DEADLINE,
-                    },
-                },
-            },
-            "/api/strava/webhook/{secret}": {
-                "get": {
-                    "summary": "Strava's subscription challenge, on the secret callback path",
-                    "parameters": [
-                        _SECRET,
-                        {
-                            "name": "hub.mode",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "enum": ["subscribe"]},
-                        },
-                        {
-                            "name": "hub.challenge",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string", "minLength": 1},
-                        },
-                        {"name": "hub.verify_token", "in": "query", "required": True, "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": _ok("the challenge, echoed", "Challenge"),
-                        "400": _error("not a subscribe challenge, no challenge, or another query parameter"),
-                        "403": _error("wrong verify token"),
-                        "503": _error("no verify token configured"),
-                        **_DEADLINE,
-                    },
-                },
-                "post": {
-                    "summary": _EVENT_SUMMARY,
-                    "parameters": [_SECRET],
-                    "requestBody": _body("WebhookEvent", required=True),
-                    "responses": {
-                        "200": _ok(
-                            "the same answer for every well-formed event (acted on in the background, or not)",
-                            "Accepted",
-                        ),
-                        **_BODY_ERRORS,
-                        **_DEADLINE,
-                    },
-                },
-            },
+            "/api/strava/webhook": _webhook(),
+            "/api/strava/webhook/{secret}": _webhook(_SECRET),
             "/api/strava/connect": {
                 "post": {
                     "summary": "Exchange an OAuth authorization code; the tokens are stored server-side only",
