@@ -57,7 +57,7 @@ _LAZY = {
     "Comparison": "syncsim.sim.results",
     "SUCCESS_METRICS": "syncsim.sim.results",
     "PER_PAGE": "syncsim.strava.sync",
-    "default_handlers": "syncsim.jobs.handlers",
+    "default_handlers": "syncsim.job_types",
     "register_builtin_handlers": "syncsim.jobs.handlers",
     "simulate": "syncsim.sim.run",
     "compare": "syncsim.sim.compare",

@@ -65,7 +65,7 @@ from syncsim.api.submissions import DEMO_JOB_TYPES, USER_JOB_TYPES, SubmissionRu
 from syncsim.clock import Clock, SystemClock
 from syncsim.defaults import MAX_LIST_LIMIT
 from syncsim.errors import ConfigError
-from syncsim.jobs.handlers import default_handlers
+from syncsim.job_types import default_handlers
 from syncsim.jobs.runner import JobRunner
 from syncsim.jobs.service import JobService
 from syncsim.platforms.invocation import Platform

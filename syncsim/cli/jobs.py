@@ -58,7 +58,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def build_runner(store: Any, *, strategy: str = "worker", **options: Any) -> Any:
-    from syncsim.jobs.handlers import default_handlers
+    from syncsim.job_types import default_handlers
     from syncsim.jobs.runner import JobRunner
 
     return JobRunner(store, handlers=default_handlers(), strategy=strategy, **options)

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Handler",
     "HandlerRegistry",
-    "default_handlers",
     "demo_handler",
     "noop_handler",
     "register_builtin_handlers",
@@ -80,11 +79,3 @@ def register_builtin_handlers(registry: HandlerRegistry) -> HandlerRegistry:
     registry.register("demo", demo_handler)
     registry.register("noop", noop_handler)
     return registry
-
-
-def default_handlers() -> HandlerRegistry:
-    """Every job type syncsim ships: ``strava_sync``, ``strava_events``, ``demo`` and ``noop``."""
-    from syncsim.strava.events import register_strava_events
-    from syncsim.strava.sync import register_strava_sync
-
-    return register_strava_events(register_strava_sync(register_builtin_handlers(HandlerRegistry())))

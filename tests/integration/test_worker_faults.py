@@ -28,7 +28,7 @@ import pytest
 
 from syncsim.clock import SystemClock
 from syncsim.errors import StoreError, StoreUnavailable, SyncsimError
-from syncsim.jobs.handlers import default_handlers
+from syncsim.job_types import default_handlers
 from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.runner import JobRunner
 from syncsim.jobs.worker import Worker
