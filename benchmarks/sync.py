@@ -59,7 +59,6 @@ from typing import Any
 import orjson
 
 from syncsim import defaults
-from syncsim.cli import format_table
 from syncsim.clock import SystemClock
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
@@ -68,6 +67,7 @@ from syncsim.strava.fake import FakeStrava, LatencyModel
 from syncsim.strava.models import Activity
 from syncsim.strava.sync import PER_PAGE, list_requests_needed, register_strava_sync
 from syncsim.testing.postgres import TemporaryPostgres, database_url
+from syncsim.text import format_table
 
 #: What the issues ask of the figures.
 TARGET_BOUND_RATIO = 1.05

@@ -1,27 +1,17 @@
-"""What every ``syncsim`` command shares: the ``--store`` option and plain-text tables."""
+"""What every ``syncsim`` command shares: the ``--store`` option, and plain-text tables (:mod:`syncsim.text`)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from syncsim import defaults
+from syncsim.text import format_table
 
 __all__ = ["Command", "format_table", "store_arg"]
 
 #: A sub-command's handler: parsed arguments in, exit status out.
 Command = Callable[[argparse.Namespace], int]
-
-
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A plain-text table (no pandas needed)."""
-    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join([line, rule, *body])
 
 
 def store_arg(parser: argparse.ArgumentParser) -> None:

@@ -64,6 +64,7 @@ from syncsim.sim.loopback import (
 from syncsim.sim.loopback import START_TIMEOUT_S as START_TIMEOUT_S
 from syncsim.sim.workload import Workload, WorkloadRow
 from syncsim.strava.fake import LatencyModel
+from syncsim.text import format_table
 
 __all__ = ["Comparison", "RealRun", "Setup", "calibrated_latency", "real_run", "simulated_run", "validate"]
 
@@ -317,7 +318,6 @@ class Comparison:
 
     def table(self) -> str:
         """Per job and per percentile, real against simulated, as plain text."""
-        from syncsim.cli import format_table
 
         rows = []
         for i, (real, sim) in enumerate(zip(self.real.jobs, self.sim, strict=True)):

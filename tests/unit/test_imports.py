@@ -107,6 +107,28 @@ def test_no_module_of_syncsim_imports_itself_through_others() -> None:
     assert cycles(graph) == []
 
 
+#: What the real server, store, runner and Strava client are made of must not depend on these: the simulator,
+#: its charts, the command line and the test doubles are built on production code, never under it.
+ABOVE_PRODUCTION = ("syncsim.sim", "syncsim.plots", "syncsim.cli", "syncsim.strava.fake", "syncsim.testing")
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_production_code_imports_no_simulator_chart_command_line_or_test_double() -> None:
+    graph = import_graph()
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph.items()
+        if not _within(module, ABOVE_PRODUCTION)
+        for target in targets
+        if _within(target, ABOVE_PRODUCTION)
+    )
+    assert graph["syncsim.sim.engine"] & {"syncsim.api.app"}, "the simulator runs the real app: the graph sees it"
+    assert wrong == []
+
+
 def test_importing_syncsim_loads_no_optional_part() -> None:
     """The worker and the API start fast: FakeStrava, the web stack, the drivers and pandas load when used."""
     code = (
