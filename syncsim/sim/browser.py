@@ -15,11 +15,12 @@ the browser stops at a final status (``completed`` / ``failed``) or gives up ``g
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from syncsim.clock import Clock
+from syncsim.retry import RetryPolicy
 from syncsim.sim.asgi import HttpCaller
 from syncsim.sim.recorder import Recorder
 
@@ -38,10 +39,20 @@ class PollSchedule:
     post_attempts: int = 3
     #: Honour the job's ``nextAttemptAt`` (a rate-limited job will not move before it): fewer useless polls.
     honour_next_attempt: bool = True
+    #: The doubling itself: syncsim's one backoff formula, without jitter (a browser's timer is exact).
+    backoff: RetryPolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_s <= self.cap_s or self.give_up_s <= 0 or self.post_attempts < 1:
+            raise ValueError(
+                "PollSchedule needs 0 < first_s <= cap_s, give_up_s > 0 and post_attempts >= 1, "
+                f"not {self.first_s}, {self.cap_s}, {self.give_up_s}, {self.post_attempts}"
+            )
+        object.__setattr__(self, "backoff", RetryPolicy(base_s=self.first_s, factor=2.0, max_s=self.cap_s, jitter=0.0))
 
     def delay(self, k: int) -> float:
         """Seconds before poll ``k`` (1-based)."""
-        return min(self.cap_s, self.first_s * 2.0 ** max(0, k - 1))
+        return self.backoff.delay(k)
 
 
 @dataclass(slots=True)

@@ -19,8 +19,10 @@ import pandas as pd
 import pytest
 
 from syncsim.errors import MalformedResponse
+from syncsim.retry import RetryPolicy
 from syncsim.sim import Scenario, Workload, simulate
 from syncsim.sim.asgi import AsgiCaller
+from syncsim.sim.browser import PollSchedule
 from syncsim.sim.compare import expected_cost
 from syncsim.sim.virtual import VirtualTimeLoop, _Timer, run_virtual, virtual_clock
 from syncsim.sim.workload import WorkloadRow
@@ -537,3 +539,13 @@ def test_a_store_round_trip_takes_its_latency_and_none_yields_nothing(latency_s:
     assert found
     assert yields is (latency_s > 0)
     assert elapsed == pytest.approx(latency_s, abs=1e-6)  # to the tick (epoch seconds are floats)
+
+
+def test_a_browser_polls_on_the_one_backoff_formula_and_refuses_a_schedule_that_cannot_run() -> None:
+    schedule = PollSchedule(first_s=2.0, cap_s=30.0)
+    assert [schedule.delay(k) for k in range(1, 8)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert schedule.backoff == RetryPolicy(base_s=2.0, factor=2.0, max_s=30.0, jitter=0.0)
+    assert "backoff" not in repr(schedule)  # a run's parameters record the schedule by its repr
+    for bad in ({"first_s": 0.0}, {"first_s": 60.0}, {"give_up_s": 0.0}, {"post_attempts": 0}):
+        with pytest.raises(ValueError, match="PollSchedule needs 0 < first_s <= cap_s"):
+            PollSchedule(**bad)
