@@ -64,7 +64,7 @@ def _webhook(*path_parameters: dict[str, Any]) -> dict[str, Any]:
     ]
     post: dict[str, Any] = {
         "summary": "A Strava event: the activity is re-read by id; a deauthorization is confirmed with Strava",
-        "parameters": list(path_parameters),
+        **({"parameters": list(path_parameters)} if path_parameters else {}),
         "requestBody": _body("WebhookEvent", required=True),
         "responses": {
             "200": _ok("the same answer for every well-formed event (acted on in the background, or not)", "Accepted"),
@@ -72,8 +72,6 @@ def _webhook(*path_parameters: dict[str, Any]) -> dict[str, Any]:
             **_DEADLINE,
         },
     }
-    if not path_parameters:
-        del post["parameters"]  # an empty list would say nothing
     return {
         "get": {
             "summary": "Strava's subscription challenge" + (", on the secret callback path" if path_parameters else ""),

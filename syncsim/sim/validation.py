@@ -318,7 +318,6 @@ class Comparison:
 
     def table(self) -> str:
         """Per job and per percentile, real against simulated, as plain text."""
-
         rows = []
         for i, (real, sim) in enumerate(zip(self.real.jobs, self.sim, strict=True)):
             same = all(real[key] == sim[key] for key in ("status", "attempts", "runs"))
