@@ -5,6 +5,11 @@ a job it could not finish keeps its lease until expiry and is then reclaimed by 
 ``burst=True`` it exits once no job is pending or running (waiting for backoffs and expired leases first), like
 rq's burst mode.
 
+An idle worker looks for work once per ``poll_s``, whatever its ``concurrency``: one idle claim loop looks, the
+others wait until it finds a job, then wake one by one as long as each finds one. N loops each looking on their
+own put N claim queries per ``poll_s`` on the store of a worker with nothing to do (on a free-tier database, its
+whole load, for no job), while a new job is still found within ``poll_s`` either way.
+
 A failing store does not stop it: a claim loop whose store fails (down, restarting, unreachable) backs off and
 tries again for as long as the outage lasts, and the worker logs one line when the store fails and one when it
 answers again. Any other error that ends a claim loop is a bug: the worker logs it at once, stops as on SIGTERM,
@@ -17,12 +22,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from syncsim import defaults
 from syncsim.errors import InvocationKilled, StoreError
-from syncsim.jobs.model import JobStatus
+from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.runner import JobRunner
 from syncsim.retry import describe
 
@@ -74,6 +80,13 @@ class Worker:
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._busy = 0
+        #: Whether an idle claim loop is looking for work (pausing between claims); the other idle loops wait in
+        #: ``_idle`` until a claim finds a job.
+        self._looking = False
+        self._idle: deque[asyncio.Future[None]] = deque()
+        #: The looking loop's pause: doubles after each claim that finds nothing, back to the first after one
+        #: that finds a job.
+        self._idle_s = min(IDLE_POLL_FIRST_S, poll_s)
         #: When the current store outage began (the runner's clock), ``None`` while the store answers.
         self._outage_since: float | None = None
         #: When the store last answered again after an outage.
@@ -82,6 +95,8 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming new jobs (what SIGTERM does)."""
         self._stopping.set()
+        while self._idle:
+            self._wake_one()  # the loops waiting for work end
 
     async def run(self, *, install_signal_handlers: bool = False) -> WorkerStats:
         """Run the claim loops until :meth:`stop` (or, in burst mode, until no work remains); return the stats.
@@ -144,7 +159,6 @@ class Worker:
         return error
 
     async def _claim_loop(self) -> None:
-        idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
         retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
         while not self._stopping.is_set():
             called_at = self.runner.clock.now()
@@ -155,7 +169,7 @@ class Worker:
                 continue
             self._busy += 1
             try:
-                job = await self.runner.run_next(on_claim=self._store_answered, types=types)
+                job = await self.runner.run_next(on_claim=self._claimed, types=types)
             except StoreError as exc:
                 self._store_failed(exc, called_at)
                 await self._pause(retry_s)
@@ -165,7 +179,6 @@ class Worker:
                 self._busy -= 1
             retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
             if job is not None:
-                idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
                 self.stats.jobs_run += 1
                 if job.status is JobStatus.COMPLETED:
                     self.stats.completed += 1
@@ -184,10 +197,42 @@ class Worker:
                     continue
                 self._store_answered()
                 if not remains:
-                    self._stopping.set()
+                    self.stop()
                     return
-            await self._pause(idle_s)
-            idle_s = min(idle_s * 2, self.poll_s)
+            await self._wait_for_work()
+
+    def _claimed(self, job: Job | None) -> None:
+        """A claim answered: the store works; a job found means more may be due, so one waiting loop looks too."""
+        self._store_answered()
+        if job is not None:
+            self._idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
+            self._wake_one()
+
+    async def _wait_for_work(self) -> None:
+        """After a claim that found nothing: look again after the idle pause, or, if another loop is looking
+        already, wait until a claim finds a job."""
+        if self._looking:
+            waiting = asyncio.get_running_loop().create_future()
+            self._idle.append(waiting)
+            try:
+                await waiting
+            finally:
+                with contextlib.suppress(ValueError):  # still there if cancelled while waiting (the worker ends)
+                    self._idle.remove(waiting)
+            return
+        self._looking = True
+        try:
+            await self._pause(self._idle_s)
+        finally:
+            self._looking = False
+        self._idle_s = min(self._idle_s * 2, self.poll_s)
+
+    def _wake_one(self) -> None:
+        while self._idle:
+            waiting = self._idle.popleft()
+            if not waiting.done():  # a cancelled loop's future is done already
+                waiting.set_result(None)
+                return
 
     async def _pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less if the worker is stopped meanwhile."""
@@ -206,7 +251,7 @@ class Worker:
                 describe(error),
             )
 
-    def _store_answered(self, _claimed: object = None) -> None:
+    def _store_answered(self) -> None:
         if self._outage_since is not None:
             self._answered_at = self.runner.clock.now()
             log.warning(

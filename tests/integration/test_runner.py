@@ -18,7 +18,9 @@ from syncsim.jobs.service import JobService
 from syncsim.jobs.worker import Worker
 from syncsim.platforms import LocalPlatform, platform_spec
 from syncsim.retry import RetryPolicy
+from syncsim.sim.virtual import run_virtual, virtual_clock
 from syncsim.stores import Store, open_store
+from syncsim.stores.sqlite import SQLiteStore
 from tests.support.clocks import StalledClock
 from tests.support.jobs import wait_for_job
 
@@ -440,3 +442,46 @@ async def test_a_worker_claims_nothing_of_a_type_paused_by_a_shared_wait_until_t
         worker.stop()
         await asyncio.wait_for(run, timeout=5.0)
     assert (done.runs, done.attempts) == (1, 1)
+
+
+def test_an_idle_worker_looks_for_work_once_a_poll_whatever_its_concurrency(handlers: HandlerRegistry) -> None:
+    """An idle worker with 8 claim loops puts one claim per ``poll_s`` on its store, not 8 (on a free-tier
+    database, 8 queries a second for no work at all); a job submitted meanwhile still starts within ``poll_s``, and
+    a burst of jobs still runs 8 at a time. In virtual time (the simulator's loop), so that counts are exact.
+
+    On the code before, every idle loop looked on its own: about 8 claims a second."""
+    claims: list[float] = []
+
+    class CountingStore(SQLiteStore):
+        async def claim_job(self, **kwargs: Any) -> Job | None:
+            claims.append(kwargs["now"])
+            return await super().claim_job(**kwargs)
+
+    async def main() -> None:
+        clock = virtual_clock()
+        store = CountingStore(":memory:")
+        await store.migrate()
+        runner = _runner(store, handlers, clock=clock)
+        worker = Worker(runner, concurrency=8, poll_s=1.0)
+        run = asyncio.ensure_future(worker.run())
+        try:
+            await asyncio.sleep(60.0)
+            # A start (8 loops' first claims, then the first looks back off from 0.01 s to 1 s), then one a second.
+            assert len(claims) <= 8 + 7 + 60, f"{len(claims)} claims in 60 idle seconds"
+            assert len(claims) >= 55
+            job, _ = await runner.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.0}, type="demo")
+            submitted_at = clock.now()
+            done = await wait_for_job(store, job.id, lambda j: j.is_final, timeout_s=10.0, what="the job to run")
+            assert done.status is JobStatus.COMPLETED and done.started_at is not None
+            assert done.started_at.timestamp() - submitted_at <= 1.0 + 1e-6
+            burst = [await runner.submit(uuid.uuid4(), {"steps": 1, "step_s": 30.0}, type="demo") for _ in range(9)]
+            await asyncio.sleep(5.0)
+            rows = [await store.get_job(job.id) for job, _ in burst]
+            running = [row for row in rows if row is not None and row.status is JobStatus.RUNNING]
+            assert len(running) == 8, rows  # every loop took one; the ninth waits for a free loop
+        finally:
+            worker.stop()
+            await asyncio.wait_for(run, timeout=60.0)
+            await store.close()
+
+    run_virtual(main)
