@@ -84,14 +84,12 @@ def error_response(status: int, message: str, headers: Mapping[str, str] | None 
     return json_response({"error": one_line(message)}, status, headers)
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def job_json(job: Job) -> dict[str, Any]:
-    """A job as the API shows it: camelCase, ISO 8601 UTC times; ``nextAttemptAt`` only while pending."""
+    """A job as the API shows it: camelCase; ``nextAttemptAt`` only while pending. Its id and times stay a UUID
+    and UTC datetimes: orjson writes them as the API shows them (canonical UUID text, ISO 8601 with ``+00:00``,
+    the same text as ``isoformat()``), without a string built for each on every poll."""
     return {
-        "jobId": str(job.id),
+        "jobId": job.id,
         "status": job.status.value,
         "type": job.type,
         "attempts": job.attempts,
@@ -99,10 +97,10 @@ def job_json(job: Job) -> dict[str, Any]:
         "progress": job.progress,
         "result": job.result,
         "error": job.error,
-        "createdAt": _iso(job.created_at),
-        "startedAt": _iso(job.started_at),
-        "completedAt": _iso(job.completed_at),
-        "nextAttemptAt": _iso(job.next_attempt_at) if job.status is JobStatus.PENDING else None,
+        "createdAt": job.created_at,
+        "startedAt": job.started_at,
+        "completedAt": job.completed_at,
+        "nextAttemptAt": job.next_attempt_at if job.status is JobStatus.PENDING else None,
         "runs": job.runs,
     }
 

@@ -41,6 +41,29 @@ async def test_submit_then_poll_until_completed_over_loopback(store: Store, user
     assert first.responded and not first.killed and first.ended_at is not None
 
 
+async def test_a_job_shows_its_id_and_times_as_the_rows_iso_8601_text(store: Store, user_id: uuid.UUID) -> None:
+    """The status body's id and times are the stored row's, as text: the canonical UUID, and ISO 8601 in UTC with
+    ``+00:00`` and the row's microseconds (what ``isoformat()`` writes and ``Date.parse`` reads), in one job's
+    answer and in the listing alike."""
+    api = ApiHarness(store, demo=True, strategy="worker")  # nothing runs: the row stays pending
+    async with api.client() as client:
+        accepted = (await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user_id))).json()
+        one = (await client.get(f"/api/sync/{accepted['jobId']}", headers=api.auth(user_id))).json()
+        listed = (await client.get("/api/sync", headers=api.auth(user_id))).json()["jobs"]
+    row = await store.get_job(uuid.UUID(accepted["jobId"]))
+    assert row is not None and row.next_attempt_at is not None
+    expected = {
+        "jobId": str(row.id),
+        "createdAt": row.created_at.isoformat(),
+        "startedAt": None,
+        "completedAt": None,
+        "nextAttemptAt": row.next_attempt_at.isoformat(),
+    }
+    assert {key: one[key] for key in expected} == expected
+    assert one["createdAt"].endswith("+00:00") and "." in one["createdAt"], one  # a clock time has microseconds
+    assert listed == [one]
+
+
 async def test_listing_shows_the_users_own_jobs_newest_first(store: Store) -> None:
     api = ApiHarness(store, demo=True, strategy="worker")  # nothing runs: rows stay pending
     alice, bob = uuid.uuid4(), uuid.uuid4()
