@@ -192,7 +192,12 @@ def register_cli(sub: Any) -> dict[str, Command]:
     store_arg(p)
     p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
     p.add_argument("--burst", action="store_true", help="exit once no job is pending or running")
-    p.add_argument("--poll", type=float, default=defaults.WORKER_POLL_S, help="idle poll interval, s")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=defaults.WORKER_POLL_S,
+        help="idle poll interval, s: an idle worker makes one claim per interval, whatever its concurrency",
+    )
     p.add_argument("--lease", type=float, default=defaults.LEASE_S, help="lease length, s")
     p.add_argument(
         "--grace",
