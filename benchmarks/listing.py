@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import syncsim.stores.sqlite as sqlite_store
-from syncsim.cli import format_table
 from syncsim.stores import Store, open_store
 from syncsim.strava.models import Activity
 from syncsim.testing.postgres import TemporaryPostgres
+from syncsim.text import format_table
 
 PAGE = 200
 T0 = 1_767_571_200.0

@@ -45,12 +45,12 @@ import procrastinate
 import psycopg
 
 from syncsim import defaults
-from syncsim.cli import format_table
 from syncsim.jobs.handlers import register_builtin_handlers
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
 from syncsim.jobs.worker import Worker
 from syncsim.stores.postgres import PostgresStore
 from syncsim.testing.postgres import TemporaryPostgres, database_url
+from syncsim.text import format_table
 
 #: The no-op task's name in Procrastinate (explicit, so the parent and its worker processes agree).
 PROCRASTINATE_TASK = "bench_noop"

@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 
 from benchmarks.api import KeepAliveClient, _free_port, _percentile, _stop, _wait_for_http
-from syncsim.cli import format_table
+from syncsim.text import format_table
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20240614

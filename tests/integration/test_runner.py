@@ -476,7 +476,7 @@ def test_an_idle_worker_looks_for_work_once_a_poll_whatever_its_concurrency(hand
             assert done.started_at.timestamp() - submitted_at <= 1.0 + 1e-6
             burst = [await runner.submit(uuid.uuid4(), {"steps": 1, "step_s": 30.0}, type="demo") for _ in range(9)]
             await asyncio.sleep(5.0)
-            rows = [await store.get_job(job.id) for job, _ in burst]
+            rows = [await store.get_job(submitted.id) for submitted, _ in burst]
             running = [row for row in rows if row is not None and row.status is JobStatus.RUNNING]
             assert len(running) == 8, rows  # every loop took one; the ninth waits for a free loop
         finally:
