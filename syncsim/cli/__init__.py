@@ -12,10 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from syncsim.cli.common import Command, format_table
+from syncsim.cli.common import Command
 from syncsim.errors import SyncsimError
 
-__all__ = ["format_table", "main"]
+__all__ = ["main"]
 
 #: Which module defines each command.
 COMMAND_MODULES = {

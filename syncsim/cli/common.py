@@ -1,4 +1,4 @@
-"""What every ``syncsim`` command shares: the ``--store`` option, and plain-text tables (:mod:`syncsim.text`)."""
+"""What every ``syncsim`` command shares: the handler type and the ``--store`` option."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import argparse
 from collections.abc import Callable
 
 from syncsim import defaults
-from syncsim.text import format_table
 
-__all__ = ["Command", "format_table", "store_arg"]
+__all__ = ["Command", "store_arg"]
 
 #: A sub-command's handler: parsed arguments in, exit status out.
 Command = Callable[[argparse.Namespace], int]

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncsim import defaults
-from syncsim.cli.common import Command, format_table, store_arg
+from syncsim.cli.common import Command, store_arg
+from syncsim.text import format_table
 
 __all__ = ["build_runner", "job_rows", "register_cli"]
 

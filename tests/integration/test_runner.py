@@ -448,8 +448,7 @@ def test_an_idle_worker_looks_for_work_once_a_poll_whatever_its_concurrency(hand
     """An idle worker with 8 claim loops puts one claim per ``poll_s`` on its store, not 8 (on a free-tier
     database, 8 queries a second for no work at all); a job submitted meanwhile still starts within ``poll_s``, and
     a burst of jobs still runs 8 at a time. In virtual time (the simulator's loop), so that counts are exact.
-
-    On the code before, every idle loop looked on its own: about 8 claims a second."""
+    Idle loops that each looked on their own would make about 8 claims a second."""
     claims: list[float] = []
 
     class CountingStore(SQLiteStore):
