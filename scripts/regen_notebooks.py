@@ -4,6 +4,7 @@
     .venv/bin/python scripts/regen_notebooks.py rate_limits     # one notebook (name with or without .ipynb)
     .venv/bin/python scripts/regen_notebooks.py --small         # CI-sized parameters (quick check, do not commit)
     .venv/bin/python scripts/regen_notebooks.py --no-docs       # skip docs/scorecard.png
+    .venv/bin/python scripts/regen_notebooks.py --docs-only     # only docs/scorecard.png (the reference sweep)
 
 ``CI`` and ``SYNCSIM_NOTEBOOK_SMALL`` are removed from the kernel's environment (unless ``--small``), so each
 notebook's parameter cell picks its larger sizes. Strava credentials in the environment make ``real_sync``
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,15 +46,13 @@ def execute(path: Path, *, small: bool, timeout_s: int) -> float:
 
 
 def write_docs_scorecard() -> Path:
-    """``docs/scorecard.png`` for the README: the reference report's scorecard."""
-    from syncsim.plots.report import write_report
+    """``docs/scorecard.png`` for the README: the scorecard of the reference sweep, the run `syncsim simulate`
+    prints and the README's finding quotes (not the smaller report), so the picture and its paragraph agree."""
+    from syncsim import plots
+    from syncsim.sim import reference_sweep
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_report(tmp)
-        target = ROOT / "docs" / "scorecard.png"
-        target.parent.mkdir(exist_ok=True)
-        shutil.copyfile(Path(tmp) / "scorecard.png", target)
-    return target
+    sweep = reference_sweep(launch_day=False, keep_events=False, progress=True)
+    return plots.save_figure(plots.scorecard(sweep.metrics), ROOT / "docs" / "scorecard.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="notebooks to run (default: all)")
     parser.add_argument("--small", action="store_true", help="CI-sized parameters")
     parser.add_argument("--no-docs", action="store_true", help="do not regenerate docs/scorecard.png")
+    parser.add_argument("--docs-only", action="store_true", help="only regenerate docs/scorecard.png")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default 1800)")
     args = parser.parse_args(argv)
 
@@ -79,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"regen_notebooks: error: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
-    for path in paths:
+    for path in [] if args.docs_only else paths:
         seconds = execute(path, small=args.small, timeout_s=args.timeout)
         print(f"{path.relative_to(ROOT)}: {seconds:.1f} s")
-    if not args.no_docs and not args.small and not args.names:
+    if args.docs_only or (not args.no_docs and not args.small and not args.names):
         print(f"wrote {write_docs_scorecard().relative_to(ROOT)}")
     return 0
 

@@ -140,7 +140,10 @@ def _simulate(args: argparse.Namespace) -> int:
             f"{p['strava_requests']} Strava requests, {p['simulated_s']:.0f} simulated s"
         )
         table = result.metrics.assign(
-            value=[describe_value(m, v) for m, v in zip(result.metrics.metric, result.metrics.value, strict=True)]
+            value=[
+                describe_value(m, v, bool(ok))
+                for m, v, ok in zip(result.metrics.metric, result.metrics.value, result.metrics.passed, strict=True)
+            ]
         )
         print(table.to_string(index=False))
     return 0

@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["scorecard", "scorecard_table"]
 
 
-def _format_value(value: Any) -> str:
-    """A metric's value as a short cell text: 3 significant digits for numbers, as-is otherwise."""
+def _format_value(metric: str, value: Any, passed: bool) -> str:
+    """A metric's value as a short cell text: with its unit for the success metrics (``5 ms``, ``US$5.00/month``,
+    ``3 of 4 passed``: see :func:`syncsim.sim.results.describe_value`), 3 significant digits for other numbers,
+    as-is otherwise."""
+    from syncsim.sim.results import SUCCESS_METRICS, describe_value
+
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -30,9 +34,11 @@ def _format_value(value: Any) -> str:
     if isinstance(value, int | float):
         if isinstance(value, float) and math.isnan(value):
             return "–"
+        if metric in dict(SUCCESS_METRICS):
+            return describe_value(metric, float(value), passed)
         return f"{value:.3g}"
     text = str(value)
-    return text if len(text) <= 18 else text[:17] + "…"
+    return text if len(text) <= 24 else text[:23] + "…"
 
 
 def _scorecard_cells(metrics: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], tuple[bool, str]]]:
@@ -55,12 +61,13 @@ def _scorecard_cells(metrics: pd.DataFrame) -> tuple[list[str], list[str], dict[
         for metric, runs in group.groupby(group["metric"].astype(str), sort=False):
             passed = bool(runs["passed"].astype(bool).all())
             deciding = runs[~runs["passed"].astype(bool)] if not passed else runs
-            cells[(row, str(metric))] = (passed, _format_value(deciding["value"].iloc[0]))
+            cells[(row, str(metric))] = (passed, _format_value(str(metric), deciding["value"].iloc[0], passed))
     return rows, columns, cells
 
 
 def scorecard_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The scorecard as text: platform/strategy rows, metric columns, cells like ``"✓ 0.42"`` / ``"✗ 3"``."""
+    """The scorecard as text: platform/strategy rows, metric columns, cells like ``"✓ 5 ms"`` or
+    ``"✗ 3 of 4 passed"``."""
     import pandas as pd
 
     if not len(metrics):

@@ -105,9 +105,12 @@ SUCCESS_METRICS = (
 )
 
 
-def describe_value(metric: str, value: float) -> str:
+def describe_value(metric: str, value: float, passed: bool | None = None) -> str:
     """A metric's value as a person reads it: ``api_p99_under_1s`` 0.005 → ``5 ms``, ``zero_extra_cost`` 5 →
-    ``US$5.00/month``, ``works_on_free_tier`` 3 → ``3 of 4 passed`` (of the four metrics before it)."""
+    ``US$5.00/month``, ``works_on_free_tier`` 3 → ``3 of 4 passed`` (of the four metrics before it).
+
+    ``passed`` (the metric's verdict) names what decided a ``works_on_free_tier`` that failed with all four
+    passed: the plan is not a free one (``4 of 4, not a free plan``), which its count alone does not say."""
     if value != value:  # NaN: nothing to measure
         return "n/a"
     if metric == "api_p99_under_1s":
@@ -119,6 +122,8 @@ def describe_value(metric: str, value: float) -> str:
     if metric == "zero_extra_cost":
         return f"US${value:.2f}/month"
     if metric == "works_on_free_tier":
+        if passed is False and value >= len(SUCCESS_METRICS) - 1:
+            return f"{value:.0f} of 4, not a free plan"
         return f"{value:.0f} of 4 passed"
     return f"{value:.4g}"
 
@@ -156,11 +161,13 @@ class Comparison:
 
     def values(self) -> pd.DataFrame:
         """platform × strategy rows, one column per metric: the value that decided it, with its unit."""
-        table = self.metrics.pivot_table(
-            index=["platform", "strategy"], columns="metric", values="value", aggfunc="first", sort=False
+        first = self.metrics.groupby(["platform", "strategy", "metric"], sort=False)[["value", "passed"]].first()
+        cells = zip(first.index.get_level_values("metric"), first.value, first.passed, strict=True)
+        described = first.assign(text=[describe_value(str(m), v, bool(ok)) for m, v, ok in cells]).reset_index()
+        table = described.pivot_table(
+            index=["platform", "strategy"], columns="metric", values="text", aggfunc="first", sort=False
         )
-        table = table[[name for name, _ in SUCCESS_METRICS if name in table.columns]]
-        return table.apply(lambda column: column.map(lambda v: describe_value(str(column.name), v)))
+        return table[[name for name, _ in SUCCESS_METRICS if name in table.columns]]
 
     def scorecard(self) -> pd.DataFrame:
         """platform × strategy rows, one column per metric (True/False), plus ``passed_all``."""

@@ -11,7 +11,7 @@ import pytest
 
 from syncsim.cli.simulate import register_cli, simulate_command
 from syncsim.sim import Workload, compare, simulate
-from syncsim.sim.results import COST_COLUMNS, JOB_COLUMNS, METRIC_COLUMNS, SUCCESS_METRICS
+from syncsim.sim.results import COST_COLUMNS, JOB_COLUMNS, METRIC_COLUMNS, SUCCESS_METRICS, describe_value
 from syncsim.sim.workload import WorkloadRow
 
 TINY = Workload.from_rows([WorkloadRow(0, 50, 0.0), WorkloadRow(1, 5000, 1.5)], name="tiny")
@@ -79,6 +79,39 @@ def test_compare_runs_every_platform_and_strategy_in_processes() -> None:
     card = sweep.scorecard()
     assert card.shape == (4, len(SUCCESS_METRICS) + 1)
     assert bool(card.loc[("hobby", "resumable"), "passed_all"]) and not card.loc[("hobby", "waituntil"), "passed_all"]
+    # The value that decided each metric, with its unit, rows in the sweep's order.
+    values = sweep.values()
+    runs = [(p, s) for p in ("hobby", "pro") for s in ("waituntil", "resumable")]
+    assert list(values.index) == list(card.index) == runs
+    assert list(values.columns) == [name for name, _ in SUCCESS_METRICS]
+    assert values.loc[("hobby", "resumable")].tolist() == [
+        "5 ms",
+        "100.0% complete",
+        "0 jobs timed out",
+        "US$0.00/month",
+        "4 of 4 passed",
+    ]
+    assert values.loc[("hobby", "waituntil"), "heavy_syncs_complete"] == "0.0% complete"
+    assert values.loc[("pro", "resumable"), "works_on_free_tier"] == "4 of 4, not a free plan"
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "passed", "text"),
+    [
+        ("api_p99_under_1s", 0.0049, True, "5 ms"),
+        ("api_p99_under_1s", 1.234, False, "1.23 s"),
+        ("heavy_syncs_complete", 0.099, False, "9.9% complete"),
+        ("no_timeout_errors", 1.0, False, "1 job timed out"),
+        ("zero_extra_cost", 5.0, False, "US$5.00/month"),
+        ("works_on_free_tier", 3.0, False, "3 of 4 passed"),
+        ("works_on_free_tier", 4.0, True, "4 of 4 passed"),
+        ("works_on_free_tier", 4.0, False, "4 of 4, not a free plan"),
+        ("works_on_free_tier", 4.0, None, "4 of 4 passed"),
+        ("heavy_syncs_complete", float("nan"), False, "n/a"),
+    ],
+)
+def test_a_metric_value_reads_with_its_unit(metric: str, value: float, passed: bool | None, text: str) -> None:
+    assert describe_value(metric, value, passed) == text
 
 
 def test_a_sweep_sharing_strava_pages_gives_the_runs_it_gives_alone() -> None:

@@ -183,6 +183,23 @@ def test_scorecard_colours_each_cell_and_annotates_its_value() -> None:
     assert ax.get_xlabel() and ax.get_ylabel()
 
 
+def test_scorecard_cells_give_each_value_with_its_unit() -> None:
+    """A cell says what its number is (not a bare "5" or "3"), and a paid plan that passed all four metrics says
+    that the plan is what failed ``works_on_free_tier``."""
+    metrics = synthetic_metrics()
+    metrics.loc[metrics["metric"] == "zero_extra_cost", "value"] = 0.0
+    metrics.loc[(metrics["strategy"] == "worker") & (metrics["metric"] == "zero_extra_cost"), "value"] = 5.0
+    free = metrics["metric"] == "works_on_free_tier"
+    metrics.loc[free, "value"] = 4.0
+    metrics.loc[free & (metrics["platform"] == "pro"), "passed"] = False
+    cells = set(texts(plots.scorecard(metrics)))
+    assert {"✓ 420 ms", "✗ 0.0% complete", "✓ 42.0% complete", "✗ US$5.00/month", "✓ US$0.00/month"} <= cells
+    assert {"✓ 4 of 4 passed", "✗ 4 of 4, not a free plan"} <= cells
+    table = plots.scorecard_table(metrics)
+    assert table.loc["pro / resumable", "works_on_free_tier"] == "✗ 4 of 4, not a free plan"
+    assert table.loc["hobby / resumable", "api_p99_under_1s"] == "✓ 420 ms"
+
+
 def test_scorecard_of_a_single_run_has_one_row() -> None:
     single = synthetic_metrics().query("platform == 'pro' and strategy == 'worker'")[list(METRIC_COLUMNS)]
     fig = plots.scorecard(single)
