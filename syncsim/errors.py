@@ -8,7 +8,10 @@
     ├── InvocationKilled       the platform killed the invocation at its deadline; nothing more may be written
     └── JobError               raised by job handlers; the runner turns each into a decision
         ├── RetryableError     try again later, with backoff, while attempts remain
+        │   ├── NoTimeToRetry       a retry could not have finished before the invocation's deadline: under a
+        │   │                       deadline-aware strategy, continued in a new invocation like OutOfTime
         │   ├── StravaUnavailable   5xx, timeouts, connection errors (after the client's own retries)
+        │   │   └── StravaNoTimeToRetry   ... and its next retry could not be answered in time (a NoTimeToRetry)
         │   └── MalformedResponse   a Strava response of the wrong shape
         ├── PermanentError     do not retry: the job fails now
         │   └── Unauthorized        token revoked or invalid (Strava 401 after one refresh)
@@ -29,6 +32,7 @@ __all__ = [
     "InvocationKilled",
     "JobError",
     "MalformedResponse",
+    "NoTimeToRetry",
     "OutOfTime",
     "PermanentError",
     "RateLimited",
@@ -37,6 +41,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StravaError",
+    "StravaNoTimeToRetry",
     "StravaUnavailable",
     "SyncsimError",
     "Unauthorized",
@@ -79,6 +84,12 @@ class JobError(SyncsimError):
 
 class RetryableError(JobError):
     """A transient failure: retry with backoff while attempts remain."""
+
+
+class NoTimeToRetry(RetryableError):
+    """A transient failure that was not retried because the retry could not have finished before the invocation's
+    deadline. Under a deadline-aware strategy the runner continues the job in a new invocation without spending an
+    attempt, as for :class:`OutOfTime`; under any other it is a failed attempt like the rest."""
 
 
 class PermanentError(JobError):
@@ -127,6 +138,11 @@ class RateLimited(StravaError, Reschedule):
 
 class StravaUnavailable(StravaError, RetryableError):
     """Strava answered 5xx, timed out or could not be reached, after the client's own retries."""
+
+
+class StravaNoTimeToRetry(StravaUnavailable, NoTimeToRetry):
+    """Strava failed a request transiently, and a retry could not have been answered before the caller's deadline:
+    the client did not try it (the platform would have cut it off)."""
 
 
 class MalformedResponse(StravaError, RetryableError):

@@ -33,7 +33,7 @@ import orjson
 
 from syncsim import defaults
 from syncsim.clock import Clock, SystemClock, to_datetime
-from syncsim.errors import InvalidInput, InvocationKilled, OutOfTime, StoreError, StoreUnavailable
+from syncsim.errors import InvalidInput, InvocationKilled, NoTimeToRetry, OutOfTime, StoreError, StoreUnavailable
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.model import Job, JobStatus, parse_user_id
 from syncsim.platforms.invocation import Invocation, guard_store
@@ -118,6 +118,15 @@ class JobContext:
 
     def time_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - self.clock.now()
+
+    @property
+    def work_deadline(self) -> float | None:
+        """When a step's outside calls (Strava's requests, their retries and rate-limit waits) must be answered by:
+        under a deadline-aware strategy the deadline less the margin, left to store and checkpoint what they bring
+        (as :meth:`ensure_time` leaves it); under any other, the deadline."""
+        if self.deadline is None or not self.strategy.stop_before_deadline:
+            return self.deadline
+        return self.deadline - self.deadline_margin_s
 
     async def others_waiting(self, limit: int) -> int:
         """How many other jobs are due and waiting for a turn (counted up to ``limit``); 0 under a strategy that
@@ -331,7 +340,7 @@ class JobRunner:
                     reason=f"paused while the store was unavailable: {describe(exc)}",
                 )
             except Exception as exc:
-                decision = self.retry.decide(exc, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
+                decision = self._decide(exc, job)
             finally:
                 await _end_heartbeat(heartbeat, handler_done)
 
@@ -377,6 +386,15 @@ class JobRunner:
             if claimed is None:  # someone else took it meanwhile
                 return await store.get_job(job.id)
             job = claimed
+
+    def _decide(self, error: Exception, job: Job) -> RetryDecision:
+        """What to do after the handler raised ``error``. (A method of its own: a local of the run's frame would keep
+        the error, and through its traceback that frame, alive in a reference cycle.)"""
+        if isinstance(error, NoTimeToRetry) and self.strategy.stop_before_deadline:
+            # A retry that the deadline left no time for is the next invocation's to make, without spending an
+            # attempt: the step ran out of time, it did not fail.
+            error = OutOfTime(f"{describe(error)}; continuing in a new invocation", at=self.clock.now())
+        return self.retry.decide(error, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
 
     async def _keep_lease(self, job_id: uuid.UUID, store: Store, runner_id: str, handler_done: asyncio.Event) -> None:
         """Extend the lease while the handler runs; a killed invocation stops extending and the lease lapses.

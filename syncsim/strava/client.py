@@ -4,7 +4,8 @@ Everything that can go wrong talking to Strava is translated by this client, onc
 
 - ``Unauthorized``      no connection for the user, a 401 after one refresh, a refused refresh, a 403;
 - ``RateLimited``       the app-wide window is spent and the caller's deadline comes before its reset;
-- ``StravaUnavailable`` 5xx, timeouts and connection errors, after ``max_retries`` retries;
+- ``StravaUnavailable`` 5xx, timeouts and connection errors, after ``max_retries`` retries (``StravaNoTimeToRetry``
+  when the next retry could not be answered before the caller's deadline);
 - ``MalformedResponse`` bad JSON, a page that is not a list, an activity without its required fields;
 - ``StravaRejected``    any other 4xx (a 404 for a deleted activity, for instance).
 
@@ -16,8 +17,10 @@ the simulator replace with :class:`~syncsim.strava.fake.FakeStrava`.
 How one request is sent: a slot is reserved in the shared :class:`RateLimitBudget`, then the first answer that
 is neither a 429 nor a 5xx is returned. A 429 blocks the budget and waits for the window's reset (or raises
 ``RateLimited`` if that comes after the caller's deadline); 5xx, timeouts and connection errors are retried
-``max_retries`` times with the backoff of :data:`REQUEST_RETRY`, then raise ``StravaUnavailable``. Every attempt
-is recorded in the :class:`~syncsim.strava.trace.Trace` if one is given.
+``max_retries`` times with the backoff of :data:`REQUEST_RETRY`, then raise ``StravaUnavailable``; a retry is tried
+only if its backoff and the request (as long as the failed attempt took) end before the deadline, since the
+platform would cut off one that does not. Every attempt is recorded in the :class:`~syncsim.strava.trace.Trace`
+if one is given.
 
 Tokens: the client remembers each user's tokens between requests, but the
 :class:`~syncsim.strava.tokens.TokenStore` is the truth: a job run starts with :meth:`StravaClient.load_tokens`,
@@ -52,6 +55,7 @@ from syncsim.errors import (
     PermanentError,
     RateLimited,
     StravaError,
+    StravaNoTimeToRetry,
     StravaUnavailable,
     Unauthorized,
 )
@@ -104,7 +108,7 @@ class StravaRejected(StravaError, PermanentError):
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
-    """A response that is neither 429 nor 5xx, and when its attempt was sent."""
+    """A response, when its attempt was sent and how long Strava took to answer it."""
 
     response: httpx.Response
     sent_at: float
@@ -606,7 +610,7 @@ class StravaClient:
                 failures += 1
                 reason = type(exc).__name__
                 self._add(TraceRecord(sent_at, method, endpoint, None, latency, attempt, page, error=reason))
-                await self._retry_or_raise(method, endpoint, failures, reason, deadline)
+                await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=latency)
                 continue
             except httpx.DecodingError:
                 raise MalformedResponse(f"{method} {endpoint}: response body could not be decoded") from None
@@ -633,7 +637,8 @@ class StravaClient:
             if status >= 500:
                 failures += 1
                 self._record(answer, method, endpoint, page=page, error="StravaUnavailable")
-                await self._retry_or_raise(method, endpoint, failures, f"HTTP {status}", deadline)
+                reason = f"HTTP {status}"
+                await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=answer.latency_s)
                 continue
             return answer
 
@@ -675,13 +680,18 @@ class StravaClient:
         await self._clock.sleep(wait)
 
     async def _retry_or_raise(
-        self, method: str, endpoint: str, failures: int, reason: str, deadline: float | None
+        self, method: str, endpoint: str, failures: int, reason: str, deadline: float | None, *, took: float
     ) -> None:
+        """Sleep the backoff before retrying a request whose attempt failed after ``took`` seconds; or raise.
+
+        The retry is expected to take as long as the failed attempt: one that could not be answered before the
+        deadline is not tried (the platform would kill the invocation in the middle of it, and lose the page).
+        """
         if failures > self._max_retries:
             raise StravaUnavailable(f"{method} {endpoint}: {reason} after {failures} attempts")
         delay = REQUEST_RETRY.delay(failures, self._rng)
-        if deadline is not None and self._clock.now() + delay >= deadline:
-            raise StravaUnavailable(
+        if deadline is not None and self._clock.now() + delay + took >= deadline:
+            raise StravaNoTimeToRetry(
                 f"{method} {endpoint}: {reason} after {failures} attempts; no time left to retry before the deadline"
             )
         await self._clock.sleep(delay)

@@ -298,7 +298,7 @@ class _Sync:
                 per_page=PER_PAGE,
                 before=bound if kind == "before" else None,
                 after=bound if kind == "after" else None,
-                deadline=self.ctx.deadline,
+                deadline=self.ctx.work_deadline,
             )
         )
 
@@ -388,7 +388,7 @@ class _Sync:
 
         async def one(summary: Activity) -> None:
             try:
-                detailed.append(await client.get_activity(self.user, summary.id, deadline=ctx.deadline))
+                detailed.append(await client.get_activity(self.user, summary.id, deadline=ctx.work_deadline))
             except StravaRejected as exc:
                 if exc.status != 404:
                     raise

@@ -294,6 +294,55 @@ def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: 
     in_virtual_time(sqlite_url, scenario, latency=1.0)
 
 
+def test_a_strava_outage_near_the_deadline_is_continued_by_the_next_invocation(sqlite_url: str) -> None:
+    """Under resumable, a page that Strava fails near the end of an invocation is the next invocation's: the
+    client tries no retry that could not be answered with the margin left to store it, so the invocation is not
+    killed and no attempt is spent; later invocations finish the sync, storing every activity once."""
+
+    async def scenario(env: Env) -> None:
+        user, _ = await env.athlete(5000)  # 28 list requests of 0.8 s: three hobby invocations at least
+        runner = env.runner("resumable")
+        platform = LocalPlatform("hobby", clock=env.clock)
+        job, _ = await runner.submit(user)
+        started = env.clock.now()
+
+        async def outage() -> None:  # every request from 6 s into the first invocation on fails with a 5xx
+            await env.clock.sleep(6.0)
+            env.fake.faults.error_rate = 1.0
+
+        outage_task = asyncio.ensure_future(outage())
+        invocation = platform.start_invocation()
+        paused = await runner.run_next(invocation=invocation, job_id=job.id)
+        invocation.finish_response()
+        await invocation.drain()
+        await outage_task
+        assert not invocation.killed and env.clock.now() - started < 10.0
+        assert paused is not None and paused.status is JobStatus.PENDING, paused
+        error = paused.error or ""
+        assert "OutOfTime" in error and "no time left to retry before the deadline" in error and "\n" not in error
+        assert (paused.attempts, paused.crashes) == (0, 0)  # pending again: the attempt was not spent
+        assert sum(1 for r in env.fake.requests if r.status >= 500) > 0
+        stored = await env.store.count_activities(user)
+        assert 0 < stored < 5000 and paused.progress["activities"] == stored
+
+        env.fake.faults.error_rate = 0.0
+        done = paused
+        for _ in range(10):
+            invocation = platform.start_invocation()
+            done = await runner.run_next(invocation=invocation, job_id=job.id)
+            invocation.finish_response()
+            await invocation.drain()
+            assert not invocation.killed
+            if done is not None and done.status is JobStatus.COMPLETED:
+                break
+        assert done is not None and done.status is JobStatus.COMPLETED, done
+        assert (done.attempts, done.crashes) == (1, 0)
+        assert await env.store.count_activities(user) == 5000
+        assert done.result is not None and done.result["total_activities"] == 5000
+
+    in_virtual_time(sqlite_url, scenario, latency=0.8)
+
+
 def test_the_sync_runs_under_a_running_event_loop_too(sqlite_url: str) -> None:
     """run_virtual works from inside a running loop (as in a Jupyter cell)."""
 

@@ -13,6 +13,7 @@ from syncsim.errors import (
     ConfigError,
     MalformedResponse,
     RateLimited,
+    StravaNoTimeToRetry,
     StravaUnavailable,
     SyncsimError,
     Unauthorized,
@@ -284,6 +285,36 @@ async def test_retries_stop_when_the_backoff_would_pass_the_deadline(
     client = make_client(transport=FailingFirst(fake.transport(), 1))
     with pytest.raises(StravaUnavailable, match="deadline"):
         await client.list_activities(user_id, page=1, deadline=START + 0.1)
+
+
+class SlowFailures(httpx.AsyncBaseTransport):
+    """Answers every request with a 503 after ``took`` seconds of ``clock``."""
+
+    def __init__(self, clock: ManualClock, took: float) -> None:
+        self.clock, self.took, self.requests = clock, took, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        self.clock.advance(self.took)
+        return httpx.Response(503, text="<html>busy</html>", request=request)
+
+
+async def test_a_retry_that_could_not_be_answered_before_the_deadline_is_not_tried(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """The first backoff (0.375-0.625 s) would end before the deadline, but a retry that takes as long as the
+    failed attempt (0.8 s) would not be answered by then: the platform would cut it off. The client says so at
+    once, as a StravaUnavailable that a deadline-aware job can tell apart (StravaNoTimeToRetry)."""
+    user_id, _ = await connect(fake, store, activities=5)
+    transport = SlowFailures(clock, took=0.8)
+    with pytest.raises(StravaNoTimeToRetry, match=r"HTTP 503 after 1 attempts; no time left to retry before the dead"):
+        await make_client(transport=transport).list_activities(user_id, page=1, deadline=START + 0.8 + 0.7 + 0.4)
+    assert transport.requests == 1 and clock.sleeps == [] and clock.now() == START + 0.8
+    # With time for it, the same failure is retried as before.
+    transport = SlowFailures(clock, took=0.8)
+    with pytest.raises(StravaUnavailable, match="after 3 attempts") as raised:
+        await make_client(transport=transport, max_retries=2).list_activities(user_id, page=1, deadline=START + 60)
+    assert transport.requests == 3 and not isinstance(raised.value, StravaNoTimeToRetry)
 
 
 async def test_timeouts_are_retried_then_strava_unavailable(
