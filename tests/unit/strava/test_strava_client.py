@@ -18,7 +18,7 @@ from syncsim.errors import (
     SyncsimError,
     Unauthorized,
 )
-from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected, _Answer
+from syncsim.strava.client import TOKEN_GRANT_MIN_S, ActivityPage, StravaClient, StravaRejected, _Answer
 from syncsim.strava.fake import FakeStrava, Faults
 from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight
 from syncsim.strava.tokens import MemoryTokenStore
@@ -108,6 +108,29 @@ async def test_a_token_expiring_mid_paging_is_refreshed_and_the_rotated_refresh_
     assert saved.athlete_id == athlete_id
     assert fake.counts["refresh_rotations"] >= 1
     assert fake.counts["status_401"] == 0  # refreshed before expiry, not after a failure
+
+
+async def test_a_refresh_is_not_risked_on_the_last_seconds_before_the_deadline(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    """Strava invalidates a refresh token as soon as it issues the next one, so a refresh whose answer is lost (cut
+    off by a timeout, or by the invocation's end) disconnects the athlete. With less than TOKEN_GRANT_MIN_S left
+    the client does not send it; the stored refresh token stays the one Strava honours, and a later call, with
+    time, refreshes as usual."""
+    fake = FakeStrava(clock=clock, seed=1, latency=0.5)
+    user_id, athlete_id = await connect(fake, store, activities=5)
+    first = await store.get_tokens(user_id)
+    assert first is not None
+    clock.set(first.expires_at - 60)  # within the refresh margin: the next call refreshes first
+    client = make_client(transport=fake.transport())
+    with pytest.raises(StravaNoTimeToRetry, match="too little time left before the deadline to risk the refresh token"):
+        await client.list_activities(user_id, page=1, deadline=clock.now() + TOKEN_GRANT_MIN_S - 0.1)
+    assert fake.counts["token_refreshes"] == 0
+    assert await store.get_tokens(user_id) == first and first.refresh_token == fake.athlete(athlete_id).refresh_token
+    assert len(await client.list_activities(user_id, page=1, deadline=clock.now() + TOKEN_GRANT_MIN_S + 1.5)) == 5
+    saved = await store.get_tokens(user_id)
+    assert fake.counts["token_refreshes"] == 1 and saved is not None
+    assert saved.refresh_token == fake.athlete(athlete_id).refresh_token != first.refresh_token
 
 
 async def test_a_401_mid_paging_refreshes_once_and_retries_the_page(
