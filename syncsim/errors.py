@@ -11,7 +11,7 @@
         │   ├── NoTimeToRetry       a retry could not have finished before the invocation's deadline: under a
         │   │                       deadline-aware strategy, continued in a new invocation like OutOfTime
         │   ├── StravaUnavailable   5xx, timeouts, connection errors (after the client's own retries)
-        │   │   └── StravaNoTimeToRetry   ... and its next retry could not be answered in time (a NoTimeToRetry)
+        │   │   └── StravaNoTimeToRetry   a request or its retry not sent: no answer could come in time
         │   └── MalformedResponse   a Strava response of the wrong shape
         ├── PermanentError     do not retry: the job fails now
         │   └── Unauthorized        token revoked or invalid (Strava 401 after one refresh)
@@ -87,9 +87,9 @@ class RetryableError(JobError):
 
 
 class NoTimeToRetry(RetryableError):
-    """A transient failure that was not retried because the retry could not have finished before the invocation's
-    deadline. Under a deadline-aware strategy the runner continues the job in a new invocation without spending an
-    attempt, as for :class:`OutOfTime`; under any other it is a failed attempt like the rest."""
+    """A step that was not tried (again) because it could not have finished before the invocation's deadline.
+    Under a deadline-aware strategy the runner continues the job in a new invocation without spending an attempt,
+    as for :class:`OutOfTime`; under any other it is a failed attempt like the rest."""
 
 
 class PermanentError(JobError):
@@ -141,8 +141,8 @@ class StravaUnavailable(StravaError, RetryableError):
 
 
 class StravaNoTimeToRetry(StravaUnavailable, NoTimeToRetry):
-    """Strava failed a request transiently, and a retry could not have been answered before the caller's deadline:
-    the client did not try it (the platform would have cut it off)."""
+    """A Strava request the client did not send, because its answer could not have come in time before the caller's
+    deadline: the retry of a failed attempt, or a token grant without its time to spare."""
 
 
 class MalformedResponse(StravaError, RetryableError):

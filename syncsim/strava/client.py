@@ -93,9 +93,9 @@ REQUEST_RETRY = RetryPolicy(base_s=0.5, factor=2.0, max_s=8.0, jitter=0.25)
 #: Wake this long after a rate-limit reset (seconds), so a small clock skew with Strava does not land the
 #: first request of the new window in the old one.
 RESET_SLACK_S = 1.0
-#: A token grant (``POST /oauth/token``) is sent only with this much time left before the caller's deadline: its
-#: answer carries the only copy of the new refresh token (Strava invalidates the old one at once), so one cut off
-#: by a killed invocation disconnects the athlete.
+#: A token grant (``POST /oauth/token``) is sent, after a rate-limit wait or as a retry too, only with this much
+#: time left before the caller's deadline: its answer carries the only copy of the new refresh token (Strava
+#: invalidates the old one at once), so one cut off by a killed invocation disconnects the athlete.
 TOKEN_GRANT_MIN_S = 2.0
 #: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
 #: minutes leaves room for a whole batch of pages without a 401 in the middle.
@@ -602,14 +602,19 @@ class StravaClient:
         Returns the first answer that is neither a 429 nor a 5xx. ``grant``: a token grant (see
         :data:`TOKEN_GRANT_MIN_S`).
         """
+        if grant and deadline is not None:
+            # Every decision below (the first send, a rate-limit wait, a retry) keeps the grant's time to spare.
+            deadline -= TOKEN_GRANT_MIN_S
+            if self._clock.now() > deadline:
+                raise StravaNoTimeToRetry(
+                    f"{method} {endpoint}: too little time left before the deadline to risk the refresh token on it"
+                )
         attempt = 0
         failures = 0
         while True:
             await self._reserve(method, endpoint, read=read, deadline=deadline, user_id=user_id)
             attempt += 1
             sent_at = self._clock.now()
-            if grant:
-                self._check_grant_time(deadline, method, endpoint)
             try:
                 response = await self._http.request(
                     method, path, params=params, data=data, headers=headers, timeout=self._timeout
@@ -650,13 +655,6 @@ class StravaClient:
                 await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=answer.latency_s)
                 continue
             return answer
-
-    def _check_grant_time(self, deadline: float | None, method: str, endpoint: str) -> None:
-        """Refuse to send a token grant with less than :data:`TOKEN_GRANT_MIN_S` left before ``deadline``."""
-        if deadline is not None and deadline - self._clock.now() < TOKEN_GRANT_MIN_S:
-            raise StravaNoTimeToRetry(
-                f"{method} {endpoint}: too little time left before the deadline to risk the refresh token on it"
-            )
 
     async def _reserve(
         self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None
