@@ -141,8 +141,9 @@ class StravaUnavailable(StravaError, RetryableError):
 
 
 class StravaNoTimeToRetry(StravaUnavailable, NoTimeToRetry):
-    """A Strava request the client did not send, because its answer could not have come in time before the caller's
-    deadline: the retry of a failed attempt, or a token grant without its time to spare."""
+    """A Strava request the client did not send, or gave up waiting for, because its answer could not have come in
+    time before the caller's deadline: the retry of a failed attempt, a token grant without its time to spare, a
+    request still unanswered when the caller's ``answer_by`` came."""
 
 
 class MalformedResponse(StravaError, RetryableError):

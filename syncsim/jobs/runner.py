@@ -128,6 +128,17 @@ class JobContext:
             return self.deadline
         return self.deadline - self.deadline_margin_s
 
+    @property
+    def answer_deadline(self) -> float | None:
+        """When an outside call still waiting for its answer is given up (a Strava request's timeout is cut to end
+        then): under a deadline-aware strategy, half the margin before the deadline, so the other half stores and
+        checkpoints what came before it and the invocation ends on its own instead of being killed in the middle of
+        the request; under any other, ``None`` (the calls' own timeouts; the platform's limit ends what they
+        don't)."""
+        if self.deadline is None or not self.strategy.stop_before_deadline:
+            return None
+        return self.deadline - self.deadline_margin_s / 2
+
     async def others_waiting(self, limit: int) -> int:
         """How many other jobs are due and waiting for a turn (counted up to ``limit``); 0 under a strategy that
         retries inline (nothing would continue a job that gave its turn away)."""

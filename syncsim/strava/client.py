@@ -176,7 +176,10 @@ class StravaClient:
     Every request method takes the syncsim ``user_id`` whose tokens to use (from ``tokens``) and an optional
     ``deadline`` (UTC epoch seconds) — the end of the caller's invocation. The client sleeps through a
     rate-limit window only if the window resets (plus one second) by the deadline; otherwise it raises
-    :class:`~syncsim.errors.RateLimited` with the reset time, so the job can be rescheduled.
+    :class:`~syncsim.errors.RateLimited` with the reset time, so the job can be rescheduled. The API reads also
+    take ``answer_by``, for a caller that the platform kills at a hard limit: a request still unanswered then is
+    given up (its timeout cut to end then) and raises :class:`~syncsim.errors.StravaNoTimeToRetry`, so that the
+    caller ends on its own, with what it has stored, rather than be killed waiting for a Strava that hangs.
     """
 
     def __init__(
@@ -216,6 +219,7 @@ class StravaClient:
         self.budget = budget if budget is not None else RateLimitBudget()
         self.base_url = base_url.rstrip("/")
         self.trace = trace
+        self._timeout_s = timeout_s
         self._timeout = httpx.Timeout(timeout_s)
         self._max_retries = max_retries
         self._rng = rng if rng is not None else random.Random()
@@ -251,9 +255,11 @@ class StravaClient:
 
     # -- the API --------------------------------------------------------------------------------------------
 
-    async def get_athlete(self, user_id: uuid.UUID, *, deadline: float | None = None) -> Athlete:
+    async def get_athlete(
+        self, user_id: uuid.UUID, *, deadline: float | None = None, answer_by: float | None = None
+    ) -> Athlete:
         """``GET /athlete``: the athlete connected to ``user_id``."""
-        answer = await self._get(user_id, "/athlete", "/athlete", None, deadline=deadline)
+        answer = await self._get(user_id, "/athlete", "/athlete", None, deadline=deadline, answer_by=answer_by)
         data = self._parse_json(answer, "GET", "/athlete")
         try:
             athlete = Athlete.from_json(data)
@@ -272,6 +278,7 @@ class StravaClient:
         after: float | None = None,
         before: float | None = None,
         deadline: float | None = None,
+        answer_by: float | None = None,
     ) -> list[Activity]:
         """``GET /athlete/activities``: one page (1-based) of summary activities, parsed.
 
@@ -279,7 +286,7 @@ class StravaClient:
         shorter than ``per_page`` before the end: the caller pages until a page is **empty**.
         """
         answered = await self.request_activities(
-            user_id, page=page, per_page=per_page, after=after, before=before, deadline=deadline
+            user_id, page=page, per_page=per_page, after=after, before=before, deadline=deadline, answer_by=answer_by
         )
         return answered.activities()
 
@@ -292,6 +299,7 @@ class StravaClient:
         after: float | None = None,
         before: float | None = None,
         deadline: float | None = None,
+        answer_by: float | None = None,
     ) -> ActivityPage:
         """:meth:`list_activities` in two steps: this one returns as soon as Strava has answered (an
         :class:`ActivityPage` that says whether the page looks empty), and ``.activities()`` parses it.
@@ -307,15 +315,19 @@ class StravaClient:
             params["after"] = int(after)
         if before is not None:
             params["before"] = int(before)
-        answer = await self._get(user_id, LIST_ENDPOINT, LIST_ENDPOINT, params, deadline=deadline, page=page)
+        answer = await self._get(
+            user_id, LIST_ENDPOINT, LIST_ENDPOINT, params, deadline=deadline, answer_by=answer_by, page=page
+        )
         bounds = [f"{name} {_iso(params[name])}" for name in ("after", "before") if name in params]
         return ActivityPage(self, answer, page, " ".join([*bounds, f"page {page}"]))
 
-    async def get_activity(self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None) -> Activity:
+    async def get_activity(
+        self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None, answer_by: float | None = None
+    ) -> Activity:
         """``GET /activities/{id}``: one activity in detail (``DetailedActivity``), parsed."""
         endpoint = "/activities/{id}"
         path = f"/activities/{int(activity_id)}"
-        answer = await self._get(user_id, endpoint, path, None, deadline=deadline)
+        answer = await self._get(user_id, endpoint, path, None, deadline=deadline, answer_by=answer_by)
         data = self._parse_json(answer, "GET", endpoint)
         try:
             activity = Activity.from_json(data)
@@ -335,6 +347,7 @@ class StravaClient:
         params: dict[str, int] | None,
         *,
         deadline: float | None,
+        answer_by: float | None = None,
         page: int | None = None,
     ) -> _Answer:
         """GET an API path as ``user_id``: refresh before expiry, and once more on a 401.
@@ -350,6 +363,7 @@ class StravaClient:
                 API_PREFIX + path,
                 read=True,
                 deadline=deadline,
+                answer_by=answer_by,
                 params=params,
                 headers={"Authorization": f"Bearer {tokens.access_token}"},
                 page=page,
@@ -590,6 +604,7 @@ class StravaClient:
         *,
         read: bool,
         deadline: float | None,
+        answer_by: float | None = None,
         params: dict[str, int] | None = None,
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
@@ -600,7 +615,8 @@ class StravaClient:
         """Send one request through the budget; retry 5xx/timeouts/connection errors; wait out 429s.
 
         Returns the first answer that is neither a 429 nor a 5xx. ``grant``: a token grant (see
-        :data:`TOKEN_GRANT_MIN_S`).
+        :data:`TOKEN_GRANT_MIN_S`). ``answer_by``: an attempt still unanswered then is given up (see
+        :class:`StravaClient`); not for a grant, whose answer is the only copy of the new refresh token.
         """
         if grant and deadline is not None:
             # Every decision below (the first send, a rate-limit wait, a retry) keeps the grant's time to spare.
@@ -609,21 +625,34 @@ class StravaClient:
                 raise StravaNoTimeToRetry(
                     f"{method} {endpoint}: too little time left before the deadline to risk the refresh token on it"
                 )
+        assert answer_by is None or not grant, "a token grant's answer is never given up"
         attempt = 0
         failures = 0
         while True:
+            if answer_by is not None and self._clock.now() >= answer_by:  # before a rate-limit slot is spent on it
+                raise StravaNoTimeToRetry(f"{method} {endpoint}: no time left for an answer before the deadline")
             await self._reserve(method, endpoint, read=read, deadline=deadline, user_id=user_id)
             attempt += 1
             sent_at = self._clock.now()
+            timeout, cut = self._timeout, None
+            if answer_by is not None and answer_by - sent_at < self._timeout_s:
+                cut = answer_by - sent_at
+                if cut <= 0:  # a rate-limit wait ended after it (a caller's answer_by before its deadline)
+                    raise StravaNoTimeToRetry(f"{method} {endpoint}: no time left for an answer before the deadline")
+                timeout = httpx.Timeout(cut)
             try:
                 response = await self._http.request(
-                    method, path, params=params, data=data, headers=headers, timeout=self._timeout
+                    method, path, params=params, data=data, headers=headers, timeout=timeout
                 )
             except httpx.TransportError as exc:
                 latency = self._clock.now() - sent_at
                 failures += 1
                 reason = type(exc).__name__
                 self._add(TraceRecord(sent_at, method, endpoint, None, latency, attempt, page, error=reason))
+                if cut is not None and isinstance(exc, httpx.TimeoutException):
+                    raise StravaNoTimeToRetry(
+                        f"{method} {endpoint}: no answer within the {cut:.1f} s left before the deadline"
+                    ) from None
                 await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=latency)
                 continue
             except httpx.DecodingError:

@@ -91,7 +91,11 @@ async def _read(
         async with slots:
             ctx.ensure_time()
             try:
-                found.append(await client.get_activity(ctx.user_id, activity_id, deadline=ctx.work_deadline))
+                found.append(
+                    await client.get_activity(
+                        ctx.user_id, activity_id, deadline=ctx.work_deadline, answer_by=ctx.answer_deadline
+                    )
+                )
             except StravaRejected as exc:
                 if exc.status != 404:
                     raise

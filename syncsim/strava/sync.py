@@ -299,6 +299,7 @@ class _Sync:
                 before=bound if kind == "before" else None,
                 after=bound if kind == "after" else None,
                 deadline=self.ctx.work_deadline,
+                answer_by=self.ctx.answer_deadline,
             )
         )
 
@@ -388,7 +389,11 @@ class _Sync:
 
         async def one(summary: Activity) -> None:
             try:
-                detailed.append(await client.get_activity(self.user, summary.id, deadline=ctx.work_deadline))
+                detailed.append(
+                    await client.get_activity(
+                        self.user, summary.id, deadline=ctx.work_deadline, answer_by=ctx.answer_deadline
+                    )
+                )
             except StravaRejected as exc:
                 if exc.status != 404:
                     raise

@@ -343,6 +343,56 @@ def test_a_strava_outage_near_the_deadline_is_continued_by_the_next_invocation(s
     in_virtual_time(sqlite_url, scenario, latency=0.8)
 
 
+def test_a_strava_that_hangs_near_the_deadline_does_not_get_the_invocation_killed(sqlite_url: str) -> None:
+    """Under resumable, a page request that Strava holds without answering (the client's timeout is 10 s, as long as
+    a hobby invocation) is given up half the margin before the deadline: the invocation ends on its own, the job
+    is pending with its attempt unspent, and later invocations store every activity once. Before, the platform
+    killed the invocation in the middle of the request and the job waited for its lease to lapse."""
+
+    async def scenario(env: Env) -> None:
+        user, _ = await env.athlete(5000)
+        runner = env.runner("resumable")
+        platform = LocalPlatform("hobby", clock=env.clock)
+        job, _ = await runner.submit(user)
+        started = env.clock.now()
+
+        async def hang() -> None:  # every request from 6 s into the first invocation on is held unanswered
+            await env.clock.sleep(6.0)
+            env.fake.faults.timeout_rate = 1.0
+
+        hang_task = asyncio.ensure_future(hang())
+        invocation = platform.start_invocation()
+        paused = await runner.run_next(invocation=invocation, job_id=job.id)
+        invocation.finish_response()
+        await invocation.drain()
+        await hang_task
+        assert not invocation.killed and env.clock.now() - started < 10.0
+        assert env.fake.counts["timeouts"] >= 1
+        assert paused is not None and paused.status is JobStatus.PENDING, paused
+        error = paused.error or ""
+        assert "OutOfTime" in error and "no answer within the" in error and "\n" not in error
+        assert (paused.attempts, paused.crashes) == (0, 0)
+        stored = await env.store.count_activities(user)
+        assert 0 < stored < 5000 and paused.progress["activities"] == stored
+
+        env.fake.faults.timeout_rate = 0.0
+        done = paused
+        for _ in range(10):
+            invocation = platform.start_invocation()
+            done = await runner.run_next(invocation=invocation, job_id=job.id)
+            invocation.finish_response()
+            await invocation.drain()
+            assert not invocation.killed
+            if done is not None and done.status is JobStatus.COMPLETED:
+                break
+        assert done is not None and done.status is JobStatus.COMPLETED, done
+        assert (done.attempts, done.crashes) == (1, 0)
+        assert await env.store.count_activities(user) == 5000
+        assert done.result is not None and done.result["total_activities"] == 5000
+
+    in_virtual_time(sqlite_url, scenario, latency=0.8)
+
+
 def test_the_sync_runs_under_a_running_event_loop_too(sqlite_url: str) -> None:
     """run_virtual works from inside a running loop (as in a Jupyter cell)."""
 

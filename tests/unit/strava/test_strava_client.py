@@ -350,6 +350,30 @@ async def test_timeouts_are_retried_then_strava_unavailable(
     assert clock.sleeps[0] == 2.0  # the fake held the request for the whole read timeout
 
 
+async def test_a_request_still_unanswered_at_answer_by_is_given_up_then(
+    clock: ManualClock, store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    """A caller the platform kills at a hard limit gives ``answer_by``: a Strava that hangs holds the request only
+    until then (not the client's 10 s timeout), and the client says so as a StravaNoTimeToRetry, not a retry."""
+    fake = FakeStrava(clock=clock, faults=Faults(timeout_rate=1.0))
+    user_id, _ = await connect(fake, store, activities=5)
+    client = make_client(transport=fake.transport(), timeout_s=10.0)
+    with pytest.raises(StravaNoTimeToRetry, match=r"^GET /athlete/activities: no answer within the 3.0 s left before"):
+        await client.list_activities(user_id, page=1, deadline=START + 2.0, answer_by=START + 3.0)
+    assert clock.sleeps == [3.0] and clock.now() == START + 3.0 and fake.counts["timeouts"] == 1
+    # Once answer_by has passed, nothing is sent and no rate-limit slot is spent.
+    used = client.budget.reads_left(clock.now())
+    with pytest.raises(StravaNoTimeToRetry, match="no time left for an answer before the deadline"):
+        await client.get_athlete(user_id, answer_by=clock.now())
+    assert fake.counts["timeouts"] == 1 and client.budget.reads_left(clock.now()) == used
+    # A later answer_by than the timeout changes nothing: the timeout ends the attempt, which is retried.
+    with pytest.raises(StravaUnavailable, match="ReadTimeout after 2 attempts") as raised:
+        await make_client(transport=fake.transport(), timeout_s=2.0, max_retries=1).get_athlete(
+            user_id, answer_by=clock.now() + 60.0
+        )
+    assert not isinstance(raised.value, StravaNoTimeToRetry) and fake.counts["timeouts"] == 3
+
+
 async def test_connection_errors_are_retried(
     fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient
 ) -> None:
