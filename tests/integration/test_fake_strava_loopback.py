@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from syncsim.clock import SystemClock
-from syncsim.errors import MalformedResponse, RateLimited, StravaUnavailable, Unauthorized
+from syncsim.errors import MalformedResponse, RateLimited, StravaNoTimeToRetry, StravaUnavailable, Unauthorized
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeStrava, Faults
 from syncsim.strava.fake.server import fake_strava_banner, running_fake_strava
@@ -191,6 +191,22 @@ async def test_a_hanging_fake_over_loopback_times_out_and_is_unavailable() -> No
         async with make_client(url, fake, store, ManualClock(START), timeout_s=0.2, max_retries=1) as client:
             with pytest.raises(StravaUnavailable, match="ReadTimeout after 2 attempts"):
                 await client.get_athlete(user_id)
+
+
+async def test_a_request_to_a_hanging_fake_over_loopback_is_given_up_at_answer_by() -> None:
+    """Over a real socket, ``answer_by`` cuts the attempt's timeout (10 s here) to the time left: the client gives up
+    then, and says so in one line, rather than wait out the fake's 5 s hang (after which it would answer)."""
+    clock = SystemClock()
+    fake = FakeStrava(clock=clock, faults=Faults(timeout_rate=1.0, hang_s=5.0))
+    store = MemoryTokenStore()
+    user_id, _ = await connect(fake, store, 1)
+    with running_fake_strava(fake) as url:
+        async with make_client(url, fake, store, clock, timeout_s=10.0) as client:
+            with pytest.raises(
+                StravaNoTimeToRetry, match=r"^GET /athlete: no answer within the 0\.\d s left"
+            ) as raised:
+                await client.get_athlete(user_id, answer_by=clock.now() + 0.3)
+    assert "\n" not in str(raised.value) and fake.counts["timeouts"] == 1
 
 
 async def test_the_banner_tells_how_to_get_a_token_and_its_refresh_token_works(base_url: str, fake: FakeStrava) -> None:
