@@ -13,7 +13,21 @@ from syncsim.errors import InvalidInput, SyncsimError
 
 __all__ = ["register_cli", "simulate_command"]
 
-_RUN_FLAGS = ("workload", "athletes", "platform", "strategy", "seed", "latency", "rate_limits", "tick", "give_up")
+_RUN_FLAGS = (
+    "workload",
+    "athletes",
+    "platform",
+    "strategy",
+    "seed",
+    "latency",
+    "rate_limits",
+    "tick",
+    "give_up",
+    "faults",
+    "churn",
+)
+#: The faults ``--faults`` sets: FakeStrava's rates (fractions of requests, or of list pages).
+_FAULT_RATES = ("error_rate", "timeout_rate", "short_pages", "malformed_pages")
 
 
 def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -34,6 +48,15 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
     p.add_argument("--latency", help="Strava latency: seconds (0.4) or lognormal:MEDIAN,SIGMA")
     p.add_argument(
         "--rate-limits", dest="rate_limits", help="default | approved | READ_15MIN,READ_DAY (default: default)"
+    )
+    p.add_argument(
+        "--faults",
+        metavar="NAME=RATE,...",
+        help="what Strava gets wrong, as fractions of requests: error_rate (5xx), timeout_rate (held unanswered), "
+        "short_pages, malformed_pages (of list pages)",
+    )
+    p.add_argument(
+        "--churn", type=float, metavar="RATE", help="athletes change their histories: changes per athlete per hour"
     )
     p.add_argument("--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS")
     p.add_argument(
@@ -121,6 +144,10 @@ def _simulate(args: argparse.Namespace) -> int:
         from syncsim.sim.browser import PollSchedule
 
         options["poll"] = PollSchedule(give_up_s=_positive(options.pop("give_up"), "--give-up"))
+    if "faults" in options:
+        options["faults"] = _faults(options["faults"])
+    if "churn" in options and not 0 <= options["churn"] < float("inf"):
+        raise InvalidInput(f"--churn must be changes per athlete per hour (>= 0), got {options['churn']!r}")
     if options.get("latency") is not None:
         text = str(options["latency"])
         options["latency"] = text if text.startswith("lognormal:") else _float(text)
@@ -153,6 +180,25 @@ def _positive(value: float, flag: str) -> float:
     if not value > 0 or value == float("inf"):
         raise InvalidInput(f"{flag} must be a positive number of seconds, got {value!r}")
     return value
+
+
+def _faults(text: str) -> dict[str, Any]:
+    """``error_rate=0.1,timeout_rate=0.02`` (rates in [0, 1]) -> Faults fields."""
+    faults: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        if name not in _FAULT_RATES:
+            raise InvalidInput(f"--faults knows {', '.join(_FAULT_RATES)}, not {name!r}")
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = float("nan")
+        if not sep or not 0 <= rate <= 1:
+            raise InvalidInput(f"--faults {name} must be a rate in [0, 1], as {name}=0.05, got {part!r}")
+        faults[name] = rate
+    if not faults:
+        raise InvalidInput("--faults needs NAME=RATE, e.g. error_rate=0.1,timeout_rate=0.02")
+    return faults
 
 
 def _float(text: str) -> float:

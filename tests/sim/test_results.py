@@ -156,6 +156,28 @@ def test_cli_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture
     assert "unknown workload" in capsys.readouterr().err
 
 
+def test_cli_faults_and_churn_reach_fakestrava(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--faults`` and ``--churn`` set what Strava gets wrong and how histories change; bad ones are one line."""
+    options = {"athletes": 20, "strategy": "resumable", "rate_limits": "approved", "latency": 0.8, "json": True}
+    assert simulate_command(cli_args(**options, faults="error_rate=0.1, timeout_rate=0.05", churn=2.0)) == 0
+    params = json.loads(capsys.readouterr().out)["params"]
+    counts = params["fake_counts"]
+    assert counts["errors_5xx"] > 0 and counts["timeouts"] > 0
+    assert "error_rate=0.1" in params["faults"] and "timeout_rate=0.05" in params["faults"]
+    assert "rate_per_hour=2.0" in params["churn"]
+    for bad, said in [
+        ("timeout_rate=2", "--faults timeout_rate must be a rate in [0, 1]"),
+        ("error_rate", "--faults error_rate must be a rate in [0, 1]"),
+        ("hang=0.1", "--faults knows error_rate, timeout_rate, short_pages, malformed_pages, not 'hang'"),
+        (",", "--faults needs NAME=RATE"),
+    ]:
+        assert simulate_command(cli_args(athletes=2, faults=bad)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, err
+    assert simulate_command(cli_args(athletes=2, churn=-1.0)) == 2
+    assert "--churn must be changes per athlete per hour" in capsys.readouterr().err
+
+
 def test_cli_tick_and_give_up_finish_a_budget_bound_launch(capsys: pytest.CaptureFixture[str]) -> None:
     """Under default limits browsers that leave after 10 minutes leave heavy syncs pending; a tick finishes them."""
     options = {"athletes": 30, "strategy": "resumable", "rate_limits": "default", "give_up": 600.0, "json": True}
