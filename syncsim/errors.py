@@ -11,13 +11,15 @@
         │   ├── NoTimeToRetry       a retry could not have finished before the invocation's deadline: under a
         │   │                       deadline-aware strategy, continued in a new invocation like OutOfTime
         │   ├── StravaUnavailable   5xx, timeouts, connection errors (after the client's own retries)
-        │   │   └── StravaNoTimeToRetry   a request or its retry not sent: no answer could come in time
+        │   │   ├── StravaNoTimeToRetry   a request or its retry not sent or given up: no answer could come in time
+        │   │   └── StravaDown            every request failing, several athletes' alike: also an Outage
         │   └── MalformedResponse   a Strava response of the wrong shape
         ├── PermanentError     do not retry: the job fails now
         │   └── Unauthorized        token revoked or invalid (Strava 401 after one refresh)
         └── Reschedule         stop now, keep progress, continue at ``at`` (epoch seconds, UTC) without
             │                   spending an attempt
             ├── RateLimited         Strava's app-wide window is spent; ``at`` is its reset
+            ├── Outage              a service every job of the type needs is down; ``at`` is when to look again
             ├── OutOfTime           the invocation's deadline is too close to start another step
             └── YieldTurn           others wait for a scarce budget: this job's turn is over
 
@@ -34,12 +36,14 @@ __all__ = [
     "MalformedResponse",
     "NoTimeToRetry",
     "OutOfTime",
+    "Outage",
     "PermanentError",
     "RateLimited",
     "Reschedule",
     "RetryableError",
     "StoreError",
     "StoreUnavailable",
+    "StravaDown",
     "StravaError",
     "StravaNoTimeToRetry",
     "StravaUnavailable",
@@ -110,6 +114,14 @@ class Reschedule(JobError):
         self.at = at
 
 
+class Outage(Reschedule):
+    """A service that every job of the type needs is down: wait until ``at`` without spending an attempt, every job
+    of the type alike (``shared``). Under inline retries, where nothing would continue a waiting job, the runner
+    treats it as the failure it also is."""
+
+    shared = True
+
+
 class OutOfTime(Reschedule):
     """The invocation's deadline is too close to start another step; continue in a new invocation."""
 
@@ -138,6 +150,11 @@ class RateLimited(StravaError, Reschedule):
 
 class StravaUnavailable(StravaError, RetryableError):
     """Strava answered 5xx, timed out or could not be reached, after the client's own retries."""
+
+
+class StravaDown(StravaUnavailable, Outage):
+    """Strava failed every request in a row, several athletes' alike, after the client's retries: an outage, not this
+    job's fault. Continue at ``at`` (a growing wait) without spending an attempt."""
 
 
 class StravaNoTimeToRetry(StravaUnavailable, NoTimeToRetry):

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from syncsim import defaults
-from syncsim.errors import PermanentError, Reschedule
+from syncsim.errors import Outage, PermanentError, Reschedule
 
 __all__ = ["Fail", "Retry", "RetryDecision", "RetryPolicy", "Wait"]
 
@@ -68,11 +68,19 @@ class RetryPolicy:
         return raw
 
     def decide(
-        self, error: BaseException, *, attempt: int, max_attempts: int, rng: random.Random | None = None
+        self,
+        error: BaseException,
+        *,
+        attempt: int,
+        max_attempts: int,
+        rng: random.Random | None = None,
+        continued: bool = True,
     ) -> RetryDecision:
-        """What to do after ``error`` ended attempt ``attempt`` of ``max_attempts``."""
+        """What to do after ``error`` ended attempt ``attempt`` of ``max_attempts``. ``continued``: whether something
+        continues a job that waits (not under inline retries); if not, an :class:`~syncsim.errors.Outage` is decided
+        as the failure it also is."""
         message = describe(error)
-        if isinstance(error, Reschedule):
+        if isinstance(error, Reschedule) and (continued or not isinstance(error, Outage)):
             return Wait(at=error.at, reason=message, shared=error.shared)
         if isinstance(error, PermanentError):
             return Fail(reason=f"attempt {attempt} of {max_attempts} failed, not retried: {message}")

@@ -25,6 +25,7 @@ _RUN_FLAGS = (
     "give_up",
     "faults",
     "churn",
+    "strava_down",
 )
 #: The faults ``--faults`` sets: FakeStrava's rates (fractions of requests, or of list pages).
 _FAULT_RATES = ("error_rate", "timeout_rate", "short_pages", "malformed_pages")
@@ -57,6 +58,12 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
     )
     p.add_argument(
         "--churn", type=float, metavar="RATE", help="athletes change their histories: changes per athlete per hour"
+    )
+    p.add_argument(
+        "--strava-down",
+        dest="strava_down",
+        metavar="START,END",
+        help="Strava answers 503 to everything from START to END seconds after the start",
     )
     p.add_argument("--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS")
     p.add_argument(
@@ -146,6 +153,8 @@ def _simulate(args: argparse.Namespace) -> int:
         options["poll"] = PollSchedule(give_up_s=_positive(options.pop("give_up"), "--give-up"))
     if "faults" in options:
         options["faults"] = _faults(options["faults"])
+    if "strava_down" in options:
+        options["strava_down_s"] = _interval(options.pop("strava_down"))
     if "churn" in options and not 0 <= options["churn"] < float("inf"):
         raise InvalidInput(f"--churn must be changes per athlete per hour (>= 0), got {options['churn']!r}")
     if options.get("latency") is not None:
@@ -180,6 +189,14 @@ def _positive(value: float, flag: str) -> float:
     if not value > 0 or value == float("inf"):
         raise InvalidInput(f"{flag} must be a positive number of seconds, got {value!r}")
     return value
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        start, end = (float(x) for x in text.split(","))
+    except ValueError:
+        raise InvalidInput(f"--strava-down must be START,END in seconds, e.g. 60,660, got {text!r}") from None
+    return start, end
 
 
 def _faults(text: str) -> dict[str, Any]:

@@ -15,7 +15,8 @@ invocation or worker running the job was killed, or lost its store. The next cla
 the attempt the crashed run had counted and counts the crash instead (``crashes``, bounded by ``max_crashes``),
 so faults of the infrastructure do not use up the attempts that bound the handler's own failures. A store that
 cannot be reached while the handler runs (:class:`~syncsim.errors.StoreUnavailable`) pauses the job without
-spending an attempt either.
+spending an attempt either, and so does an outage of a service the job needs (:class:`~syncsim.errors.Outage`,
+such as Strava down): every job of its type waits, except under inline retries, where nothing would continue it.
 """
 
 from __future__ import annotations
@@ -405,7 +406,13 @@ class JobRunner:
             # A retry that the deadline left no time for is the next invocation's to make, without spending an
             # attempt: the step ran out of time, it did not fail.
             error = OutOfTime(f"{describe(error)}; continuing in a new invocation", at=self.clock.now())
-        return self.retry.decide(error, attempt=job.attempts, max_attempts=job.max_attempts, rng=self.rng)
+        return self.retry.decide(
+            error,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            rng=self.rng,
+            continued=not self.strategy.inline_retries,
+        )
 
     async def _keep_lease(self, job_id: uuid.UUID, store: Store, runner_id: str, handler_done: asyncio.Event) -> None:
         """Extend the lease while the handler runs; a killed invocation stops extending and the lease lapses.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import os
@@ -42,7 +43,7 @@ from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
 from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.events import register_strava_events
-from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, PageCache
+from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, Faults, PageCache
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import RateLimitBudget, parse_pair
 from syncsim.strava.sync import register_strava_sync
@@ -133,6 +134,14 @@ def _memory_store() -> SQLiteStore:
     return store
 
 
+def _faults(sc: Scenario, t0: float) -> Faults:
+    """The scenario's faults, with its outage (seconds after the start) on the run's clock."""
+    if sc.strava_down_s is None:
+        return sc.faults
+    start, end = sc.strava_down_s
+    return dataclasses.replace(sc.faults, down=(t0 + start, t0 + end))
+
+
 def _user_ids(n: int, seed: int) -> list[uuid.UUID]:
     rng = random.Random(f"users:{seed}")
     return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
@@ -157,7 +166,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         read_limits=limits.read,
         overall_limits=limits.overall,
         latency=sc.latency,
-        faults=sc.faults,
+        faults=_faults(sc, t0),
         compact=sc.compact_activities,
         page_cache=_shared_pages,
     )

@@ -123,6 +123,9 @@ class Scenario:
     #: Athletes change their histories while the run goes on (FakeStrava's churn), until ``churn_until_s``.
     churn: Churn | None = None
     churn_until_s: float | None = None
+    #: Strava is down (every request answered 503, the OAuth endpoints' included) from the first to the second of
+    #: these times, in seconds after the start (FakeStrava's ``Faults.down``, on the run's clock).
+    strava_down_s: tuple[float, float] | None = None
     #: Probability that an invocation is killed at a random moment within its limit (an instance crash).
     kill_rate: float = 0.0
     #: Every this many seconds, the store is compared with FakeStrava's truth (``SimulationResult.divergence``).
@@ -171,6 +174,9 @@ class Scenario:
         )
         if scenario.store_latency_s < 0 or not math.isfinite(scenario.max_sim_s):
             raise InvalidInput("store_latency_s must be >= 0 and max_sim_s finite")
+        down = scenario.strava_down_s
+        if down is not None and not (len(down) == 2 and 0 <= down[0] <= down[1] < math.inf):
+            raise InvalidInput(f"strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s, got {down!r}")
         return scenario
 
     def evolve(self, **changes: Any) -> Scenario:
@@ -202,6 +208,7 @@ class Scenario:
             "tick_s": self.tick_s,
             "reconcile_every_s": self.reconcile_every_s,
             "churn": repr(self.churn),
+            "strava_down_s": self.strava_down_s,
             "kill_rate": self.kill_rate,
             "resync_s": self.resync_s,
             "finish_at_end": self.finish_at_end,

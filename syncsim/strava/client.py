@@ -54,6 +54,7 @@ from syncsim.errors import (
     MalformedResponse,
     PermanentError,
     RateLimited,
+    StravaDown,
     StravaError,
     StravaNoTimeToRetry,
     StravaUnavailable,
@@ -97,6 +98,16 @@ RESET_SLACK_S = 1.0
 #: time left before the caller's deadline: its answer carries the only copy of the new refresh token (Strava
 #: invalidates the old one at once), so one cut off by a killed invocation disconnects the athlete.
 TOKEN_GRANT_MIN_S = 2.0
+#: Strava is taken for down after this many failed attempts in a row (5xx, timeouts, connection errors, with no
+#: answer in between) from at least ``OUTAGE_USERS`` athletes' requests: at a 20 % failure rate, random failures do
+#: that once in 400,000 attempts; an outage, within seconds of a few syncs' requests. One athlete's requests alone
+#: are no evidence (their page may be what fails), so a single-athlete deployment spends attempts as before.
+OUTAGE_FAILURES = 8
+OUTAGE_USERS = 2
+#: While Strava is down its jobs wait, then look again: 30 s, 1 min, 2 min, 4 min, then every 5 min (±25 %), the
+#: count growing with each look that finds it still down. A short outage costs a short wait, a long one a few
+#: requests every 5 min.
+OUTAGE_RETRY = RetryPolicy(base_s=30.0, factor=2.0, max_s=300.0, jitter=0.25)
 #: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
 #: minutes leaves room for a whole batch of pages without a 401 in the middle.
 REFRESH_MARGIN_S = 300.0
@@ -227,6 +238,13 @@ class StravaClient:
         self.on_rate_limit_wait = on_rate_limit_wait
         self._cache: dict[uuid.UUID, StravaTokens] = {}
         self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        #: Failed attempts in a row (none answered since the first), when the first failed, and whose requests.
+        self._failures_in_a_row = 0
+        self._failing_since = 0.0
+        self._failing_users: set[uuid.UUID | None] = set()
+        #: Looks that found Strava down in a row, and when the last wait ends (a failure before then is the same look).
+        self._outage_looks = 0
+        self._outage_until = 0.0
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
@@ -653,6 +671,7 @@ class StravaClient:
                     raise StravaNoTimeToRetry(
                         f"{method} {endpoint}: no answer within the {cut:.1f} s left before the deadline"
                     ) from None
+                self._failed(method, endpoint, reason, failures, user_id, sent_at)
                 await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=latency)
                 continue
             except httpx.DecodingError:
@@ -664,6 +683,8 @@ class StravaClient:
             self.budget.observe(response.headers, received_at, sent_at=sent_at)
             answer = _Answer(response, sent_at, received_at - sent_at, attempt)
             status = response.status_code
+            if status < 500:  # Strava answered: whatever failed before, it is up
+                self._failures_in_a_row = self._outage_looks = 0
             if status == 429:
                 reset_at = _reset_after_429(response.headers, received_at)
                 self.budget.block_until(reset_at)
@@ -681,9 +702,35 @@ class StravaClient:
                 failures += 1
                 self._record(answer, method, endpoint, page=page, error="StravaUnavailable")
                 reason = f"HTTP {status}"
+                self._failed(method, endpoint, reason, failures, user_id, sent_at)
                 await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=answer.latency_s)
                 continue
             return answer
+
+    def _failed(
+        self, method: str, endpoint: str, reason: str, failures: int, user_id: uuid.UUID | None, sent_at: float
+    ) -> None:
+        """Count a failed attempt (5xx, timeout, connection error) in the failures in a row; once they say that
+        Strava is down, raise :class:`StravaDown` instead of retrying: a retry would fail too, and spend a slot of
+        the rate budget that the syncs need once Strava is back."""
+        if self._failures_in_a_row == 0:
+            self._failing_since = sent_at
+            self._failing_users.clear()
+        self._failures_in_a_row += 1
+        self._failing_users.add(user_id)
+        if self._failures_in_a_row < OUTAGE_FAILURES or len(self._failing_users) < OUTAGE_USERS:
+            return
+        now = self._clock.now()
+        if now >= self._outage_until:  # a new look (not another request of the look that found it down)
+            self._outage_looks += 1
+        at = now + OUTAGE_RETRY.delay(self._outage_looks, self._rng)
+        self._outage_until = max(self._outage_until, at)
+        raise StravaDown(
+            f"{method} {endpoint}: {reason} after {failures} attempts; Strava is down: {self._failures_in_a_row} "
+            f"attempts in a row failed since {_iso(self._failing_since)}, {len(self._failing_users)} athletes' "
+            f"requests; looking again at {_iso(at)}",
+            at=at,
+        )
 
     async def _reserve(
         self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from syncsim.errors import RateLimited, RetryableError, Unauthorized
-from syncsim.retry import Fail, Retry, RetryPolicy, Wait
+from syncsim.errors import RateLimited, RetryableError, StravaDown, Unauthorized
+from syncsim.retry import Fail, Retry, RetryPolicy, Wait, describe
 
 
 def test_backoff_without_jitter_doubles_up_to_the_cap() -> None:
@@ -48,3 +48,20 @@ def test_unexpected_errors_are_retryable_and_described_on_one_line() -> None:
 def test_invalid_policy_is_refused() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(factor=0.5)
+
+
+def test_an_outage_waits_if_something_continues_the_job_else_it_is_the_failure_it_also_is() -> None:
+    """StravaDown is a Reschedule (wait, shared, no attempt spent) and a StravaUnavailable: under inline retries
+    (``continued=False``), where nothing would continue a waiting job, it spends an attempt like any failure."""
+    down = StravaDown("GET /athlete/activities: HTTP 503 after 1 attempts; Strava is down", at=1_000.0)
+    policy = RetryPolicy(jitter=0.0)
+    waits = policy.decide(down, attempt=1, max_attempts=3)
+    assert waits == Wait(at=1_000.0, reason=describe(down), shared=True)
+    retries = policy.decide(down, attempt=1, max_attempts=3, continued=False)
+    assert isinstance(retries, Retry) and retries.retry_in == 2.0 and "StravaDown" in retries.reason
+    assert isinstance(policy.decide(down, attempt=3, max_attempts=3, continued=False), Fail)
+    # Other reschedules wait either way (a rate limit under inline retries waits for its window, as before).
+    limited = RateLimited("GET /athlete/activities: spent", reset_at=900.0)
+    assert policy.decide(limited, attempt=1, max_attempts=3, continued=False) == Wait(
+        at=900.0, reason=describe(limited), shared=True
+    )

@@ -63,7 +63,8 @@ class Faults:
     (every activity is still served exactly once). ``storm`` answers every API request with a 429 (until
     ``storm_until``, UTC epoch seconds, if set). ``revoke_at`` revokes an athlete's authorization once the
     clock passes the given time. A timeout holds the request past the client's read timeout in-process, or
-    for ``hang_s`` seconds on loopback.
+    for ``hang_s`` seconds on loopback. ``down`` is an outage: every request from its first time to its second
+    (UTC epoch seconds, the fake's clock) is answered 503 at once, the OAuth endpoints' included.
     """
 
     error_rate: float = 0.0
@@ -75,6 +76,7 @@ class Faults:
     storm_until: float | None = None
     revoke_at: dict[int, float] = field(default_factory=dict)
     hang_s: float = 30.0
+    down: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

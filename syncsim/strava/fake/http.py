@@ -25,6 +25,7 @@ __all__ = [
     "BODY_429",
     "BODY_500",
     "BODY_502",
+    "BODY_503",
     "JSON",
     "FakeRequest",
     "FakeResponse",
@@ -47,6 +48,7 @@ BODY_429 = (
 BODY_404 = b'{"message":"Record Not Found","errors":[{"resource":"Activity","field":"id","code":"invalid"}]}'
 BODY_500 = b'{"message":"Internal Server Error","errors":[]}'
 BODY_502 = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+BODY_503 = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
 
 
 def bad_request(resource: str, field_name: str) -> bytes:

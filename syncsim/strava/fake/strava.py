@@ -59,6 +59,7 @@ from syncsim.strava.fake.http import (
     BODY_429,
     BODY_500,
     BODY_502,
+    BODY_503,
     JSON,
     FakeRequest,
     FakeResponse,
@@ -359,6 +360,11 @@ class FakeStrava:
         building the response (:meth:`remaining_delay`), so a latency of L answers L after the request arrived.
         """
         now = self.clock.now()
+        down = self.faults.down
+        if down is not None and down[0] <= now < down[1]:
+            self.counts["errors_5xx"] += 1
+            self.counts["status_503"] += 1
+            return FakeResponse(503, {"content-type": "text/html"}, BODY_503)
         params = dict(parse_qsl(query, keep_blank_values=True))
         self._apply_scheduled_revocations(now)
         if path in ("/oauth/token", "/api/v3/oauth/token", "/oauth/deauthorize", "/api/v3/oauth/deauthorize"):

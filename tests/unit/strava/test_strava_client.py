@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -13,12 +14,20 @@ from syncsim.errors import (
     ConfigError,
     MalformedResponse,
     RateLimited,
+    StravaDown,
     StravaNoTimeToRetry,
     StravaUnavailable,
     SyncsimError,
     Unauthorized,
 )
-from syncsim.strava.client import TOKEN_GRANT_MIN_S, ActivityPage, StravaClient, StravaRejected, _Answer
+from syncsim.strava.client import (
+    OUTAGE_FAILURES,
+    TOKEN_GRANT_MIN_S,
+    ActivityPage,
+    StravaClient,
+    StravaRejected,
+    _Answer,
+)
 from syncsim.strava.fake import FakeStrava, Faults
 from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight
 from syncsim.strava.tokens import MemoryTokenStore
@@ -372,6 +381,42 @@ async def test_a_request_still_unanswered_at_answer_by_is_given_up_then(
             user_id, answer_by=clock.now() + 60.0
         )
     assert not isinstance(raised.value, StravaNoTimeToRetry) and fake.counts["timeouts"] == 3
+
+
+async def test_strava_failing_several_athletes_requests_in_a_row_is_down_and_not_retried(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """An outage: once every attempt in a row has failed (8 of them, two athletes' requests), the failing request
+    raises StravaDown at once instead of retrying, with the time to look again: 30 s, then 60 s once a later look
+    finds Strava still down (±25 %). An answer ends it: failures start counting again."""
+    (alice, _), (bob, _) = [await connect(fake, store, activities=5) for _ in range(2)]
+    client = make_client(max_retries=5)
+    fake.faults.down = (START, START + 3_600.0)
+    with pytest.raises(StravaUnavailable, match="HTTP 503 after 6 attempts") as raised:
+        await client.list_activities(alice, page=1)
+    assert not isinstance(raised.value, StravaDown)  # one athlete's requests: no evidence of an outage
+    served = fake.counts["errors_5xx"]
+    with pytest.raises(StravaDown, match=r"^GET /athlete/activities: HTTP 503 after 2 attempts; Strava is down: 8 "):
+        await client.list_activities(bob, page=1)
+    assert fake.counts["errors_5xx"] == served + OUTAGE_FAILURES - 6  # bob's 2nd attempt was the 8th: no 3rd
+    first = await _down(client.list_activities(alice, page=1))
+    assert fake.counts["errors_5xx"] == served + 3  # at once: one attempt, no retry
+    assert 30 * 0.75 <= first.at - clock.now() <= 30 * 1.25 and first.shared and "\n" not in str(first)
+    clock.advance(first.at - clock.now() + 1)  # the wait is over; Strava is still down
+    again = await _down(client.list_activities(bob, page=1))
+    assert 60 * 0.75 <= again.at - clock.now() <= 60 * 1.25
+    fake.faults.down = None
+    assert len(await client.list_activities(alice, page=1)) == 5  # Strava is back
+    fake.faults.down = (clock.now(), clock.now() + 3_600.0)
+    with pytest.raises(StravaUnavailable, match="after 6 attempts") as raised:
+        await client.list_activities(bob, page=1)
+    assert not isinstance(raised.value, StravaDown)  # counting from the answer on
+
+
+async def _down(request: Any) -> StravaDown:
+    with pytest.raises(StravaDown) as raised:
+        await request
+    return raised.value
 
 
 async def test_connection_errors_are_retried(
