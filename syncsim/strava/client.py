@@ -5,7 +5,8 @@ Everything that can go wrong talking to Strava is translated by this client, onc
 - ``Unauthorized``      no connection for the user, a 401 after one refresh, a refused refresh, a 403;
 - ``RateLimited``       the app-wide window is spent and the caller's deadline comes before its reset;
 - ``StravaUnavailable`` 5xx, timeouts and connection errors, after ``max_retries`` retries (``StravaNoTimeToRetry``
-  when the next retry could not be answered before the caller's deadline);
+  when the next retry could not be answered before the caller's deadline; ``StravaDown``, not retried, once
+  attempts in a row of several athletes' requests have failed: an outage, waited out by the job's runner);
 - ``MalformedResponse`` bad JSON, a page that is not a list, an activity without its required fields;
 - ``StravaRejected``    any other 4xx (a 404 for a deleted activity, for instance).
 
