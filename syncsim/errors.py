@@ -152,9 +152,10 @@ class StravaUnavailable(StravaError, RetryableError):
     """Strava answered 5xx, timed out or could not be reached, after the client's own retries."""
 
 
-class StravaDown(StravaUnavailable, Outage):
-    """Strava failed every request in a row, several athletes' alike, after the client's retries: an outage, not this
-    job's fault. Continue at ``at`` (a growing wait) without spending an attempt."""
+class StravaDown(Outage, StravaUnavailable):
+    """Strava failed every attempt in a row, several athletes' requests alike: an outage, not this job's fault.
+    Continue at ``at`` (a growing wait) without spending an attempt. (An Outage first: an API route that meets
+    it answers 503 with ``Retry-After``, as for a rate limit.)"""
 
 
 class StravaNoTimeToRetry(StravaUnavailable, NoTimeToRetry):

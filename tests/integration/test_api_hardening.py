@@ -378,3 +378,31 @@ async def test_a_client_hanging_up_mid_body_is_not_logged_as_an_error(
     assert "POST /api/sync 400" in caplog.text
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert await store.list_jobs() == []
+
+
+async def test_a_route_that_meets_a_strava_outage_answers_503_with_retry_after() -> None:
+    """A Strava outage met by a request's own call (a code exchange, say) is a 503 with the time to look again, as a
+    spent rate limit is, not the 502 of a failing request."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from syncsim.api.http import exception_handlers
+    from syncsim.clock import SystemClock
+    from syncsim.errors import StravaDown, StravaUnavailable
+
+    clock = SystemClock()
+
+    async def down(request: Request) -> Any:
+        raise StravaDown("POST /oauth/token: HTTP 503 after 1 attempts; Strava is down", at=clock.now() + 42.0)
+
+    async def failing(request: Request) -> Any:
+        raise StravaUnavailable("POST /oauth/token: HTTP 500 after 4 attempts")
+
+    app = Starlette(
+        routes=[Route("/down", down), Route("/failing", failing)], exception_handlers=exception_handlers(clock)
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+        outage, failure = await client.get("/down"), await client.get("/failing")
+    assert assert_json_error(outage, 503).endswith("Strava is down") and 41 <= int(outage.headers["retry-after"]) <= 42
+    assert assert_json_error(failure, 502) == "POST /oauth/token: HTTP 500 after 4 attempts"
