@@ -360,14 +360,13 @@ class FakeStrava:
         building the response (:meth:`remaining_delay`), so a latency of L answers L after the request arrived.
         """
         now = self.clock.now()
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        self._apply_scheduled_revocations(now)
         down = self.faults.down
         if down is not None and down[0] <= now < down[1]:
             self.counts["errors_5xx"] += 1
-            self.counts["status_503"] += 1
-            return FakeResponse(503, {"content-type": "text/html"}, BODY_503)
-        params = dict(parse_qsl(query, keep_blank_values=True))
-        self._apply_scheduled_revocations(now)
-        if path in ("/oauth/token", "/api/v3/oauth/token", "/oauth/deauthorize", "/api/v3/oauth/deauthorize"):
+            resp, athlete_id = FakeResponse(503, {"content-type": "text/html"}, BODY_503), None
+        elif path in ("/oauth/token", "/api/v3/oauth/token", "/oauth/deauthorize", "/api/v3/oauth/deauthorize"):
             resp, athlete_id = self._oauth(method, path, params, headers, body, now)
         else:
             resp, athlete_id = self._api(method, path, params, headers, now)
