@@ -153,7 +153,8 @@ class StravaUnavailable(StravaError, RetryableError):
 
 
 class StravaDown(Outage, StravaUnavailable):
-    """Strava failed every attempt in a row, several athletes' requests alike: an outage, not this job's fault.
+    """Strava failed every attempt in a row, several athletes' requests alike (or one athlete's, and a probe of
+    another request of theirs): an outage, not this job's fault.
     Continue at ``at`` (a growing wait) without spending an attempt. (An Outage first: an API route that meets
     it answers 503 with ``Retry-After``, as for a rate limit.)"""
 

@@ -6,7 +6,8 @@ Everything that can go wrong talking to Strava is translated by this client, onc
 - ``RateLimited``       the app-wide window is spent and the caller's deadline comes before its reset;
 - ``StravaUnavailable`` 5xx, timeouts and connection errors, after ``max_retries`` retries (``StravaNoTimeToRetry``
   when the next retry could not be answered before the caller's deadline; ``StravaDown``, not retried, once
-  attempts in a row of several athletes' requests have failed: an outage, waited out by the job's runner);
+  attempts in a row have failed, several athletes' requests or one athlete's and a probe of another of theirs: an
+  outage, waited out by the job's runner);
 - ``MalformedResponse`` bad JSON, a page that is not a list, an activity without its required fields;
 - ``StravaRejected``    any other 4xx (a 404 for a deleted activity, for instance).
 
@@ -102,9 +103,14 @@ TOKEN_GRANT_MIN_S = 2.0
 #: Strava is taken for down after this many failed attempts in a row (5xx, timeouts, connection errors, with no
 #: answer in between) from at least ``OUTAGE_USERS`` athletes' requests: at a 20 % failure rate, random failures do
 #: that once in 400,000 attempts; an outage, within seconds of a few syncs' requests. One athlete's requests alone
-#: are no evidence (their page may be what fails), so a single-athlete deployment spends attempts as before.
+#: are no evidence (their page may be what Strava cannot serve): the client then asks Strava for something else of
+#: that athlete's (a probe, one read) and takes Strava for down only if that fails too, so a deployment with one
+#: athlete waits out an outage as well, and a page that always fails still fails its job.
 OUTAGE_FAILURES = 8
 OUTAGE_USERS = 2
+#: A probe (see above) is sent only with this much time left before the caller's deadline: Strava answers in well
+#: under a second, and a probe cut off before its answer proves nothing but spends a read.
+PROBE_MIN_S = 1.0
 #: While Strava is down its jobs wait, then look again: 30 s, 1 min, 2 min, 4 min, then every 5 min (±25 %), the
 #: count growing with each look that finds it still down. A short outage costs a short wait, a long one a few
 #: requests every 5 min.
@@ -243,6 +249,9 @@ class StravaClient:
         self._failures_in_a_row = 0
         self._failing_since = 0.0
         self._failing_users: set[uuid.UUID | None] = set()
+        #: Whether a probe (another request of the one failing athlete) failed too since the first; one at a time.
+        self._probe_failed = False
+        self._probing = False
         #: Looks that found Strava down in a row, and when the last wait ends (a failure before then is the same look).
         self._outage_looks = 0
         self._outage_until = 0.0
@@ -672,7 +681,7 @@ class StravaClient:
                     raise StravaNoTimeToRetry(
                         f"{method} {endpoint}: no answer within the {cut:.1f} s left before the deadline"
                     ) from None
-                self._failed(method, endpoint, reason, failures, user_id, sent_at)
+                await self._failed(method, endpoint, reason, failures, user_id, sent_at, headers, deadline, answer_by)
                 await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=latency)
                 continue
             except httpx.DecodingError:
@@ -703,13 +712,22 @@ class StravaClient:
                 failures += 1
                 self._record(answer, method, endpoint, page=page, error="StravaUnavailable")
                 reason = f"HTTP {status}"
-                self._failed(method, endpoint, reason, failures, user_id, sent_at)
+                await self._failed(method, endpoint, reason, failures, user_id, sent_at, headers, deadline, answer_by)
                 await self._retry_or_raise(method, endpoint, failures, reason, deadline, took=answer.latency_s)
                 continue
             return answer
 
-    def _failed(
-        self, method: str, endpoint: str, reason: str, failures: int, user_id: uuid.UUID | None, sent_at: float
+    async def _failed(
+        self,
+        method: str,
+        endpoint: str,
+        reason: str,
+        failures: int,
+        user_id: uuid.UUID | None,
+        sent_at: float,
+        headers: dict[str, str] | None,
+        deadline: float | None,
+        answer_by: float | None,
     ) -> None:
         """Count a failed attempt (5xx, timeout, connection error) in the failures in a row; once they say that
         Strava is down, raise :class:`StravaDown` instead of retrying: a retry would fail too, and spend a slot of
@@ -717,10 +735,16 @@ class StravaClient:
         if self._failures_in_a_row == 0:
             self._failing_since = sent_at
             self._failing_users.clear()
+            self._probe_failed = False
         self._failures_in_a_row += 1
         self._failing_users.add(user_id)
-        if self._failures_in_a_row < OUTAGE_FAILURES or len(self._failing_users) < OUTAGE_USERS:
+        if self._failures_in_a_row < OUTAGE_FAILURES:
             return
+        evidence = f"{len(self._failing_users)} athletes' requests"
+        if len(self._failing_users) < OUTAGE_USERS:
+            if not (self._probe_failed or await self._probe(endpoint, headers, deadline, answer_by)):
+                return
+            evidence = "one athlete's requests and a probe of another of theirs"
         now = self._clock.now()
         if now >= self._outage_until:  # a new look (not another request of the look that found it down)
             self._outage_looks += 1
@@ -728,10 +752,61 @@ class StravaClient:
         self._outage_until = max(self._outage_until, at)
         raise StravaDown(
             f"{method} {endpoint}: {reason} after {failures} attempts; Strava is down: {self._failures_in_a_row} "
-            f"attempts in a row failed since {_iso(self._failing_since)}, {len(self._failing_users)} athletes' "
-            f"requests; looking again at {_iso(at)}",
+            f"attempts in a row failed since {_iso(self._failing_since)}, {evidence}; looking again at {_iso(at)}",
             at=at,
         )
+
+    async def _probe(
+        self, endpoint: str, headers: dict[str, str] | None, deadline: float | None, answer_by: float | None
+    ) -> bool:
+        """Whether Strava fails another request of the one athlete whose requests keep failing: ``GET /athlete``
+        (a one-item page of activities if ``/athlete`` is what fails), with the same token. A failure too says
+        Strava is down (and counts in the failures in a row); any answer says it is up, and only that athlete's
+        request fails. No probe (so no evidence) without a token, while another is in flight, without a rate-limit
+        slot, or with less than :data:`PROBE_MIN_S` left before the caller's deadline; a probe is cut off then, and
+        if that ends it, it proves nothing either (Strava may be slow, not down).
+        """
+        authorization = (headers or {}).get("Authorization")
+        if authorization is None or self._probing:
+            return False
+        sent_at = self._clock.now()
+        ends = [t for t in (deadline, answer_by) if t is not None]
+        left = min(ends) - sent_at if ends else self._timeout_s
+        if left < PROBE_MIN_S or self.budget.reserve(sent_at, read=True) is not None:
+            return False
+        probe, params = ("/athlete/activities", {"per_page": 1}) if endpoint == "/athlete" else ("/athlete", None)
+        self._probing = True
+        try:
+            response = await self._http.request(
+                "GET",
+                API_PREFIX + probe,
+                params=params,
+                headers={"Authorization": authorization},
+                timeout=httpx.Timeout(min(left, self._timeout_s)),
+            )
+        except httpx.TransportError as exc:
+            latency = self._clock.now() - sent_at
+            self._add(TraceRecord(sent_at, "GET", probe, None, latency, 1, error=type(exc).__name__))
+            if isinstance(exc, httpx.TimeoutException) and left < self._timeout_s:
+                return False  # cut off: no evidence either way
+            failed = True
+        else:
+            response.stream = httpx.ByteStream(response.content)  # no reference cycle (see _send)
+            received_at = self._clock.now()
+            self.budget.observe(response.headers, received_at, sent_at=sent_at)
+            failed = response.status_code >= 500
+            answer = _Answer(response, sent_at, received_at - sent_at, 1)
+            self._record(answer, "GET", probe, error="StravaUnavailable" if failed else None)
+            if response.status_code == 429:
+                self.budget.block_until(_reset_after_429(response.headers, received_at))
+        finally:
+            self._probing = False
+        if failed:
+            self._failures_in_a_row += 1
+            self._probe_failed = True
+        else:  # Strava answered: it is up
+            self._failures_in_a_row = self._outage_looks = 0
+        return failed
 
     async def _reserve(
         self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None

@@ -266,6 +266,31 @@ def test_malformed_page_gives_a_clear_error_and_keeps_what_was_stored(store_url:
     in_virtual_time(store_url, scenario)
 
 
+def test_a_page_strava_cannot_serve_fails_its_job_and_is_not_taken_for_an_outage(sqlite_url: str) -> None:
+    """A deployment's only athlete, whose third page Strava answers 500 every time: after 8 failures in a row the
+    client probes another request of theirs, Strava answers it, and the job fails after its attempts as it should,
+    with a one-line error and the first two pages kept: it does not wait for an outage that is not there."""
+
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(1000)
+        env.fake.faults.failing_pages = {(athlete.athlete_id, 3)}
+        runner = env.runner("worker")
+        job, _ = await runner.submit(user)
+        done = job
+        for _ in range(job.max_attempts):
+            done = await runner.run_next() or done
+            await env.clock.sleep(60)
+        assert done.status is JobStatus.FAILED, done
+        error = done.error or ""
+        assert "StravaUnavailable: GET /athlete/activities: HTTP 500 after 4 attempts" in error and "\n" not in error
+        assert "Strava is down" not in error and done.attempts == job.max_attempts
+        probes = [r for r in env.fake.requests if r.path == "/api/v3/athlete"]  # the sync itself asks none
+        assert [r.status for r in probes] == [200]  # the 8th failure's probe; the 12th is short of 8 again
+        assert await env.store.count_activities(user) == 200 + 199
+
+    in_virtual_time(sqlite_url, scenario)
+
+
 def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: str) -> None:
     async def scenario(env: Env) -> None:
         user, _athlete = await env.athlete(5000)  # 28 list requests of 1 s: far past hobby's 10 s

@@ -39,6 +39,27 @@ def test_a_ten_minute_strava_outage_is_waited_out_without_spending_attempts(stra
     assert 0 < failed < 200, failed
 
 
+@pytest.mark.parametrize("strategy", ["resumable", "worker"])
+def test_a_deployments_only_athlete_waits_the_outage_out_too(strategy: str) -> None:
+    """With one athlete, failures in a row cannot come from two athletes' requests: after 8 the client probes
+    another request of theirs, which fails too. The first attempt's four failures are spent before that; the
+    second attempt's reach 8, and the job waits the outage out instead of failing (before the probe: failed,
+    three attempts spent within seconds)."""
+    result = simulate(
+        athletes=1,
+        platform="hobby",
+        strategy=strategy,
+        seed=1,
+        latency=0.4,
+        rate_limits="approved",
+        tick_s=60.0 if strategy == "resumable" else None,
+        strava_down_s=OUTAGE_S,
+    )
+    job = result.jobs.iloc[0]
+    assert job["status"] == "completed" and job["attempts"] == 2, job["error"]
+    assert job["activities_synced"] == job["activities"] and job["time_to_complete_s"] >= OUTAGE_S[1]
+
+
 def test_the_outage_is_a_scenario_option_checked_like_the_others() -> None:
     with pytest.raises(InvalidInput, match=r"strava_down_s must be \(start_s, end_s\)"):
         simulate(athletes=2, strava_down_s=(10.0, 5.0))

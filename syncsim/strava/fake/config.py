@@ -65,6 +65,8 @@ class Faults:
     clock passes the given time. A timeout holds the request past the client's read timeout in-process, or
     for ``hang_s`` seconds on loopback. ``down`` is an outage: every request from its first time to its second
     (UTC epoch seconds, the fake's clock) is answered 503 at once, the OAuth endpoints' included.
+    ``failing_pages`` are (athlete_id, page) list pages, chosen as the named ``malformed_pages`` are, that Strava
+    cannot serve: answered 500 every time, while everything else works (a bug on Strava's side, not an outage).
     """
 
     error_rate: float = 0.0
@@ -77,6 +79,7 @@ class Faults:
     revoke_at: dict[int, float] = field(default_factory=dict)
     hang_s: float = 30.0
     down: tuple[float, float] | None = None
+    failing_pages: set[tuple[int, int]] = field(default_factory=set)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -42,7 +42,7 @@ import math
 import random
 import zlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -453,6 +453,9 @@ class FakeStrava:
             if fault is not None:
                 return fault
             indices = self.page_indices(a.athlete_id, page=page, per_page=per_page, after=after, before=before)
+            if self._named_page(self.faults.failing_pages, a, per_page, indices):
+                self.counts["errors_5xx"] += 1
+                return FakeResponse(500, dict(JSON), BODY_500)
             delay = self.latency.sample(len(indices))
             self.counts["pages"] += 1
             self.counts["activities_served"] += len(indices)
@@ -486,18 +489,23 @@ class FakeStrava:
         )
 
     def _malformed(self, a: AthleteState, page: int, per_page: int, indices: list[int]) -> bool:
-        """Whether this list page is served malformed: it holds the first activity of a page named in
-        ``Faults.malformed_pages`` (counted newest first, as page-number paging would serve it, so the fault
-        follows the activities whatever bounds the request used), or a seeded draw at the given rate."""
+        """Whether this list page is served malformed: named in ``Faults.malformed_pages`` (see
+        :meth:`_named_page`), or a seeded draw at the given rate."""
         spec = self.faults.malformed_pages
         if isinstance(spec, set | frozenset):
-            named = [n for athlete, n in spec if athlete == a.athlete_id]
-            if not named or not indices:
-                return False
-            order = self.histories.ordered_indices(a.athlete_id)
-            firsts = {order[(n - 1) * per_page] for n in named if 0 <= (n - 1) * per_page < len(order)}
-            return not firsts.isdisjoint(indices)
+            return self._named_page(spec, a, per_page, indices)
         return spec > 0 and self._roll("malformed", a.athlete_id, page) < spec
+
+    def _named_page(self, named: Set[tuple[int, int]], a: AthleteState, per_page: int, indices: list[int]) -> bool:
+        """Whether this list page holds the first activity of a page of ``named`` (athlete_id, page): counted newest
+        first, as page-number paging would serve it, so the fault follows the activities whatever bounds the
+        request used."""
+        pages = [n for athlete, n in named if athlete == a.athlete_id]
+        if not pages or not indices:
+            return False
+        order = self.histories.ordered_indices(a.athlete_id)
+        firsts = {order[(n - 1) * per_page] for n in pages if 0 <= (n - 1) * per_page < len(order)}
+        return not firsts.isdisjoint(indices)
 
     def _malform(self, items: list[dict[str, Any]]) -> bytes:
         self.counts["malformed"] += 1

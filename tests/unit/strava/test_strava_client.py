@@ -413,6 +413,42 @@ async def test_strava_failing_several_athletes_requests_in_a_row_is_down_and_not
     assert not isinstance(raised.value, StravaDown)  # counting from the answer on
 
 
+async def test_one_athletes_failing_requests_are_an_outage_only_if_a_probe_of_another_fails_too(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """With one athlete (a deployment's only one), 8 failures in a row cannot tell an outage from a page that
+    Strava cannot serve: the client asks Strava for something else of that athlete's (GET /athlete, one read).
+    Strava down: the probe fails too, and the request raises StravaDown. A page that always fails: the probe is
+    answered, and the request fails as any other, after its retries, with no waiting."""
+    alice, athlete_id = await connect(fake, store, activities=450)
+    client = make_client(max_retries=10)
+    fake.faults.down = (START, START + 3_600.0)
+    reads = client.budget.reads_left(clock.now())
+    with pytest.raises(
+        StravaDown,
+        match=r"after 8 attempts; Strava is down: 9 attempts in a row failed since .*, "
+        r"one athlete's requests and a probe of another of theirs; looking again at ",
+    ):
+        await client.list_activities(alice, page=1)
+    probes = [r for r in fake.requests if r.path == "/api/v3/athlete"]
+    assert len(probes) == 1 and probes[0].status == 503
+    assert client.budget.reads_left(clock.now()) == reads - OUTAGE_FAILURES - 1  # the probe spent one read
+    await _down(client.list_activities(alice, page=2))  # still down: at once, no retry and no second probe
+    assert fake.counts["errors_5xx"] == OUTAGE_FAILURES + 2
+    assert [r.path for r in fake.requests].count("/api/v3/athlete") == 1
+    fake.faults.down = None
+
+    # Strava is up, but it cannot serve alice's second page.
+    fake.faults.failing_pages = {(athlete_id, 2)}
+    assert len(await client.list_activities(alice, page=1)) == 200
+    fake.requests.clear()
+    with pytest.raises(StravaUnavailable, match=r"^GET /athlete/activities: HTTP 500 after 11 attempts$") as raised:
+        await client.list_activities(alice, page=2)
+    assert not isinstance(raised.value, StravaDown)
+    assert [(r.path, r.status) for r in fake.requests].count(("/api/v3/athlete", 200)) == 1  # the 8th failure's
+    assert len(await client.list_activities(alice, page=3)) == 50  # everything else is served
+
+
 async def _down(request: Any) -> StravaDown:
     with pytest.raises(StravaDown) as raised:
         await request
