@@ -11,15 +11,14 @@ from __future__ import annotations
 import pytest
 
 from syncsim.errors import InvalidInput
-from syncsim.sim import simulate
+from syncsim.sim import SimulationResult, simulate
 
 OUTAGE_S = (3.0, 603.0)
 
 
-@pytest.mark.parametrize("strategy", ["resumable", "worker"])
-def test_a_ten_minute_strava_outage_is_waited_out_without_spending_attempts(strategy: str) -> None:
-    result = simulate(
-        athletes=40,
+def _through_the_outage(strategy: str, *, athletes: int) -> SimulationResult:
+    return simulate(
+        athletes=athletes,
         platform="hobby",
         strategy=strategy,
         seed=1,
@@ -28,6 +27,11 @@ def test_a_ten_minute_strava_outage_is_waited_out_without_spending_attempts(stra
         tick_s=60.0 if strategy == "resumable" else None,
         strava_down_s=OUTAGE_S,
     )
+
+
+@pytest.mark.parametrize("strategy", ["resumable", "worker"])
+def test_a_ten_minute_strava_outage_is_waited_out_without_spending_attempts(strategy: str) -> None:
+    result = _through_the_outage(strategy, athletes=40)
     jobs = result.jobs
     assert jobs["status"].eq("completed").all(), jobs["error"].dropna().head(3).tolist()
     assert jobs["attempts"].eq(1).all()  # waiting for Strava spent no attempt
@@ -45,17 +49,7 @@ def test_a_deployments_only_athlete_waits_the_outage_out_too(strategy: str) -> N
     another request of theirs, which fails too. The first attempt's four failures are spent before that; the
     second attempt's reach 8, and the job waits the outage out instead of failing (before the probe: failed,
     three attempts spent within seconds)."""
-    result = simulate(
-        athletes=1,
-        platform="hobby",
-        strategy=strategy,
-        seed=1,
-        latency=0.4,
-        rate_limits="approved",
-        tick_s=60.0 if strategy == "resumable" else None,
-        strava_down_s=OUTAGE_S,
-    )
-    job = result.jobs.iloc[0]
+    job = _through_the_outage(strategy, athletes=1).jobs.iloc[0]
     assert job["status"] == "completed" and job["attempts"] == 2, job["error"]
     assert job["activities_synced"] == job["activities"] and job["time_to_complete_s"] >= OUTAGE_S[1]
 
