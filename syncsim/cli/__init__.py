@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from syncsim.cli.common import Command
 from syncsim.errors import SyncsimError
@@ -42,8 +43,16 @@ def _modules_needed(argv: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(COMMAND_MODULES.values()))  # help, or an unknown command: list them all
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line like every other error (argparse prints the whole usage first);
+    the line says where the usage is. Sub-commands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncsim",
         description="Background jobs for Strava syncs on serverless platforms, and the simulator that tests them.",
     )
@@ -63,5 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SyncsimError as exc:
         print(f"syncsim {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's, not syncsim's: a file that cannot be read or written (a full disk)
+        what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"syncsim {args.command}: error: {' '.join(what.split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

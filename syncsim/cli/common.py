@@ -1,13 +1,16 @@
-"""What every ``syncsim`` command shares: the handler type and the ``--store`` option."""
+"""What every ``syncsim`` command shares: the handler type, the ``--store`` option, output files."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from syncsim import defaults
+from syncsim.errors import InvalidInput
 
-__all__ = ["Command", "store_arg"]
+__all__ = ["Command", "output_file", "store_arg"]
 
 #: A sub-command's handler: parsed arguments in, exit status out.
 Command = Callable[[argparse.Namespace], int]
@@ -19,3 +22,20 @@ def store_arg(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"store URL (default: ${defaults.STORE_ENV} or {defaults.STORE_URL})",
     )
+
+
+def output_file(text: str | Path, flag: str, *, suffixes: tuple[str, ...] = ()) -> Path:
+    """The file a command writes when its work is done, checked before the work starts (a simulation can take a
+    minute; it should not end in "no such directory"): one of ``suffixes``, in a folder that exists and may be
+    written to, and not a folder itself."""
+    path = Path(text)
+    if suffixes and path.suffix not in suffixes:
+        raise InvalidInput(f"{flag} must end in {' or '.join(suffixes)}, got {str(text)!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InvalidInput(f"{flag} {str(text)!r}: folder {str(folder)!r} does not exist")
+    if path.is_dir():
+        raise InvalidInput(f"{flag} {str(text)!r} is a folder, not a file")
+    if not os.access(folder, os.W_OK):
+        raise InvalidInput(f"{flag} {str(text)!r}: folder {str(folder)!r} is not writable")
+    return path

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from syncsim.cli.common import output_file
 from syncsim.errors import InvalidInput, SyncsimError
 
 __all__ = ["register_cli", "simulate_command"]
@@ -85,14 +86,11 @@ def _rate_limits(text: str | None) -> Any:
     return (short, daily)
 
 
-def _write(frame: Any, out: str) -> None:
-    path = Path(out)
+def _write(frame: Any, path: Path) -> None:
     if path.suffix == ".csv":
         frame.to_csv(path, index=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
     else:
-        raise InvalidInput(f"--out must end in .csv or .parquet, got {out!r}")
+        frame.to_parquet(path, index=False)
 
 
 def simulate_command(args: argparse.Namespace) -> int:
@@ -109,14 +107,15 @@ def _simulate(args: argparse.Namespace) -> int:
     from syncsim.sim.results import describe_value
     from syncsim.sim.run import simulate
 
+    out = output_file(args.out, "--out", suffixes=(".csv", ".parquet")) if args.out else None
     given = {k: getattr(args, k, None) for k in _RUN_FLAGS}
     if all(v is None for v in given.values()):
         sweep = reference_sweep(processes=getattr(args, "processes", None), keep_events=False, progress=not args.json)
         card = sweep.scorecard()
         launch = sweep.launch
         assert launch is not None
-        if args.out:
-            _write(sweep.jobs, args.out)
+        if out is not None:
+            _write(sweep.jobs, out)
         if args.json:
             print(
                 json.dumps(
@@ -161,8 +160,8 @@ def _simulate(args: argparse.Namespace) -> int:
         text = str(options["latency"])
         options["latency"] = text if text.startswith("lognormal:") else _float(text)
     result = simulate(**options, progress=not args.json)
-    if args.out:
-        _write(result.jobs, args.out)
+    if out is not None:
+        _write(result.jobs, out)
     if args.json:
         print(
             json.dumps(

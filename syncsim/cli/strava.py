@@ -8,7 +8,7 @@ import sys
 import uuid
 from typing import Any
 
-from syncsim.cli.common import Command, store_arg
+from syncsim.cli.common import Command, output_file, store_arg
 
 __all__ = ["register_cli"]
 
@@ -17,6 +17,8 @@ def _sync(args: argparse.Namespace) -> int:
     from syncsim.jobs.model import parse_user_id
 
     user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
+    if args.trace:
+        args.trace = output_file(args.trace, "--trace")
     result = asyncio.run(_run_foreground_sync(args, user_id))
     print(
         f"{result['status']}: {result['activities']} activities synced ({result['mode']}) in {result['pages']} "
@@ -85,10 +87,16 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 bar.set_postfix(pages=progress.get("pages"), requests=progress.get("requests"))
 
             done = await runner.run_job(job.id, on_progress=on_progress)
-        if args.trace:
-            trace.to_csv(args.trace)
         if done is None:
             raise InvalidInput(f"job {job.id} was not due: it is {job.status.value}")
+        if args.trace:
+            try:
+                trace.to_csv(args.trace)
+            except OSError as exc:
+                raise InvalidInput(
+                    f"--trace {str(args.trace)!r} could not be written ({exc.strerror or exc}); the sync itself "
+                    f"ended {done.status.value}: syncsim status {done.id}"
+                ) from None
         result = done.result or {}
         return {
             "status": done.status.value,

@@ -172,6 +172,8 @@ class Scenario:
             poll=schedule,
             **{**options, "churn": Churn.parse(options.get("churn"))},
         )
+        if scenario.workload.athletes < 1:  # its metrics would pass or fail on nothing
+            raise InvalidInput(f"nothing to simulate: workload {scenario.workload.name!r} has no athletes (need >= 1)")
         if scenario.store_latency_s < 0 or not math.isfinite(scenario.max_sim_s):
             raise InvalidInput("store_latency_s must be >= 0 and max_sim_s finite")
         down = scenario.strava_down_s

@@ -56,6 +56,15 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         (("fake-strava", "--activities", "5,x"), {}, "--activities must be N or N1,N2,..."),
         (("fake-strava", "--athletes", "3", "--activities", "5,7"), {}, "2 counts for --athletes 3"),
         (("serve", "--deadline-margin", "-1"), {}, "--deadline-margin must be >= 0"),
+        # usage errors too: the line says where the usage is, instead of printing it first
+        (("simulate", "--athletes", "abc"), {}, "invalid int value: 'abc' (see syncsim simulate --help)"),
+        (("no-such-command",), {}, "invalid choice: 'no-such-command'"),
+        (("simulate", "--athletes", "0"), {}, "has no athletes (need >= 1)"),
+        # an output that cannot be written is said before the work, not after it
+        (("simulate", "--athletes", "2", "--out", "/no/such/dir/jobs.csv"), {}, "folder '/no/such/dir' does not"),
+        (("simulate", "--athletes", "2", "--out", "jobs.txt"), {}, "--out must end in .csv or .parquet"),
+        (("sync", "--fake", "10", "--trace", "/no/such/dir/t.csv"), {}, "--trace '/no/such/dir/t.csv': folder"),
+        (("sync", "--fake", "10", "--quiet", "--trace", "/dev/full"), {}, "could not be written (No space left on"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(
