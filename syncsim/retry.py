@@ -10,11 +10,12 @@ random source is passed in, so tests assert the exact sequence of waits.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 from syncsim import defaults
-from syncsim.errors import Outage, PermanentError, Reschedule
+from syncsim.errors import InvalidInput, Outage, PermanentError, Reschedule
 
 __all__ = ["Fail", "Retry", "RetryDecision", "RetryPolicy", "Wait"]
 
@@ -57,8 +58,10 @@ class RetryPolicy:
     jitter: float = defaults.BACKOFF_JITTER
 
     def __post_init__(self) -> None:
-        if self.base_s < 0 or self.max_s < 0 or self.factor < 1 or not 0 <= self.jitter <= 1:
-            raise ValueError("RetryPolicy needs base_s >= 0, max_s >= 0, factor >= 1 and 0 <= jitter <= 1")
+        if not (0 <= self.base_s < math.inf and 0 <= self.max_s < math.inf and 1 <= self.factor < math.inf) or not (
+            0 <= self.jitter <= 1
+        ):
+            raise InvalidInput("RetryPolicy needs finite base_s >= 0, max_s >= 0 and factor >= 1, and 0 <= jitter <= 1")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from syncsim import defaults
 from syncsim.errors import InvalidInput
 
-__all__ = ["Command", "output_file", "store_arg"]
+__all__ = ["Command", "count", "output_file", "port", "store_arg"]
 
 #: A sub-command's handler: parsed arguments in, exit status out.
 Command = Callable[[argparse.Namespace], int]
@@ -39,3 +39,25 @@ def output_file(text: str | Path, flag: str, *, suffixes: tuple[str, ...] = ()) 
     if not os.access(folder, os.W_OK):
         raise InvalidInput(f"{flag} {str(text)!r}: folder {str(folder)!r} is not writable")
     return path
+
+
+def port(text: str) -> int:
+    """An argparse ``type``: a TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port must be an integer, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port must be within 0..65535, got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (jobs, rows, concurrent loops)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from syncsim import defaults
-from syncsim.cli.common import Command, store_arg
+from syncsim.cli.common import Command, count, store_arg
 from syncsim.text import format_table
 
 __all__ = ["build_runner", "job_rows", "register_cli"]
@@ -191,7 +191,7 @@ def register_cli(sub: Any) -> dict[str, Command]:
 
     p = sub.add_parser("worker", help="run a long-running worker that claims due jobs")
     store_arg(p)
-    p.add_argument("--concurrency", type=int, default=1, help="jobs run at once (default 1)")
+    p.add_argument("--concurrency", type=count, default=1, help="jobs run at once (default 1)")
     p.add_argument("--burst", action="store_true", help="exit once no job is pending or running")
     p.add_argument(
         "--poll",
@@ -212,7 +212,7 @@ def register_cli(sub: Any) -> dict[str, Command]:
     store_arg(p)
     p.add_argument("--user", help="only this user's jobs (UUID)")
     p.add_argument("--status", choices=["pending", "running", "completed", "failed"])
-    p.add_argument("--limit", type=int, default=defaults.LIST_LIMIT)
+    p.add_argument("--limit", type=count, default=defaults.LIST_LIMIT)
 
     p = sub.add_parser("status", help="print one job as JSON")
     store_arg(p)
@@ -220,7 +220,7 @@ def register_cli(sub: Any) -> dict[str, Command]:
 
     p = sub.add_parser("demo", help="submit demo jobs (one fails once and retries), run them, print the rows")
     store_arg(p)
-    p.add_argument("--jobs", type=int, default=5)
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--jobs", type=count, default=5)
+    p.add_argument("--concurrency", type=count, default=4)
 
     return {"migrate": _migrate, "worker": _worker, "jobs": _jobs, "status": _status, "demo": _demo}

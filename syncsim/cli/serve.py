@@ -10,7 +10,7 @@ from typing import Any
 
 from syncsim import defaults
 from syncsim.api.serve import uvicorn_module
-from syncsim.cli.common import Command
+from syncsim.cli.common import Command, port
 from syncsim.errors import InvalidInput
 from syncsim.strava.trace import Trace
 
@@ -102,7 +102,7 @@ def register_cli(subparsers: Any) -> dict[str, Command]:
     p.add_argument("--platform", choices=SERVE_PLATFORMS, default="unlimited", help="time limit per invocation")
     p.add_argument("--strategy", choices=SERVE_STRATEGIES, default="waituntil", help="how jobs run (design.md)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument("--strava-url", default=None, help="Strava's base URL (e.g. a FakeStrava on loopback)")
     p.add_argument(
         "--time-scale",

@@ -8,7 +8,7 @@ import sys
 import uuid
 from typing import Any
 
-from syncsim.cli.common import Command, output_file, store_arg
+from syncsim.cli.common import Command, output_file, port, store_arg
 
 __all__ = ["register_cli"]
 
@@ -161,7 +161,7 @@ def register_cli(sub: Any) -> dict[str, Command]:
 
     p = sub.add_parser("fake-strava", help="serve FakeStrava on loopback (prints how to get each athlete's token)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--port", type=port, default=8001)
     p.add_argument("--athletes", type=int, default=None, help="how many (default 3, or one per --activities count)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -22,6 +22,7 @@ such as Strava down): every job of its type waits, except under inline retries, 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import socket
@@ -214,6 +215,10 @@ class JobRunner:
         worker_id: str | None = None,
         deadline_margin_s: float = defaults.DEADLINE_MARGIN_S,
     ) -> None:
+        if not 0 < lease_s < math.inf:  # a lease that has lapsed as it is taken lets a second runner run the job
+            raise InvalidInput(f"lease_s must be a positive number of seconds, got {lease_s!r}")
+        if not 0 <= deadline_margin_s < math.inf:
+            raise InvalidInput(f"deadline_margin_s must be a number of seconds >= 0, got {deadline_margin_s!r}")
         self.store = store
         self.handlers = handlers
         self.clock: Clock = clock or SystemClock()

@@ -14,6 +14,7 @@ from typing import Any
 
 from syncsim import defaults
 from syncsim.clock import to_datetime
+from syncsim.errors import InvalidInput
 from syncsim.jobs.model import Job, JobStatus, parse_user_id
 from syncsim.jobs.runner import ContinueSummary, JobRunner
 from syncsim.platforms import Invocation
@@ -31,7 +32,7 @@ class JobService:
         invocation is its own instance and no bound is needed; the simulator models that.
         """
         if max_background_jobs is not None and max_background_jobs < 1:
-            raise ValueError("max_background_jobs must be >= 1 or None")
+            raise InvalidInput(f"max_background_jobs must be >= 1 or None, got {max_background_jobs!r}")
         self.runner = runner
         self.max_background_jobs = max_background_jobs
         self._slots: asyncio.Semaphore | None = None

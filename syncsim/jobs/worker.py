@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from syncsim import defaults
-from syncsim.errors import InvocationKilled, StoreError
+from syncsim.errors import InvalidInput, InvocationKilled, StoreError
 from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.runner import JobRunner
 from syncsim.retry import describe
@@ -68,10 +69,12 @@ class Worker:
         poll_s: float = defaults.WORKER_POLL_S,
         grace_s: float = defaults.WORKER_GRACE_S,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
-        if grace_s < 0:
-            raise ValueError("grace_s must be >= 0")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidInput(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        if not 0 < poll_s < math.inf:  # 0 would make an idle worker spin on its store
+            raise InvalidInput(f"poll_s must be a positive number of seconds, got {poll_s!r}")
+        if not 0 <= grace_s < math.inf:
+            raise InvalidInput(f"grace_s must be a number of seconds >= 0, got {grace_s!r}")
         self.runner = runner
         self.concurrency = concurrency
         self.burst = burst

@@ -65,6 +65,13 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         (("simulate", "--athletes", "2", "--out", "jobs.txt"), {}, "--out must end in .csv or .parquet"),
         (("sync", "--fake", "10", "--trace", "/no/such/dir/t.csv"), {}, "--trace '/no/such/dir/t.csv': folder"),
         (("sync", "--fake", "10", "--quiet", "--trace", "/dev/full"), {}, "could not be written (No space left on"),
+        # numbers a worker or server cannot run with (a lease of 0 would let a second worker run a running job)
+        (("worker", "--burst", "--lease", "0"), {}, "lease_s must be a positive number of seconds, got 0.0"),
+        (("worker", "--burst", "--poll", "nan"), {}, "poll_s must be a positive number of seconds, got nan"),
+        (("worker", "--burst", "--grace", "-1"), {}, "grace_s must be a number of seconds >= 0, got -1.0"),
+        (("worker", "--concurrency", "0"), {}, "argument --concurrency: must be an integer >= 1, got 0"),
+        (("jobs", "--limit", "-1"), {}, "argument --limit: must be an integer >= 1, got -1"),
+        (("fake-strava", "--port", "99999"), {}, "argument --port: a port must be within 0..65535, got 99999"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(

@@ -209,7 +209,7 @@ async def test_a_bounded_service_runs_background_jobs_one_slot_at_a_time(
     spans = sorted((r.started_at, r.completed_at) for r in rows if r is not None)
     for (_, first_done), (second_start, _) in itertools.pairwise(spans):
         assert first_done is not None and second_start is not None and second_start >= first_done
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInput, match="max_background_jobs must be >= 1 or None, got 0"):
         JobService(_runner(store, handlers), max_background_jobs=0)
 
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from syncsim.errors import RateLimited, RetryableError, StravaDown, Unauthorized
+from syncsim.errors import InvalidInput, RateLimited, RetryableError, StravaDown, Unauthorized
 from syncsim.retry import Fail, Retry, RetryPolicy, Wait, describe
 
 
@@ -45,9 +45,12 @@ def test_unexpected_errors_are_retryable_and_described_on_one_line() -> None:
     assert isinstance(decision, Retry) and "\n" not in decision.reason and "KeyError" in decision.reason
 
 
-def test_invalid_policy_is_refused() -> None:
-    with pytest.raises(ValueError):
-        RetryPolicy(factor=0.5)
+@pytest.mark.parametrize(
+    "bad", [{"factor": 0.5}, {"base_s": -1.0}, {"base_s": float("nan")}, {"max_s": float("inf")}, {"jitter": 1.5}]
+)
+def test_invalid_policy_is_refused(bad: dict[str, float]) -> None:
+    with pytest.raises(InvalidInput, match="RetryPolicy needs finite base_s >= 0"):
+        RetryPolicy(**bad)
 
 
 def test_an_outage_waits_if_something_continues_the_job_else_it_is_the_failure_it_also_is() -> None:
