@@ -37,6 +37,7 @@ result saved. A refused grant is ``Unauthorized``, rejected application credenti
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import uuid
@@ -228,8 +229,10 @@ class StravaClient:
         """
         if max_retries < 0:
             raise InvalidInput("max_retries must be >= 0")
-        if timeout_s <= 0:
-            raise InvalidInput("timeout_s must be > 0")
+        if not 0 < timeout_s < math.inf:
+            raise InvalidInput(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+        if not 0 <= refresh_margin_s < math.inf:
+            raise InvalidInput(f"refresh_margin_s must be a number of seconds >= 0, got {refresh_margin_s!r}")
         self._store = tokens
         self._clock = clock
         self._client_id = client_id if client_id is not None else os.environ.get(CLIENT_ID_ENV)

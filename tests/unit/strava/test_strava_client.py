@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from syncsim.errors import (
     ConfigError,
+    InvalidInput,
     MalformedResponse,
     RateLimited,
     StravaDown,
@@ -585,3 +587,20 @@ async def test_every_request_is_traced_with_page_items_and_rate_usage(
     assert [(r["page"], r["items"]) for r in trace.records] == [(1, 200), (2, 50), (3, 0)]
     assert [r["read_usage_15min"] for r in trace.records] == [1, 2, 3]
     assert all(r["endpoint"] == "/athlete/activities" and r["status"] == 200 for r in trace.records)
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ({"max_retries": -1}, "max_retries must be >= 0"),
+        ({"timeout_s": 0.0}, "timeout_s must be a positive number of seconds, got 0.0"),
+        ({"timeout_s": math.nan}, "timeout_s must be a positive number of seconds, got nan"),
+        ({"timeout_s": math.inf}, "timeout_s must be a positive number of seconds, got inf"),
+        ({"refresh_margin_s": -1.0}, "refresh_margin_s must be a number of seconds >= 0, got -1.0"),
+    ],
+)
+def test_settings_a_client_cannot_work_with_are_refused(
+    clock: ManualClock, store: MemoryTokenStore, bad: dict[str, Any], said: str
+) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(said)):
+        StravaClient(tokens=store, clock=clock, **bad)
