@@ -25,6 +25,14 @@ class RateLimits:
     read: tuple[int, int] = (100, 1_000)
     overall: tuple[int, int] = (200, 2_000)
 
+    def __post_init__(self) -> None:
+        for name, (short, daily) in (("read", self.read), ("overall", self.overall)):
+            if not 1 <= short <= daily:
+                raise InvalidInput(
+                    f"rate_limits: {name} limits must be whole numbers with 1 <= per 15 min <= per day, "
+                    f"got ({short}, {daily})"
+                )
+
     @classmethod
     def resolve(cls, spec: RateLimits | str | tuple[int, int] | dict[str, Any] | None) -> RateLimits:
         """``None``/``"default"`` (Strava's defaults), ``"approved"``, ``(read_15min, read_day)``, or a dict."""
@@ -63,6 +71,8 @@ def parse_latency(spec: float | str | LatencyModel, *, seed: int = 0) -> Latency
             median, sigma = (float(x) for x in text.split(":", 1)[1].split(","))
             return LatencyModel(median_s=median, sigma=sigma, seed=seed)
         return LatencyModel(median_s=float(text), seed=seed)
+    except InvalidInput:  # parsed, and refused for what it says
+        raise
     except ValueError:
         raise InvalidInput(f"latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got {text!r}") from None
 
@@ -77,6 +87,31 @@ def _faults(spec: Faults | dict[str, Any] | None) -> Faults:
     if unknown:
         raise InvalidInput(f"unknown fault(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     return Faults(**spec)
+
+
+#: The lowest value of each number of a :class:`Scenario` (all must be finite; fractions at most 1; a field that
+#: may be ``None`` is checked only when set). The simulator would otherwise run, and report, whatever these came out
+#: as: a NaN tick never fires, a lease of 0 has lapsed as it is taken.
+_LOWEST: dict[str, float] = {
+    "store_latency_s": 0.0,
+    "cold_start_s": 0.0,
+    "cold_start_rate": 0.0,
+    "worker_concurrency": 1,
+    "worker_poll_s": 1e-3,
+    "worker_kill_at_s": 0.0,
+    "worker_restart_s": 0.0,
+    "deadline_margin_s": 0.0,
+    "lease_s": 1e-3,
+    "max_sim_s": 1.0,
+    "budget_every_s": 1e-3,
+    "tick_s": 1e-3,
+    "reconcile_every_s": 1.0,
+    "churn_until_s": 0.0,
+    "kill_rate": 0.0,
+    "divergence_every_s": 1e-3,
+    "resync_s": 0.0,
+}
+_FRACTIONS = {"cold_start_rate", "kill_rate"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +174,29 @@ class Scenario:
     keep_events: bool = True
     progress: bool = False
 
+    def __post_init__(self) -> None:
+        _whole("seed", self.seed)
+        _whole("worker_concurrency", self.worker_concurrency, lowest=1)
+        for name, lowest in _LOWEST.items():
+            value = getattr(self, name)
+            if value is None and _FIELD_DEFAULTS[name] is None:
+                continue
+            fraction = name in _FRACTIONS
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < lowest
+                or (fraction and value > 1)
+            ):
+                what = f"a fraction within {lowest:g}..1" if fraction else f"a finite number >= {lowest:g}"
+                raise InvalidInput(f"{name} must be {what}, got {value!r}")
+        if self.workload.athletes < 1:  # its metrics would pass or fail on nothing
+            raise InvalidInput(f"nothing to simulate: workload {self.workload.name!r} has no athletes (need >= 1)")
+        down = self.strava_down_s
+        if down is not None and not (len(down) == 2 and 0 <= down[0] <= down[1] < math.inf):
+            raise InvalidInput(f"strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s, got {down!r}")
+
     @classmethod
     def build(
         cls,
@@ -155,6 +213,9 @@ class Scenario:
         **options: Any,
     ) -> Scenario:
         """Resolve names and shorthands into a Scenario (see :func:`syncsim.sim.simulate`)."""
+        _whole("seed", seed)  # before it seeds anything
+        if workload is None:
+            _whole("athletes", athletes, lowest=1)
         resolve_strategy(strategy)
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
@@ -172,13 +233,6 @@ class Scenario:
             poll=schedule,
             **{**options, "churn": Churn.parse(options.get("churn"))},
         )
-        if scenario.workload.athletes < 1:  # its metrics would pass or fail on nothing
-            raise InvalidInput(f"nothing to simulate: workload {scenario.workload.name!r} has no athletes (need >= 1)")
-        if scenario.store_latency_s < 0 or not math.isfinite(scenario.max_sim_s):
-            raise InvalidInput("store_latency_s must be >= 0 and max_sim_s finite")
-        down = scenario.strava_down_s
-        if down is not None and not (len(down) == 2 and 0 <= down[0] <= down[1] < math.inf):
-            raise InvalidInput(f"strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s, got {down!r}")
         return scenario
 
     def evolve(self, **changes: Any) -> Scenario:
@@ -216,3 +270,12 @@ class Scenario:
             "finish_at_end": self.finish_at_end,
             "reconcile_at_end": self.reconcile_at_end,
         }
+
+
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(Scenario)}
+
+
+def _whole(name: str, value: object, *, lowest: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or (lowest is not None and value < lowest):
+        at_least = "" if lowest is None else f" >= {lowest}"
+        raise InvalidInput(f"{name} must be a whole number{at_least}, got {value!r}")

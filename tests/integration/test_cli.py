@@ -59,7 +59,7 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         # usage errors too: the line says where the usage is, instead of printing it first
         (("simulate", "--athletes", "abc"), {}, "invalid int value: 'abc' (see syncsim simulate --help)"),
         (("no-such-command",), {}, "invalid choice: 'no-such-command'"),
-        (("simulate", "--athletes", "0"), {}, "has no athletes (need >= 1)"),
+        (("simulate", "--athletes", "0"), {}, "athletes must be a whole number >= 1, got 0"),
         # an output that cannot be written is said before the work, not after it
         (("simulate", "--athletes", "2", "--out", "/no/such/dir/jobs.csv"), {}, "folder '/no/such/dir' does not"),
         (("simulate", "--athletes", "2", "--out", "jobs.txt"), {}, "--out must end in .csv or .parquet"),

@@ -31,8 +31,11 @@ class LatencyModel:
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.median_s < 0 or self.sigma < 0 or self.per_item_s < 0:
-            raise InvalidInput("latency parameters must be >= 0")
+        if not all(0 <= v < math.inf for v in (self.median_s, self.sigma, self.per_item_s)):
+            raise InvalidInput(
+                f"latency parameters must be finite and >= 0, got median {self.median_s!r}, sigma {self.sigma!r}, "
+                f"per item {self.per_item_s!r}"
+            )
         self._rng = random.Random(self.seed)
 
     def sample(self, items: int = 0) -> float:
@@ -81,6 +84,16 @@ class Faults:
     down: tuple[float, float] | None = None
     failing_pages: set[tuple[int, int]] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        rates = {"error_rate": self.error_rate, "timeout_rate": self.timeout_rate, "short_pages": self.short_pages}
+        if not isinstance(self.malformed_pages, set | frozenset):
+            rates["malformed_pages"] = self.malformed_pages
+        for name, rate in rates.items():
+            if not 0 <= rate <= 1:
+                raise InvalidInput(f"faults: {name} must be a fraction of requests within 0..1, got {rate!r}")
+        if not 0 < self.hang_s < math.inf:
+            raise InvalidInput(f"faults: hang_s must be a positive number of seconds, got {self.hang_s!r}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Churn:
@@ -104,7 +117,7 @@ class Churn:
 
     def __post_init__(self) -> None:
         shares = (self.create_share, self.late_share, self.tie_share, self.edit_share, self.webhook_share)
-        if self.rate_per_hour < 0 or not all(0 <= s <= 1 for s in (*shares, self.drop_share)):
+        if not 0 <= self.rate_per_hour < math.inf or not all(0 <= s <= 1 for s in (*shares, self.drop_share)):
             raise InvalidInput("churn: rate_per_hour must be >= 0 and every share within 0..1")
         if self.create_share + self.edit_share > 1:
             raise InvalidInput("churn: create_share + edit_share must be <= 1 (the rest are deletions)")

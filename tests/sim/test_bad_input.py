@@ -1,0 +1,46 @@
+"""``simulate()`` refuses what it cannot simulate, in one line, before it runs: the notebooks' users call it with
+their own numbers, and a NaN latency, a tick of 0 or an error rate of 2 used to run and print a scorecard (a NaN
+churn rate ran forever)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from syncsim.errors import InvalidInput
+from syncsim.sim import simulate
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"latency": math.nan}, "latency parameters must be finite and >= 0, got median nan"),
+        ({"latency": math.inf}, "latency parameters must be finite and >= 0, got median inf"),
+        ({"latency": "lognormal:0.4,nan"}, "latency parameters must be finite and >= 0"),
+        ({"seed": "x"}, "seed must be a whole number, got 'x'"),
+        ({"athletes": 2.5}, "athletes must be a whole number >= 1, got 2.5"),
+        ({"athletes": True}, "athletes must be a whole number >= 1, got True"),
+        ({"athletes": 0}, "athletes must be a whole number >= 1, got 0"),
+        ({"tick_s": math.nan}, "tick_s must be a finite number >= 0.001, got nan"),
+        ({"tick_s": 0}, "tick_s must be a finite number >= 0.001, got 0"),
+        ({"faults": {"error_rate": 2}}, "faults: error_rate must be a fraction of requests within 0..1, got 2"),
+        ({"faults": {"hang_s": 0}}, "faults: hang_s must be a positive number of seconds, got 0"),
+        ({"rate_limits": (-1, 5)}, "read limits must be whole numbers with 1 <= per 15 min <= per day, got (-1, 5)"),
+        ({"rate_limits": (200, 100)}, "with 1 <= per 15 min <= per day, got (200, 100)"),
+        ({"churn": math.nan}, "churn: rate_per_hour must be >= 0"),
+        ({"max_sim_s": 0}, "max_sim_s must be a finite number >= 1, got 0"),
+        ({"store_latency_s": math.nan}, "store_latency_s must be a finite number >= 0, got nan"),
+        ({"cold_start_s": -1}, "cold_start_s must be a finite number >= 0, got -1"),
+        ({"kill_rate": 1.5}, "kill_rate must be a fraction within 0..1, got 1.5"),
+        ({"lease_s": 0}, "lease_s must be a finite number >= 0.001, got 0"),
+        ({"worker_concurrency": 2.5}, "worker_concurrency must be a whole number >= 1, got 2.5"),
+        ({"poll": {"give_up_s": -1}}, "PollSchedule needs 0 < first_s <= cap_s, give_up_s > 0"),
+        ({"strava_down_s": (math.nan, 5.0)}, "strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s"),
+    ],
+)
+def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any], said: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        simulate(**{"athletes": 2, **options})
+    assert said in str(raised.value) and "\n" not in str(raised.value)
