@@ -43,21 +43,20 @@ def output_file(text: str | Path, flag: str, *, suffixes: tuple[str, ...] = ()) 
 
 def port(text: str) -> int:
     """An argparse ``type``: a TCP port, 0 (any free one) to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a port must be an integer, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port must be within 0..65535, got {value}")
-    return value
+    return _whole_number(text, 0, 65535)
 
 
 def count(text: str) -> int:
     """An argparse ``type``: a whole number >= 1 (jobs, rows, concurrent loops)."""
+    return _whole_number(text, 1, None)
+
+
+def _whole_number(text: str, lowest: int, highest: int | None) -> int:
+    within = f">= {lowest}" if highest is None else f"within {lowest}..{highest}"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+        value = None
+    if value is None or value < lowest or (highest is not None and value > highest):
+        raise argparse.ArgumentTypeError(f"must be a whole number {within}, got {text!r}")
     return value

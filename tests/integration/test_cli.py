@@ -69,9 +69,9 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         (("worker", "--burst", "--lease", "0"), {}, "lease_s must be a positive number of seconds, got 0.0"),
         (("worker", "--burst", "--poll", "nan"), {}, "poll_s must be a positive number of seconds, got nan"),
         (("worker", "--burst", "--grace", "-1"), {}, "grace_s must be a number of seconds >= 0, got -1.0"),
-        (("worker", "--concurrency", "0"), {}, "argument --concurrency: must be an integer >= 1, got 0"),
-        (("jobs", "--limit", "-1"), {}, "argument --limit: must be an integer >= 1, got -1"),
-        (("fake-strava", "--port", "99999"), {}, "argument --port: a port must be within 0..65535, got 99999"),
+        (("worker", "--concurrency", "0"), {}, "argument --concurrency: must be a whole number >= 1, got '0'"),
+        (("jobs", "--limit", "-1"), {}, "argument --limit: must be a whole number >= 1, got '-1'"),
+        (("fake-strava", "--port", "99999"), {}, "--port: must be a whole number within 0..65535, got '99999'"),
     ],
 )
 def test_errors_are_one_line_and_exit_non_zero(
