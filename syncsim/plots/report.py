@@ -107,7 +107,9 @@ def write_report(
         raise InvalidInput(f"a report needs at least 1 athlete, got {athletes}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    simulate_options.setdefault("strategy_options", REFERENCE_SWEEP["strategy_options"])
+    simulate_options.setdefault(
+        "strategy_options", {s: opts for s, opts in REFERENCE_SWEEP["strategy_options"].items() if s in strategies}
+    )
     comparison = compare(
         platforms=tuple(platforms),
         strategies=tuple(strategies),

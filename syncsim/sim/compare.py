@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from syncsim.errors import InvalidInput
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.engine import share_pages_in_this_process, sharing_pages
 from syncsim.sim.results import Comparison, SimulationResult
@@ -124,11 +125,28 @@ def _sweep_scenarios(
     strategy_options: Mapping[str, Mapping[str, Any]] | None,
     kwargs: Mapping[str, Any],
 ) -> list[Scenario]:
+    # A bare name is one choice, not a sequence of one-letter names.
+    platforms, strategies = _names(platforms, "platforms"), _names(strategies, "strategies")
+    if isinstance(seeds, int | str) or not seeds:
+        raise InvalidInput(f"seeds must be a non-empty sequence of whole numbers, got {seeds!r}")
     extra = strategy_options or {}
+    stray = set(extra) - set(strategies)
+    if stray:
+        raise InvalidInput(
+            f"strategy_options names {', '.join(sorted(stray))}, not among the strategies compared "
+            f"({', '.join(strategies)})"
+        )
     return [
         Scenario.build(platform=p, strategy=s, seed=seed, keep_events=keep_events, **{**kwargs, **extra.get(s, {})})
         for p, s, seed in product(platforms, strategies, seeds)
     ]
+
+
+def _names(names: Sequence[str] | str, what: str) -> tuple[str, ...]:
+    chosen = (names,) if isinstance(names, str) else tuple(names)
+    if not chosen:
+        raise InvalidInput(f"{what} must name at least one, got none")
+    return chosen
 
 
 def run_scenarios(
@@ -136,6 +154,8 @@ def run_scenarios(
 ) -> tuple[list[SimulationResult], int]:
     """Run ``scenarios`` over ``processes`` worker processes (default: every core); results in scenario order,
     and the number of processes used."""
+    if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
+        raise InvalidInput(f"processes must be a whole number >= 1 (or None: every core), got {processes!r}")
     workers = min(len(scenarios), processes or os.cpu_count() or 1)
     results: list[SimulationResult]
     bar = None

@@ -97,6 +97,8 @@ class Workload:
 
     def head(self, athletes: int) -> Workload:
         """The first ``athletes`` athletes (by arrival) and their webhook rows."""
+        if isinstance(athletes, bool) or not isinstance(athletes, int) or athletes < 1:  # -3 would slice from the end
+            raise InvalidInput(f"athletes must be a whole number >= 1, got {athletes!r}")
         keep = {r.athlete for r in self.syncs[:athletes]}
         return Workload(tuple(r for r in self.rows if r.athlete in keep), name=f"{self.name}[:{athletes}]")
 

@@ -36,3 +36,12 @@ def test_report_refuses_a_bad_size_in_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_report_of_some_strategies_only_keeps_the_reference_options_of_those(tmp_path: Path) -> None:
+    """The reference sweep's options name ``resumable`` (its tick); a report without it must not pass them on
+    (``compare`` refuses options for a strategy it does not run)."""
+    from syncsim.plots.report import write_report
+
+    summary = write_report(tmp_path, athletes=3, platforms=("hobby",), strategies=("waituntil",)).read_text()
+    assert "platforms hobby; strategies waituntil;" in summary

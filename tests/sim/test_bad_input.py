@@ -5,12 +5,14 @@ churn rate ran forever)."""
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from syncsim.errors import InvalidInput
-from syncsim.sim import simulate
+from syncsim.sim import compare, reference_sweep, simulate
 
 
 @pytest.mark.parametrize(
@@ -44,3 +46,27 @@ def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any]
     with pytest.raises(InvalidInput) as raised:
         simulate(**{"athletes": 2, **options})
     assert said in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: compare(strategies=(), athletes=2), "strategies must name at least one, got none"),
+        (lambda: compare(seeds=(), athletes=2), "seeds must be a non-empty sequence of whole numbers, got ()"),
+        (lambda: compare(athletes=2, processes=0), "processes must be a whole number >= 1 (or None: every core)"),
+        (
+            lambda: compare(athletes=2, strategy_options={"resumble": {"tick_s": 60}}),
+            "strategy_options names resumble, not among the strategies compared (waituntil, resumable, worker)",
+        ),
+        # -3 used to slice the reference workload from its end: a sweep of 997 athletes
+        (lambda: reference_sweep(athletes=-3), "athletes must be a whole number >= 1, got -3"),
+    ],
+)
+def test_what_cannot_be_compared_is_refused_before_any_run(call: Callable[[], object], said: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(said)):
+        call()
+
+
+def test_a_single_name_is_one_choice_not_a_sequence_of_letters() -> None:
+    comparison = compare(platforms="hobby", strategies="resumable", athletes=2, processes=1)
+    assert set(comparison.jobs["strategy"]) == {"resumable"} and set(comparison.jobs["platform"]) == {"hobby"}
