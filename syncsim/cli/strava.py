@@ -38,6 +38,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     from syncsim.cli.jobs import build_runner
     from syncsim.clock import SystemClock
     from syncsim.errors import ConfigError, InvalidInput
+    from syncsim.jobs.model import Job, JobStatus
     from syncsim.stores import open_store
     from syncsim.strava.client import StravaClient
     from syncsim.strava.trace import Trace
@@ -86,9 +87,23 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 bar.update(int(progress.get("activities", 0)) - bar.n)
                 bar.set_postfix(pages=progress.get("pages"), requests=progress.get("requests"))
 
-            done = await runner.run_job(job.id, on_progress=on_progress)
+            # In the foreground the user is waiting: a retry or a rate-limit wait is waited out here, as a worker
+            # would, not left to one (Ctrl-C leaves the job pending, for `syncsim worker` or the next sync).
+            done: Job | None = job
+            while done is not None and done.status in (JobStatus.PENDING, JobStatus.RUNNING):
+                wait = 0.0 if runner.is_due(done) or done.next_attempt_at is None else done.next_attempt_at.timestamp()
+                wait = max(0.0, wait - clock.now())
+                if wait > 0:
+                    if not args.quiet:
+                        reason = f" ({' '.join(done.error.split())})" if done.error else ""
+                        bar.write(f"waiting {wait:.1f} s for the next attempt{reason}", file=sys.stderr)
+                    await clock.sleep(wait)
+                done = await runner.run_job(job.id, on_progress=on_progress)
         if done is None:
-            raise InvalidInput(f"job {job.id} was not due: it is {job.status.value}")
+            current = await store.get_job(job.id)
+            raise InvalidInput(
+                f"job {job.id} was taken by another runner: it is {current.status.value if current else 'gone'}"
+            )
         if args.trace:
             try:
                 trace.to_csv(args.trace)

@@ -109,3 +109,49 @@ def test_tick_once_continues_the_jobs_nobody_polls(tmp_path: Path) -> None:
     assert "tick: continued 3, completed 3, failed 0" in result.stdout
     listing = syncsim("jobs", "--status", "completed", cwd=tmp_path)
     assert listing.stdout.count("  demo  ") == 3
+
+
+def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: Path) -> None:
+    """`syncsim sync` against a Strava that fails a whole attempt (4 requests in a row answered 503): the command
+    says it waits for the next attempt, waits, and completes the sync (before, it printed "retrying in 2 s" and
+    exited with the job pending). Strava is a FakeStrava on loopback, up again once the attempt has failed."""
+    import threading
+    import time
+
+    from syncsim.clock import SystemClock
+    from syncsim.strava.fake import FakeStrava
+    from syncsim.strava.fake.server import running_fake_strava
+
+    fake = FakeStrava(clock=SystemClock(), seed=5)
+    athlete = fake.add_athlete(activities=450)
+    user = "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
+    with running_fake_strava(fake) as url:
+        env = {
+            "STRAVA_CLIENT_ID": fake.client_id,
+            "STRAVA_CLIENT_SECRET": fake.client_secret,
+            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
+        }
+        first = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
+        assert first.returncode == 0 and "completed: 450 activities synced (full)" in first.stdout, first.stderr
+        fake.faults.down = (0.0, float("inf"))
+        failed_before = fake.counts["errors_5xx"]
+        stop = threading.Event()
+
+        def back_up_after_one_attempt() -> None:  # the client tries a request 4 times per attempt
+            while not stop.is_set() and fake.counts["errors_5xx"] - failed_before < 4:
+                time.sleep(0.01)
+            fake.faults.down = None
+
+        watcher = threading.Thread(target=back_up_after_one_attempt)
+        watcher.start()
+        try:
+            again = syncsim("sync", "--user", user, "--strava-url", url, "--mode", "full", cwd=tmp_path, env=env)
+        finally:
+            stop.set()
+            watcher.join()
+    assert again.returncode == 0, again.stderr
+    assert "completed: 450 activities synced (full)" in again.stdout and "450 stored" in again.stdout
+    assert re.search(r"waiting \d+\.\d s for the next attempt \(attempt 1 of 3 failed, retrying in", again.stderr)
+    assert fake.counts["errors_5xx"] - failed_before == 4
+    status = syncsim("jobs", "--user", user, cwd=tmp_path)
+    assert "completed  2/3" in status.stdout, status.stdout  # the second full sync took two attempts
