@@ -96,7 +96,6 @@ _LOWEST: dict[str, float] = {
     "store_latency_s": 0.0,
     "cold_start_s": 0.0,
     "cold_start_rate": 0.0,
-    "worker_concurrency": 1,
     "worker_poll_s": 1e-3,
     "worker_kill_at_s": 0.0,
     "worker_restart_s": 0.0,
