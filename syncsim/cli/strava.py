@@ -91,8 +91,8 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
             # would, not left to one (Ctrl-C leaves the job pending, for `syncsim worker` or the next sync).
             done: Job | None = job
             while done is not None and done.status in (JobStatus.PENDING, JobStatus.RUNNING):
-                wait = 0.0 if runner.is_due(done) or done.next_attempt_at is None else done.next_attempt_at.timestamp()
-                wait = max(0.0, wait - clock.now())
+                due_at = None if runner.is_due(done) else done.next_attempt_at
+                wait = 0.0 if due_at is None else max(0.0, due_at.timestamp() - clock.now())
                 if wait > 0:
                     if not args.quiet:
                         reason = f" ({' '.join(done.error.split())})" if done.error else ""
