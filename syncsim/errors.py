@@ -12,7 +12,7 @@
         │   │                       deadline-aware strategy, continued in a new invocation like OutOfTime
         │   ├── StravaUnavailable   5xx, timeouts, connection errors (after the client's own retries)
         │   │   ├── StravaNoTimeToRetry   a request or its retry not sent or given up: no answer could come in time
-        │   │   └── StravaDown            every request failing, several athletes' alike: also an Outage
+        │   │   └── StravaDown            every request failing (several athletes', or one's and a probe): an Outage
         │   └── MalformedResponse   a Strava response of the wrong shape
         ├── PermanentError     do not retry: the job fails now
         │   └── Unauthorized        token revoked or invalid (Strava 401 after one refresh)

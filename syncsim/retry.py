@@ -58,9 +58,8 @@ class RetryPolicy:
     jitter: float = defaults.BACKOFF_JITTER
 
     def __post_init__(self) -> None:
-        if not (0 <= self.base_s < math.inf and 0 <= self.max_s < math.inf and 1 <= self.factor < math.inf) or not (
-            0 <= self.jitter <= 1
-        ):
+        finite = all(math.isfinite(v) for v in (self.base_s, self.max_s, self.factor))
+        if not finite or self.base_s < 0 or self.max_s < 0 or self.factor < 1 or not 0 <= self.jitter <= 1:
             raise InvalidInput("RetryPolicy needs finite base_s >= 0, max_s >= 0 and factor >= 1, and 0 <= jitter <= 1")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:

@@ -672,8 +672,8 @@ class StravaClient:
                     raise StravaNoTimeToRetry(f"{method} {endpoint}: no time left for an answer before the deadline")
                 timeout = httpx.Timeout(cut)
             try:
-                response = await self._http.request(
-                    method, path, params=params, data=data, headers=headers, timeout=timeout
+                answer = await self._exchange(
+                    method, path, sent_at, attempt, timeout, params=params, data=data, headers=headers
                 )
             except httpx.TransportError as exc:
                 latency = self._clock.now() - sent_at
@@ -689,17 +689,12 @@ class StravaClient:
                 continue
             except httpx.DecodingError:
                 raise MalformedResponse(f"{method} {endpoint}: response body could not be decoded") from None
-            # httpx binds a response's stream back to the response (a reference cycle), so every page would stay
-            # in memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
-            response.stream = httpx.ByteStream(response.content)
-            received_at = self._clock.now()
-            self.budget.observe(response.headers, received_at, sent_at=sent_at)
-            answer = _Answer(response, sent_at, received_at - sent_at, attempt)
+            response = answer.response
             status = response.status_code
             if status < 500:  # Strava answered: whatever failed before, it is up
                 self._failures_in_a_row = self._outage_looks = 0
             if status == 429:
-                reset_at = _reset_after_429(response.headers, received_at)
+                reset_at = _reset_after_429(response.headers, self._clock.now())
                 self.budget.block_until(reset_at)
                 self._record(answer, method, endpoint, page=page, error="RateLimited")
                 await self._wait_for_reset(
@@ -780,12 +775,14 @@ class StravaClient:
         probe, params = ("/athlete/activities", {"per_page": 1}) if endpoint == "/athlete" else ("/athlete", None)
         self._probing = True
         try:
-            response = await self._http.request(
+            answer = await self._exchange(
                 "GET",
                 API_PREFIX + probe,
+                sent_at,
+                1,
+                httpx.Timeout(min(left, self._timeout_s)),
                 params=params,
                 headers={"Authorization": authorization},
-                timeout=httpx.Timeout(min(left, self._timeout_s)),
             )
         except httpx.TransportError as exc:
             latency = self._clock.now() - sent_at
@@ -794,14 +791,10 @@ class StravaClient:
                 return False  # cut off: no evidence either way
             failed = True
         else:
-            response.stream = httpx.ByteStream(response.content)  # no reference cycle (see _send)
-            received_at = self._clock.now()
-            self.budget.observe(response.headers, received_at, sent_at=sent_at)
-            failed = response.status_code >= 500
-            answer = _Answer(response, sent_at, received_at - sent_at, 1)
+            failed = answer.response.status_code >= 500
             self._record(answer, "GET", probe, error="StravaUnavailable" if failed else None)
-            if response.status_code == 429:
-                self.budget.block_until(_reset_after_429(response.headers, received_at))
+            if answer.response.status_code == 429:
+                self.budget.block_until(_reset_after_429(answer.response.headers, self._clock.now()))
         finally:
             self._probing = False
         if failed:
@@ -810,6 +803,27 @@ class StravaClient:
         else:  # Strava answered: it is up
             self._failures_in_a_row = self._outage_looks = 0
         return failed
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        sent_at: float,
+        attempt: int,
+        timeout: httpx.Timeout,
+        *,
+        params: dict[str, int] | None = None,
+        data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> _Answer:
+        """One attempt on the wire, sent at ``sent_at``: the answer read, and its rate-limit headers observed."""
+        response = await self._http.request(method, path, params=params, data=data, headers=headers, timeout=timeout)
+        # httpx binds a response's stream back to the response (a reference cycle), so every page would stay in
+        # memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
+        response.stream = httpx.ByteStream(response.content)
+        received_at = self._clock.now()
+        self.budget.observe(response.headers, received_at, sent_at=sent_at)
+        return _Answer(response, sent_at, received_at - sent_at, attempt)
 
     async def _reserve(
         self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None
