@@ -117,9 +117,13 @@ class Reschedule(JobError):
 class Outage(Reschedule):
     """A service that every job of the type needs is down: wait until ``at`` without spending an attempt, every job
     of the type alike (``shared``). Under inline retries, where nothing would continue a waiting job, the runner
-    treats it as the failure it also is."""
+    treats it as the failure it also is. ``looks``: how many looks in a row found it down, this one included."""
 
     shared = True
+
+    def __init__(self, message: str, *, at: float, looks: int = 1) -> None:
+        super().__init__(message, at=at)
+        self.looks = looks
 
 
 class OutOfTime(Reschedule):

@@ -36,6 +36,8 @@ class Wait:
     at: float
     reason: str
     shared: bool = False
+    #: For an outage: the looks that found the service down in a row, this one included (0 otherwise).
+    looks: int = 0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,7 +85,8 @@ class RetryPolicy:
         as the failure it also is."""
         message = describe(error)
         if isinstance(error, Reschedule) and (continued or not isinstance(error, Outage)):
-            return Wait(at=error.at, reason=message, shared=error.shared)
+            looks = error.looks if isinstance(error, Outage) else 0
+            return Wait(at=error.at, reason=message, shared=error.shared, looks=looks)
         if isinstance(error, PermanentError):
             return Fail(reason=f"attempt {attempt} of {max_attempts} failed, not retried: {message}")
         if attempt >= max_attempts:

@@ -13,7 +13,7 @@ from typing import Any
 from syncsim import defaults
 from syncsim.errors import InvalidInput
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "parse_user_id"]
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Job", "JobStatus", "TypePause", "parse_user_id"]
 
 
 class JobStatus(StrEnum):
@@ -130,6 +130,22 @@ def job_from_mapping(row: Mapping[str, Any]) -> Job:
         max_crashes=row["max_crashes"],
         served_at=_as_utc(row["served_at"]),
     )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TypePause:
+    """One row of `job_type_pauses`: every job of ``type`` waits until ``until`` (UTC epoch s) for a cause they
+    all share (a spent app-wide rate limit, a service that is down). A runner writes it when one job meets that
+    cause, so that other processes claim none of those jobs before ``until`` instead of each learning the cause
+    on a job of its own. ``looks`` counts the looks that found the service down in a row (0 for a rate limit, and
+    once a look found it up again): a process that looks next continues the count, so its wait keeps growing."""
+
+    type: str
+    until: float
+    looks: int
+    reason: str
+    #: When the pause was last written (UTC epoch s).
+    paused_at: float
 
 
 def parse_user_id(value: object) -> uuid.UUID:

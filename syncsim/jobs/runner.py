@@ -22,6 +22,7 @@ such as Strava down): every job of its type waits, except under inline retries, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import random
@@ -37,12 +38,14 @@ from syncsim import defaults
 from syncsim.clock import Clock, SystemClock, to_datetime
 from syncsim.errors import InvalidInput, InvocationKilled, NoTimeToRetry, OutOfTime, StoreError, StoreUnavailable
 from syncsim.jobs.handlers import HandlerRegistry
-from syncsim.jobs.model import Job, JobStatus, parse_user_id
+from syncsim.jobs.model import Job, JobStatus, TypePause, parse_user_id
 from syncsim.platforms.invocation import Invocation, guard_store
 from syncsim.retry import Fail, Retry, RetryDecision, RetryPolicy, Wait, describe
 from syncsim.stores.protocol import Store
 
 __all__ = ["STRATEGIES", "ContinueSummary", "JobContext", "JobRunner", "Strategy", "resolve_strategy"]
+
+log = logging.getLogger("syncsim.runner")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,6 +107,9 @@ class JobContext:
     unserved: Callable[[int], Awaitable[int]] | None = None
     #: Called when the job's first checkpoint is stored (it leaves the unserved).
     on_served: Callable[[], None] | None = None
+    #: An outage of a service the job's type needs, as another process's last look found it (looks > 0), when this
+    #: process has not met it itself: the handler tells its client, whose next failure is then the next look.
+    outage: TypePause | None = None
 
     @property
     def user_id(self) -> uuid.UUID:
@@ -231,8 +237,12 @@ class JobRunner:
         self.deadline_margin_s = deadline_margin_s
         self._runs = 0
         #: Job types none of whose jobs this runner claims before the given time (UTC epoch s): a job of that
-        #: type was rescheduled for a reason every one of them shares (an app-wide rate limit).
+        #: type was rescheduled for a reason every one of them shares (an app-wide rate limit), here or, as the
+        #: store's pause of the type said, in another process.
         self.paused_until: dict[str, float] = {}
+        #: The end of the last pause of each type that this runner wrote to the store: a stored pause that ends
+        #: then is this runner's own, and tells it nothing new.
+        self._paused_here: dict[str, float] = {}
         self._due = _RecentCount(self._count_due, self.clock)
         self._unserved = _RecentCount(self._count_unserved, self.clock)
 
@@ -324,6 +334,18 @@ class JobRunner:
     ) -> Job | None:
         handler = self.handlers.get(job.type)
         deadline = invocation.deadline if invocation is not None else None
+        pause = None if self.strategy.inline_retries else await self._stored_pause(store, job.type)
+        outage = None
+        if pause is not None and not self._own(pause):
+            now = self.clock.now()
+            if pause.until > now:
+                # Another process met a cause every job of the type shares (a spent rate limit, Strava down):
+                # this one waits for it too, without running the job or spending its attempt.
+                self.paused_until[job.type] = max(self.paused_until.get(job.type, 0.0), pause.until)
+                await store.reschedule_job(job.id, worker_id=runner_id, at=pause.until, reason=pause.reason, now=now)
+                return await store.get_job(job.id)
+            if pause.looks:
+                outage = pause
         while True:
             ctx = JobContext(
                 job=job,
@@ -339,6 +361,7 @@ class JobRunner:
                 waiting=self._due.count,
                 unserved=self._unserved.count,
                 on_served=self._unserved.forget,
+                outage=outage,
             )
             handler_done = asyncio.Event()
             heartbeat = asyncio.ensure_future(self._keep_lease(job.id, store, runner_id, handler_done))
@@ -362,6 +385,11 @@ class JobRunner:
                 await _end_heartbeat(heartbeat, handler_done)
 
             now = self.clock.now()
+            if pause is not None and pause.looks and pause.until <= now and not _is_outage(decision):
+                # A look after a stored outage ended otherwise than by the outage: the service is up again, and a
+                # process that starts later need not take its first failure for the next look.
+                await self._forget_outage(store, job.type, now)
+                pause = None
             if decision is None:
                 if not await store.complete_job(job.id, worker_id=runner_id, result=result, now=now):
                     return await store.get_job(job.id)  # the lease was lost meanwhile: report what is stored
@@ -382,6 +410,7 @@ class JobRunner:
             if isinstance(decision, Wait):
                 if decision.shared:  # every job of this type waits for the same thing: claim none before it
                     self.paused_until[job.type] = max(self.paused_until.get(job.type, 0.0), decision.at)
+                    await self._pause_type(store, job.type, decision, now)
                 await store.reschedule_job(job.id, worker_id=runner_id, at=decision.at, reason=decision.reason, now=now)
                 # A job paused for its store is retried inline like a failed one (nothing else continues it
                 # under inline retries); a rate-limited one waits for its window in the store.
@@ -403,6 +432,34 @@ class JobRunner:
             if claimed is None:  # someone else took it meanwhile
                 return await store.get_job(job.id)
             job = claimed
+
+    async def _stored_pause(self, store: Store, type: str) -> TypePause | None:
+        """The store's pause of ``type``; ``None`` if the store cannot say (the run goes on as without one)."""
+        try:
+            return await store.job_type_pause(type)
+        except StoreError as exc:
+            log.warning("runner %s: could not read the pause of %s jobs: %s", self.worker_id, type, describe(exc))
+            return None
+
+    async def _pause_type(self, store: Store, type: str, decision: Wait, now: float) -> None:
+        """Tell other processes that every job of ``type`` waits until ``decision.at``. This runner holds the
+        type back already; a store that fails the write costs them the cause's discovery, not this job's run."""
+        self._paused_here[type] = max(self._paused_here.get(type, 0.0), decision.at)
+        try:
+            await store.pause_job_type(type, until=decision.at, looks=decision.looks, reason=decision.reason, now=now)
+        except StoreError as exc:
+            log.warning("runner %s: could not store the pause of %s jobs: %s", self.worker_id, type, describe(exc))
+
+    async def _forget_outage(self, store: Store, type: str, now: float) -> None:
+        try:
+            await store.clear_type_outage(type, now=now)
+        except StoreError as exc:
+            log.warning("runner %s: could not clear the outage of %s jobs: %s", self.worker_id, type, describe(exc))
+
+    def _own(self, pause: TypePause) -> bool:
+        """Whether ``pause`` is the last one this runner wrote (it ends when that one does, to the store's
+        precision): nothing in it is news here."""
+        return abs(pause.until - self._paused_here.get(pause.type, -math.inf)) < 1e-3
 
     def _decide(self, error: Exception, job: Job) -> RetryDecision:
         """What to do after the handler raised ``error``. (A method of its own: a local of the run's frame would keep
@@ -515,6 +572,10 @@ class JobRunner:
         if job.status is JobStatus.RUNNING:
             return job.locked_until is not None and job.locked_until.timestamp() < now
         return False
+
+
+def _is_outage(decision: RetryDecision | None) -> bool:
+    return isinstance(decision, Wait) and decision.looks > 0
 
 
 class _RecentCount:

@@ -42,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from syncsim.clock import to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
-from syncsim.jobs.model import Job, JobStatus, job_from_mapping
+from syncsim.jobs.model import Job, JobStatus, TypePause, job_from_mapping
 from syncsim.stores.sql import migration_files
 from syncsim.stores.urls import SECRET_PARAMETERS, redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
@@ -507,6 +507,27 @@ class PostgresStore:
             row = await cur.fetchone()
         assert row is not None
         return int(row[0])
+
+    async def pause_job_type(self, type: str, *, until: float, looks: int, reason: str, now: float) -> None:
+        async with self._connection(f"pause jobs of type {type}") as conn:
+            await conn.execute(
+                "select syncsim_pause_job_type(%s, %s, %s, %s, %s)",
+                (type, to_datetime(until), looks, reason, to_datetime(now)),
+            )
+
+    async def job_type_pause(self, type: str) -> TypePause | None:
+        async with self._connection(f"read the pause of type {type}") as conn:
+            cur = await conn.execute(
+                "select until, looks, reason, paused_at from job_type_pauses where type = %s", (type,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return TypePause(type=type, until=row[0].timestamp(), looks=row[1], reason=row[2], paused_at=row[3].timestamp())
+
+    async def clear_type_outage(self, type: str, *, now: float) -> None:
+        async with self._connection(f"clear the outage of type {type}") as conn:
+            await conn.execute("select syncsim_clear_type_outage(%s, %s)", (type, to_datetime(now)))
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         async with self._connection(f"cancel jobs of user {user_id}") as conn:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.model import Job, JobStatus, TypePause
 from syncsim.strava.models import Activity, StoredActivity, StravaTokens
 
 __all__ = ["Store"]
@@ -106,6 +106,20 @@ class Store(Protocol):
     async def unserved_jobs(self, *, limit: int) -> int:
         """How many pending or running jobs have never saved a checkpoint (no page served yet), counted up to
         ``limit``: the syncs a scarce rate-limit window is kept for (see :mod:`syncsim.strava.sync`)."""
+        ...
+
+    async def pause_job_type(self, type: str, *, until: float, looks: int, reason: str, now: float) -> None:
+        """Hold every job of ``type`` until ``until`` (a pause already longer keeps its end), with ``looks`` and
+        ``reason`` as given: see :class:`~syncsim.jobs.model.TypePause`."""
+        ...
+
+    async def job_type_pause(self, type: str) -> TypePause | None:
+        """The pause last written for ``type`` (it may have ended), or ``None``."""
+        ...
+
+    async def clear_type_outage(self, type: str, *, now: float) -> None:
+        """A service the type needs answered again: set the looks of a pause of ``type`` that has ended by ``now``
+        to 0 (a pause still running was written since, and is left as it is)."""
         ...
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:

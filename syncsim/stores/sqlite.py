@@ -23,7 +23,7 @@ import orjson
 
 from syncsim.clock import from_datetime, to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError
-from syncsim.jobs.model import Job, JobStatus
+from syncsim.jobs.model import Job, JobStatus, TypePause
 from syncsim.stores.sql import migration_files
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 
@@ -375,6 +375,29 @@ class SQLiteStore:
             (limit,),
         ).fetchone()
         return int(row[0])
+
+    async def pause_job_type(self, type: str, *, until: float, looks: int, reason: str, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                """INSERT INTO job_type_pauses (type, until, looks, reason, paused_at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (type) DO UPDATE SET until = max(until, excluded.until), looks = excluded.looks,
+                                                    reason = excluded.reason, paused_at = excluded.paused_at""",
+                (type, until, looks, reason, now),
+            )
+
+    async def job_type_pause(self, type: str) -> TypePause | None:
+        row = self.conn.execute(
+            "SELECT until, looks, reason, paused_at FROM job_type_pauses WHERE type = ?", (type,)
+        ).fetchone()
+        if row is None:
+            return None
+        return TypePause(type=type, until=row[0], looks=row[1], reason=row[2], paused_at=row[3])
+
+    async def clear_type_outage(self, type: str, *, now: float) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE job_type_pauses SET looks = 0 WHERE type = ? AND looks > 0 AND until <= ?", (type, now)
+            )
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         with self._write() as conn:

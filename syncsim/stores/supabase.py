@@ -36,7 +36,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from syncsim.clock import to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
-from syncsim.jobs.model import Job, JobStatus, job_from_mapping
+from syncsim.jobs.model import Job, JobStatus, TypePause, job_from_mapping
 from syncsim.stores.urls import redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 
@@ -424,6 +424,32 @@ class SupabaseStore:
     async def unserved_jobs(self, *, limit: int) -> int:
         value = await self._rpc("count unserved jobs", "syncsim_unserved_jobs", {"p_limit": limit})
         return int(value or 0)
+
+    async def pause_job_type(self, type: str, *, until: float, looks: int, reason: str, now: float) -> None:
+        params = {"p_type": type, "p_until": _iso(until), "p_looks": looks, "p_reason": reason, "p_now": _iso(now)}
+        await self._rpc(f"pause jobs of type {type}", "syncsim_pause_job_type", params)
+
+    async def job_type_pause(self, type: str) -> TypePause | None:
+        async def select(client: AsyncClient) -> Any:
+            query = client.table("job_type_pauses").select("until,looks,reason,paused_at").eq("type", type).limit(1)
+            return await query.execute()
+
+        rows = (await self._run(f"read the pause of type {type}", select)).data
+        if not rows:
+            return None
+        row = rows[0]
+        return TypePause(
+            type=type,
+            until=datetime.fromisoformat(row["until"]).timestamp(),
+            looks=int(row["looks"]),
+            reason=row["reason"],
+            paused_at=datetime.fromisoformat(row["paused_at"]).timestamp(),
+        )
+
+    async def clear_type_outage(self, type: str, *, now: float) -> None:
+        await self._rpc(
+            f"clear the outage of type {type}", "syncsim_clear_type_outage", {"p_type": type, "p_now": _iso(now)}
+        )
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         at = _iso(now)

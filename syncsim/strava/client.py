@@ -258,6 +258,11 @@ class StravaClient:
         #: Looks that found Strava down in a row, and when the last wait ends (a failure before then is the same look).
         self._outage_looks = 0
         self._outage_until = 0.0
+        #: Another process's last look found Strava down (see :meth:`remember_outage`), and none answered here since:
+        #: the next failure is the next look, and finds it still down.
+        self._down_elsewhere = False
+        #: When Strava last answered a request of this client (UTC epoch s).
+        self._answered_at = -math.inf
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport,
@@ -692,7 +697,7 @@ class StravaClient:
             response = answer.response
             status = response.status_code
             if status < 500:  # Strava answered: whatever failed before, it is up
-                self._failures_in_a_row = self._outage_looks = 0
+                self._up(answer.sent_at + answer.latency_s)
             if status == 429:
                 reset_at = _reset_after_429(response.headers, self._clock.now())
                 self.budget.block_until(reset_at)
@@ -736,13 +741,16 @@ class StravaClient:
             self._probe_failed = False
         self._failures_in_a_row += 1
         self._failing_users.add(user_id)
-        if self._failures_in_a_row < OUTAGE_FAILURES:
-            return
-        evidence = f"{len(self._failing_users)} athletes' requests"
-        if len(self._failing_users) < OUTAGE_USERS:
-            if not (self._probe_failed or await self._probe(endpoint, headers, deadline, answer_by)):
+        if self._down_elsewhere:
+            evidence = f"another process found it down at its last look ({self._outage_looks} in a row)"
+        else:
+            if self._failures_in_a_row < OUTAGE_FAILURES:
                 return
-            evidence = "one athlete's requests and a probe of another of theirs"
+            evidence = f"{len(self._failing_users)} athletes' requests"
+            if len(self._failing_users) < OUTAGE_USERS:
+                if not (self._probe_failed or await self._probe(endpoint, headers, deadline, answer_by)):
+                    return
+                evidence = "one athlete's requests and a probe of another of theirs"
         now = self._clock.now()
         if now >= self._outage_until:  # a new look (not another request of the look that found it down)
             self._outage_looks += 1
@@ -752,6 +760,7 @@ class StravaClient:
             f"{method} {endpoint}: {reason} after {failures} attempts; Strava is down: {self._failures_in_a_row} "
             f"attempts in a row failed since {_iso(self._failing_since)}, {evidence}; looking again at {_iso(at)}",
             at=at,
+            looks=self._outage_looks,
         )
 
     async def _probe(
@@ -801,8 +810,26 @@ class StravaClient:
             self._failures_in_a_row += 1
             self._probe_failed = True
         else:  # Strava answered: it is up
-            self._failures_in_a_row = self._outage_looks = 0
+            self._up(answer.sent_at + answer.latency_s)
         return failed
+
+    def _up(self, answered_at: float) -> None:
+        """Strava answered: whatever failed before, it is up."""
+        self._failures_in_a_row = self._outage_looks = 0
+        self._down_elsewhere = False
+        self._answered_at = answered_at
+
+    def remember_outage(self, *, looks: int, until: float, since: float) -> None:
+        """Another process found Strava down at ``looks`` looks in a row, at ``since``, and waits until ``until``
+        (a stored :class:`~syncsim.jobs.model.TypePause`). Unless this client has heard from Strava since, or
+        knows of as many looks itself, its next failure is taken as the next look: it raises
+        :class:`StravaDown` at once, with the wait grown from that count, rather than after a job's retries, which
+        would spend the job's attempt and slots of the rate budget. Any answer from Strava ends it."""
+        if self._answered_at >= since or self._outage_looks >= looks:
+            return
+        self._outage_looks = looks
+        self._outage_until = max(self._outage_until, until)
+        self._down_elsewhere = True
 
     async def _exchange(
         self,

@@ -112,6 +112,8 @@ async def strava_sync(ctx: JobContext) -> dict[str, Any]:
     client = ctx.resources.get("strava")
     if not isinstance(client, StravaClient):
         raise PermanentError("strava_sync needs a Strava client; none is configured for this runner")
+    if ctx.outage is not None:  # another process found Strava down: its next failure here is the next look
+        client.remember_outage(looks=ctx.outage.looks, until=ctx.outage.until, since=ctx.outage.paused_at)
     await client.load_tokens(ctx.user_id)  # the stored tokens, not ones remembered from an earlier run
     return await _Sync(ctx, client).run()
 

@@ -102,6 +102,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "strava_tokens": True,
         "strava_activities": True,
         "strava_activity_events": True,
+        "job_type_pauses": True,
         "syncsim_migrations": True,
     }
     assert {
@@ -126,6 +127,8 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_take_event_quota(uuid,timestamp with time zone,integer,integer)",
         "syncsim_due_summary(timestamp with time zone,integer)",
         "syncsim_unserved_jobs(integer)",
+        "syncsim_pause_job_type(text,timestamp with time zone,integer,text,timestamp with time zone)",
+        "syncsim_clear_type_outage(text,timestamp with time zone)",
         "syncsim_users_to_reconcile(timestamp with time zone,timestamp with time zone,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
@@ -242,11 +245,14 @@ def test_authenticated_user_reads_only_their_own_rows_and_writes_none(two_users:
 def test_anon_gets_nothing_and_service_role_bypasses_rls(two_users: TwoUsers) -> None:
     u = two_users
     with _connect_as(u.url, "anon") as conn:
-        for table in ("sync_jobs", "strava_tokens", "strava_activities"):
+        for table in ("sync_jobs", "strava_tokens", "strava_activities", "job_type_pauses"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"select * from {table}".encode())
     with _connect_as(u.url, "authenticated") as conn:  # signed in with no sub: sees no one's rows
         assert conn.execute("select count(*) from sync_jobs").fetchone() == (0,)
+    # nor can an athlete hold everyone's syncs back
+    with _connect_as(u.url, "authenticated") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("select syncsim_pause_job_type('strava_sync', now() + interval '1 day', 0, 'x', now())")
     with _connect_as(u.url, "service_role") as conn:
         assert conn.execute("select count(*) from sync_jobs").fetchone() == (2,)
         assert conn.execute("select count(*) from strava_tokens").fetchone() == (2,)

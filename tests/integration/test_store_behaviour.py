@@ -333,6 +333,26 @@ async def test_unserved_jobs_are_the_active_ones_without_a_checkpoint(store: Sto
     assert await store.unserved_jobs(limit=10) == 2  # final jobs wait for nothing
 
 
+async def test_a_type_pause_keeps_its_longest_end_and_its_latest_looks(store: Store) -> None:
+    """What another process reads before it runs a job of the type: when the shared wait ends, and how many looks
+    found the service down; a look that found it up again clears the looks of a pause that has ended, only."""
+    assert await store.job_type_pause("strava_sync") is None
+    await store.pause_job_type("strava_sync", until=T0 + 30, looks=1, reason="Strava is down", now=T0)
+    await store.pause_job_type("strava_sync", until=T0 + 20, looks=2, reason="still down", now=T0 + 5)
+    pause = await store.job_type_pause("strava_sync")
+    assert pause is not None
+    assert (pause.until, pause.looks, pause.reason, pause.paused_at) == (T0 + 30, 2, "still down", T0 + 5)
+    assert await store.job_type_pause("other") is None  # one row per type
+    await store.clear_type_outage("strava_sync", now=T0 + 29)  # still running: written since the look
+    assert (await store.job_type_pause("strava_sync")).looks == 2  # type: ignore[union-attr]
+    await store.clear_type_outage("strava_sync", now=T0 + 30)
+    pause = await store.job_type_pause("strava_sync")
+    assert pause is not None and (pause.until, pause.looks) == (T0 + 30, 0)
+    await store.pause_job_type("strava_sync", until=T0 + 90, looks=0, reason="rate limit spent", now=T0 + 60)
+    pause = await store.job_type_pause("strava_sync")
+    assert pause is not None and (pause.until, pause.looks, pause.reason) == (T0 + 90, 0, "rate limit spent")
+
+
 async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:
     """Each write is atomic: a batch whose 150th row breaks a constraint writes none of its rows, keeps every
     earlier write, and the store goes on writing."""

@@ -27,6 +27,7 @@ from tests.integration.test_store_behaviour import (  # noqa: F401 - collected h
     test_a_job_crashed_max_crashes_times_is_failed,
     test_a_lapsed_lease_is_a_crash_that_gives_its_attempt_back,
     test_a_retry_waits_for_its_next_attempt_time,
+    test_a_type_pause_keeps_its_longest_end_and_its_latest_looks,
     test_activity_upsert_is_idempotent,
     test_cancel_user_jobs_ends_only_that_users_pending_jobs,
     test_claim_by_id_takes_only_that_job,

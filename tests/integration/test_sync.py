@@ -291,6 +291,78 @@ def test_a_page_strava_cannot_serve_fails_its_job_and_is_not_taken_for_an_outage
     in_virtual_time(sqlite_url, scenario)
 
 
+def test_a_process_that_starts_during_a_strava_outage_learns_it_from_the_store(sqlite_url: str) -> None:
+    """Serverless instances share nothing but the store. One instance finds Strava down (its only athlete's sync
+    spends one attempt on it first); a second one, started cold with its own client, then runs no job into the
+    outage: while the stored pause lasts it puts a due job back without a request or a spent attempt, and the look
+    after the pause is one request that continues the first instance's count of looks. Once Strava is back, both
+    syncs complete, every activity stored once, and the stored outage is cleared."""
+
+    async def scenario(env: Env) -> None:
+        started = env.clock.now()
+        env.fake.faults.down = (started, started + 600)
+        user_1, _ = await env.athlete(300)
+        first = env.runner("resumable")
+        job_1, _ = await first.submit(user_1)
+        spent = await first.run_next()
+        assert spent is not None and spent.attempts == 1 and "StravaUnavailable" in (spent.error or "")
+        await env.clock.sleep(spent.next_attempt_at.timestamp() - env.clock.now())  # type: ignore[union-attr]
+        down = await first.run_next()  # failures 5 to 8 and a probe: Strava is down
+        assert down is not None and down.attempts == 1 and "Strava is down" in (down.error or "")
+        pause = await env.store.job_type_pause("strava_sync")
+        assert pause is not None and pause.looks == 1 and pause.until > env.clock.now()
+
+        cold_client = env.fake.client(tokens=env.store, rng=random.Random(2))
+        cold = JobRunner(
+            env.store,
+            handlers=register_strava_sync(HandlerRegistry()),
+            clock=env.clock,
+            strategy="resumable",
+            resources={"strava": cold_client},
+            retry=RetryPolicy(base_s=1.0, jitter=0.0),
+            rng=random.Random(3),
+        )
+        try:
+            user_2, _ = await env.athlete(300)
+            job_2, _ = await cold.submit(user_2)
+            sent = len(env.fake.requests)
+            await cold.continue_due()
+            held = await env.store.get_job(job_2.id)
+            assert held is not None and held.status is JobStatus.PENDING and held.attempts == 0
+            assert held.next_attempt_at is not None and held.next_attempt_at.timestamp() == pytest.approx(pause.until)
+            assert len(env.fake.requests) == sent  # put back without asking Strava
+            assert cold.paused_until["strava_sync"] == pytest.approx(pause.until)
+
+            await env.clock.sleep(pause.until - env.clock.now() + 0.1)
+            await cold.continue_due()  # the look after the pause: one request, and Strava is still down
+            assert len(env.fake.requests) == sent + 1
+            looked = await env.store.get_job(job_1.id)
+            assert looked is not None and looked.attempts == 1, looked  # no attempt spent on the look
+            assert "another process found it down at its last look (1 in a row)" in (looked.error or "")
+            pause = await env.store.job_type_pause("strava_sync")
+            assert pause is not None and pause.looks == 2 and pause.until - env.clock.now() > 30
+
+            for _ in range(20):  # looks every 1, 2, 4, then 5 minutes, until Strava is back at 600 s
+                jobs = [await env.store.get_job(j.id) for j in (job_1, job_2)]
+                pending = [j for j in jobs if j is not None and not j.is_final]
+                if not pending:
+                    break
+                due = min(j.next_attempt_at.timestamp() for j in pending if j.next_attempt_at is not None)
+                due = max(due, cold.paused_until.get("strava_sync", 0.0))  # a job put back earlier waits too
+                await env.clock.sleep(max(0.0, due - env.clock.now()) + 0.1)
+                await cold.continue_due()
+            done_1, done_2 = await env.store.get_job(job_1.id), await env.store.get_job(job_2.id)
+            assert done_1 is not None and done_1.status is JobStatus.COMPLETED and done_1.attempts == 2, done_1
+            assert done_2 is not None and done_2.status is JobStatus.COMPLETED and done_2.attempts == 1, done_2
+            assert await env.store.count_activities(user_1) == await env.store.count_activities(user_2) == 300
+            cleared = await env.store.job_type_pause("strava_sync")
+            assert cleared is not None and cleared.looks == 0
+        finally:
+            await cold_client.aclose()
+
+    in_virtual_time(sqlite_url, scenario)
+
+
 def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: str) -> None:
     async def scenario(env: Env) -> None:
         user, _athlete = await env.athlete(5000)  # 28 list requests of 1 s: far past hobby's 10 s

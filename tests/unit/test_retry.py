@@ -56,10 +56,10 @@ def test_invalid_policy_is_refused(bad: dict[str, float]) -> None:
 def test_an_outage_waits_if_something_continues_the_job_else_it_is_the_failure_it_also_is() -> None:
     """StravaDown is a Reschedule (wait, shared, no attempt spent) and a StravaUnavailable: under inline retries
     (``continued=False``), where nothing would continue a waiting job, it spends an attempt like any failure."""
-    down = StravaDown("GET /athlete/activities: HTTP 503 after 1 attempts; Strava is down", at=1_000.0)
+    down = StravaDown("GET /athlete/activities: HTTP 503 after 1 attempts; Strava is down", at=1_000.0, looks=2)
     policy = RetryPolicy(jitter=0.0)
     waits = policy.decide(down, attempt=1, max_attempts=3)
-    assert waits == Wait(at=1_000.0, reason=describe(down), shared=True)
+    assert waits == Wait(at=1_000.0, reason=describe(down), shared=True, looks=2)  # the looks go to the store
     retries = policy.decide(down, attempt=1, max_attempts=3, continued=False)
     assert isinstance(retries, Retry) and retries.retry_in == 2.0 and "StravaDown" in retries.reason
     assert isinstance(policy.decide(down, attempt=3, max_attempts=3, continued=False), Fail)
