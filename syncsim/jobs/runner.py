@@ -17,6 +17,9 @@ so faults of the infrastructure do not use up the attempts that bound the handle
 cannot be reached while the handler runs (:class:`~syncsim.errors.StoreUnavailable`) pauses the job without
 spending an attempt either, and so does an outage of a service the job needs (:class:`~syncsim.errors.Outage`,
 such as Strava down): every job of its type waits, except under inline retries, where nothing would continue it.
+Such a shared wait (an outage, a spent app-wide rate limit) is written to the store as the type's pause, and a
+runner in another process reads it before it runs a job of the type: it waits too, without learning the cause
+again at the cost of a request or an attempt (:class:`~syncsim.jobs.model.TypePause`).
 """
 
 from __future__ import annotations

@@ -451,6 +451,30 @@ async def test_one_athletes_failing_requests_are_an_outage_only_if_a_probe_of_an
     assert len(await client.list_activities(alice, page=3)) == 50  # everything else is served
 
 
+async def test_an_outage_another_process_found_makes_the_next_failure_the_next_look(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """A client told of an outage found by another process (a stored pause: 2 looks in a row, its wait over)
+    raises StravaDown at its first failure, one request, with the wait grown from that count (4 min at the 3rd
+    look, ±25 %). An answer ends it, and a client that has heard from Strava since the pause was stored ignores it."""
+    alice, _ = await connect(fake, store, activities=5)
+    fake.faults.down = (START, START + 3_600.0)
+    client = make_client(max_retries=5)
+    client.remember_outage(looks=2, until=clock.now() - 1, since=clock.now() - 61)
+    down = await _down(client.list_activities(alice, page=1))
+    assert fake.counts["errors_5xx"] == 1 and down.looks == 3
+    assert 120 * 0.75 <= down.at - clock.now() <= 120 * 1.25
+    assert "another process found it down at its last look (2 in a row)" in str(down)
+
+    fake.faults.down = None
+    assert len(await client.list_activities(alice, page=1)) == 5  # Strava is back: the count ends
+    fake.faults.down = (clock.now(), clock.now() + 3_600.0)
+    client.remember_outage(looks=2, until=clock.now() - 1, since=clock.now() - 61)  # stored before that answer
+    with pytest.raises(StravaUnavailable, match="after 6 attempts") as raised:
+        await client.list_activities(alice, page=1)
+    assert not isinstance(raised.value, StravaDown)
+
+
 async def _down(request: Any) -> StravaDown:
     with pytest.raises(StravaDown) as raised:
         await request
