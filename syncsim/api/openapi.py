@@ -312,10 +312,20 @@ def openapi_document(job_types: SubmissionRules = USER_JOB_TYPES) -> dict[str, A
                         "reclaimed": {"type": "integer", "minimum": 0},
                         "stillDue": {"type": "integer", "minimum": 0},
                         "nextDueAt": _NULLABLE_TIME,
+                        "paused": {
+                            "type": "array",
+                            "items": _object(
+                                {
+                                    "type": {"type": "string"},
+                                    "until": {"type": "string", "format": "date-time"},
+                                    "reason": {"type": "string"},
+                                }
+                            ),
+                        },
                         "eventJobs": {"type": "integer", "minimum": 0},
                         "reconciles": {"type": "integer", "minimum": 0},
                     },
-                    required=["continued", "completed", "failed", "reclaimed", "stillDue", "nextDueAt"],
+                    required=["continued", "completed", "failed", "reclaimed", "stillDue", "nextDueAt", "paused"],
                 ),
                 "Health": _object(
                     {

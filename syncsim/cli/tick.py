@@ -84,7 +84,10 @@ def _tick(args: argparse.Namespace) -> int:
                     invocation.finish_response()
                     await invocation.drain()
                     ticks += 1
+                    paused = summary.pop("paused")
                     print("tick: " + ", ".join(f"{k} {v}" for k, v in summary.items()), flush=True)
+                    for pause in paused:  # why nothing of that type moves: a spent rate limit, Strava down
+                        print(f"  {pause['type']} jobs wait until {pause['until']}: {pause['reason']}", flush=True)
                     if args.once:
                         break
                     wait = max(0.0, started + args.every - clock.now())

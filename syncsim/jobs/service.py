@@ -110,8 +110,10 @@ class JobService:
     async def tick(self, invocation: Invocation, *, concurrency: int = defaults.TICK_CONCURRENCY) -> dict[str, Any]:
         """A scheduled invocation's work: reclaim expired leases, continue due jobs under ``resumable`` rules until
         the invocation's deadline margin, and report. The summary: jobs ``continued``, ``completed`` and ``failed``
-        by this tick, jobs ``reclaimed``, jobs ``still_due`` (counted up to 1,000) and ``next_due_at`` (ISO 8601
-        UTC, the next pending job not due yet).
+        by this tick, jobs ``reclaimed``, jobs ``still_due`` (counted up to 1,000), ``next_due_at`` (ISO 8601
+        UTC, the next pending job not due yet) and ``paused``: the job types that wait for a shared cause (a spent
+        rate limit, Strava down), each with its end and its reason, so that a deployment's logs say why nothing
+        moves.
 
         Most ticks find nothing due: they count first and continue only when something is, so such a tick costs
         two statements (reclaim, count) rather than a claim by each of its ``concurrency`` loops as well."""
@@ -129,6 +131,10 @@ class JobService:
             "reclaimed": reclaimed,
             "stillDue": due,
             "nextDueAt": None if next_due is None else to_datetime(next_due).isoformat(),
+            "paused": [
+                {"type": p.type, "until": to_datetime(p.until).isoformat(), "reason": p.reason}
+                for p in await runner.store.type_pauses(now=runner.clock.now())
+            ],
         }
 
     async def _in_slot(self, work: Awaitable[Any]) -> Any:

@@ -153,6 +153,13 @@ async def _configure(conn: AsyncConnection[Any]) -> None:
     set_json_loads(orjson.loads, conn)
 
 
+_PAUSE_COLUMNS = "type, until, looks, reason, paused_at"
+
+
+def _pause_from_row(row: Sequence[Any]) -> TypePause:
+    return TypePause(type=row[0], until=row[1].timestamp(), looks=row[2], reason=row[3], paused_at=row[4].timestamp())
+
+
 class PostgresStore:
     """The Store protocol on PostgreSQL through a lazily opened psycopg async pool.
 
@@ -517,13 +524,16 @@ class PostgresStore:
 
     async def job_type_pause(self, type: str) -> TypePause | None:
         async with self._connection(f"read the pause of type {type}") as conn:
-            cur = await conn.execute(
-                "select until, looks, reason, paused_at from job_type_pauses where type = %s", (type,)
-            )
+            cur = await conn.execute(f"select {_PAUSE_COLUMNS} from job_type_pauses where type = %s", (type,))
             row = await cur.fetchone()
-        if row is None:
-            return None
-        return TypePause(type=type, until=row[0].timestamp(), looks=row[1], reason=row[2], paused_at=row[3].timestamp())
+        return None if row is None else _pause_from_row(row)
+
+    async def type_pauses(self, *, now: float) -> list[TypePause]:
+        async with self._connection("read the running pauses") as conn:
+            cur = await conn.execute(
+                f"select {_PAUSE_COLUMNS} from job_type_pauses where until > %s order by type", (to_datetime(now),)
+            )
+            return [_pause_from_row(row) for row in await cur.fetchall()]
 
     async def clear_type_outage(self, type: str, *, now: float) -> None:
         async with self._connection(f"clear the outage of type {type}") as conn:

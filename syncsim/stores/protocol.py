@@ -117,6 +117,10 @@ class Store(Protocol):
         """The pause last written for ``type`` (it may have ended), or ``None``."""
         ...
 
+    async def type_pauses(self, *, now: float) -> list[TypePause]:
+        """The pauses that last beyond ``now``, of every type."""
+        ...
+
     async def clear_type_outage(self, type: str, *, now: float) -> None:
         """A service the type needs answered again: set the looks of a pause of ``type`` that has ended by ``now``
         to 0 (a pause still running was written since, and is left as it is)."""

@@ -69,6 +69,10 @@ SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND (served_at I
 """
 
 
+_PAUSE_FIELDS = ("type", "until", "looks", "reason", "paused_at")
+_PAUSE_COLUMNS = ", ".join(_PAUSE_FIELDS)
+
+
 #: A page's activities of one user, by id: ``+user_id`` keeps the planner off the (user_id, start_date) index. Without
 #: statistics it rates "user_id = ?" as the better choice, and reads every activity of the user for each page (a
 #: reconcile of a history of n activities then reads n²/200 rows); the ids find the page's rows by primary key.
@@ -386,12 +390,14 @@ class SQLiteStore:
             )
 
     async def job_type_pause(self, type: str) -> TypePause | None:
-        row = self.conn.execute(
-            "SELECT until, looks, reason, paused_at FROM job_type_pauses WHERE type = ?", (type,)
-        ).fetchone()
-        if row is None:
-            return None
-        return TypePause(type=type, until=row[0], looks=row[1], reason=row[2], paused_at=row[3])
+        row = self.conn.execute(f"SELECT {_PAUSE_COLUMNS} FROM job_type_pauses WHERE type = ?", (type,)).fetchone()
+        return None if row is None else TypePause(**dict(zip(_PAUSE_FIELDS, row, strict=True)))
+
+    async def type_pauses(self, *, now: float) -> list[TypePause]:
+        rows = self.conn.execute(
+            f"SELECT {_PAUSE_COLUMNS} FROM job_type_pauses WHERE until > ? ORDER BY type", (now,)
+        ).fetchall()
+        return [TypePause(**dict(zip(_PAUSE_FIELDS, row, strict=True))) for row in rows]
 
     async def clear_type_outage(self, type: str, *, now: float) -> None:
         with self._write() as conn:

@@ -67,6 +67,19 @@ class _UnknownUser(InvalidInput):
     """PostgREST's 409 for 23503: the user id is not in ``auth.users``."""
 
 
+_PAUSE_COLUMNS = "type,until,looks,reason,paused_at"
+
+
+def _pause_from_row(row: dict[str, Any]) -> TypePause:
+    return TypePause(
+        type=row["type"],
+        until=datetime.fromisoformat(row["until"]).timestamp(),
+        looks=int(row["looks"]),
+        reason=row["reason"],
+        paused_at=datetime.fromisoformat(row["paused_at"]).timestamp(),
+    )
+
+
 def _iso(ts: float) -> str:
     """UTC epoch seconds → ISO 8601 UTC, as PostgREST expects timestamps."""
     return to_datetime(ts).isoformat()
@@ -431,20 +444,22 @@ class SupabaseStore:
 
     async def job_type_pause(self, type: str) -> TypePause | None:
         async def select(client: AsyncClient) -> Any:
-            query = client.table("job_type_pauses").select("until,looks,reason,paused_at").eq("type", type).limit(1)
-            return await query.execute()
+            return await client.table("job_type_pauses").select(_PAUSE_COLUMNS).eq("type", type).limit(1).execute()
 
         rows = (await self._run(f"read the pause of type {type}", select)).data
-        if not rows:
-            return None
-        row = rows[0]
-        return TypePause(
-            type=type,
-            until=datetime.fromisoformat(row["until"]).timestamp(),
-            looks=int(row["looks"]),
-            reason=row["reason"],
-            paused_at=datetime.fromisoformat(row["paused_at"]).timestamp(),
-        )
+        return _pause_from_row(rows[0]) if rows else None
+
+    async def type_pauses(self, *, now: float) -> list[TypePause]:
+        async def select(client: AsyncClient) -> Any:
+            return (
+                await client.table("job_type_pauses")
+                .select(_PAUSE_COLUMNS)
+                .gt("until", _iso(now))
+                .order("type")
+                .execute()
+            )
+
+        return [_pause_from_row(row) for row in (await self._run("read the running pauses", select)).data]
 
     async def clear_type_outage(self, type: str, *, now: float) -> None:
         await self._rpc(

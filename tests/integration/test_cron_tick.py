@@ -45,6 +45,32 @@ async def test_a_tick_continues_every_due_job_and_says_what_it_did(store: Store)
     assert again.status_code == 200 and again.json()["continued"] == 0  # nothing due: a cheap no-op
 
 
+async def test_a_tick_waits_out_a_pause_another_process_stored_and_says_why(store: Store) -> None:
+    """Another instance found Strava down and stored the pause of its job type: the tick (a process that never met
+    the outage) runs none of that type's due jobs before the pause ends, spends none of their attempts, and its
+    answer names the pause, its end and its reason. After the pause it runs them."""
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    jobs = await _pending_demo_jobs(api, 3, steps=1, step_s=0.0)
+    now = api.clock.now()
+    reason = "StravaDown: GET /athlete/activities: HTTP 503 after 4 attempts; Strava is down"
+    await store.pause_job_type("demo", until=now + 1.0, looks=1, reason=reason, now=now)
+    async with api.client() as client:
+        held = (await client.post(TICK, headers=BEARER)).json()
+        for job_id in jobs:
+            job = await store.get_job(job_id)
+            assert job is not None and job.status is JobStatus.PENDING and job.attempts == 0
+        await asyncio.sleep(max(0.0, now + 1.0 - api.clock.now()) + 0.05)
+        after = (await client.post(TICK, headers=BEARER)).json()
+    assert held["completed"] == 0  # due, but held back: stillDue counts them
+    [pause] = held["paused"]
+    assert pause["type"] == "demo" and pause["reason"] == reason
+    assert abs(datetime.fromisoformat(pause["until"]).timestamp() - (now + 1.0)) < 0.001
+    assert (after["completed"], after["stillDue"], after["paused"]) == (3, 0, [])
+    for job_id in jobs:
+        job = await store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED and job.attempts == 1
+
+
 class _CountingStore:
     """``store`` as is, counting the calls made of each of its methods."""
 
@@ -83,7 +109,15 @@ async def test_a_tick_with_nothing_due_claims_nothing_and_says_when_the_next_job
         due = (await client.post(TICK, headers=BEARER)).json()
     next_due_at = quiet.pop("nextDueAt")
     assert abs(datetime.fromisoformat(next_due_at).timestamp() - retry_at) < 0.001
-    assert quiet == {"continued": 0, "completed": 0, "failed": 0, "reclaimed": 0, "stillDue": 0, **NOTHING_SUBMITTED}
+    assert quiet == {
+        "continued": 0,
+        "completed": 0,
+        "failed": 0,
+        "reclaimed": 0,
+        "stillDue": 0,
+        "paused": [],
+        **NOTHING_SUBMITTED,
+    }
     assert (due["continued"], due["completed"], due["stillDue"], due["nextDueAt"]) == (1, 1, 0, None)
     done = await store.get_job(job.id)
     assert done is not None and done.status is JobStatus.COMPLETED and done.runs == 2

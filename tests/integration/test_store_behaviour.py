@@ -343,6 +343,12 @@ async def test_a_type_pause_keeps_its_longest_end_and_its_latest_looks(store: St
     assert pause is not None
     assert (pause.until, pause.looks, pause.reason, pause.paused_at) == (T0 + 30, 2, "still down", T0 + 5)
     assert await store.job_type_pause("other") is None  # one row per type
+    await store.pause_job_type("other", until=T0 + 10, looks=0, reason="rate limit spent", now=T0)
+    assert [(p.type, p.until) for p in await store.type_pauses(now=T0 + 5)] == [
+        ("other", T0 + 10),
+        ("strava_sync", T0 + 30),
+    ]
+    assert [p.type for p in await store.type_pauses(now=T0 + 10)] == ["strava_sync"]  # those still running
     await store.clear_type_outage("strava_sync", now=T0 + 29)  # still running: written since the look
     assert (await store.job_type_pause("strava_sync")).looks == 2  # type: ignore[union-attr]
     await store.clear_type_outage("strava_sync", now=T0 + 30)
