@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from syncsim.cli.common import output_file
+from syncsim.cli.common import count, output_file
 from syncsim.errors import InvalidInput, SyncsimError
 
 __all__ = ["register_cli", "simulate_command"]
@@ -27,6 +27,7 @@ _RUN_FLAGS = (
     "faults",
     "churn",
     "strava_down",
+    "instances",
 )
 #: The faults ``--faults`` sets: FakeStrava's rates (fractions of requests, or of list pages).
 _FAULT_RATES = ("error_rate", "timeout_rate", "short_pages", "malformed_pages")
@@ -65,6 +66,12 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
         dest="strava_down",
         metavar="START,END",
         help="Strava answers 503 to everything from START to END seconds after the start",
+    )
+    p.add_argument(
+        "--instances",
+        type=count,
+        metavar="N",
+        help="N serverless instances serve the app, each its own process (own Strava client), sharing the store (1)",
     )
     p.add_argument("--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS")
     p.add_argument(

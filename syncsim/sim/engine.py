@@ -3,7 +3,8 @@
 Swapped, and nothing else (design.md, "One code path"): the clock (:func:`~syncsim.sim.virtual.virtual_clock`),
 Strava (one :class:`~syncsim.strava.fake.FakeStrava` per run behind its httpx transport, with the app-wide
 limits shared by every athlete through one :class:`~syncsim.strava.client.StravaClient` and one
-:class:`~syncsim.strava.ratelimit.RateLimitBudget`), and the platform (:class:`~syncsim.platforms.LocalPlatform`
+:class:`~syncsim.strava.ratelimit.RateLimitBudget` per process: one by default, one per instance with
+``instances``), and the platform (:class:`~syncsim.platforms.LocalPlatform`
 with the preset, which kills invocations at their deadline). The store is a private in-memory SQLite per run.
 The browsers call the real Starlette app (:func:`syncsim.api.create_app`) in-process, through
 :class:`~syncsim.sim.asgi.AsgiCaller` (the ASGI interface itself, no HTTP client library in between).
@@ -42,6 +43,7 @@ from syncsim.sim.scenario import Scenario
 from syncsim.sim.virtual import virtual_clock
 from syncsim.sim.workload import WorkloadRow
 from syncsim.stores.sqlite import SQLiteStore
+from syncsim.strava.client import StravaClient
 from syncsim.strava.events import register_strava_events
 from syncsim.strava.fake import ATHLETE_ID_BASE, FakeStrava, Faults, PageCache
 from syncsim.strava.models import Activity
@@ -105,6 +107,18 @@ class RunRecord:
     #: (t_s, missing, extra, stale) summed over athletes, sampled every ``divergence_every_s``.
     divergence_rows: list[tuple[float, int, int, int]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Instances:
+    """ASGI router: each request to one of several instances of the app, drawn at random (seeded), as a
+    serverless platform spreads requests over the warm instances it runs."""
+
+    def __init__(self, apps: list[Any], *, seed: int) -> None:
+        self.apps = apps
+        self.rng = random.Random(f"instances:{seed}")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.apps[self.rng.randrange(len(self.apps))](scope, receive, send)
 
 
 class _ColdStarts:
@@ -173,22 +187,29 @@ async def _simulate(sc: Scenario) -> RunRecord:
     inner = _memory_store()
     await inner.migrate()
     store: Any = ObservedStore(inner, clock=clock, recorder=recorder, latency_s=sc.store_latency_s)
-    budget = RateLimitBudget(overall_limits=limits.overall, read_limits=limits.read)
-    strava = fake.client(
-        tokens=store,
-        budget=budget,
-        rng=random.Random(f"strava:{sc.seed}"),
-        on_rate_limit_wait=recorder.rate_limit_wait,
-    )
+    budgets: list[RateLimitBudget] = []
+
+    def strava_client(name: str) -> StravaClient:
+        """A process's Strava client: its own view of the app-wide budget, learnt from Strava's headers."""
+        budgets.append(RateLimitBudget(overall_limits=limits.overall, read_limits=limits.read))
+        return fake.client(
+            tokens=store,
+            budget=budgets[-1],
+            rng=random.Random(f"{name}:{sc.seed}"),
+            on_rate_limit_wait=recorder.rate_limit_wait,
+        )
+
+    strava = strava_client("strava")
+    strava_clients = [strava]
     strategy = resolve_strategy(sc.strategy)
 
-    def runner(name: str, on: Any = None) -> JobRunner:
+    def runner(name: str, on: Any = None, client: StravaClient = strava) -> JobRunner:
         return JobRunner(
             store if on is None else on,
             handlers=register_strava_events(register_strava_sync(HandlerRegistry())),
             clock=clock,
             strategy=strategy,
-            resources={"strava": strava},
+            resources={"strava": client},
             rng=random.Random(f"{name}:{sc.seed}"),
             worker_id=name,
             deadline_margin_s=sc.deadline_margin_s,
@@ -198,19 +219,26 @@ async def _simulate(sc: Scenario) -> RunRecord:
     platform = ObservedPlatform(
         sc.platform, clock=clock, recorder=recorder, kill_rate=sc.kill_rate, rng=random.Random(f"kills:{sc.seed}")
     )
-    app = create_app(
-        service=JobService(runner("sim-api")),
-        platform=platform,
-        jwt_secret=JWT_SECRET,
-        clock=clock,
-        strava=strava,
-        job_types=SIM_JOB_TYPES,
-        cron_secret=CRON_SECRET,
-        upkeep=functools.partial(strava_upkeep, reconcile_every_s=sc.reconcile_every_s),
-    )
-    asgi: Any = app
+
+    def app_instance(name: str, client: StravaClient) -> Any:
+        return create_app(
+            service=JobService(runner(name, client=client)),
+            platform=platform,
+            jwt_secret=JWT_SECRET,
+            clock=clock,
+            strava=client,
+            job_types=SIM_JOB_TYPES,
+            cron_secret=CRON_SECRET,
+            upkeep=functools.partial(strava_upkeep, reconcile_every_s=sc.reconcile_every_s),
+        )
+
+    asgi: Any = app_instance("sim-api", strava)
+    if sc.instances > 1:
+        strava_clients += [strava_client(f"strava-{k}") for k in range(1, sc.instances)]
+        apps = [asgi] + [app_instance(f"sim-api-{k}", strava_clients[k]) for k in range(1, sc.instances)]
+        asgi = _Instances(apps, seed=sc.seed)
     if sc.cold_start_rate > 0:
-        asgi = _ColdStarts(app, clock=clock, seconds=sc.cold_start_s, rate=sc.cold_start_rate, seed=sc.seed)
+        asgi = _ColdStarts(asgi, clock=clock, seconds=sc.cold_start_s, rate=sc.cold_start_rate, seed=sc.seed)
     http = AsgiCaller(asgi, host="syncsim.sim")
 
     # Athletes: FakeStrava athlete id = ATHLETE_ID_BASE + workload index; their tokens are stored when they
@@ -366,7 +394,8 @@ async def _simulate(sc: Scenario) -> RunRecord:
         q.athlete_id - ATHLETE_ID_BASE for q in fake.requests if q.athlete_id is not None
     )
     await http.aclose()
-    await strava.aclose()
+    for client in strava_clients:
+        await client.aclose()
     await inner.close()
     return RunRecord(
         scenario=sc,
@@ -382,7 +411,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         deleted=deleted,
         exactness=exactness,
         divergence_rows=divergence_rows,
-        extra={"fake_counts": dict(fake.counts), "budget_refused": budget.refused},
+        extra={"fake_counts": dict(fake.counts), "budget_refused": sum(b.refused for b in budgets)},
     )
 
 

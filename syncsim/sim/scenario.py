@@ -120,7 +120,10 @@ class Scenario:
     Modelled overheads: ``store_latency_s`` per store call (a database round trip); a cold start of
     ``cold_start_s`` before a fraction ``cold_start_rate`` of requests (seeded). ``worker_kill_at_s`` kills the
     worker (``worker`` strategy) at that time, as SIGKILL would (no clean-up); a new one starts
-    ``worker_restart_s`` later. ``max_sim_s`` bounds the run: what has not finished by then is *stuck*.
+    ``worker_restart_s`` later. ``instances`` serverless instances serve the app, each a process of its own (its
+    own runner and Strava client, so its own view of the rate budget and of Strava's health), sharing the store
+    and Strava; each request goes to one of them at random (seeded). ``max_sim_s`` bounds the run: what has not
+    finished by then is *stuck*.
     ``compact_activities`` has FakeStrava serve activity lists with only the fields syncsim reads (see
     :data:`~syncsim.strava.fake.COMPACT_SUMMARY_KEYS`): the same activities, a third of the bytes to build,
     parse and store; set it to ``False`` to push Strava's full SummaryActivity through the sync instead.
@@ -140,6 +143,7 @@ class Scenario:
     cold_start_s: float = 0.0
     cold_start_rate: float = 0.0
     worker_concurrency: int = 8
+    instances: int = 1
     worker_poll_s: float = defaults.WORKER_POLL_S
     worker_kill_at_s: float | None = None
     worker_restart_s: float = 60.0
@@ -176,6 +180,7 @@ class Scenario:
     def __post_init__(self) -> None:
         _whole("seed", self.seed)
         _whole("worker_concurrency", self.worker_concurrency, lowest=1)
+        _whole("instances", self.instances, lowest=1)
         for name, lowest in _LOWEST.items():
             value = getattr(self, name)
             if value is None and _FIELD_DEFAULTS[name] is None:
@@ -255,6 +260,7 @@ class Scenario:
             "cold_start_s": self.cold_start_s,
             "cold_start_rate": self.cold_start_rate,
             "worker_concurrency": self.worker_concurrency,
+            "instances": self.instances,
             "deadline_margin_s": self.deadline_margin_s,
             "lease_s": self.lease_s,
             "max_sim_s": self.max_sim_s,

@@ -16,7 +16,7 @@ from syncsim.sim import SimulationResult, simulate
 OUTAGE_S = (3.0, 603.0)
 
 
-def _through_the_outage(strategy: str, *, athletes: int) -> SimulationResult:
+def _through_the_outage(strategy: str, *, athletes: int, instances: int = 1) -> SimulationResult:
     return simulate(
         athletes=athletes,
         platform="hobby",
@@ -26,6 +26,7 @@ def _through_the_outage(strategy: str, *, athletes: int) -> SimulationResult:
         rate_limits="approved",
         tick_s=60.0 if strategy == "resumable" else None,
         strava_down_s=OUTAGE_S,
+        instances=instances,
     )
 
 
@@ -52,6 +53,19 @@ def test_a_deployments_only_athlete_waits_the_outage_out_too(strategy: str) -> N
     job = _through_the_outage(strategy, athletes=1).jobs.iloc[0]
     assert job["status"] == "completed" and job["attempts"] == 2, job["error"]
     assert job["activities_synced"] == job["activities"] and job["time_to_complete_s"] >= OUTAGE_S[1]
+
+
+@pytest.mark.parametrize("instances", [4, 8])
+def test_serverless_instances_share_what_one_of_them_learns_of_the_outage(instances: int) -> None:
+    """Requests spread over several instances, each a process of its own: what one learns of the outage (the
+    pause, its count of looks) reaches the others through the store. Before it did, the only athlete's sync
+    failed with 4 or 8 instances: each instance that ran it in the outage spent an attempt learning it anew.
+    Learning it the first time is still each process's own: the sync completes on its third and last attempt."""
+    job = _through_the_outage("resumable", athletes=1, instances=instances).jobs.iloc[0]
+    assert job["status"] == "completed" and job["attempts"] == 3, job["error"]
+    assert job["activities_synced"] == job["activities"] and job["time_to_complete_s"] >= OUTAGE_S[1]
+    many = _through_the_outage("resumable", athletes=40, instances=instances).jobs
+    assert many["status"].eq("completed").all() and many["attempts"].le(2).all(), many["attempts"].value_counts()
 
 
 def test_the_outage_is_a_scenario_option_checked_like_the_others() -> None:
