@@ -109,6 +109,12 @@ TOKEN_GRANT_MIN_S = 2.0
 #: athlete waits out an outage as well, and a page that always fails still fails its job.
 OUTAGE_FAILURES = 8
 OUTAGE_USERS = 2
+#: A request that gives up after at least this many attempts, all failed and none answered in between (Strava's
+#: own answer to anyone included), probes as well: serverless instances count their failures apart, so with a few
+#: of them no one process may see 8 (a deployment's only athlete, whose attempts land on a new instance each time,
+#: then spent all its attempts in an outage). Random failures rarely do it: 4 in a row and a failed probe are
+#: 1 request in 3,000 at a 20 % failure rate, 1 in 3 million at 5 %.
+GIVE_UP_PROBE_FAILURES = 4
 #: A probe (see above) is sent only with this much time left before the caller's deadline: Strava answers in well
 #: under a second, and a probe cut off before its answer proves nothing but spends a read.
 PROBE_MIN_S = 1.0
@@ -741,16 +747,22 @@ class StravaClient:
             self._probe_failed = False
         self._failures_in_a_row += 1
         self._failing_users.add(user_id)
+        athletes = len(self._failing_users)
         if self._down_elsewhere:
             evidence = f"another process found it down at its last look ({self._outage_looks} in a row)"
+        elif self._failures_in_a_row >= OUTAGE_FAILURES and athletes >= OUTAGE_USERS:
+            evidence = f"{athletes} athletes' requests"
         else:
-            if self._failures_in_a_row < OUTAGE_FAILURES:
+            # Too little evidence alone: ask Strava for something else, once there are 8 failures in a row, or
+            # when this request gives up with none answered since its first attempt (another process may have
+            # seen the failures before, as serverless instances count theirs apart).
+            giving_up = failures > self._max_retries and self._failures_in_a_row >= failures >= GIVE_UP_PROBE_FAILURES
+            if self._failures_in_a_row < OUTAGE_FAILURES and not giving_up:
                 return
-            evidence = f"{len(self._failing_users)} athletes' requests"
-            if len(self._failing_users) < OUTAGE_USERS:
-                if not (self._probe_failed or await self._probe(endpoint, headers, deadline, answer_by)):
-                    return
-                evidence = "one athlete's requests and a probe of another of theirs"
+            if not (self._probe_failed or await self._probe(endpoint, headers, deadline, answer_by)):
+                return
+            whose = "one athlete's" if athletes == 1 else f"{athletes} athletes'"
+            evidence = f"{whose} requests and a probe of another of theirs"
         now = self._clock.now()
         if now >= self._outage_until:  # a new look (not another request of the look that found it down)
             self._outage_looks += 1

@@ -112,9 +112,10 @@ def test_tick_once_continues_the_jobs_nobody_polls(tmp_path: Path) -> None:
 
 
 def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: Path) -> None:
-    """`syncsim sync` against a Strava that fails a whole attempt (4 requests in a row answered 503): the command
-    says it waits for the next attempt, waits, and completes the sync (before, it printed "retrying in 2 s" and
-    exited with the job pending). Strava is a FakeStrava on loopback, up again once the attempt has failed."""
+    """`syncsim sync` against a Strava that fails a whole attempt (its first page answered 500 four times in a
+    row, while the probe the client then sends is answered: not an outage): the command says it waits for the
+    next attempt, waits, and completes the sync (before, it printed "retrying in 2 s" and exited with the job
+    pending). Strava is a FakeStrava on loopback, serving that page again once the attempt has failed."""
     import threading
     import time
 
@@ -133,14 +134,14 @@ def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: P
         }
         first = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
         assert first.returncode == 0 and "completed: 450 activities synced (full)" in first.stdout, first.stderr
-        fake.faults.down = (0.0, float("inf"))
+        fake.faults.failing_pages = {(athlete.athlete_id, 1)}
         failed_before = fake.counts["errors_5xx"]
         stop = threading.Event()
 
         def back_up_after_one_attempt() -> None:  # the client tries a request 4 times per attempt
             while not stop.is_set() and fake.counts["errors_5xx"] - failed_before < 4:
                 time.sleep(0.01)
-            fake.faults.down = None
+            fake.faults.failing_pages = set()
 
         watcher = threading.Thread(target=back_up_after_one_attempt)
         watcher.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import uuid
@@ -23,6 +24,7 @@ from syncsim.errors import (
     Unauthorized,
 )
 from syncsim.strava.client import (
+    GIVE_UP_PROBE_FAILURES,
     OUTAGE_FAILURES,
     TOKEN_GRANT_MIN_S,
     ActivityPage,
@@ -392,15 +394,17 @@ async def test_strava_failing_several_athletes_requests_in_a_row_is_down_and_not
     raises StravaDown at once instead of retrying, with the time to look again: 30 s, then 60 s once a later look
     finds Strava still down (±25 %). An answer ends it: failures start counting again."""
     (alice, _), (bob, _) = [await connect(fake, store, activities=5) for _ in range(2)]
-    client = make_client(max_retries=5)
+    client = make_client(max_retries=2)  # 3 attempts a request: each gives up short of a probe
     fake.faults.down = (START, START + 3_600.0)
-    with pytest.raises(StravaUnavailable, match="HTTP 503 after 6 attempts") as raised:
-        await client.list_activities(alice, page=1)
-    assert not isinstance(raised.value, StravaDown)  # one athlete's requests: no evidence of an outage
+    for athlete in (alice, bob):
+        with pytest.raises(StravaUnavailable, match="HTTP 503 after 3 attempts") as raised:
+            await client.list_activities(athlete, page=1)
+        assert not isinstance(raised.value, StravaDown)  # 3 or 6 failures in a row: no evidence of an outage yet
     served = fake.counts["errors_5xx"]
     with pytest.raises(StravaDown, match=r"^GET /athlete/activities: HTTP 503 after 2 attempts; Strava is down: 8 "):
-        await client.list_activities(bob, page=1)
-    assert fake.counts["errors_5xx"] == served + OUTAGE_FAILURES - 6  # bob's 2nd attempt was the 8th: no 3rd
+        await client.list_activities(alice, page=1)
+    assert fake.counts["errors_5xx"] == served + OUTAGE_FAILURES - 6  # alice's 2nd attempt was the 8th: no 3rd
+    assert [r.path for r in fake.requests].count("/api/v3/athlete") == 0  # two athletes' failures: no probe
     first = await _down(client.list_activities(alice, page=1))
     assert fake.counts["errors_5xx"] == served + 3  # at once: one attempt, no retry
     assert 30 * 0.75 <= first.at - clock.now() <= 30 * 1.25 and first.shared and "\n" not in str(first)
@@ -410,7 +414,7 @@ async def test_strava_failing_several_athletes_requests_in_a_row_is_down_and_not
     fake.faults.down = None
     assert len(await client.list_activities(alice, page=1)) == 5  # Strava is back
     fake.faults.down = (clock.now(), clock.now() + 3_600.0)
-    with pytest.raises(StravaUnavailable, match="after 6 attempts") as raised:
+    with pytest.raises(StravaUnavailable, match="after 3 attempts") as raised:
         await client.list_activities(bob, page=1)
     assert not isinstance(raised.value, StravaDown)  # counting from the answer on
 
@@ -451,6 +455,37 @@ async def test_one_athletes_failing_requests_are_an_outage_only_if_a_probe_of_an
     assert len(await client.list_activities(alice, page=3)) == 50  # everything else is served
 
 
+async def test_a_request_that_gives_up_with_every_attempt_failed_in_a_row_probes_first(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """Serverless instances count failures apart, so no one process may reach 8. A request that gives up after 4
+    attempts, with nothing answered since its first, probes: Strava down, the probe fails and it raises
+    StravaDown. A page that Strava cannot serve: the probe is answered and the request fails as before. And a
+    request whose failures had answers in between (another athlete's request was served) does not probe."""
+    (alice, alice_id), (bob, _) = [await connect(fake, store, activities=250) for _ in range(2)]
+    fake.faults.down = (START, START + 3_600.0)
+    await _down(make_client(max_retries=3).list_activities(alice, page=1))
+    assert [(r.path, r.status) for r in fake.requests][-1] == ("/api/v3/athlete", 503)  # the probe, after 4
+    assert fake.counts["errors_5xx"] == GIVE_UP_PROBE_FAILURES + 1
+    fake.faults.down = None
+
+    fake.faults.failing_pages = {(alice_id, 2)}
+    client = make_client(max_retries=3)
+    fake.requests.clear()
+    with pytest.raises(StravaUnavailable, match=r"HTTP 500 after 4 attempts$") as raised:
+        await client.list_activities(alice, page=2)
+    assert not isinstance(raised.value, StravaDown)
+    assert [(r.path, r.status) for r in fake.requests][-1] == ("/api/v3/athlete", 200)  # answered: Strava is up
+
+    fake.requests.clear()
+    failing = asyncio.ensure_future(client.list_activities(alice, page=2))
+    await asyncio.sleep(0)
+    assert len(await client.list_activities(bob, page=1)) == 200  # served between alice's attempts
+    with pytest.raises(StravaUnavailable, match=r"HTTP 500 after 4 attempts$"):
+        await failing
+    assert [r.path for r in fake.requests].count("/api/v3/athlete") == 0  # not all in a row: no probe
+
+
 async def test_an_outage_another_process_found_makes_the_next_failure_the_next_look(
     fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
 ) -> None:
@@ -459,7 +494,7 @@ async def test_an_outage_another_process_found_makes_the_next_failure_the_next_l
     look, ±25 %). An answer ends it, and a client that has heard from Strava since the pause was stored ignores it."""
     alice, _ = await connect(fake, store, activities=5)
     fake.faults.down = (START, START + 3_600.0)
-    client = make_client(max_retries=5)
+    client = make_client(max_retries=2)  # 3 attempts a request: it gives up short of a probe
     client.remember_outage(looks=2, until=clock.now() - 1, since=clock.now() - 61)
     down = await _down(client.list_activities(alice, page=1))
     assert fake.counts["errors_5xx"] == 1 and down.looks == 3
@@ -470,7 +505,7 @@ async def test_an_outage_another_process_found_makes_the_next_failure_the_next_l
     assert len(await client.list_activities(alice, page=1)) == 5  # Strava is back: the count ends
     fake.faults.down = (clock.now(), clock.now() + 3_600.0)
     client.remember_outage(looks=2, until=clock.now() - 1, since=clock.now() - 61)  # stored before that answer
-    with pytest.raises(StravaUnavailable, match="after 6 attempts") as raised:
+    with pytest.raises(StravaUnavailable, match="after 3 attempts") as raised:
         await client.list_activities(alice, page=1)
     assert not isinstance(raised.value, StravaDown)
 
