@@ -261,11 +261,11 @@ class StravaClient:
         #: Whether a probe (another request of the one failing athlete) failed too since the first; one at a time.
         self._probe_failed = False
         self._probing = False
-        #: Looks that found Strava down in a row, and when the last wait ends (a failure before then is the same look).
+        #: Looks that found Strava down in a row, none answered since (so a failure is the next look), and when the
+        #: last wait ends (a failure before then is the same look).
         self._outage_looks = 0
         self._outage_until = 0.0
-        #: Another process's last look found Strava down (see :meth:`remember_outage`), and none answered here since:
-        #: the next failure is the next look, and finds it still down.
+        #: The looks above were another process's (see :meth:`remember_outage`).
         self._down_elsewhere = False
         #: When Strava last answered a request of this client (UTC epoch s).
         self._answered_at = -math.inf
@@ -748,8 +748,9 @@ class StravaClient:
         self._failures_in_a_row += 1
         self._failing_users.add(user_id)
         athletes = len(self._failing_users)
-        if self._down_elsewhere:
-            evidence = f"another process found it down at its last look ({self._outage_looks} in a row)"
+        if self._outage_looks:  # down at the last look, and nothing answered since: this failure is the next look
+            by = ", by another process" if self._down_elsewhere else ""
+            evidence = f"down at the last look ({self._outage_looks} in a row{by})"
         elif self._failures_in_a_row >= OUTAGE_FAILURES and athletes >= OUTAGE_USERS:
             evidence = f"{athletes} athletes' requests"
         else:

@@ -335,7 +335,7 @@ def test_a_process_that_starts_during_a_strava_outage_learns_it_from_the_store(s
             assert len(env.fake.requests) == sent + 1
             looked = await env.store.get_job(job_1.id)
             assert looked is not None and looked.attempts == 0, looked  # no attempt spent on the look
-            assert "another process found it down at its last look (1 in a row)" in (looked.error or "")
+            assert "down at the last look (1 in a row, by another process)" in (looked.error or "")
             pause = await env.store.job_type_pause("strava_sync")
             assert pause is not None and pause.looks == 2 and pause.until - env.clock.now() > 30
 

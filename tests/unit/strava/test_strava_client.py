@@ -464,9 +464,13 @@ async def test_a_request_that_gives_up_with_every_attempt_failed_in_a_row_probes
     request whose failures had answers in between (another athlete's request was served) does not probe."""
     (alice, alice_id), (bob, _) = [await connect(fake, store, activities=250) for _ in range(2)]
     fake.faults.down = (START, START + 3_600.0)
-    await _down(make_client(max_retries=3).list_activities(alice, page=1))
+    lone = make_client(max_retries=3)
+    first = await _down(lone.list_activities(alice, page=1))
     assert [(r.path, r.status) for r in fake.requests][-1] == ("/api/v3/athlete", 503)  # the probe, after 4
     assert fake.counts["errors_5xx"] == GIVE_UP_PROBE_FAILURES + 1
+    clock.advance(first.at - clock.now() + 1)
+    again = await _down(lone.list_activities(alice, page=1))  # the next look: one request
+    assert fake.counts["errors_5xx"] == GIVE_UP_PROBE_FAILURES + 2 and again.looks == 2
     fake.faults.down = None
 
     fake.faults.failing_pages = {(alice_id, 2)}
@@ -499,7 +503,7 @@ async def test_an_outage_another_process_found_makes_the_next_failure_the_next_l
     down = await _down(client.list_activities(alice, page=1))
     assert fake.counts["errors_5xx"] == 1 and down.looks == 3
     assert 120 * 0.75 <= down.at - clock.now() <= 120 * 1.25
-    assert "another process found it down at its last look (2 in a row)" in str(down)
+    assert "down at the last look (2 in a row, by another process)" in str(down)
 
     fake.faults.down = None
     assert len(await client.list_activities(alice, page=1)) == 5  # Strava is back: the count ends
