@@ -59,9 +59,9 @@ def test_a_deployments_only_athlete_waits_the_outage_out_too(strategy: str) -> N
 def test_serverless_instances_share_what_one_of_them_learns_of_the_outage(instances: int) -> None:
     """Requests spread over several instances, each a process of its own: what one learns of the outage (the
     pause, its count of looks) reaches the others through the store, so the outage costs no more failed requests
-    than in one process (without the shared pause: 19 with 4 instances and 30 with 8, against 9). Each process counts its
-    own failures until then: a request that gives up with all its attempts failed probes, so that no process needs
-    8 failures of its own (the only athlete's sync failed with 4 or 8 instances before that)."""
+    than in one process (without the shared pause: 19 with 4 instances and 30 with 8, against 9). Each process
+    counts its own failures until then: a request that gives up with all its attempts failed probes, so that no
+    process needs 8 failures of its own (the only athlete's sync failed with 4 or 8 instances before that)."""
     alone = _through_the_outage("resumable", athletes=1)
     spread = _through_the_outage("resumable", athletes=1, instances=instances)
     job = spread.jobs.iloc[0]
