@@ -23,6 +23,14 @@ LEASE_S = 30.0
 #: How often a live runner extends its lease: three renewals per lease, so one slow renewal is harmless.
 LEASE_RENEW_EVERY_S = LEASE_S / 3
 
+#: The longest rate-limit wait a job sleeps through in its runner, under a strategy that continues jobs from the
+#: store (a worker, the tick, polls): a window that resets later puts the job back until the reset instead. A job
+#: held through a 15-minute window, or until the daily limit's UTC midnight, would show ``running`` with no
+#: next attempt, renew its lease every 10 s meanwhile, bill a serverless invocation's whole wait, and count a
+#: crash if its worker restarted; put back, it shows ``pending`` until the reset, and at the reset the store's
+#: fair order decides who goes first. A wait this short costs less than a job's round trip through the store.
+RATE_WAIT_IN_PROCESS_S = 30.0
+
 #: Backoff: first retry after 2 s, doubling, capped at 5 min (a Strava rate window is 15 min, and a
 #: rate-limited job is rescheduled to the window's reset, not backed off).
 BACKOFF_BASE_S = 2.0

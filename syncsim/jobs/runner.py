@@ -150,6 +150,14 @@ class JobContext:
             return None
         return self.deadline - self.deadline_margin_s / 2
 
+    @property
+    def rate_wait_s(self) -> float | None:
+        """The longest rate-limit wait for a step's outside calls to sleep through (``None``: as long as the work
+        deadline allows). Under a strategy that retries inline nothing else would continue the job, so it waits
+        here; under any other the job waits in the store beyond
+        :data:`~syncsim.defaults.RATE_WAIT_IN_PROCESS_S`."""
+        return None if self.strategy.inline_retries else defaults.RATE_WAIT_IN_PROCESS_S
+
     async def others_waiting(self, limit: int) -> int:
         """How many other jobs are due and waiting for a turn (counted up to ``limit``); 0 under a strategy that
         retries inline (nothing would continue a job that gave its turn away)."""

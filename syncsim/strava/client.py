@@ -3,7 +3,8 @@
 Everything that can go wrong talking to Strava is translated by this client, once, into :mod:`syncsim.errors`:
 
 - ``Unauthorized``      no connection for the user, a 401 after one refresh, a refused refresh, a 403;
-- ``RateLimited``       the app-wide window is spent and the caller's deadline comes before its reset;
+- ``RateLimited``       the app-wide window is spent and the caller's deadline comes before its reset, or the
+  reset is further away than the caller may wait (``max_wait_s``);
 - ``StravaUnavailable`` 5xx, timeouts and connection errors, after ``max_retries`` retries (``StravaNoTimeToRetry``
   when the next retry could not be answered before the caller's deadline; ``StravaDown``, not retried, once
   attempts in a row have failed, several athletes' requests or one athlete's and a probe of another of theirs: an
@@ -18,11 +19,11 @@ the simulator replace with :class:`~syncsim.strava.fake.FakeStrava`.
 
 How one request is sent: a slot is reserved in the shared :class:`RateLimitBudget`, then the first answer that
 is neither a 429 nor a 5xx is returned. A 429 blocks the budget and waits for the window's reset (or raises
-``RateLimited`` if that comes after the caller's deadline); 5xx, timeouts and connection errors are retried
-``max_retries`` times with the backoff of :data:`REQUEST_RETRY`, then raise ``StravaUnavailable``; a retry is tried
-only if its backoff and the request (as long as the failed attempt took) end before the deadline, since the
-platform would cut off one that does not. Every attempt is recorded in the :class:`~syncsim.strava.trace.Trace`
-if one is given.
+``RateLimited`` if that comes after the caller's deadline or beyond its ``max_wait_s``); 5xx, timeouts and
+connection errors are retried ``max_retries`` times with the backoff of :data:`REQUEST_RETRY`, then raise
+``StravaUnavailable``; a retry is tried only if its backoff and the request (as long as the failed attempt took)
+end before the deadline, since the platform would cut off one that does not. Every attempt is recorded in the
+:class:`~syncsim.strava.trace.Trace` if one is given.
 
 Tokens: the client remembers each user's tokens between requests, but the
 :class:`~syncsim.strava.tokens.TokenStore` is the truth: a job run starts with :meth:`StravaClient.load_tokens`,
@@ -201,9 +202,11 @@ class StravaClient:
     Every request method takes the syncsim ``user_id`` whose tokens to use (from ``tokens``) and an optional
     ``deadline`` (UTC epoch seconds) — the end of the caller's invocation. The client sleeps through a
     rate-limit window only if the window resets (plus one second) by the deadline; otherwise it raises
-    :class:`~syncsim.errors.RateLimited` with the reset time, so the job can be rescheduled. The API reads also
-    take ``answer_by``, for a caller that the platform kills at a hard limit: a request still unanswered then is
-    given up (its timeout cut to end then) and raises :class:`~syncsim.errors.StravaNoTimeToRetry`, so that the
+    :class:`~syncsim.errors.RateLimited` with the reset time, so the job can be rescheduled. The API reads'
+    ``max_wait_s`` bounds that sleep for a caller whose job something else continues (a worker, the tick): a
+    reset further away raises ``RateLimited`` at once, and the job waits in the store, not in this process. They
+    also take ``answer_by``, for a caller that the platform kills at a hard limit: a request still unanswered then
+    is given up (its timeout cut to end then) and raises :class:`~syncsim.errors.StravaNoTimeToRetry`, so that the
     caller ends on its own, with what it has stored, rather than be killed waiting for a Strava that hangs.
     """
 
@@ -298,10 +301,17 @@ class StravaClient:
     # -- the API --------------------------------------------------------------------------------------------
 
     async def get_athlete(
-        self, user_id: uuid.UUID, *, deadline: float | None = None, answer_by: float | None = None
+        self,
+        user_id: uuid.UUID,
+        *,
+        deadline: float | None = None,
+        answer_by: float | None = None,
+        max_wait_s: float | None = None,
     ) -> Athlete:
         """``GET /athlete``: the athlete connected to ``user_id``."""
-        answer = await self._get(user_id, "/athlete", "/athlete", None, deadline=deadline, answer_by=answer_by)
+        answer = await self._get(
+            user_id, "/athlete", "/athlete", None, deadline=deadline, answer_by=answer_by, max_wait_s=max_wait_s
+        )
         data = self._parse_json(answer, "GET", "/athlete")
         try:
             athlete = Athlete.from_json(data)
@@ -321,6 +331,7 @@ class StravaClient:
         before: float | None = None,
         deadline: float | None = None,
         answer_by: float | None = None,
+        max_wait_s: float | None = None,
     ) -> list[Activity]:
         """``GET /athlete/activities``: one page (1-based) of summary activities, parsed.
 
@@ -328,7 +339,14 @@ class StravaClient:
         shorter than ``per_page`` before the end: the caller pages until a page is **empty**.
         """
         answered = await self.request_activities(
-            user_id, page=page, per_page=per_page, after=after, before=before, deadline=deadline, answer_by=answer_by
+            user_id,
+            page=page,
+            per_page=per_page,
+            after=after,
+            before=before,
+            deadline=deadline,
+            answer_by=answer_by,
+            max_wait_s=max_wait_s,
         )
         return answered.activities()
 
@@ -342,6 +360,7 @@ class StravaClient:
         before: float | None = None,
         deadline: float | None = None,
         answer_by: float | None = None,
+        max_wait_s: float | None = None,
     ) -> ActivityPage:
         """:meth:`list_activities` in two steps: this one returns as soon as Strava has answered (an
         :class:`ActivityPage` that says whether the page looks empty), and ``.activities()`` parses it.
@@ -358,18 +377,33 @@ class StravaClient:
         if before is not None:
             params["before"] = int(before)
         answer = await self._get(
-            user_id, LIST_ENDPOINT, LIST_ENDPOINT, params, deadline=deadline, answer_by=answer_by, page=page
+            user_id,
+            LIST_ENDPOINT,
+            LIST_ENDPOINT,
+            params,
+            deadline=deadline,
+            answer_by=answer_by,
+            max_wait_s=max_wait_s,
+            page=page,
         )
         bounds = [f"{name} {_iso(params[name])}" for name in ("after", "before") if name in params]
         return ActivityPage(self, answer, page, " ".join([*bounds, f"page {page}"]))
 
     async def get_activity(
-        self, user_id: uuid.UUID, activity_id: int, *, deadline: float | None = None, answer_by: float | None = None
+        self,
+        user_id: uuid.UUID,
+        activity_id: int,
+        *,
+        deadline: float | None = None,
+        answer_by: float | None = None,
+        max_wait_s: float | None = None,
     ) -> Activity:
         """``GET /activities/{id}``: one activity in detail (``DetailedActivity``), parsed."""
         endpoint = "/activities/{id}"
         path = f"/activities/{int(activity_id)}"
-        answer = await self._get(user_id, endpoint, path, None, deadline=deadline, answer_by=answer_by)
+        answer = await self._get(
+            user_id, endpoint, path, None, deadline=deadline, answer_by=answer_by, max_wait_s=max_wait_s
+        )
         data = self._parse_json(answer, "GET", endpoint)
         try:
             activity = Activity.from_json(data)
@@ -390,6 +424,7 @@ class StravaClient:
         *,
         deadline: float | None,
         answer_by: float | None = None,
+        max_wait_s: float | None = None,
         page: int | None = None,
     ) -> _Answer:
         """GET an API path as ``user_id``: refresh before expiry, and once more on a 401.
@@ -406,6 +441,7 @@ class StravaClient:
                 read=True,
                 deadline=deadline,
                 answer_by=answer_by,
+                max_wait_s=max_wait_s,
                 params=params,
                 headers={"Authorization": f"Bearer {tokens.access_token}"},
                 page=page,
@@ -647,6 +683,7 @@ class StravaClient:
         read: bool,
         deadline: float | None,
         answer_by: float | None = None,
+        max_wait_s: float | None = None,
         params: dict[str, int] | None = None,
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
@@ -659,6 +696,7 @@ class StravaClient:
         Returns the first answer that is neither a 429 nor a 5xx. ``grant``: a token grant (see
         :data:`TOKEN_GRANT_MIN_S`). ``answer_by``: an attempt still unanswered then is given up (see
         :class:`StravaClient`); not for a grant, whose answer is the only copy of the new refresh token.
+        ``max_wait_s``: the longest rate-limit wait to sleep through here (see :class:`StravaClient`).
         """
         if grant and deadline is not None:
             # Every decision below (the first send, a rate-limit wait, a retry) keeps the grant's time to spare.
@@ -673,7 +711,7 @@ class StravaClient:
         while True:
             if answer_by is not None and self._clock.now() >= answer_by:  # before a rate-limit slot is spent on it
                 raise StravaNoTimeToRetry(f"{method} {endpoint}: no time left for an answer before the deadline")
-            await self._reserve(method, endpoint, read=read, deadline=deadline, user_id=user_id)
+            await self._reserve(method, endpoint, read=read, deadline=deadline, max_wait_s=max_wait_s, user_id=user_id)
             attempt += 1
             sent_at = self._clock.now()
             timeout, cut = self._timeout, None
@@ -714,6 +752,7 @@ class StravaClient:
                     reset_at,
                     deadline,
                     why="Strava answered 429, the app-wide rate limit is spent",
+                    max_wait_s=max_wait_s,
                     user_id=user_id,
                 )
                 continue
@@ -866,7 +905,14 @@ class StravaClient:
         return _Answer(response, sent_at, received_at - sent_at, attempt)
 
     async def _reserve(
-        self, method: str, endpoint: str, *, read: bool, deadline: float | None, user_id: uuid.UUID | None
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        read: bool,
+        deadline: float | None,
+        max_wait_s: float | None,
+        user_id: uuid.UUID | None,
     ) -> None:
         while True:
             reset_at = self.budget.reserve(self._clock.now(), read=read)
@@ -878,6 +924,7 @@ class StravaClient:
                 reset_at,
                 deadline,
                 why="the app-wide rate limit is spent (local budget)",
+                max_wait_s=max_wait_s,
                 user_id=user_id,
             )
 
@@ -889,15 +936,23 @@ class StravaClient:
         deadline: float | None,
         *,
         why: str,
+        max_wait_s: float | None = None,
         user_id: uuid.UUID | None = None,
     ) -> None:
-        """Sleep until ``reset_at`` (+1 s) if the deadline allows, else raise :class:`RateLimited`."""
+        """Sleep until ``reset_at`` (+1 s) if the deadline and ``max_wait_s`` allow, else raise
+        :class:`RateLimited`."""
         if deadline is not None and reset_at + RESET_SLACK_S > deadline:
             raise RateLimited(
                 f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, after the invocation's deadline",
                 reset_at=reset_at,
             )
         wait = max(0.0, reset_at + RESET_SLACK_S - self._clock.now())
+        if max_wait_s is not None and wait > max_wait_s:
+            raise RateLimited(
+                f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, in {wait:.0f} s: the job waits in the"
+                " store until then",
+                reset_at=reset_at,
+            )
         if self.on_rate_limit_wait is not None:
             self.on_rate_limit_wait(user_id, wait)
         await self._clock.sleep(wait)

@@ -93,7 +93,11 @@ async def _read(
             try:
                 found.append(
                     await client.get_activity(
-                        ctx.user_id, activity_id, deadline=ctx.work_deadline, answer_by=ctx.answer_deadline
+                        ctx.user_id,
+                        activity_id,
+                        deadline=ctx.work_deadline,
+                        answer_by=ctx.answer_deadline,
+                        max_wait_s=ctx.rate_wait_s,
                     )
                 )
             except StravaRejected as exc:

@@ -302,6 +302,7 @@ class _Sync:
                 after=bound if kind == "after" else None,
                 deadline=self.ctx.work_deadline,
                 answer_by=self.ctx.answer_deadline,
+                max_wait_s=self.ctx.rate_wait_s,
             )
         )
 
@@ -393,7 +394,11 @@ class _Sync:
             try:
                 detailed.append(
                     await client.get_activity(
-                        self.user, summary.id, deadline=ctx.work_deadline, answer_by=ctx.answer_deadline
+                        self.user,
+                        summary.id,
+                        deadline=ctx.work_deadline,
+                        answer_by=ctx.answer_deadline,
+                        max_wait_s=ctx.rate_wait_s,
                     )
                 )
             except StravaRejected as exc:

@@ -230,6 +230,37 @@ def test_rate_limit_mid_sync_reschedules_to_the_window_reset_and_completes(sqlit
     in_virtual_time(sqlite_url, scenario, latency=0.2)
 
 
+def test_a_worker_puts_a_rate_limited_job_back_until_the_window_instead_of_holding_it(sqlite_url: str) -> None:
+    """Under a worker (no deadline) a window that resets minutes later is waited out in the store: the job shows
+    pending with the reset as its next attempt, holds no lease, spends no attempt, and the type's pause tells every
+    process; the worker holding it asleep would show it running, renew its lease all along, and at the daily
+    limit hold it for hours."""
+
+    async def scenario(env: Env) -> None:
+        env.fake.spend_rate_limit(95)  # other users of the app spent 95 of this quarter hour's 100 reads
+        user, _ = await env.athlete(2000)
+        runner = env.runner("worker")
+        job, _ = await runner.submit(user)
+        started = env.clock.now()
+        put_back = await runner.run_next()
+        assert put_back is not None and put_back.id == job.id
+        assert put_back.status is JobStatus.PENDING and put_back.attempts == 0 and put_back.locked_by is None
+        assert "RateLimited" in (put_back.error or "") and "waits in the store" in (put_back.error or "")
+        reset = put_back.next_attempt_at
+        assert reset is not None and reset.timestamp() % 900 == 0 and reset.timestamp() - started > 60
+        assert env.clock.now() - started < 30  # five pages, not a sleep until the window
+        assert await env.store.count_activities(user) == 200 + 4 * 199
+        pause = await env.store.job_type_pause("strava_sync")
+        assert pause is not None and pause.until == pytest.approx(reset.timestamp())
+        assert await runner.run_next() is None  # nothing is due before the reset
+        await env.clock.sleep(reset.timestamp() - env.clock.now())
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED and done.attempts == 1
+        assert await env.store.count_activities(user) == 2000
+
+    in_virtual_time(sqlite_url, scenario, latency=0.2)
+
+
 def test_server_error_bursts_are_retried_and_the_sync_completes(sqlite_url: str) -> None:
     async def scenario(env: Env) -> None:
         user, _ = await env.athlete(3000)

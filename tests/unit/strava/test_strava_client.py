@@ -272,6 +272,27 @@ async def test_a_429_with_the_daily_limit_spent_resets_at_utc_midnight(
     assert caught.value.reset_at == next_utc_midnight(clock.now())
 
 
+async def test_a_reset_further_away_than_max_wait_s_raises_rate_limited_at_once_even_without_a_deadline(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """A worker's job (no deadline) waits for a far window in the store, not asleep in its runner."""
+    user_id, _ = await connect(fake, store, activities=5)
+    fake.spend_rate_limit(100)
+    client = make_client()
+    reset = next_quarter_hour(START)
+    with pytest.raises(RateLimited) as caught:  # Strava's 429
+        await client.list_activities(user_id, page=1, max_wait_s=30)
+    message = str(caught.value)
+    assert caught.value.reset_at == reset and "waits in the store" in message and "\n" not in message
+    assert clock.sleeps == [] and fake.counts["status_429"] == 1
+    with pytest.raises(RateLimited):  # the budget, blocked by that 429, refuses without a request
+        await client.get_activity(user_id, 1, max_wait_s=30)
+    assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 0
+    clock.set(reset - 20)  # a reset within max_wait_s is slept through
+    assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
+    assert clock.sleeps == [pytest.approx(21)]
+
+
 async def test_the_101st_read_in_a_window_is_refused_by_the_budget_without_a_request(
     fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
 ) -> None:
