@@ -473,17 +473,22 @@ async def _exactness(fake: FakeStrava, store: SQLiteStore, user: uuid.UUID, athl
     return len(truth.keys() - stored.keys()), len(stored.keys() - truth.keys()), stale
 
 
-async def _until_no_job_left(store: Any, clock: Clock, horizon: float) -> None:
+async def _until_no_job_left(store: SQLiteStore, clock: Clock, horizon: float) -> None:
     """Wait, a simulated minute at a time, until no job is pending or running, or the horizon."""
-    while clock.now() < horizon and await _jobs_active(store):
+    while clock.now() < horizon and _jobs_active(store):
         await clock.sleep(min(60.0, horizon - clock.now()))
 
 
-async def _jobs_active(store: Any) -> bool:
-    for status in ACTIVE_STATUSES:
-        if await store.list_jobs(status=JobStatus(status), limit=1):
-            return True
-    return False
+#: Whether any job is active, answered by the partial indexes of pending and running jobs (their statuses written
+#: out, as a partial index needs): ``list_jobs(status=…)`` sorts every job of the status by creation, and a run
+#: under a new app's daily limit asks once a simulated minute for days (7,141 times, 2.5 s of a 1,000-athlete run).
+_ACTIVE_SQL = " OR ".join(
+    f"EXISTS (SELECT 1 FROM sync_jobs WHERE status = '{JobStatus(status).value}')" for status in ACTIVE_STATUSES
+)
+
+
+def _jobs_active(store: SQLiteStore) -> bool:
+    return bool(store.conn.execute(f"SELECT {_ACTIVE_SQL}").fetchone()[0])
 
 
 async def _drain(active: set[Invocation], clock: Clock, horizon: float) -> None:
