@@ -28,7 +28,8 @@ LEASE_RENEW_EVERY_S = LEASE_S / 3
 #: held through a 15-minute window, or until the daily limit's UTC midnight, would show ``running`` with no
 #: next attempt, renew its lease every 10 s meanwhile, bill a serverless invocation's whole wait, and count a
 #: crash if its worker restarted; put back, it shows ``pending`` until the reset, and at the reset the store's
-#: fair order decides who goes first. A wait this short costs less than a job's round trip through the store.
+#: fair order decides who goes first. A wait within one lease is slept through: putting the job back would cost a
+#: reschedule, a claim and, on a serverless platform, a new invocation, for a wait the lease covers anyway.
 RATE_WAIT_IN_PROCESS_S = 30.0
 
 #: Backoff: first retry after 2 s, doubling, capped at 5 min (a Strava rate window is 15 min, and a
