@@ -240,6 +240,11 @@ _LEAVES_JOBS = frozenset(
         "reconciled_at",
         "users_to_reconcile",
         "mark_reconcile_asked",
+        # The job type's shared pause is a row of its own table: a runner reads it before every job run.
+        "job_type_pause",
+        "type_pauses",
+        "pause_job_type",
+        "clear_type_outage",
     }
 )
 
@@ -259,6 +264,8 @@ class ObservedStore:
         self.recorder = recorder
         self.latency_s = latency_s
         self._jobs_read: dict[uuid.UUID, Job | None] = {}
+        #: The jobs in ``_jobs_read`` read while running: the only ones a claim's reclaim of lapsed leases changes.
+        self._running_read: set[uuid.UUID] = set()
 
     def _rtt(self) -> Awaitable[None]:
         """One database round trip of simulated time, to await (without latency, it completes at once)."""
@@ -273,6 +280,7 @@ class ObservedStore:
             await self._rtt()
             if name not in _LEAVES_JOBS:
                 self._jobs_read.clear()
+                self._running_read.clear()
             return await target(*args, **kwargs)
 
         return call
@@ -288,13 +296,25 @@ class ObservedStore:
         if job_id in self._jobs_read:
             return self._jobs_read[job_id]
         job = self._jobs_read[job_id] = await self.inner.get_job(job_id)
+        if job is not None and job.status == "running":
+            self._running_read.add(job_id)
         return job
 
     async def claim_job(self, **kwargs: Any) -> Job | None:
         await self._rtt()
-        self._jobs_read.clear()  # claiming first reclaims every expired lease
-        job = await self.inner.claim_job(**kwargs)
+        # A claim changes the job it takes and, first, every running job whose lease lapsed; a pending, completed
+        # or failed job read before stays as read. A worker claims every second while idle and at every turn, so
+        # forgetting every read here sent nearly all of a worker run's status polls to SQLite.
+        for job_id in self._running_read:
+            self._jobs_read.pop(job_id, None)
+        self._running_read.clear()
+        try:
+            job = await self.inner.claim_job(**kwargs)
+        except BaseException:
+            self._jobs_read.clear()
+            raise
         if job is not None:
+            self._jobs_read.pop(job.id, None)
             self.recorder.claimed(job)
         return job
 

@@ -541,6 +541,53 @@ def test_a_store_round_trip_takes_its_latency_and_none_yields_nothing(latency_s:
     assert elapsed == pytest.approx(latency_s, abs=1e-6)  # to the tick (epoch seconds are floats)
 
 
+def test_the_observed_store_answers_a_job_read_again_from_its_read_until_a_call_changes_that_job() -> None:
+    """Reads kept across a claim are exactly the jobs a claim cannot change: the claim's reclaim of a lapsed lease
+    and the job it takes are read afresh, a finished job and a pause's row do not send a poll back to SQLite."""
+    from syncsim.sim.recorder import ObservedStore, Recorder
+    from syncsim.stores import open_store
+
+    async def main() -> None:
+        clock = virtual_clock()
+        inner = open_store("sqlite:///:memory:")
+        store = ObservedStore(inner, clock=clock, recorder=Recorder(clock, clock.now()))
+        await store.migrate()
+        reads: list[uuid.UUID] = []
+        read = inner.get_job
+
+        async def counted(job_id: uuid.UUID) -> Any:
+            reads.append(job_id)
+            return await read(job_id)
+
+        inner.get_job = counted  # type: ignore[method-assign]
+        new = [
+            (await store.create_job(user_id=uuid.uuid4(), type="strava_sync", payload={}, max_attempts=3, now=t))[0]
+            for t in (0, 1, 2)
+        ]
+        lapsing = await store.claim_job(worker_id="w1", now=3, lease_s=10)
+        done = await store.claim_job(worker_id="w1", now=3, lease_s=10)
+        assert lapsing is not None and done is not None
+        await store.complete_job(done.id, worker_id="w1", result={}, now=4)
+        waiting = new[2]
+        before = {job.id: await store.get_job(job.id) for job in new}
+        assert [before[j.id].status for j in new] == ["running", "completed", "pending"]  # type: ignore[union-attr]
+        await store.pause_job_type("strava_sync", until=60, looks=0, reason="rate limit", now=5)
+        assert await store.job_type_pause("strava_sync") is not None
+        assert [await store.get_job(job.id) for job in new] == list(before.values())
+        assert len(reads) == 3  # the pause's row changed no job: every read was answered as it was read
+
+        # At 20 the first lease has lapsed: the claim reclaims that job and takes the waiting one.
+        taken = await store.claim_job(worker_id="w2", now=20, lease_s=10)
+        assert taken is not None and taken.id == waiting.id
+        after = {job.id: await store.get_job(job.id) for job in new}
+        assert after == {job.id: await read(job.id) for job in new}  # what SQLite holds, not what was read
+        assert after[lapsing.id].status != "running" and after[waiting.id].status == "running"  # type: ignore[union-attr]
+        assert after[done.id] is before[done.id]
+        assert sorted(map(str, reads[3:])) == sorted([str(lapsing.id), str(waiting.id)])
+
+    run_virtual(main)
+
+
 def test_a_browser_polls_on_the_one_backoff_formula_and_refuses_a_schedule_that_cannot_run() -> None:
     schedule = PollSchedule(first_s=2.0, cap_s=30.0)
     assert [schedule.delay(k) for k in range(1, 8)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
