@@ -66,7 +66,7 @@ from syncsim.errors import (
 )
 from syncsim.retry import RetryPolicy
 from syncsim.strava.models import Activity, Athlete, StravaTokens, utc_time
-from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight, parse_pair
+from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget, parse_pair, reset_after_429
 from syncsim.strava.tokens import MemoryTokenStore, TokenStore
 from syncsim.strava.trace import Trace, TraceRecord
 
@@ -97,7 +97,7 @@ CLIENT_SECRET_ENV = "STRAVA_CLIENT_SECRET"
 REQUEST_RETRY = RetryPolicy(base_s=0.5, factor=2.0, max_s=8.0, jitter=0.25)
 #: Wake this long after a rate-limit reset (seconds), so a small clock skew with Strava does not land the
 #: first request of the new window in the old one.
-RESET_SLACK_S = 1.0
+RESET_SLACK_S = CLOCK_SKEW_S
 #: A token grant (``POST /oauth/token``) is sent, after a rate-limit wait or as a retry too, only with this much
 #: time left before the caller's deadline: its answer carries the only copy of the new refresh token (Strava
 #: invalidates the old one at once), so one cut off by a killed invocation disconnects the athlete.
@@ -743,7 +743,7 @@ class StravaClient:
             if status < 500:  # Strava answered: whatever failed before, it is up
                 self._up(answer.sent_at + answer.latency_s)
             if status == 429:
-                reset_at = _reset_after_429(response.headers, self._clock.now())
+                reset_at = _reset_after_429(response.headers, answer.sent_at)
                 self.budget.block_until(reset_at)
                 self._record(answer, method, endpoint, page=page, error="RateLimited")
                 await self._wait_for_reset(
@@ -855,7 +855,7 @@ class StravaClient:
             failed = answer.response.status_code >= 500
             self._record(answer, "GET", probe, error="StravaUnavailable" if failed else None)
             if answer.response.status_code == 429:
-                self.budget.block_until(_reset_after_429(answer.response.headers, self._clock.now()))
+                self.budget.block_until(_reset_after_429(answer.response.headers, answer.sent_at))
         finally:
             self._probing = False
         if failed:
@@ -901,7 +901,7 @@ class StravaClient:
         # memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
         response.stream = httpx.ByteStream(response.content)
         received_at = self._clock.now()
-        self.budget.observe(response.headers, received_at, sent_at=sent_at)
+        self.budget.observe(response.headers, received_at, sent_at=sent_at, refused=response.status_code == 429)
         return _Answer(response, sent_at, received_at - sent_at, attempt)
 
     async def _reserve(
@@ -1055,14 +1055,15 @@ def _with_athlete(tokens: StravaTokens, athlete_id: int) -> StravaTokens:
     )
 
 
-def _reset_after_429(headers: httpx.Headers, now: float) -> float:
-    """When a 429 ends: the next UTC midnight if a daily limit is spent per the headers, else the next :15."""
+def _reset_after_429(headers: httpx.Headers, sent_at: float) -> float:
+    """When a 429 for a request sent at ``sent_at`` ends: the day's reset if the headers say a daily limit is
+    spent, else the quarter hour's (:func:`~syncsim.strava.ratelimit.reset_after_429`)."""
+    daily = False
     for prefix in ("x-ratelimit", "x-readratelimit"):
         limit = parse_pair(headers.get(f"{prefix}-limit"))
         usage = parse_pair(headers.get(f"{prefix}-usage"))
-        if limit is not None and usage is not None and usage[1] >= limit[1]:
-            return next_utc_midnight(now)
-    return next_quarter_hour(now)
+        daily = daily or (limit is not None and usage is not None and usage[1] >= limit[1])
+    return reset_after_429(sent_at, daily=daily)
 
 
 def _iso(ts: float) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "CLOCK_SKEW_S",
     "DAY_S",
     "QUARTER_HOUR_S",
     "RateLimitBudget",
@@ -26,6 +27,7 @@ __all__ = [
     "next_utc_midnight",
     "parse_pair",
     "quarter_hour_start",
+    "reset_after_429",
     "utc_day_start",
 ]
 
@@ -33,6 +35,11 @@ __all__ = [
 QUARTER_HOUR_S = 900.0
 #: Length of the daily window, in seconds; epoch multiples are UTC midnights (epoch time has no leap seconds).
 DAY_S = 86_400.0
+#: How far Strava's clock may run behind ours (seconds). A request sent in the first CLOCK_SKEW_S of a window by
+#: our clock may still count in Strava's previous one: the usage it reports is that window's, and a 429 it gets
+#: says nothing of the new window. A job due at a reset sends its first request right then, so without this
+#: allowance a skew of a few milliseconds would cost a whole window, or a whole day at midnight.
+CLOCK_SKEW_S = 1.0
 
 
 def quarter_hour_start(ts: float) -> float:
@@ -53,6 +60,17 @@ def utc_day_start(ts: float) -> float:
 def next_utc_midnight(ts: float) -> float:
     """The next UTC midnight strictly after ``ts`` (UTC epoch seconds): when the daily window resets."""
     return utc_day_start(ts) + DAY_S
+
+
+def reset_after_429(sent_at: float, *, daily: bool) -> float:
+    """When a request sent at ``sent_at`` (UTC epoch s) and refused with a 429 may go again: the end of the window
+    Strava counted it in (the day's if ``daily``, the headers saying the daily limit is spent).
+
+    That is the window that held ``sent_at`` or, for a request sent in a window's first :data:`CLOCK_SKEW_S`, the
+    one before, which has ended already: the next request goes once the skew has passed, instead of a window later.
+    """
+    before = sent_at - CLOCK_SKEW_S
+    return next_utc_midnight(before) if daily else next_quarter_hour(before)
 
 
 def parse_pair(value: str | None) -> tuple[int, int] | None:
@@ -178,17 +196,26 @@ class RateLimitBudget:
         day_left = min(c.limit_daily - c.used_daily for c in (self._overall, self._read))
         return next_utc_midnight(now) if day_left < reads else next_quarter_hour(now)
 
-    def observe(self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None) -> None:
+    def observe(
+        self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None, refused: bool = False
+    ) -> None:
         """Learn limits and usage from a response's ``X-RateLimit-*`` / ``X-ReadRateLimit-*`` headers.
 
         Usage only ever raises the local counts (it includes other processes' requests; the local count
         includes this process's requests still in flight). If the request was sent (``sent_at``) in an
         earlier window than ``now``, its usage describes that window and is ignored for the current one.
+
+        A request sent in a window's first :data:`CLOCK_SKEW_S` may have counted in Strava's previous window. Its
+        daily usage is ignored (yesterday's, taken for today's, would hold back most of a day). So is its
+        15-minute usage if Strava ``refused`` it (429): taken for the new window's, it would hold back the whole
+        window; a request answered is believed, so that other processes' use of a window's first second counts.
         """
         self._roll(now)
         sent = now if sent_at is None else sent_at
         same_window = quarter_hour_start(sent) == self._window_start
-        same_day = utc_day_start(sent) == self._day_start
+        if refused and sent - self._window_start < CLOCK_SKEW_S:
+            same_window = False
+        same_day = utc_day_start(sent) == self._day_start and sent - self._day_start >= CLOCK_SKEW_S
         for counter, prefix in ((self._overall, "x-ratelimit"), (self._read, "x-readratelimit")):
             limit = parse_pair(_header(headers, f"{prefix}-limit"))
             if limit is not None:

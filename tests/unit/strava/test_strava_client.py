@@ -293,6 +293,45 @@ async def test_a_reset_further_away_than_max_wait_s_raises_rate_limited_at_once_
     assert clock.sleeps == [pytest.approx(21)]
 
 
+class BehindClock:
+    """Strava's clock, ``behind_s`` behind ours (two servers' clocks are never quite the same)."""
+
+    def __init__(self, ours: ManualClock, behind_s: float) -> None:
+        self.ours, self.behind_s = ours, behind_s
+
+    def now(self) -> float:
+        return self.ours.now() - self.behind_s
+
+    async def sleep(self, seconds: float) -> None:
+        await self.ours.sleep(seconds)
+
+
+@pytest.mark.parametrize("daily", [False, True], ids=["15min", "day"])
+async def test_a_job_due_at_a_reset_that_strava_has_not_reached_yet_waits_out_the_skew_not_a_window(
+    store: MemoryTokenStore, make_client: MakeClient, daily: bool
+) -> None:
+    """A job put back until a reset sends its first request right then; Strava's clock, 0.3 s behind ours, still
+    counts it in the spent window. The 429 costs the client a second, not the window (or, at midnight, the day),
+    and the old window's usage in that 429 is not taken for the new one's."""
+    reset = next_utc_midnight(START) if daily else next_quarter_hour(START)
+    ours = ManualClock(reset - 60)
+    fake = FakeStrava(clock=BehindClock(ours, 0.3), seed=7)  # type: ignore[arg-type]
+    user_id, _ = await connect(fake, store, activities=5)
+    fake.spend_rate_limit(1000 if daily else 100)
+    client = make_client(clock=ours, transport=fake.transport())
+    ours.set(reset + 0.1)
+    assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
+    assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 1
+    assert ours.sleeps == [pytest.approx(0.9)] and ours.now() == pytest.approx(reset + 1)
+
+    # Had the window been spent on Strava's side too, the second 429 is believed: the wait is the window's.
+    fake.spend_rate_limit(1000 if daily else 100)
+    with pytest.raises(RateLimited) as caught:
+        await client.get_athlete(user_id, max_wait_s=30)
+    assert caught.value.reset_at == (next_utc_midnight(reset) if daily else next_quarter_hour(reset))
+    assert fake.counts["status_429"] == 2
+
+
 async def test_the_101st_read_in_a_window_is_refused_by_the_budget_without_a_request(
     fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
 ) -> None:
