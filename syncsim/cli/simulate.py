@@ -27,6 +27,7 @@ _RUN_FLAGS = (
     "faults",
     "churn",
     "strava_down",
+    "strava_clock_behind",
     "instances",
 )
 #: The faults ``--faults`` sets: FakeStrava's rates (fractions of requests, or of list pages).
@@ -66,6 +67,13 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
         dest="strava_down",
         metavar="START,END",
         help="Strava answers 503 to everything from START to END seconds after the start",
+    )
+    p.add_argument(
+        "--strava-clock-behind",
+        dest="strava_clock_behind",
+        type=float,
+        metavar="SECONDS",
+        help="Strava's clock runs SECONDS behind the app's (negative: ahead); its rate-limit windows follow it (0)",
     )
     p.add_argument(
         "--instances",
@@ -161,6 +169,8 @@ def _simulate(args: argparse.Namespace) -> int:
         options["faults"] = _faults(options["faults"])
     if "strava_down" in options:
         options["strava_down_s"] = _interval(options.pop("strava_down"))
+    if "strava_clock_behind" in options:
+        options["strava_clock_behind_s"] = options.pop("strava_clock_behind")
     if "churn" in options and not 0 <= options["churn"] < float("inf"):
         raise InvalidInput(f"--churn must be changes per athlete per hour (>= 0), got {options['churn']!r}")
     if options.get("latency") is not None:

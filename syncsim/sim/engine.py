@@ -156,6 +156,20 @@ def _faults(sc: Scenario, t0: float) -> Faults:
     return dataclasses.replace(sc.faults, down=(t0 + start, t0 + end))
 
 
+class _BehindClock:
+    """Strava's clock in a run where it runs ``behind_s`` seconds behind the app's (negative: ahead)."""
+
+    def __init__(self, clock: Clock, behind_s: float) -> None:
+        self._clock = clock
+        self._behind_s = behind_s
+
+    def now(self) -> float:
+        return self._clock.now() - self._behind_s
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+
+
 def _user_ids(n: int, seed: int) -> list[uuid.UUID]:
     rng = random.Random(f"users:{seed}")
     return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
@@ -175,7 +189,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
     recorder = Recorder(clock, t0, keep_events=sc.keep_events)
     limits = sc.rate_limits
     fake = FakeStrava(
-        clock=clock,
+        clock=_BehindClock(clock, sc.strava_clock_behind_s) if sc.strava_clock_behind_s else clock,
         seed=sc.seed,
         read_limits=limits.read,
         overall_limits=limits.overall,
@@ -193,6 +207,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
         """A process's Strava client: its own view of the app-wide budget, learnt from Strava's headers."""
         budgets.append(RateLimitBudget(overall_limits=limits.overall, read_limits=limits.read))
         return fake.client(
+            clock=clock,
             tokens=store,
             budget=budgets[-1],
             rng=random.Random(f"{name}:{sc.seed}"),

@@ -14,6 +14,7 @@ from syncsim.platforms import PlatformSpec, platform_spec
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.workload import Workload
 from syncsim.strava.fake import Churn, Faults, LatencyModel
+from syncsim.strava.ratelimit import QUARTER_HOUR_S
 
 __all__ = ["APPROVED_APP_LIMITS", "STRAVA_DEFAULT_LIMITS", "RateLimits", "Scenario", "parse_latency"]
 
@@ -164,6 +165,9 @@ class Scenario:
     #: Strava is down (every request answered 503, the OAuth endpoints' included) from the first to the second of
     #: these times, in seconds after the start (FakeStrava's ``Faults.down``, on the run's clock).
     strava_down_s: tuple[float, float] | None = None
+    #: Strava's clock runs this many seconds behind the app's (negative: ahead). Its rate-limit windows reset by
+    #: its own clock, so a request the app sends at a window's start by its clock may count in the window before.
+    strava_clock_behind_s: float = 0.0
     #: Probability that an invocation is killed at a random moment within its limit (an instance crash).
     kill_rate: float = 0.0
     #: Every this many seconds, the store is compared with FakeStrava's truth (``SimulationResult.divergence``).
@@ -197,6 +201,11 @@ class Scenario:
                 raise InvalidInput(f"{name} must be {what}, got {value!r}")
         if self.workload.athletes < 1:  # its metrics would pass or fail on nothing
             raise InvalidInput(f"nothing to simulate: workload {self.workload.name!r} has no athletes (need >= 1)")
+        skew = self.strava_clock_behind_s
+        if isinstance(skew, bool) or not isinstance(skew, int | float) or not abs(skew) < QUARTER_HOUR_S:
+            raise InvalidInput(
+                f"strava_clock_behind_s must be seconds within a rate-limit window (|s| < 900), got {skew!r}"
+            )
         down = self.strava_down_s
         if down is not None and not (len(down) == 2 and 0 <= down[0] <= down[1] < math.inf):
             raise InvalidInput(f"strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s, got {down!r}")
@@ -270,6 +279,7 @@ class Scenario:
             "reconcile_every_s": self.reconcile_every_s,
             "churn": repr(self.churn),
             "strava_down_s": self.strava_down_s,
+            "strava_clock_behind_s": self.strava_clock_behind_s,
             "kill_rate": self.kill_rate,
             "resync_s": self.resync_s,
             "finish_at_end": self.finish_at_end,

@@ -901,7 +901,7 @@ class StravaClient:
         # memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
         response.stream = httpx.ByteStream(response.content)
         received_at = self._clock.now()
-        self.budget.observe(response.headers, received_at, sent_at=sent_at, refused=response.status_code == 429)
+        self.budget.observe(response.headers, received_at, sent_at=sent_at)
         return _Answer(response, sent_at, received_at - sent_at, attempt)
 
     async def _reserve(

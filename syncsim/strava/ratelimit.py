@@ -35,10 +35,11 @@ __all__ = [
 QUARTER_HOUR_S = 900.0
 #: Length of the daily window, in seconds; epoch multiples are UTC midnights (epoch time has no leap seconds).
 DAY_S = 86_400.0
-#: How far Strava's clock may run behind ours (seconds). A request sent in the first CLOCK_SKEW_S of a window by
-#: our clock may still count in Strava's previous one: the usage it reports is that window's, and a 429 it gets
-#: says nothing of the new window. A job due at a reset sends its first request right then, so without this
-#: allowance a skew of a few milliseconds would cost a whole window, or a whole day at midnight.
+#: How far Strava's clock may run behind ours (seconds). A request sent in the first CLOCK_SKEW_S of a UTC day by
+#: our clock may still count in Strava's previous day: the daily usage it reports, or a 429 for a spent daily
+#: limit, is yesterday's (today's cannot be spent in a second: the 15-minute limit is far lower). Jobs waiting for
+#: the daily reset all send their first request right at midnight, so without this allowance a skew of a few
+#: milliseconds would cost a whole day.
 CLOCK_SKEW_S = 1.0
 
 
@@ -64,13 +65,17 @@ def next_utc_midnight(ts: float) -> float:
 
 def reset_after_429(sent_at: float, *, daily: bool) -> float:
     """When a request sent at ``sent_at`` (UTC epoch s) and refused with a 429 may go again: the end of the window
-    Strava counted it in (the day's if ``daily``, the headers saying the daily limit is spent).
+    it was sent in (the day's if ``daily``, the headers saying the daily limit is spent), even if the answer came
+    after it.
 
-    That is the window that held ``sent_at`` or, for a request sent in a window's first :data:`CLOCK_SKEW_S`, the
-    one before, which has ended already: the next request goes once the skew has passed, instead of a window later.
+    A 429 for a spent daily limit, to a request sent in a day's first :data:`CLOCK_SKEW_S`, is the day before's,
+    which has ended. A 429 for a spent 15-minute limit is believed even in a window's first second: there it is
+    more likely other instances' burst at the reset than a skew, and each request it refuses again would count
+    against the day.
     """
-    before = sent_at - CLOCK_SKEW_S
-    return next_utc_midnight(before) if daily else next_quarter_hour(before)
+    if daily:
+        return next_utc_midnight(sent_at - CLOCK_SKEW_S)
+    return next_quarter_hour(sent_at)
 
 
 def parse_pair(value: str | None) -> tuple[int, int] | None:
@@ -196,36 +201,38 @@ class RateLimitBudget:
         day_left = min(c.limit_daily - c.used_daily for c in (self._overall, self._read))
         return next_utc_midnight(now) if day_left < reads else next_quarter_hour(now)
 
-    def observe(
-        self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None, refused: bool = False
-    ) -> None:
+    def observe(self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None) -> None:
         """Learn limits and usage from a response's ``X-RateLimit-*`` / ``X-ReadRateLimit-*`` headers.
 
         Usage only ever raises the local counts (it includes other processes' requests; the local count
         includes this process's requests still in flight). If the request was sent (``sent_at``) in an
         earlier window than ``now``, its usage describes that window and is ignored for the current one.
 
-        A request sent in a window's first :data:`CLOCK_SKEW_S` may have counted in Strava's previous window. Its
-        daily usage is ignored (yesterday's, taken for today's, would hold back most of a day). So is its
-        15-minute usage if Strava ``refused`` it (429): taken for the new window's, it would hold back the whole
-        window; a request answered is believed, so that other processes' use of a window's first second counts.
+        The daily usage of a request sent in a day's first :data:`CLOCK_SKEW_S` may be the day before's (Strava's
+        clock a little behind ours), and is ignored: taken for today's, it would hold back most of the day. If it
+        says a daily limit is spent, it is the day before's for certain (today's cannot be spent in a second), and
+        so is its 15-minute usage.
         """
         self._roll(now)
         sent = now if sent_at is None else sent_at
         same_window = quarter_hour_start(sent) == self._window_start
-        if refused and sent - self._window_start < CLOCK_SKEW_S:
-            same_window = False
-        same_day = utc_day_start(sent) == self._day_start and sent - self._day_start >= CLOCK_SKEW_S
+        same_day = utc_day_start(sent) == self._day_start
+        first_second = same_day and sent - self._day_start < CLOCK_SKEW_S
+        reports = []
         for counter, prefix in ((self._overall, "x-ratelimit"), (self._read, "x-readratelimit")):
             limit = parse_pair(_header(headers, f"{prefix}-limit"))
             if limit is not None:
                 counter.limit_15min, counter.limit_daily = limit
             usage = parse_pair(_header(headers, f"{prefix}-usage"))
             if usage is not None:
-                if same_window:
-                    counter.used_15min = max(counter.used_15min, usage[0])
-                if same_day:
-                    counter.used_daily = max(counter.used_daily, usage[1])
+                reports.append((counter, usage))
+                if first_second and usage[1] >= counter.limit_daily:
+                    same_window = False  # yesterday's answer
+        for counter, (used_15min, used_daily) in reports:
+            if same_window:
+                counter.used_15min = max(counter.used_15min, used_15min)
+            if same_day and not first_second:
+                counter.used_daily = max(counter.used_daily, used_daily)
 
     def block_until(self, reset_at: float) -> None:
         """Refuse every request until ``reset_at`` (UTC epoch seconds): Strava answered 429."""

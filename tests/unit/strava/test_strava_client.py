@@ -306,30 +306,52 @@ class BehindClock:
         await self.ours.sleep(seconds)
 
 
-@pytest.mark.parametrize("daily", [False, True], ids=["15min", "day"])
-async def test_a_job_due_at_a_reset_that_strava_has_not_reached_yet_waits_out_the_skew_not_a_window(
-    store: MemoryTokenStore, make_client: MakeClient, daily: bool
+async def test_a_job_due_at_midnight_that_strava_has_not_reached_yet_waits_out_the_skew_not_a_day(
+    store: MemoryTokenStore, make_client: MakeClient
 ) -> None:
-    """A job put back until a reset sends its first request right then; Strava's clock, 0.3 s behind ours, still
-    counts it in the spent window. The 429 costs the client a second, not the window (or, at midnight, the day),
-    and the old window's usage in that 429 is not taken for the new one's."""
-    reset = next_utc_midnight(START) if daily else next_quarter_hour(START)
-    ours = ManualClock(reset - 60)
+    """Jobs waiting for the daily reset send their first request right at midnight; Strava's clock, 0.3 s behind
+    ours, still counts it in the spent day. The 429 costs the client a second, not the day, and that day's usage
+    is not taken for the new one's."""
+    midnight = next_utc_midnight(START)
+    ours = ManualClock(midnight - 60)
     fake = FakeStrava(clock=BehindClock(ours, 0.3), seed=7)  # type: ignore[arg-type]
     user_id, _ = await connect(fake, store, activities=5)
-    fake.spend_rate_limit(1000 if daily else 100)
+    fake.spend_rate_limit(1000)
     client = make_client(clock=ours, transport=fake.transport())
-    ours.set(reset + 0.1)
+    ours.set(midnight + 0.1)
     assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
     assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 1
-    assert ours.sleeps == [pytest.approx(0.9)] and ours.now() == pytest.approx(reset + 1)
+    assert ours.sleeps == [pytest.approx(0.9)] and ours.now() == pytest.approx(midnight + 1)
+    assert client.budget.usage(ours.now()).read_used[1] <= 2  # not yesterday's 1,000
 
-    # Had the window been spent on Strava's side too, the second 429 is believed: the wait is the window's.
-    fake.spend_rate_limit(1000 if daily else 100)
-    with pytest.raises(RateLimited) as caught:
-        await client.get_athlete(user_id, max_wait_s=30)
-    assert caught.value.reset_at == (next_utc_midnight(reset) if daily else next_quarter_hour(reset))
-    assert fake.counts["status_429"] == 2
+
+class SlowAnswers(httpx.AsyncBaseTransport):
+    """Every answer reaches the client ``delay_s`` after Strava gave it (on the test's clock)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, clock: ManualClock, delay_s: float) -> None:
+        self.inner, self.clock, self.delay_s = inner, clock, delay_s
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        await self.clock.sleep(self.delay_s)
+        return response
+
+
+async def test_a_429_answered_after_the_reset_ends_at_that_reset(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock
+) -> None:
+    """Sent in the last instant of a window other instances had spent, refused, and the refusal read after the
+    window ended: the new window is open already, so the request goes again a second after the reset instead of
+    a window later."""
+    user_id, _ = await connect(fake, store, activities=5)
+    reset = next_quarter_hour(START)
+    clock.set(reset - 0.2)
+    fake.spend_rate_limit(100)
+    client = make_client(transport=SlowAnswers(fake.transport(), clock, 0.5))
+    assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
+    assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 1
+    assert clock.sleeps == [0.5, pytest.approx(0.7), 0.5]  # the 429's way back, the slack after the reset, the 200's
+    assert clock.now() == pytest.approx(reset + 1.5)
 
 
 async def test_the_101st_read_in_a_window_is_refused_by_the_budget_without_a_request(

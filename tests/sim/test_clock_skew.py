@@ -1,0 +1,54 @@
+"""Strava's clock is never quite the app's: its rate-limit windows reset by its own clock.
+
+Jobs put back until a reset, turns given away until the next window and the tick all send their first request
+of a window at its start by the app's clock, so with Strava's clock behind, those requests count in Strava's
+window before; with it ahead, the app's last requests of a window count in the next. Launch day under a new app's
+default limits (300 athletes at once, hobby, ``resumable``, tick every minute, browsers leave after 2 h, across
+midnight), on 4 instances, with Strava's clock 0.7 s behind and 0.7 s ahead (measured: every sync completes, 28
+requests answered 429 as without a skew, the last sync at 25.30 h and 25.57 h against 25.57 h; the client's
+allowance for a skew at midnight is pinned in tests/unit/strava/test_strava_client.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from syncsim.errors import InvalidInput
+from syncsim.sim import PollSchedule, SimulationResult, Workload, simulate
+
+
+@functools.cache
+def _launch(behind_s: float) -> SimulationResult:
+    return simulate(
+        workload=Workload.sample(athletes=300, seed=0, launch_window_s=0.0),
+        platform="hobby",
+        strategy="resumable",
+        rate_limits="default",
+        tick_s=60.0,
+        poll=PollSchedule(give_up_s=7_200.0),
+        max_sim_s=5 * 86_400.0,
+        keep_events=False,
+        instances=4,
+        strava_clock_behind_s=behind_s,
+    )
+
+
+@pytest.mark.parametrize("behind_s", [0.7, -0.7], ids=["behind", "ahead"])
+def test_a_launch_across_midnight_survives_strava_s_clock_off_by_most_of_a_second(behind_s: float) -> None:
+    even, skewed = _launch(0.0), _launch(behind_s)
+    jobs = skewed.jobs
+    assert jobs["status"].eq("completed").all(), jobs["status"].value_counts()
+    assert jobs["time_to_complete_s"].max() > 86_400  # the launch needs the next day's reads
+    assert jobs["activities_synced"].eq(jobs["activities"]).all()
+    # No window, and no day, is lost to the skew: the last sync ends within a window of the unskewed run's.
+    assert jobs["time_to_complete_s"].max() <= even.jobs["time_to_complete_s"].max() + 900
+    assert skewed.params["fake_counts"].get("rate_limited", 0) <= even.params["fake_counts"].get("rate_limited", 0) + 4
+    assert skewed.params["strava_clock_behind_s"] == behind_s
+
+
+@pytest.mark.parametrize("bad", [900.0, -1e9, float("nan"), float("inf"), True, "0.5"])
+def test_a_clock_skew_beyond_a_window_is_refused_with_one_line(bad: object) -> None:
+    with pytest.raises(InvalidInput, match=r"strava_clock_behind_s must be seconds within a rate-limit window"):
+        simulate(athletes=2, strava_clock_behind_s=bad)
