@@ -337,7 +337,12 @@ async def _simulate(sc: Scenario) -> RunRecord:
                 await browsers[row.athlete].webhook(event)
 
     async def tick() -> None:
-        """The scheduler's tick (Supabase Cron or Vercel Cron), every ``tick_s`` from the start of the run."""
+        """The scheduler's tick (Supabase Cron or Vercel Cron): ``tick_s`` after the one before has answered.
+
+        A cron schedule fires on the clock instead, whether the call before has answered or not; waiting for the
+        answer drifts by the answer times (about 13 s a day on launch day), so a tick due at a window's reset comes
+        a little after it. Firing on the clock gives the same reads per window and the same last completion on
+        launch day, and a different share of syncs done on the first day (docs/architecture.md, "Fair turns")."""
         assert sc.tick_s is not None
         bearer = {"authorization": f"Bearer {CRON_SECRET}"}
         while True:

@@ -154,8 +154,8 @@ class Scenario:
     budget_every_s: float = 60.0
     compact_activities: bool = True
     detail: bool = False
-    #: A scheduler calls the tick (``/api/cron/tick``) every this many seconds; with it, the run lasts until no job
-    #: is left (or ``max_sim_s``), browsers or not. Ticks are invocations, counted in the cost.
+    #: A scheduler calls the tick (``/api/cron/tick``) this many seconds after its last call answered; with it, the
+    #: run lasts until no job is left (or ``max_sim_s``), browsers or not. Ticks are invocations, counted in the cost.
     tick_s: float | None = None
     #: The tick reconciles a history not listed to its end for this long (seconds).
     reconcile_every_s: float = defaults.RECONCILE_EVERY_S
