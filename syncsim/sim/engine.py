@@ -341,8 +341,8 @@ async def _simulate(sc: Scenario) -> RunRecord:
 
         A cron schedule fires on the clock instead, whether the call before has answered or not; waiting for the
         answer drifts by the answer times (about 13 s a day on launch day), so a tick due at a window's reset comes
-        a little after it. Firing on the clock gives the same reads per window and the same last completion on
-        launch day, and a different share of syncs done on the first day (docs/architecture.md, "Fair turns")."""
+        a little after it. Fired on the clock, launch day uses the same reads per window and ends at the same time,
+        but fewer syncs finish on the first day (docs/architecture.md, "Fair turns")."""
         assert sc.tick_s is not None
         bearer = {"authorization": f"Bearer {CRON_SECRET}"}
         while True:
