@@ -160,9 +160,11 @@ def test_cli_faults_and_churn_reach_fakestrava(capsys: pytest.CaptureFixture[str
     """``--faults`` and ``--churn`` set what Strava gets wrong and how histories change; bad ones are one line."""
     options = {"athletes": 20, "strategy": "resumable", "rate_limits": "approved", "latency": 0.8, "json": True}
     faults = "error_rate=0.1, timeout_rate=0.05"
-    assert simulate_command(cli_args(**options, faults=faults, churn=2.0, strava_down="5,65")) == 0
+    given = {"faults": faults, "churn": 2.0, "strava_down": "5,65", "strava_clock_behind": -0.25}
+    assert simulate_command(cli_args(**options, **given)) == 0
     params = json.loads(capsys.readouterr().out)["params"]
     assert params["strava_down_s"] == [5.0, 65.0]
+    assert params["strava_clock_behind_s"] == -0.25
     counts = params["fake_counts"]
     assert counts["errors_5xx"] > 0 and counts["timeouts"] > 0
     assert "error_rate=0.1" in params["faults"] and "timeout_rate=0.05" in params["faults"]
@@ -182,6 +184,9 @@ def test_cli_faults_and_churn_reach_fakestrava(capsys: pytest.CaptureFixture[str
     assert "--strava-down must be START,END in seconds" in capsys.readouterr().err
     assert simulate_command(cli_args(athletes=2, strava_down="60,30")) == 2
     assert "strava_down_s must be (start_s, end_s)" in capsys.readouterr().err
+    assert simulate_command(cli_args(athletes=2, strava_clock_behind=900)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "strava_clock_behind_s must be seconds within a rate-limit window" in err
 
 
 def test_cli_tick_and_give_up_finish_a_budget_bound_launch(capsys: pytest.CaptureFixture[str]) -> None:
