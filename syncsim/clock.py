@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "LoopClock", "SystemClock", "from_datetime", "to_datetime"]
+__all__ = ["BehindClock", "Clock", "LoopClock", "SystemClock", "from_datetime", "to_datetime"]
 
 
 @runtime_checkable
@@ -60,6 +60,26 @@ class LoopClock:
 
     def __repr__(self) -> str:
         return f"LoopClock(epoch={self.epoch!r})"
+
+
+class BehindClock:
+    """Another server's reading of ``clock``: ``behind_s`` seconds behind it (negative: ahead), sleeping alike.
+
+    Two servers' clocks are never quite the same; a fake Strava on this clock resets its rate-limit windows by its
+    own time, as Strava does."""
+
+    def __init__(self, clock: Clock, behind_s: float) -> None:
+        self._clock = clock
+        self._behind_s = behind_s
+
+    def now(self) -> float:
+        return self._clock.now() - self._behind_s
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return f"BehindClock({self._clock!r}, behind_s={self._behind_s!r})"
 
 
 def to_datetime(ts: float) -> datetime:

@@ -29,7 +29,7 @@ from typing import Any
 from syncsim.api.app import create_app
 from syncsim.api.auth import mint_token
 from syncsim.api.submissions import USER_JOB_TYPES, Boolean
-from syncsim.clock import Clock
+from syncsim.clock import BehindClock, Clock
 from syncsim.errors import InvocationKilled
 from syncsim.jobs.model import ACTIVE_STATUSES, Job, JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobRunner, resolve_strategy
@@ -156,20 +156,6 @@ def _faults(sc: Scenario, t0: float) -> Faults:
     return dataclasses.replace(sc.faults, down=(t0 + start, t0 + end))
 
 
-class _BehindClock:
-    """Strava's clock in a run where it runs ``behind_s`` seconds behind the app's (negative: ahead)."""
-
-    def __init__(self, clock: Clock, behind_s: float) -> None:
-        self._clock = clock
-        self._behind_s = behind_s
-
-    def now(self) -> float:
-        return self._clock.now() - self._behind_s
-
-    async def sleep(self, seconds: float) -> None:
-        await self._clock.sleep(seconds)
-
-
 def _user_ids(n: int, seed: int) -> list[uuid.UUID]:
     rng = random.Random(f"users:{seed}")
     return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(n)]
@@ -189,7 +175,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
     recorder = Recorder(clock, t0, keep_events=sc.keep_events)
     limits = sc.rate_limits
     fake = FakeStrava(
-        clock=_BehindClock(clock, sc.strava_clock_behind_s) if sc.strava_clock_behind_s else clock,
+        clock=BehindClock(clock, sc.strava_clock_behind_s) if sc.strava_clock_behind_s else clock,
         seed=sc.seed,
         read_limits=limits.read,
         overall_limits=limits.overall,
@@ -340,9 +326,8 @@ async def _simulate(sc: Scenario) -> RunRecord:
         """The scheduler's tick (Supabase Cron or Vercel Cron): ``tick_s`` after the one before has answered.
 
         A cron schedule fires on the clock instead, whether the call before has answered or not; waiting for the
-        answer drifts by the answer times (about 13 s a day on launch day), so a tick due at a window's reset comes
-        a little after it. Fired on the clock, launch day uses the same reads per window and ends at the same time,
-        but fewer syncs finish on the first day (docs/architecture.md, "Fair turns")."""
+        answer drifts by the answer times, so a tick due at a window's reset comes a little after it, and that
+        phase changes which syncs get launch day's first reads (docs/architecture.md, "Fair turns")."""
         assert sc.tick_s is not None
         bearer = {"authorization": f"Bearer {CRON_SECRET}"}
         while True:

@@ -1058,11 +1058,11 @@ def _with_athlete(tokens: StravaTokens, athlete_id: int) -> StravaTokens:
 def _reset_after_429(headers: httpx.Headers, sent_at: float) -> float:
     """When a 429 for a request sent at ``sent_at`` ends: the day's reset if the headers say a daily limit is
     spent, else the quarter hour's (:func:`~syncsim.strava.ratelimit.reset_after_429`)."""
-    daily = False
-    for prefix in ("x-ratelimit", "x-readratelimit"):
-        limit = parse_pair(headers.get(f"{prefix}-limit"))
-        usage = parse_pair(headers.get(f"{prefix}-usage"))
-        daily = daily or (limit is not None and usage is not None and usage[1] >= limit[1])
+    pairs = [
+        (parse_pair(headers.get(f"{prefix}-limit")), parse_pair(headers.get(f"{prefix}-usage")))
+        for prefix in ("x-ratelimit", "x-readratelimit")
+    ]
+    daily = any(limit is not None and usage is not None and usage[1] >= limit[1] for limit, usage in pairs)
     return reset_after_429(sent_at, daily=daily)
 
 

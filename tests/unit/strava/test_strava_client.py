@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from syncsim.clock import BehindClock
 from syncsim.errors import (
     ConfigError,
     InvalidInput,
@@ -293,19 +294,6 @@ async def test_a_reset_further_away_than_max_wait_s_raises_rate_limited_at_once_
     assert clock.sleeps == [pytest.approx(21)]
 
 
-class BehindClock:
-    """Strava's clock, ``behind_s`` behind ours (two servers' clocks are never quite the same)."""
-
-    def __init__(self, ours: ManualClock, behind_s: float) -> None:
-        self.ours, self.behind_s = ours, behind_s
-
-    def now(self) -> float:
-        return self.ours.now() - self.behind_s
-
-    async def sleep(self, seconds: float) -> None:
-        await self.ours.sleep(seconds)
-
-
 async def test_a_job_due_at_midnight_that_strava_has_not_reached_yet_waits_out_the_skew_not_a_day(
     store: MemoryTokenStore, make_client: MakeClient
 ) -> None:
@@ -314,7 +302,7 @@ async def test_a_job_due_at_midnight_that_strava_has_not_reached_yet_waits_out_t
     is not taken for the new one's."""
     midnight = next_utc_midnight(START)
     ours = ManualClock(midnight - 60)
-    fake = FakeStrava(clock=BehindClock(ours, 0.3), seed=7)  # type: ignore[arg-type]
+    fake = FakeStrava(clock=BehindClock(ours, 0.3), seed=7)
     user_id, _ = await connect(fake, store, activities=5)
     fake.spend_rate_limit(1000)
     client = make_client(clock=ours, transport=fake.transport())
