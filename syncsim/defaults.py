@@ -66,6 +66,11 @@ WAITING_TTL_S = 5.0
 #: A tick continues this many jobs at once: its invocation waits on Strava most of the time, so a few jobs in
 #: flight use its seconds (and the budget at a window's reset) without needing more than one instance.
 TICK_CONCURRENCY = 4
+#: A tick that finds no job due but one due within this many seconds waits for it (within its deadline margin).
+#: A scheduler fires on the clock, so a tick comes right at a rate-limit window's reset, and the syncs that window
+#: held back are due just after it (the clock-skew allowance and their turn order, a second or two): left to the
+#: next tick they would each lose a minute of the window.
+TICK_LOOKAHEAD_S = 5.0
 
 #: An idle worker looks for due jobs this often.
 WORKER_POLL_S = 1.0

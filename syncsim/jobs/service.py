@@ -25,16 +25,26 @@ __all__ = ["JobService"]
 class JobService:
     """Submit jobs, report their status, and keep them moving within the platform's invocations."""
 
-    def __init__(self, runner: JobRunner, *, max_background_jobs: int | None = None) -> None:
+    def __init__(
+        self,
+        runner: JobRunner,
+        *,
+        max_background_jobs: int | None = None,
+        tick_lookahead_s: float = defaults.TICK_LOOKAHEAD_S,
+    ) -> None:
         """``max_background_jobs`` bounds the jobs this process runs at once in the background (``None``: no
         bound). One server process shares its CPU between answering requests and syncing; without a bound, a
         burst of syncs (each page is parsing and writing) starves the requests. On a serverless platform each
-        invocation is its own instance and no bound is needed; the simulator models that.
+        invocation is its own instance and no bound is needed; the simulator models that. A tick waits for a job
+        due within ``tick_lookahead_s`` (:data:`~syncsim.defaults.TICK_LOOKAHEAD_S`).
         """
         if max_background_jobs is not None and max_background_jobs < 1:
             raise InvalidInput(f"max_background_jobs must be >= 1 or None, got {max_background_jobs!r}")
+        if not 0 <= tick_lookahead_s < 60:
+            raise InvalidInput(f"tick_lookahead_s must be at least 0 and under a minute, got {tick_lookahead_s!r}")
         self.runner = runner
         self.max_background_jobs = max_background_jobs
+        self.tick_lookahead_s = tick_lookahead_s
         self._slots: asyncio.Semaphore | None = None
 
     @property
@@ -116,14 +126,27 @@ class JobService:
         moves.
 
         Most ticks find nothing due: they count first and continue only when something is, so such a tick costs
-        two statements (reclaim, count) rather than a claim by each of its ``concurrency`` loops as well."""
+        two statements (reclaim, count) rather than a claim by each of its ``concurrency`` loops as well. A job due
+        within ``tick_lookahead_s`` (and the deadline margin) is waited for: the tick fired
+        at a window's reset, and the jobs it held back come due a moment later."""
         runner = self.runner
-        reclaimed = await runner.store.reclaim_expired(now=runner.clock.now())
-        due, next_due = await runner.store.due_summary(now=runner.clock.now(), limit=1000)
+        clock = runner.clock
+        reclaimed = await runner.store.reclaim_expired(now=clock.now())
+        due, next_due = await runner.store.due_summary(now=clock.now(), limit=1000)
         summary = ContinueSummary()
-        if due:
-            summary = await runner.continue_due(invocation, concurrency=concurrency)
-            due, next_due = await runner.store.due_summary(now=runner.clock.now(), limit=1000)
+        while True:
+            if due:
+                more = await runner.continue_due(invocation, concurrency=concurrency)
+                summary.continued += more.continued
+                summary.completed += more.completed
+                summary.failed += more.failed
+                if not more.continued:  # none claimable here: a type paused by a shared wait, or no time left
+                    break
+            elif next_due is not None and self._can_wait_for(next_due, invocation):
+                await clock.sleep(next_due - clock.now())
+            else:
+                break
+            due, next_due = await runner.store.due_summary(now=clock.now(), limit=1000)
         return {
             "continued": summary.continued,
             "completed": summary.completed,
@@ -136,6 +159,12 @@ class JobService:
                 for p in await runner.store.type_pauses(now=runner.clock.now())
             ],
         }
+
+    def _can_wait_for(self, due_at: float, invocation: Invocation) -> bool:
+        """Whether a tick may wait for a job due at ``due_at``: within the lookahead, and with time to run it."""
+        wait = due_at - self.runner.clock.now()
+        room = invocation.time_left() - self.runner.deadline_margin_s
+        return wait <= self.tick_lookahead_s and wait < room
 
     async def _in_slot(self, work: Awaitable[Any]) -> Any:
         if self._slots is None:

@@ -66,7 +66,7 @@ from syncsim.errors import (
 )
 from syncsim.retry import RetryPolicy
 from syncsim.strava.models import Activity, Athlete, StravaTokens, utc_time
-from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget, parse_pair, reset_after_429
+from syncsim.strava.ratelimit import RateLimitBudget, parse_pair, reset_after_429
 from syncsim.strava.tokens import MemoryTokenStore, TokenStore
 from syncsim.strava.trace import Trace, TraceRecord
 
@@ -95,9 +95,6 @@ CLIENT_SECRET_ENV = "STRAVA_CLIENT_SECRET"
 #: Retries of one request after 5xx, timeouts and connection errors: 0.5 s, 1 s, 2 s … capped at 8 s, ±25 %.
 #: Short, since the caller (a job with its own retries and an invocation deadline) is waiting.
 REQUEST_RETRY = RetryPolicy(base_s=0.5, factor=2.0, max_s=8.0, jitter=0.25)
-#: Wake this long after a rate-limit reset (seconds), so a small clock skew with Strava does not land the
-#: first request of the new window in the old one.
-RESET_SLACK_S = CLOCK_SKEW_S
 #: A token grant (``POST /oauth/token``) is sent, after a rate-limit wait or as a retry too, only with this much
 #: time left before the caller's deadline: its answer carries the only copy of the new refresh token (Strava
 #: invalidates the old one at once), so one cut off by a killed invocation disconnects the athlete.
@@ -201,8 +198,9 @@ class StravaClient:
 
     Every request method takes the syncsim ``user_id`` whose tokens to use (from ``tokens``) and an optional
     ``deadline`` (UTC epoch seconds) — the end of the caller's invocation. The client sleeps through a
-    rate-limit window only if the window resets (plus one second) by the deadline; otherwise it raises
-    :class:`~syncsim.errors.RateLimited` with the reset time, so the job can be rescheduled. The API reads'
+    rate-limit window only if the window resets (plus :data:`~syncsim.strava.ratelimit.CLOCK_SKEW_S`) by the
+    deadline; otherwise it raises :class:`~syncsim.errors.RateLimited` with that time, so the job can be
+    rescheduled. The API reads'
     ``max_wait_s`` bounds that sleep for a caller whose job something else continues (a worker, the tick): a
     reset further away raises ``RateLimited`` at once, and the job waits in the store, not in this process. They
     also take ``answer_by``, for a caller that the platform kills at a hard limit: a request still unanswered then
@@ -939,18 +937,18 @@ class StravaClient:
         max_wait_s: float | None = None,
         user_id: uuid.UUID | None = None,
     ) -> None:
-        """Sleep until ``reset_at`` (+1 s) if the deadline and ``max_wait_s`` allow, else raise
-        :class:`RateLimited`."""
-        if deadline is not None and reset_at + RESET_SLACK_S > deadline:
+        """Sleep until ``reset_at`` (the budget's time, a little after the window's reset) if the deadline and
+        ``max_wait_s`` allow, else raise :class:`RateLimited`."""
+        if deadline is not None and reset_at > deadline:
             raise RateLimited(
-                f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, after the invocation's deadline",
+                f"{method} {endpoint}: {why}; it may go again at {_iso(reset_at)}, after the invocation's deadline",
                 reset_at=reset_at,
             )
-        wait = max(0.0, reset_at + RESET_SLACK_S - self._clock.now())
+        wait = max(0.0, reset_at - self._clock.now())
         if max_wait_s is not None and wait > max_wait_s:
             raise RateLimited(
-                f"{method} {endpoint}: {why}; it resets at {_iso(reset_at)}, in {wait:.0f} s: the job waits in the"
-                " store until then",
+                f"{method} {endpoint}: {why}; it may go again at {_iso(reset_at)}, in {wait:.0f} s: the job waits"
+                " in the store until then",
                 reset_at=reset_at,
             )
         if self.on_rate_limit_wait is not None:

@@ -35,11 +35,12 @@ __all__ = [
 QUARTER_HOUR_S = 900.0
 #: Length of the daily window, in seconds; epoch multiples are UTC midnights (epoch time has no leap seconds).
 DAY_S = 86_400.0
-#: How far Strava's clock may run behind ours (seconds). A request sent in the first CLOCK_SKEW_S of a UTC day by
-#: our clock may still count in Strava's previous day: the daily usage it reports, or a 429 for a spent daily
-#: limit, is yesterday's (today's cannot be spent in a second: the 15-minute limit is far lower). Jobs waiting for
-#: the daily reset all send their first request right at midnight, so without this allowance a skew of a few
-#: milliseconds would cost a whole day.
+#: How far Strava's clock may run behind ours (seconds). A request sent in the first CLOCK_SKEW_S of a window by
+#: our clock may still count in Strava's window before it. So a request held back by a spent window may go
+#: CLOCK_SKEW_S after its reset (every time the budget gives is), any other goes in that second only if the window
+#: before had room too, and the usage an answer reports, or a 429 for a spent daily limit, may be the window
+#: before's. Without this allowance, jobs held back until a reset (and a scheduler's tick, which fires on the
+#: clock) would send right at it, and a skew of a few milliseconds would cost them the window, at midnight the day.
 CLOCK_SKEW_S = 1.0
 
 
@@ -64,9 +65,9 @@ def next_utc_midnight(ts: float) -> float:
 
 
 def reset_after_429(sent_at: float, *, daily: bool) -> float:
-    """When a request sent at ``sent_at`` (UTC epoch s) and refused with a 429 may go again: the end of the window
-    it was sent in (the day's if ``daily``, the headers saying the daily limit is spent), even if the answer came
-    after it.
+    """When a request sent at ``sent_at`` (UTC epoch s) and refused with a 429 may go again: :data:`CLOCK_SKEW_S`
+    after the end of the window it was sent in (the day's if ``daily``, the headers saying the daily limit is
+    spent), even if the answer came after it.
 
     A 429 for a spent daily limit, to a request sent in a day's first :data:`CLOCK_SKEW_S`, is the day before's,
     which has ended. A 429 for a spent 15-minute limit is believed even in a window's first second: there it is
@@ -74,8 +75,8 @@ def reset_after_429(sent_at: float, *, daily: bool) -> float:
     against the day.
     """
     if daily:
-        return next_utc_midnight(sent_at - CLOCK_SKEW_S)
-    return next_quarter_hour(sent_at)
+        return next_utc_midnight(sent_at - CLOCK_SKEW_S) + CLOCK_SKEW_S
+    return next_quarter_hour(sent_at) + CLOCK_SKEW_S
 
 
 def parse_pair(value: str | None) -> tuple[int, int] | None:
@@ -96,15 +97,25 @@ def parse_pair(value: str | None) -> tuple[int, int] | None:
 
 @dataclass(slots=True)
 class _Counter:
-    """Limits and usage of one kind of request (overall or read) in the current windows."""
+    """Limits and usage of one kind of request (overall or read) in the current windows and the ones before."""
 
     limit_15min: int
     limit_daily: int
     used_15min: int = 0
     used_daily: int = 0
+    #: Usage of the window and the day before the current ones (while a request may still land in them).
+    before_15min: int = 0
+    before_daily: int = 0
 
     def has_room(self) -> bool:
         return self.used_15min < self.limit_15min and self.used_daily < self.limit_daily
+
+    def had_room(self, *, window: bool, day: bool) -> bool:
+        """Whether the window (and the day) before had room: a request sent in the first :data:`CLOCK_SKEW_S` of
+        the current ones may count there."""
+        return (not window or self.before_15min < self.limit_15min) and (
+            not day or self.before_daily < self.limit_daily
+        )
 
     def daily_spent(self) -> bool:
         return self.used_daily >= self.limit_daily
@@ -151,30 +162,43 @@ class RateLimitBudget:
     def _roll(self, now: float) -> None:
         window = quarter_hour_start(now)
         if window > self._window_start:
+            adjacent = window - self._window_start == QUARTER_HOUR_S
+            for c in (self._overall, self._read):
+                c.before_15min = c.used_15min if adjacent else 0
+                c.used_15min = 0
             self._window_start = window
-            self._overall.used_15min = 0
-            self._read.used_15min = 0
         day = utc_day_start(now)
         if day > self._day_start:
+            adjacent = day - self._day_start == DAY_S
+            for c in (self._overall, self._read):
+                c.before_daily = c.used_daily if adjacent else 0
+                c.used_daily = 0
             self._day_start = day
-            self._overall.used_daily = 0
-            self._read.used_daily = 0
         if self._blocked_until is not None and now >= self._blocked_until:
             self._blocked_until = None
 
     def reserve(self, now: float, *, read: bool = True) -> float | None:
         """Count one request about to be sent at ``now``.
 
-        Returns ``None`` if it may go (and counts it), else the UTC epoch time of the reset after which it
-        may (and counts nothing): the next quarter hour, or the next UTC midnight if a daily limit is spent.
+        Returns ``None`` if it may go (and counts it), else the UTC epoch time from which it may (and counts
+        nothing): :data:`CLOCK_SKEW_S` after the next quarter hour, or after the next UTC midnight if a daily
+        limit is spent. In a window's first :data:`CLOCK_SKEW_S` a request goes only if the window before had
+        room too (Strava's clock may still be in it), and counts in both; else it may go at the end of that second.
         """
         self._roll(now)
         counters = (self._overall, self._read) if read else (self._overall,)
         if self._blocked_until is None and all(c.has_room() for c in counters):
-            for c in counters:
-                c.used_15min += 1
-                c.used_daily += 1
-            return None
+            window = now - self._window_start < CLOCK_SKEW_S
+            day = now - self._day_start < CLOCK_SKEW_S
+            if not window or all(c.had_room(window=window, day=day) for c in counters):
+                for c in counters:
+                    c.used_15min += 1
+                    c.used_daily += 1
+                    c.before_15min += window
+                    c.before_daily += day
+                return None
+            self.refused += 1
+            return self._window_start + CLOCK_SKEW_S
         self.refused += 1
         return self._reset_at(now, counters)
 
@@ -182,6 +206,7 @@ class RateLimitBudget:
         reset = next_quarter_hour(now)
         if any(c.daily_spent() for c in counters):
             reset = next_utc_midnight(now)
+        reset += CLOCK_SKEW_S
         if self._blocked_until is not None:
             reset = max(reset, self._blocked_until)
         return reset
@@ -189,50 +214,55 @@ class RateLimitBudget:
     def reset_at(self, now: float, *, read: bool = True) -> float:
         """When a request refused at ``now`` may go (UTC epoch s); counts nothing.
 
-        The next quarter hour, or the next UTC midnight if a daily limit is spent.
+        :data:`CLOCK_SKEW_S` after the next quarter hour, or after the next UTC midnight if a daily limit is spent.
         """
         self._roll(now)
         return self._reset_at(now, (self._overall, self._read) if read else (self._overall,))
 
     def next_window(self, now: float, *, reads: int) -> float:
-        """When the next window opens that may hold ``reads`` more reads (UTC epoch s): the next quarter hour, or
-        the next UTC midnight if fewer than ``reads`` are left in the day."""
+        """When the next window that may hold ``reads`` more reads can take a request held back now (UTC epoch s):
+        :data:`CLOCK_SKEW_S` after the next quarter hour, or after the next UTC midnight if fewer than ``reads``
+        are left in the day."""
         self._roll(now)
         day_left = min(c.limit_daily - c.used_daily for c in (self._overall, self._read))
-        return next_utc_midnight(now) if day_left < reads else next_quarter_hour(now)
+        return (next_utc_midnight(now) if day_left < reads else next_quarter_hour(now)) + CLOCK_SKEW_S
 
     def observe(self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None) -> None:
         """Learn limits and usage from a response's ``X-RateLimit-*`` / ``X-ReadRateLimit-*`` headers.
 
         Usage only ever raises the local counts (it includes other processes' requests; the local count
-        includes this process's requests still in flight). If the request was sent (``sent_at``) in an
-        earlier window than ``now``, its usage describes that window and is ignored for the current one.
-
-        The daily usage of a request sent in a day's first :data:`CLOCK_SKEW_S` may be the day before's (Strava's
-        clock a little behind ours), and is ignored: taken for today's, it would hold back most of the day. If it
-        says a daily limit is spent, it is the day before's for certain (today's cannot be spent in a second), and
-        so is its 15-minute usage.
+        includes this process's requests still in flight). It counts for the window the request was sent
+        (``sent_at``) in, if that is the current one or the one before; a request sent in a window's first
+        :data:`CLOCK_SKEW_S` may have counted in the window before (Strava's clock a little behind ours), so its
+        usage is taken for that one: taken for the current window, the usage of a window spent or nearly spent
+        would hold back most of the new one (at midnight, most of the day).
         """
         self._roll(now)
         sent = now if sent_at is None else sent_at
-        same_window = quarter_hour_start(sent) == self._window_start
-        same_day = utc_day_start(sent) == self._day_start
-        first_second = same_day and sent - self._day_start < CLOCK_SKEW_S
-        reports = []
+        window = quarter_hour_start(sent)
+        day = utc_day_start(sent)
+        this_window = window == self._window_start and sent - window >= CLOCK_SKEW_S
+        window_before = window == self._window_start - QUARTER_HOUR_S or (
+            window == self._window_start and not this_window
+        )
+        today = day == self._day_start and sent - day >= CLOCK_SKEW_S
+        day_before = day == self._day_start - DAY_S or (day == self._day_start and not today)
         for counter, prefix in ((self._overall, "x-ratelimit"), (self._read, "x-readratelimit")):
             limit = parse_pair(_header(headers, f"{prefix}-limit"))
             if limit is not None:
                 counter.limit_15min, counter.limit_daily = limit
             usage = parse_pair(_header(headers, f"{prefix}-usage"))
-            if usage is not None:
-                reports.append((counter, usage))
-                if first_second and usage[1] >= counter.limit_daily:
-                    same_window = False  # yesterday's answer
-        for counter, (used_15min, used_daily) in reports:
-            if same_window:
+            if usage is None:
+                continue
+            used_15min, used_daily = usage
+            if this_window:
                 counter.used_15min = max(counter.used_15min, used_15min)
-            if same_day and not first_second:
+            elif window_before:
+                counter.before_15min = max(counter.before_15min, used_15min)
+            if today:
                 counter.used_daily = max(counter.used_daily, used_daily)
+            elif day_before:
+                counter.before_daily = max(counter.before_daily, used_daily)
 
     def block_until(self, reset_at: float) -> None:
         """Refuse every request until ``reset_at`` (UTC epoch seconds): Strava answered 429."""

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from syncsim.defaults import TICK_LOOKAHEAD_S
 from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store
 from syncsim.strava.events import EVENTS_JOB_TYPE
@@ -50,6 +51,7 @@ async def test_a_tick_waits_out_a_pause_another_process_stored_and_says_why(stor
     the outage) runs none of that type's due jobs before the pause ends, spends none of their attempts, and its
     answer names the pause, its end and its reason. After the pause it runs them."""
     api = ApiHarness(store, strategy="resumable", demo=True)
+    api.service.tick_lookahead_s = 0.5  # the pause ends after it: the tick does not wait for it
     jobs = await _pending_demo_jobs(api, 3, steps=1, step_s=0.0)
     now = api.clock.now()
     reason = "StravaDown: GET /athlete/activities: HTTP 503 after 4 attempts; Strava is down"
@@ -90,23 +92,28 @@ class _CountingStore:
         return counted
 
 
-async def test_a_tick_with_nothing_due_claims_nothing_and_says_when_the_next_job_is_due(
-    store: Store, user_id: uuid.UUID
-) -> None:
-    """Nothing due: the same summary as ever, for no claim at all; once the job is due, the next tick runs it."""
-    counting = _CountingStore(store)
-    api = ApiHarness(cast(Store, counting), strategy="resumable", demo=True)
+async def _job_retried_at(api: ApiHarness, store: Store, user_id: uuid.UUID, delay_s: float) -> tuple[uuid.UUID, float]:
+    """A demo job an earlier invocation ran and put back until ``delay_s`` from now: (its id, when it is due)."""
     job, _ = await api.runner.submit(user_id, {"steps": 1, "step_s": 0.0}, type="demo")
     claimed = await store.claim_job(worker_id="an-earlier-invocation", now=api.clock.now(), lease_s=60.0)
     assert claimed is not None and claimed.id == job.id
-    retry_at = api.clock.now() + 0.5
+    retry_at = api.clock.now() + delay_s
     assert await store.retry_job(job.id, worker_id="an-earlier-invocation", error="5xx", retry_at=retry_at, now=0.0)
+    return job.id, retry_at
+
+
+async def test_a_tick_with_nothing_due_claims_nothing_and_says_when_the_next_job_is_due(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    """Nothing due, nor about to be: the same summary as ever, for no claim at all, answered at once."""
+    counting = _CountingStore(store)
+    api = ApiHarness(cast(Store, counting), strategy="resumable", demo=True)
+    job_id, retry_at = await _job_retried_at(api, store, user_id, TICK_LOOKAHEAD_S + 60.0)
     counting.calls.clear()
+    started = api.clock.now()
     async with api.client() as client:
         quiet = (await client.post(TICK, headers=BEARER)).json()
-        assert counting.calls["claim_job"] == 0
-        await asyncio.sleep(max(0.0, retry_at - api.clock.now()) + 0.05)
-        due = (await client.post(TICK, headers=BEARER)).json()
+    assert counting.calls["claim_job"] == 0 and api.clock.now() - started < TICK_LOOKAHEAD_S
     next_due_at = quiet.pop("nextDueAt")
     assert abs(datetime.fromisoformat(next_due_at).timestamp() - retry_at) < 0.001
     assert quiet == {
@@ -118,9 +125,36 @@ async def test_a_tick_with_nothing_due_claims_nothing_and_says_when_the_next_job
         "paused": [],
         **NOTHING_SUBMITTED,
     }
-    assert (due["continued"], due["completed"], due["stillDue"], due["nextDueAt"]) == (1, 1, 0, None)
-    done = await store.get_job(job.id)
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PENDING and job.runs == 1
+
+
+async def test_a_tick_waits_for_a_job_due_within_its_lookahead_and_runs_it(store: Store, user_id: uuid.UUID) -> None:
+    """A scheduler fires on the clock, right at a rate-limit window's reset, and the jobs that window held back are
+    due a moment later: the tick waits for them rather than leave them to the next tick, a minute later."""
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    job_id, retry_at = await _job_retried_at(api, store, user_id, 0.5)
+    async with api.client() as client:
+        summary = (await client.post(TICK, headers=BEARER)).json()
+    assert api.clock.now() >= retry_at
+    assert (summary["continued"], summary["completed"], summary["stillDue"], summary["nextDueAt"]) == (1, 1, 0, None)
+    done = await store.get_job(job_id)
     assert done is not None and done.status is JobStatus.COMPLETED and done.runs == 2
+
+
+async def test_a_tick_does_not_wait_for_a_job_it_would_have_no_time_to_run(store: Store, user_id: uuid.UUID) -> None:
+    """On a 3 s platform with a 1 s margin, a job due in 2.5 s is left to the next tick: the tick answers at once."""
+    from syncsim.platforms.spec import platform_spec
+
+    api = ApiHarness(store, strategy="resumable", demo=True, platform=platform_spec("hobby").with_limit(3.0))
+    api.runner.deadline_margin_s = 1.0
+    job_id, retry_at = await _job_retried_at(api, store, user_id, 2.5)
+    async with api.client() as client:
+        summary = (await client.post(TICK, headers=BEARER)).json()
+    assert api.clock.now() < retry_at and summary["continued"] == 0
+    assert abs(datetime.fromisoformat(summary["nextDueAt"]).timestamp() - retry_at) < 0.001
+    job = await store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.PENDING
 
 
 @pytest.mark.parametrize(

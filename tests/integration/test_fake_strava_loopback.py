@@ -35,7 +35,7 @@ from syncsim.errors import MalformedResponse, RateLimited, StravaNoTimeToRetry, 
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeStrava, Faults
 from syncsim.strava.fake.server import fake_strava_banner, running_fake_strava
-from syncsim.strava.ratelimit import next_quarter_hour
+from syncsim.strava.ratelimit import CLOCK_SKEW_S, next_quarter_hour
 from syncsim.strava.tokens import MemoryTokenStore
 from syncsim.strava.trace import Trace
 from tests.support.clocks import ManualClock
@@ -161,7 +161,7 @@ async def test_429_over_loopback_waits_for_the_reset_or_raises_rate_limited(
     async with make_client(base_url, fake, store, clock) as client:
         with pytest.raises(RateLimited) as caught:
             await client.list_activities(user_id, page=1, deadline=START + 30)
-        assert caught.value.reset_at == reset
+        assert caught.value.reset_at == reset + CLOCK_SKEW_S
     async with make_client(base_url, fake, store, clock) as client:  # a fresh budget, as a new process
         activities = await client.list_activities(user_id, page=1, deadline=reset + 60)
     assert len(activities) == 3

@@ -34,7 +34,7 @@ from syncsim.strava.client import (
     _Answer,
 )
 from syncsim.strava.fake import FakeStrava, Faults
-from syncsim.strava.ratelimit import RateLimitBudget, next_quarter_hour, next_utc_midnight
+from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget, next_quarter_hour, next_utc_midnight
 from syncsim.strava.tokens import MemoryTokenStore
 from syncsim.strava.trace import Trace
 from tests.support.clocks import ManualClock
@@ -255,7 +255,7 @@ async def test_a_429_past_the_deadline_raises_rate_limited_at_the_next_quarter_h
     fake.spend_rate_limit(100)
     with pytest.raises(RateLimited) as caught:
         await make_client().list_activities(user_id, page=1, deadline=START + 10)
-    assert caught.value.reset_at == next_quarter_hour(START)
+    assert caught.value.reset_at == next_quarter_hour(START) + CLOCK_SKEW_S
     assert caught.value.at == caught.value.reset_at
     assert clock.sleeps == []
 
@@ -270,7 +270,7 @@ async def test_a_429_with_the_daily_limit_spent_resets_at_utc_midnight(
         clock.advance(900)
     with pytest.raises(RateLimited) as caught:
         await make_client().get_athlete(user_id, deadline=clock.now() + 3600)
-    assert caught.value.reset_at == next_utc_midnight(clock.now())
+    assert caught.value.reset_at == next_utc_midnight(clock.now()) + CLOCK_SKEW_S
 
 
 async def test_a_reset_further_away_than_max_wait_s_raises_rate_limited_at_once_even_without_a_deadline(
@@ -280,7 +280,7 @@ async def test_a_reset_further_away_than_max_wait_s_raises_rate_limited_at_once_
     user_id, _ = await connect(fake, store, activities=5)
     fake.spend_rate_limit(100)
     client = make_client()
-    reset = next_quarter_hour(START)
+    reset = next_quarter_hour(START) + CLOCK_SKEW_S
     with pytest.raises(RateLimited) as caught:  # Strava's 429
         await client.list_activities(user_id, page=1, max_wait_s=30)
     message = str(caught.value)
@@ -291,7 +291,7 @@ async def test_a_reset_further_away_than_max_wait_s_raises_rate_limited_at_once_
     assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 0
     clock.set(reset - 20)  # a reset within max_wait_s is slept through
     assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
-    assert clock.sleeps == [pytest.approx(21)]
+    assert clock.sleeps == [pytest.approx(20)]
 
 
 async def test_a_job_due_at_midnight_that_strava_has_not_reached_yet_waits_out_the_skew_not_a_day(
@@ -311,6 +311,25 @@ async def test_a_job_due_at_midnight_that_strava_has_not_reached_yet_waits_out_t
     assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 1
     assert ours.sleeps == [pytest.approx(0.9)] and ours.now() == pytest.approx(midnight + 1)
     assert client.budget.usage(ours.now()).read_used[1] <= 2  # not yesterday's 1,000
+
+
+async def test_a_request_right_at_a_reset_waits_out_the_skew_instead_of_losing_the_window(
+    store: MemoryTokenStore, make_client: MakeClient
+) -> None:
+    """A scheduler's tick fires on the clock, right at a reset, and may resume a job the spent window held back.
+    Strava's clock, 0.3 s behind ours, would count its request in that window and answer 429 for the whole new
+    one; the budget holds it for the skew allowance instead, and it goes without a 429."""
+    reset = next_quarter_hour(START)
+    ours = ManualClock(reset - 60)
+    fake = FakeStrava(clock=BehindClock(ours, 0.3), seed=7)
+    user_id, _ = await connect(fake, store, activities=5)
+    client = make_client(clock=ours, transport=fake.transport())
+    for _ in range(100):  # this process spends the window
+        await client.get_athlete(user_id)
+    ours.set(reset)
+    assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
+    assert fake.counts["status_429"] == 0 and fake.counts["status_200"] == 101
+    assert ours.sleeps == [pytest.approx(CLOCK_SKEW_S)]
 
 
 class SlowAnswers(httpx.AsyncBaseTransport):
@@ -338,7 +357,7 @@ async def test_a_429_answered_after_the_reset_ends_at_that_reset(
     client = make_client(transport=SlowAnswers(fake.transport(), clock, 0.5))
     assert len(await client.list_activities(user_id, page=1, max_wait_s=30)) == 5
     assert fake.counts["status_429"] == 1 and fake.counts["status_200"] == 1
-    assert clock.sleeps == [0.5, pytest.approx(0.7), 0.5]  # the 429's way back, the slack after the reset, the 200's
+    assert clock.sleeps == [0.5, pytest.approx(0.7), 0.5]  # the 429's way back, the skew allowance, the 200's
     assert clock.now() == pytest.approx(reset + 1.5)
 
 
@@ -352,7 +371,7 @@ async def test_the_101st_read_in_a_window_is_refused_by_the_budget_without_a_req
         await clients[i % 2].get_athlete(user_id)
     with pytest.raises(RateLimited) as caught:
         await clients[0].get_athlete(user_id, deadline=START + 60)
-    assert caught.value.reset_at == next_quarter_hour(START)
+    assert caught.value.reset_at == next_quarter_hour(START) + CLOCK_SKEW_S
     assert fake.counts["status_200"] == 100
     assert fake.counts["status_429"] == 0
     athlete = await clients[1].get_athlete(user_id)  # no deadline: waits for the window

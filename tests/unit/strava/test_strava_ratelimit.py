@@ -22,6 +22,11 @@ def ts(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
+def after(text: str) -> float:
+    """When a request held back until the reset at ``text`` may go: the clock-skew allowance after it."""
+    return ts(text) + CLOCK_SKEW_S
+
+
 @pytest.mark.parametrize(
     ("now", "expected"),
     [
@@ -68,16 +73,18 @@ T0 = ts("2024-03-01T10:03:00")
 def test_the_101st_read_in_a_window_is_refused_until_the_next_quarter_hour() -> None:
     budget = RateLimitBudget()
     assert all(budget.reserve(T0 + i) is None for i in range(100))
-    assert budget.reserve(T0 + 100) == ts("2024-03-01T10:15:00")
+    assert budget.reserve(T0 + 100) == after("2024-03-01T10:15:00")
     assert budget.refused == 1
-    assert budget.reserve(ts("2024-03-01T10:15:00")) is None  # the window reset
+    # The window resets; the first second still counts against the spent window before (a skew with Strava).
+    assert budget.reserve(ts("2024-03-01T10:15:00")) == after("2024-03-01T10:15:00")
+    assert budget.reserve(ts("2024-03-01T10:15:00") + CLOCK_SKEW_S) is None
 
 
 def test_token_requests_count_toward_the_overall_limit_only() -> None:
     budget = RateLimitBudget(overall_limits=(200, 2000), read_limits=(100, 1000))
     assert all(budget.reserve(T0, read=False) is None for _ in range(100))
     assert all(budget.reserve(T0) is None for _ in range(100))  # reads still have their 100
-    assert budget.reserve(T0, read=False) == ts("2024-03-01T10:15:00")  # overall 200 spent
+    assert budget.reserve(T0, read=False) == after("2024-03-01T10:15:00")  # overall 200 spent
     usage = budget.usage(T0)
     assert usage.overall_used == (200, 200)
     assert usage.read_used == (100, 100)
@@ -88,8 +95,9 @@ def test_a_spent_daily_limit_waits_for_utc_midnight() -> None:
     for window in range(2):
         for i in range(75):
             assert budget.reserve(T0 + window * 900 + i) is None
-    assert budget.reserve(T0 + 1800) == ts("2024-03-02T00:00:00")
-    assert budget.reserve(ts("2024-03-02T00:00:00")) is None
+    assert budget.reserve(T0 + 1800) == after("2024-03-02T00:00:00")
+    assert budget.reserve(ts("2024-03-02T00:00:00")) == after("2024-03-02T00:00:00")
+    assert budget.reserve(ts("2024-03-02T00:00:00") + CLOCK_SKEW_S) is None
 
 
 def test_observe_learns_limits_and_usage_from_headers() -> None:
@@ -107,7 +115,7 @@ def test_observe_learns_limits_and_usage_from_headers() -> None:
     assert usage.read_used == (298, 400)
     assert budget.reserve(T0) is None
     assert budget.reserve(T0) is None
-    assert budget.reserve(T0) == ts("2024-03-01T10:15:00")
+    assert budget.reserve(T0) == after("2024-03-01T10:15:00")
 
 
 def test_observe_never_lowers_the_local_count_of_requests_in_flight() -> None:
@@ -126,23 +134,52 @@ def test_usage_reported_for_a_request_sent_in_the_previous_window_is_ignored() -
     assert budget.reserve(later) is None
 
 
-def test_daily_usage_reported_for_a_request_sent_in_the_days_first_second_is_ignored() -> None:
-    """Strava's clock may be a little behind ours: the daily usage may be yesterday's, which would hold back most
-    of today. A window's 15-minute usage is believed from its first instant (other instances' burst at a reset)."""
+def test_a_request_in_a_windows_first_second_needs_room_in_the_window_before_too() -> None:
+    """Strava's clock may be a little behind ours: a request sent right after a reset may count in the window
+    before. It goes if that window had room, and counts in both; else it waits out the skew allowance."""
+    quarter = ts("2024-03-01T10:15:00")
+    budget = RateLimitBudget()
+    assert all(budget.reserve(quarter - 60) is None for _ in range(97))
+    assert all(budget.reserve(quarter + 0.2) is None for _ in range(3))  # the window before had 3 left
+    assert budget.reserve(quarter + 0.2) == quarter + CLOCK_SKEW_S
+    assert budget.usage(quarter + 0.2).read_used == (3, 100)
+    assert budget.reserve(quarter + CLOCK_SKEW_S) is None
+    assert budget.usage(quarter + CLOCK_SKEW_S).read_used == (4, 101)
+
+
+def test_a_window_after_an_idle_one_opens_at_its_reset() -> None:
+    """Only the window just before can hold a request sent at a reset: after a quiet one, nothing waits."""
+    budget = RateLimitBudget()
+    assert all(budget.reserve(T0) is None for _ in range(100))
+    assert budget.reserve(ts("2024-03-01T10:30:00")) is None
+
+
+def test_a_spent_daily_limit_holds_the_days_first_second_too() -> None:
+    budget = RateLimitBudget(read_limits=(100, 150))
+    midnight = ts("2024-03-02T00:00:00")
+    budget.observe({"x-readratelimit-usage": "20,150"}, midnight - 10, sent_at=midnight - 11)
+    budget.observe({"x-readratelimit-usage": "0,0"}, midnight + 0.5, sent_at=midnight + 0.4)  # nothing learnt
+    assert budget.reserve(midnight + 0.5) == midnight + CLOCK_SKEW_S
+    assert budget.reserve(midnight + CLOCK_SKEW_S) is None
+
+
+def test_usage_reported_for_a_request_sent_in_a_windows_first_second_counts_for_the_window_before() -> None:
+    """Taken for the new window, the usage of one spent or nearly spent would hold back most of it (at midnight,
+    most of the day); it holds back the skew allowance only."""
     midnight = ts("2024-03-02T00:00:00")
     budget = RateLimitBudget()
     budget.observe({"x-readratelimit-usage": "97,990"}, midnight + 0.4, sent_at=midnight + 0.3)
-    assert budget.usage(midnight + 0.4).read_used == (97, 0)
+    assert budget.usage(midnight + 0.4).read_used == (0, 0)
+    assert all(budget.reserve(midnight + 0.4) is None for _ in range(3))
+    assert budget.reserve(midnight + 0.4) == midnight + CLOCK_SKEW_S
     budget.observe({"x-readratelimit-usage": "98,99"}, midnight + 1.5, sent_at=midnight + CLOCK_SKEW_S)
     assert budget.usage(midnight + 1.5).read_used == (98, 99)
-    yesterdays = RateLimitBudget()  # a daily limit reported spent in the day's first second: yesterday's answer
-    yesterdays.observe({"x-readratelimit-usage": "100,1000"}, midnight + 0.4, sent_at=midnight + 0.3)
-    assert yesterdays.usage(midnight + 0.4).read_used == (0, 0)
-    assert yesterdays.reserve(midnight + 0.4) is None
+    spent = RateLimitBudget()  # a spent window reported in a quarter's first second: the window before's
     quarter = ts("2024-03-02T10:15:00")
-    budget.observe({"x-readratelimit-usage": "100,400"}, quarter + 0.4, sent_at=quarter + 0.3)
-    assert budget.usage(quarter + 0.4).read_used == (100, 400)
-    assert budget.reserve(quarter + 0.4) == ts("2024-03-02T10:30:00")
+    spent.observe({"x-readratelimit-usage": "100,400"}, quarter + 0.4, sent_at=quarter + 0.3)
+    assert spent.usage(quarter + 0.4).read_used == (0, 400)  # the day is not in its first second
+    assert spent.reserve(quarter + 0.4) == quarter + CLOCK_SKEW_S  # the window before is spent: not in its second
+    assert spent.reserve(quarter + CLOCK_SKEW_S) is None
 
 
 @pytest.mark.parametrize(
@@ -158,12 +195,12 @@ def test_daily_usage_reported_for_a_request_sent_in_the_days_first_second_is_ign
     ],
 )
 def test_a_429_ends_with_the_window_it_was_sent_in(sent: str, daily: bool, expected: str) -> None:
-    assert reset_after_429(ts(sent), daily=daily) == ts(expected)
+    assert reset_after_429(ts(sent), daily=daily) == after(expected)
 
 
 def test_block_until_refuses_every_request_until_the_given_reset() -> None:
     budget = RateLimitBudget()
-    reset = ts("2024-03-01T10:15:00")
+    reset = after("2024-03-01T10:15:00")
     budget.block_until(reset)
     assert budget.reserve(T0) == reset
     assert budget.reserve(T0, read=False) == reset
