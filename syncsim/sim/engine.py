@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import math
 import os
 import random
 import time
@@ -323,16 +324,24 @@ async def _simulate(sc: Scenario) -> RunRecord:
                 await browsers[row.athlete].webhook(event)
 
     async def tick() -> None:
-        """The scheduler's tick (Supabase Cron or Vercel Cron): ``tick_s`` after the one before has answered.
-
-        A cron schedule fires on the clock instead, whether the call before has answered or not; waiting for the
-        answer drifts by the answer times, so a tick due at a window's reset comes a little after it, and that
-        phase changes which syncs get launch day's first reads (docs/architecture.md, "Fair turns")."""
+        """The scheduler's tick (Supabase Cron or Vercel Cron): fired on the clock, at every epoch multiple of
+        ``tick_s`` (as a cron schedule fires at the minute, so right at each rate-limit reset), whether the call
+        before has answered or not; calls that overlap run side by side, as on the platform."""
         assert sc.tick_s is not None
+        tick_s = sc.tick_s
         bearer = {"authorization": f"Bearer {CRON_SECRET}"}
-        while True:
-            await clock.sleep(sc.tick_s)
-            await http.get("/api/cron/tick", headers=bearer)
+        calls: set[asyncio.Future[Any]] = set()
+        fired = math.floor(clock.now() / tick_s)  # a counter, not the clock: float sums would drift off the grid
+        try:
+            while True:
+                fired += 1
+                await clock.sleep(max(0.0, fired * tick_s - clock.now()))
+                call = asyncio.ensure_future(http.get("/api/cron/tick", headers=bearer))
+                calls.add(call)
+                call.add_done_callback(calls.discard)
+        finally:
+            if calls:  # the last calls answer (nothing is left to do) before the run ends
+                await asyncio.gather(*calls, return_exceptions=True)
 
     async def sample_budget() -> None:
         while True:

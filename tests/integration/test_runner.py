@@ -211,6 +211,8 @@ async def test_a_bounded_service_runs_background_jobs_one_slot_at_a_time(
         assert first_done is not None and second_start is not None and second_start >= first_done
     with pytest.raises(InvalidInput, match="max_background_jobs must be >= 1 or None, got 0"):
         JobService(_runner(store, handlers), max_background_jobs=0)
+    with pytest.raises(InvalidInput, match="tick_lookahead_s must be at least 0 and under a minute, got 60"):
+        JobService(_runner(store, handlers), tick_lookahead_s=60)
 
 
 async def test_get_shows_a_job_only_to_its_owner_whatever_form_the_ids_take(

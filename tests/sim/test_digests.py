@@ -19,7 +19,7 @@ DIGESTS = {
     "small": "1c1c56b241720ca7",
     "poisson": "9029729fda8dfa66",
     "webhook": "f583a9eb41573d88",
-    "reference": "e2fae2e86ce43562",
+    "reference": "c13f04fe2d2f2032",
 }
 
 
