@@ -123,7 +123,7 @@ def test_resumable_completes_in_the_invocations_the_deadline_arithmetic_predicts
 def test_the_101st_read_in_a_quarter_hour_waits_for_the_next_one() -> None:
     # 19,702 activities = 101 requests of 1 s under the read limit of 100 per 15 min: requests 1-100 are
     # answered by t = 100 s; the 101st is refused locally and sent at the quarter hour (t = 900 s, the run
-    # starts on one) plus the client's documented 1 s of slack, so the sync completes at 902 s.
+    # starts on one) plus the budget's 1 s clock-skew allowance, so the sync completes at 902 s.
     result = simulate(
         workload=one_athlete(19_702),
         platform="unlimited",
