@@ -194,8 +194,10 @@ class RateLimitBudget:
                 for c in counters:
                     c.used_15min += 1
                     c.used_daily += 1
-                    c.before_15min += window
-                    c.before_daily += day
+                    if window:
+                        c.before_15min += 1
+                    if day:
+                        c.before_daily += 1
                 return None
             self.refused += 1
             return self._window_start + CLOCK_SKEW_S
