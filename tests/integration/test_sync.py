@@ -27,6 +27,7 @@ from syncsim.sim.virtual import run_virtual, virtual_clock
 from syncsim.stores import Store, open_store
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeAthlete, FakeStrava, Faults, LatencyModel
+from syncsim.strava.ratelimit import CLOCK_SKEW_S
 from syncsim.strava.sync import list_requests_needed, register_strava_sync
 
 
@@ -209,7 +210,7 @@ def test_rate_limit_mid_sync_reschedules_to_the_window_reset_and_completes(sqlit
         assert paused is not None and paused.status is JobStatus.PENDING and paused.attempts == 0
         assert "RateLimited" in (paused.error or "")
         reset = paused.next_attempt_at
-        assert reset is not None and reset.timestamp() % 900 == 0  # the next quarter hour
+        assert reset is not None and reset.timestamp() % 900 == CLOCK_SKEW_S  # the next quarter hour's skew allowance
         assert 0 < reset.timestamp() - env.clock.now() <= 900
         # Five reads fitted: 200, then 199 new on each (each later one re-reads its boundary).
         assert await env.store.count_activities(user) == 200 + 4 * 199
@@ -247,7 +248,7 @@ def test_a_worker_puts_a_rate_limited_job_back_until_the_window_instead_of_holdi
         assert put_back.status is JobStatus.PENDING and put_back.attempts == 0 and put_back.locked_by is None
         assert "RateLimited" in (put_back.error or "") and "waits in the store" in (put_back.error or "")
         reset = put_back.next_attempt_at
-        assert reset is not None and reset.timestamp() % 900 == 0 and reset.timestamp() - started > 60
+        assert reset is not None and reset.timestamp() % 900 == CLOCK_SKEW_S and reset.timestamp() - started > 60
         assert env.clock.now() - started < 30  # five pages, not a sleep until the window
         assert await env.store.count_activities(user) == 200 + 4 * 199
         pause = await env.store.job_type_pause("strava_sync")
@@ -560,6 +561,8 @@ def test_a_turn_given_away_under_a_scarce_budget_continues_in_the_next_window(sq
     so its client does not poll for a turn that cannot come before then."""
 
     async def scenario(env: Env) -> None:
+        # Past the window's first second: usage reported for a request sent in it counts for the window before.
+        await env.clock.sleep(5.0)
         now = env.clock.now()
         for _ in range(3):  # three other syncs, served already and due again
             other, _ = await env.store.create_job(
@@ -580,7 +583,7 @@ def test_a_turn_given_away_under_a_scarce_budget_continues_in_the_next_window(sq
         assert done is not None and done.status is JobStatus.PENDING and "YieldTurn" in (done.error or "")
         assert done.progress["pages"] == 1 and env.list_requests() == 1
         assert done.next_attempt_at is not None
-        window = (now // 900 + 1) * 900
+        window = (now // 900 + 1) * 900 + CLOCK_SKEW_S  # the next window, once Strava's clock is surely in it
         assert window <= done.next_attempt_at.timestamp() < window + 1.0
 
     in_virtual_time(sqlite_url, scenario, latency=0.1)
