@@ -81,7 +81,9 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
         metavar="N",
         help="N serverless instances serve the app, each its own process (own Strava client), sharing the store (1)",
     )
-    p.add_argument("--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS")
+    p.add_argument(
+        "--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS, on the clock"
+    )
     p.add_argument(
         "--give-up", dest="give_up", type=float, metavar="SECONDS", help="browsers stop polling after SECONDS (7200)"
     )

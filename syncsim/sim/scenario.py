@@ -104,7 +104,7 @@ _LOWEST: dict[str, float] = {
     "lease_s": 1e-3,
     "max_sim_s": 1.0,
     "budget_every_s": 1e-3,
-    "tick_s": 1e-3,
+    "tick_s": 1.0,  # pg_cron's shortest interval; calls overlap, so a shorter one would only pile them up
     "reconcile_every_s": 1.0,
     "churn_until_s": 0.0,
     "kill_rate": 0.0,
@@ -154,8 +154,9 @@ class Scenario:
     budget_every_s: float = 60.0
     compact_activities: bool = True
     detail: bool = False
-    #: A scheduler calls the tick (``/api/cron/tick``) this many seconds after its last call answered; with it, the
-    #: run lasts until no job is left (or ``max_sim_s``), browsers or not. Ticks are invocations, counted in the cost.
+    #: A scheduler calls the tick (``/api/cron/tick``) every this many seconds, on the clock (at each epoch multiple,
+    #: as cron fires), whether its last call has answered or not; with it, the run lasts until no job is left (or
+    #: ``max_sim_s``), browsers or not. Ticks are invocations, counted in the cost.
     tick_s: float | None = None
     #: The tick reconciles a history not listed to its end for this long (seconds).
     reconcile_every_s: float = defaults.RECONCILE_EVERY_S
