@@ -127,8 +127,8 @@ class JobService:
 
         Most ticks find nothing due: they count first and continue only when something is, so such a tick costs
         two statements (reclaim, count) rather than a claim by each of its ``concurrency`` loops as well. A job due
-        within ``tick_lookahead_s`` (and the deadline margin) is waited for: the tick fired
-        at a window's reset, and the jobs it held back come due a moment later."""
+        within ``tick_lookahead_s`` (and the deadline margin) is waited for: a scheduler fires on the clock, so
+        right at a rate-limit window's reset, and the jobs that window held back come due a moment later."""
         runner = self.runner
         clock = runner.clock
         reclaimed = await runner.store.reclaim_expired(now=clock.now())

@@ -336,12 +336,13 @@ async def _simulate(sc: Scenario) -> RunRecord:
             while True:
                 fired += 1
                 await clock.sleep(max(0.0, fired * tick_s - clock.now()))
-                call = asyncio.ensure_future(http.get("/api/cron/tick", headers=bearer))
-                calls.add(call)
-                call.add_done_callback(calls.discard)
+                for call in [c for c in calls if c.done()]:
+                    calls.discard(call)
+                    call.result()  # a tick that raised fails the run, as an awaited one did
+                calls.add(asyncio.ensure_future(http.get("/api/cron/tick", headers=bearer)))
         finally:
             if calls:  # the last calls answer (nothing is left to do) before the run ends
-                await asyncio.gather(*calls, return_exceptions=True)
+                await asyncio.gather(*calls)
 
     async def sample_budget() -> None:
         while True:
