@@ -162,6 +162,27 @@ def test_a_job_rescheduled_to_the_window_reset_counts_as_rate_limited_once_per_r
     assert (result.events["kind"] == "rate_limit_wait").sum() == 0
 
 
+def test_with_nobody_watching_the_tick_continues_a_held_back_job_a_second_after_the_reset() -> None:
+    # The same athlete; the tab closes after a minute. The 101st request is refused at 100 s, and the job is put
+    # back until the reset plus the 1 s clock-skew allowance (901 s). The tick fires on the clock, at 900 s, waits
+    # the second for it, and its last request answers at 902 s; the tick after, at 960 s, would have cost a minute.
+    from syncsim.sim import PollSchedule
+
+    result = simulate(
+        workload=one_athlete(19_702),
+        platform="hobby",
+        strategy="resumable",
+        latency=1.0,
+        store_latency_s=0.0,
+        rate_limits=(100, 1_000),
+        tick_s=60.0,
+        poll=PollSchedule(give_up_s=60.0),
+    )
+    job = only_job(result)
+    assert job["status"] == "completed" and job["strava_requests"] == 101
+    assert job["time_to_complete_s"] == pytest.approx(902.0, abs=1e-3)
+
+
 def test_the_budget_bound_puts_each_read_in_its_quarter_hour_of_its_day() -> None:
     from syncsim.sim import budget_bound_s
 
