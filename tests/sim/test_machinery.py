@@ -1,5 +1,6 @@
 """The simulator's own machinery: the virtual-time loop, the in-process ASGI caller, compact Strava pages, the
-sweep's ordering and the run's garbage-collector setting. Each must be invisible in the results."""
+sweep's ordering, the run's garbage-collector setting and the scheduler's clock. Each must be invisible in the
+results, or model what it names."""
 
 from __future__ import annotations
 
@@ -596,3 +597,23 @@ def test_a_browser_polls_on_the_one_backoff_formula_and_refuses_a_schedule_that_
     for bad in ({"first_s": 0.0}, {"first_s": 60.0}, {"give_up_s": 0.0}, {"post_attempts": 0}):
         with pytest.raises(ValueError, match="PollSchedule needs 0 < first_s <= cap_s"):
             PollSchedule(**bad)
+
+
+def test_the_simulated_scheduler_fires_the_tick_on_the_clock_not_after_its_last_answer() -> None:
+    """Cron fires at the minute whatever its last call took, so a tick comes right at each rate-limit reset. The
+    tab closes after a minute; from then on every invocation is a tick, each at a multiple of 60 s, though each
+    one's store calls take time (5 ms each) and the one at 900 s waits for the job the window held back."""
+    workload = Workload.from_rows([WorkloadRow(0, 19_702, 0.0)], name="one-heavy")
+    result = simulate(
+        workload=workload,
+        platform="hobby",
+        strategy="resumable",
+        latency=1.0,
+        rate_limits=(100, 1_000),
+        tick_s=60.0,
+        poll=PollSchedule(give_up_s=60.0),
+    )
+    events = result.events
+    starts = events.loc[(events["kind"] == "invocation_start") & (events["t_s"] >= 60.0), "t_s"].tolist()
+    assert starts == [pytest.approx(60.0 * k, abs=1e-6) for k in range(1, 16)]
+    assert result.jobs.iloc[0]["status"] == "completed"
