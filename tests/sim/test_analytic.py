@@ -21,6 +21,11 @@ def one_athlete(activities: int) -> Workload:
     return Workload.from_rows([WorkloadRow(0, activities, 0.0)], name=f"one-{activities}")
 
 
+def one_window_too_many(**options: object):  # type: ignore[no-untyped-def]
+    """One athlete of 19,702 activities: 101 list requests of 1 s, under a read limit of 100 per 15 minutes."""
+    return simulate(workload=one_athlete(19_702), latency=1.0, store_latency_s=0.0, rate_limits=(100, 1_000), **options)
+
+
 def only_job(result):  # type: ignore[no-untyped-def]
     assert len(result.jobs) == 1
     return result.jobs.iloc[0]
@@ -124,14 +129,7 @@ def test_the_101st_read_in_a_quarter_hour_waits_for_the_next_one() -> None:
     # 19,702 activities = 101 requests of 1 s under the read limit of 100 per 15 min: requests 1-100 are
     # answered by t = 100 s; the 101st is refused locally and sent at the quarter hour (t = 900 s, the run
     # starts on one) plus the budget's 1 s clock-skew allowance, so the sync completes at 902 s.
-    result = simulate(
-        workload=one_athlete(19_702),
-        platform="unlimited",
-        strategy="waituntil",
-        latency=1.0,
-        store_latency_s=0.0,
-        rate_limits=(100, 1_000),
-    )
+    result = one_window_too_many(platform="unlimited", strategy="waituntil")
     job = only_job(result)
     assert job["status"] == "completed" and job["strava_requests"] == 101
     assert job["time_to_complete_s"] == pytest.approx(902.0, abs=1e-6)
@@ -147,14 +145,7 @@ def test_the_101st_read_in_a_quarter_hour_waits_for_the_next_one() -> None:
 def test_a_job_rescheduled_to_the_window_reset_counts_as_rate_limited_once_per_reset() -> None:
     # The same athlete on hobby (10 s) with resumable: the 101st request's reset is far past the invocation's
     # deadline, so the job is rescheduled (not waited for) exactly once, then completes after the reset.
-    result = simulate(
-        workload=one_athlete(19_702),
-        platform="hobby",
-        strategy="resumable",
-        latency=1.0,
-        store_latency_s=0.0,
-        rate_limits=(100, 1_000),
-    )
+    result = one_window_too_many(platform="hobby", strategy="resumable")
     job = only_job(result)
     assert job["status"] == "completed" and job["strava_requests"] == 101
     assert job["rate_limited"] == 1
@@ -168,16 +159,7 @@ def test_with_nobody_watching_the_tick_continues_a_held_back_job_a_second_after_
     # the second for it, and its last request answers at 902 s; the tick after, at 960 s, would have cost a minute.
     from syncsim.sim import PollSchedule
 
-    result = simulate(
-        workload=one_athlete(19_702),
-        platform="hobby",
-        strategy="resumable",
-        latency=1.0,
-        store_latency_s=0.0,
-        rate_limits=(100, 1_000),
-        tick_s=60.0,
-        poll=PollSchedule(give_up_s=60.0),
-    )
+    result = one_window_too_many(platform="hobby", strategy="resumable", tick_s=60.0, poll=PollSchedule(give_up_s=60.0))
     job = only_job(result)
     assert job["status"] == "completed" and job["strava_requests"] == 101
     assert job["time_to_complete_s"] == pytest.approx(902.0, abs=1e-3)
