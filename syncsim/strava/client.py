@@ -200,9 +200,9 @@ class StravaClient:
     ``deadline`` (UTC epoch seconds) — the end of the caller's invocation. The client sleeps through a
     rate-limit window only if the window resets (plus :data:`~syncsim.strava.ratelimit.CLOCK_SKEW_S`) by the
     deadline; otherwise it raises :class:`~syncsim.errors.RateLimited` with that time, so the job can be
-    rescheduled. The API reads'
-    ``max_wait_s`` bounds that sleep for a caller whose job something else continues (a worker, the tick): a
-    reset further away raises ``RateLimited`` at once, and the job waits in the store, not in this process. They
+    rescheduled. The API reads' ``max_wait_s`` bounds that sleep for a caller whose job something else continues
+    (a worker, the tick): a reset further away raises ``RateLimited`` at once, and the job waits in the store, not
+    in this process. They
     also take ``answer_by``, for a caller that the platform kills at a hard limit: a request still unanswered then
     is given up (its timeout cut to end then) and raises :class:`~syncsim.errors.StravaNoTimeToRetry`, so that the
     caller ends on its own, with what it has stored, rather than be killed waiting for a Strava that hangs.

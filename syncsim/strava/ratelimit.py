@@ -36,11 +36,11 @@ QUARTER_HOUR_S = 900.0
 #: Length of the daily window, in seconds; epoch multiples are UTC midnights (epoch time has no leap seconds).
 DAY_S = 86_400.0
 #: How far Strava's clock may run behind ours (seconds). A request sent in the first CLOCK_SKEW_S of a window by
-#: our clock may still count in Strava's window before it. So a request held back by a spent window may go
-#: CLOCK_SKEW_S after its reset (every time the budget gives is), any other goes in that second only if the window
-#: before had room too, and the usage an answer reports, or a 429 for a spent daily limit, may be the window
-#: before's. Without this allowance, jobs held back until a reset (and a scheduler's tick, which fires on the
-#: clock) would send right at it, and a skew of a few milliseconds would cost them the window, at midnight the day.
+#: our clock may still count in Strava's window before it. So every time the budget gives a request held back by a
+#: spent window is CLOCK_SKEW_S after the reset, any other request goes in that second only if the window before
+#: had room too, and the usage an answer reports, or a 429 for a spent daily limit, may be the window before's.
+#: Without this allowance, jobs held back until a reset (and a scheduler's tick, which fires on the clock) would
+#: send right at it, and a skew of a few milliseconds would cost them the window, at midnight the day.
 CLOCK_SKEW_S = 1.0
 
 
@@ -188,15 +188,15 @@ class RateLimitBudget:
         self._roll(now)
         counters = (self._overall, self._read) if read else (self._overall,)
         if self._blocked_until is None and all(c.has_room() for c in counters):
-            window = now - self._window_start < CLOCK_SKEW_S
-            day = now - self._day_start < CLOCK_SKEW_S
-            if not window or all(c.had_room(window=window, day=day) for c in counters):
+            window_opening = now - self._window_start < CLOCK_SKEW_S
+            day_opening = now - self._day_start < CLOCK_SKEW_S
+            if not window_opening or all(c.had_room(window=window_opening, day=day_opening) for c in counters):
                 for c in counters:
                     c.used_15min += 1
                     c.used_daily += 1
-                    if window:
+                    if window_opening:
                         c.before_15min += 1
-                    if day:
+                    if day_opening:
                         c.before_daily += 1
                 return None
             self.refused += 1
@@ -241,14 +241,8 @@ class RateLimitBudget:
         """
         self._roll(now)
         sent = now if sent_at is None else sent_at
-        window = quarter_hour_start(sent)
-        day = utc_day_start(sent)
-        this_window = window == self._window_start and sent - window >= CLOCK_SKEW_S
-        window_before = window == self._window_start - QUARTER_HOUR_S or (
-            window == self._window_start and not this_window
-        )
-        today = day == self._day_start and sent - day >= CLOCK_SKEW_S
-        day_before = day == self._day_start - DAY_S or (day == self._day_start and not today)
+        window = _counted_in(sent, quarter_hour_start(sent), QUARTER_HOUR_S)
+        day = _counted_in(sent, utc_day_start(sent), DAY_S)
         for counter, prefix in ((self._overall, "x-ratelimit"), (self._read, "x-readratelimit")):
             limit = parse_pair(_header(headers, f"{prefix}-limit"))
             if limit is not None:
@@ -257,13 +251,13 @@ class RateLimitBudget:
             if usage is None:
                 continue
             used_15min, used_daily = usage
-            if this_window:
+            if window == self._window_start:
                 counter.used_15min = max(counter.used_15min, used_15min)
-            elif window_before:
+            elif window == self._window_start - QUARTER_HOUR_S:
                 counter.before_15min = max(counter.before_15min, used_15min)
-            if today:
+            if day == self._day_start:
                 counter.used_daily = max(counter.used_daily, used_daily)
-            elif day_before:
+            elif day == self._day_start - DAY_S:
                 counter.before_daily = max(counter.before_daily, used_daily)
 
     def block_until(self, reset_at: float) -> None:
@@ -299,6 +293,13 @@ class RateLimitBudget:
             f"RateLimitBudget(overall={o.used_15min}/{o.limit_15min},{o.used_daily}/{o.limit_daily}, "
             f"read={r.used_15min}/{r.limit_15min},{r.used_daily}/{r.limit_daily})"
         )
+
+
+def _counted_in(sent: float, start: float, length: float) -> float:
+    """The start of the window whose usage an answer to a request sent at ``sent`` reports, for a window of
+    ``length`` that starts at ``start`` and contains ``sent``: the window before if it was sent in the first
+    :data:`CLOCK_SKEW_S`, which Strava's clock may not have reached."""
+    return start - length if sent - start < CLOCK_SKEW_S else start
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
