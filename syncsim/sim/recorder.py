@@ -236,6 +236,7 @@ _LEAVES_JOBS = frozenset(
         "clear_activity_events",
         "users_with_activity_events",
         "take_event_quota",
+        "take_rate_slot",
         "mark_reconciled",
         "reconciled_at",
         "users_to_reconcile",

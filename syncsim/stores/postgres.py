@@ -46,6 +46,7 @@ from syncsim.jobs.model import Job, JobStatus, TypePause, job_from_mapping
 from syncsim.stores.sql import migration_files
 from syncsim.stores.urls import SECRET_PARAMETERS, redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
+from syncsim.strava.ratelimit import SlotRequest
 
 __all__ = ["MIGRATION_LOCK_KEY", "PostgresStore"]
 
@@ -538,6 +539,22 @@ class PostgresStore:
     async def clear_type_outage(self, type: str, *, now: float) -> None:
         async with self._connection(f"clear the outage of type {type}") as conn:
             await conn.execute("select syncsim_clear_type_outage(%s, %s)", (type, to_datetime(now)))
+
+    async def take_rate_slot(self, slot: SlotRequest) -> str | None:
+        """``syncsim_take_rate_slot``: concurrent callers queue on the rows' locks, so no slot is given twice."""
+        async with self._connection("take a Strava rate-limit slot") as conn:
+            cur = await conn.execute(
+                "select syncsim_take_rate_slot(%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    slot.read,
+                    to_datetime(slot.window_start),
+                    to_datetime(slot.day_start),
+                    *slot.overall_limits,
+                    *slot.read_limits,
+                ),
+            )
+            row = await cur.fetchone()
+        return None if row is None else row[0]
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         async with self._connection(f"cancel jobs of user {user_id}") as conn:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from syncsim.jobs.model import Job, JobStatus, TypePause
 from syncsim.strava.models import Activity, StoredActivity, StravaTokens
+from syncsim.strava.ratelimit import SlotRequest
 
 __all__ = ["Store"]
 
@@ -124,6 +125,12 @@ class Store(Protocol):
     async def clear_type_outage(self, type: str, *, now: float) -> None:
         """A service the type needs answered again: set the looks of a pause of ``type`` that has ended by ``now``
         to 0 (a pause still running was written since, and is left as it is)."""
+        ...
+
+    async def take_rate_slot(self, slot: SlotRequest) -> str | None:
+        """Take a slot of Strava's app-wide budget for one request about to go, where every process counts (a
+        window another caller has already moved past stays). Returns ``None`` if the slot is taken, else which
+        limit is spent, ``"day"`` before ``"window"``, and takes nothing."""
         ...
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:

@@ -26,6 +26,7 @@ from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.jobs.model import Job, JobStatus, TypePause
 from syncsim.stores.sql import migration_files
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
+from syncsim.strava.ratelimit import SlotRequest
 
 __all__ = ["SQLiteStore"]
 
@@ -404,6 +405,35 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE job_type_pauses SET looks = 0 WHERE type = ? AND looks > 0 AND until <= ?", (type, now)
             )
+
+    async def take_rate_slot(self, slot: SlotRequest) -> str | None:
+        window_start, day_start = slot.window_start, slot.day_start
+        limits = {"overall": slot.overall_limits, "read": slot.read_limits}
+        kinds = ("overall", "read") if slot.read else ("overall",)
+        marks = ", ".join("?" * len(kinds))
+        with self._write() as conn:
+            conn.execute(
+                f"""UPDATE strava_rate_slots SET
+                      used_15min = CASE WHEN window_start < ? THEN 0 ELSE used_15min END,
+                      window_start = max(window_start, ?),
+                      used_daily = CASE WHEN day_start < ? THEN 0 ELSE used_daily END,
+                      day_start = max(day_start, ?)
+                    WHERE kind IN ({marks}) AND (window_start < ? OR day_start < ?)""",
+                (window_start, window_start, day_start, day_start, *kinds, window_start, day_start),
+            )
+            used = conn.execute(
+                f"SELECT kind, used_15min, used_daily FROM strava_rate_slots WHERE kind IN ({marks})", kinds
+            ).fetchall()
+            if any(daily >= limits[kind][1] for kind, _, daily in used):
+                return "day"
+            if any(window >= limits[kind][0] for kind, window, _ in used):
+                return "window"
+            conn.execute(
+                f"""UPDATE strava_rate_slots SET used_15min = used_15min + 1, used_daily = used_daily + 1
+                    WHERE kind IN ({marks})""",
+                kinds,
+            )
+        return None
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         with self._write() as conn:

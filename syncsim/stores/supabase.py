@@ -39,6 +39,7 @@ from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailab
 from syncsim.jobs.model import Job, JobStatus, TypePause, job_from_mapping
 from syncsim.stores.urls import redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
+from syncsim.strava.ratelimit import SlotRequest
 
 __all__ = ["CREATE_RACE_RETRIES", "KEY_ENV", "SupabaseStore"]
 
@@ -465,6 +466,20 @@ class SupabaseStore:
         await self._rpc(
             f"clear the outage of type {type}", "syncsim_clear_type_outage", {"p_type": type, "p_now": _iso(now)}
         )
+
+    async def take_rate_slot(self, slot: SlotRequest) -> str | None:
+        """RPC ``syncsim_take_rate_slot``: concurrent callers queue on the rows' locks."""
+        params = {
+            "p_read": slot.read,
+            "p_window": _iso(slot.window_start),
+            "p_day": _iso(slot.day_start),
+            "p_overall_15min": slot.overall_limits[0],
+            "p_overall_daily": slot.overall_limits[1],
+            "p_read_15min": slot.read_limits[0],
+            "p_read_daily": slot.read_limits[1],
+        }
+        spent = await self._rpc("take a Strava rate-limit slot", "syncsim_take_rate_slot", params)
+        return str(spent) if spent else None
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
         at = _iso(now)

@@ -66,7 +66,7 @@ from syncsim.errors import (
 )
 from syncsim.retry import RetryPolicy
 from syncsim.strava.models import Activity, Athlete, StravaTokens, utc_time
-from syncsim.strava.ratelimit import RateLimitBudget, parse_pair, reset_after_429
+from syncsim.strava.ratelimit import RateLimitBudget, RateSlots, parse_pair, reset_after_429
 from syncsim.strava.tokens import MemoryTokenStore, TokenStore
 from syncsim.strava.trace import Trace, TraceRecord
 
@@ -224,6 +224,7 @@ class StravaClient:
         trace: Trace | None = None,
         refresh_margin_s: float = REFRESH_MARGIN_S,
         on_rate_limit_wait: Callable[[uuid.UUID | None, float], None] | None = None,
+        share_budget: bool = True,
     ) -> None:
         """Create a client.
 
@@ -233,6 +234,8 @@ class StravaClient:
         jitter (inject a seeded one for determinism). ``transport`` replaces the network (FakeStrava).
         ``on_rate_limit_wait(user_id, seconds)`` is called each time the client is about to sleep until a rate-limit
         window resets, for the user whose request waits (``None`` for a token exchange); metrics, not control.
+        With ``share_budget`` (the default) and a token store that counts rate-limit slots (every syncsim store
+        does), each request also takes a slot in the store, so that every instance of the app counts it.
         """
         if max_retries < 0:
             raise InvalidInput("max_retries must be >= 0")
@@ -241,6 +244,8 @@ class StravaClient:
         if not 0 <= refresh_margin_s < math.inf:
             raise InvalidInput(f"refresh_margin_s must be a number of seconds >= 0, got {refresh_margin_s!r}")
         self._store = tokens
+        #: Where every process counts the app-wide budget: the token store, if it can (every syncsim store can).
+        self._slots = tokens if share_budget and isinstance(tokens, RateSlots) else None
         self._clock = clock
         self._client_id = client_id if client_id is not None else os.environ.get(CLIENT_ID_ENV)
         self._client_secret = client_secret if client_secret is not None else os.environ.get(CLIENT_SECRET_ENV)
@@ -831,6 +836,8 @@ class StravaClient:
         left = min(ends) - sent_at if ends else self._timeout_s
         if left < PROBE_MIN_S or self.budget.reserve(sent_at, read=True) is not None:
             return False
+        if self._slots is not None and await self.budget.take_slot(self._slots, sent_at) is not None:
+            return False
         probe, params = ("/athlete/activities", {"per_page": 1}) if endpoint == "/athlete" else ("/athlete", None)
         self._probing = True
         try:
@@ -913,17 +920,18 @@ class StravaClient:
         user_id: uuid.UUID | None,
     ) -> None:
         while True:
-            reset_at = self.budget.reserve(self._clock.now(), read=read)
+            now = self._clock.now()
+            reset_at = self.budget.reserve(now, read=read)
+            why = "the app-wide rate limit is spent (local budget)"
             if reset_at is None:
-                return
+                if self._slots is None:
+                    return
+                reset_at = await self.budget.take_slot(self._slots, now, read=read)
+                if reset_at is None:
+                    return
+                why = "the app-wide rate limit is spent (the store's count of every instance's requests)"
             await self._wait_for_reset(
-                method,
-                endpoint,
-                reset_at,
-                deadline,
-                why="the app-wide rate limit is spent (local budget)",
-                max_wait_s=max_wait_s,
-                user_id=user_id,
+                method, endpoint, reset_at, deadline, why=why, max_wait_s=max_wait_s, user_id=user_id
             )
 
     async def _wait_for_reset(

@@ -103,6 +103,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "strava_activities": True,
         "strava_activity_events": True,
         "job_type_pauses": True,
+        "strava_rate_slots": True,
         "syncsim_migrations": True,
     }
     assert {
@@ -129,6 +130,8 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_unserved_jobs(integer)",
         "syncsim_pause_job_type(text,timestamp with time zone,integer,text,timestamp with time zone)",
         "syncsim_clear_type_outage(text,timestamp with time zone)",
+        "syncsim_take_rate_slot(boolean,timestamp with time zone,timestamp with time zone,"
+        "integer,integer,integer,integer)",
         "syncsim_users_to_reconcile(timestamp with time zone,timestamp with time zone,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
@@ -245,7 +248,7 @@ def test_authenticated_user_reads_only_their_own_rows_and_writes_none(two_users:
 def test_anon_gets_nothing_and_service_role_bypasses_rls(two_users: TwoUsers) -> None:
     u = two_users
     with _connect_as(u.url, "anon") as conn:
-        for table in ("sync_jobs", "strava_tokens", "strava_activities", "job_type_pauses"):
+        for table in ("sync_jobs", "strava_tokens", "strava_activities", "job_type_pauses", "strava_rate_slots"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"select * from {table}".encode())
     with _connect_as(u.url, "authenticated") as conn:  # signed in with no sub: sees no one's rows
@@ -253,6 +256,9 @@ def test_anon_gets_nothing_and_service_role_bypasses_rls(two_users: TwoUsers) ->
     # nor can an athlete hold everyone's syncs back
     with _connect_as(u.url, "authenticated") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("select syncsim_pause_job_type('strava_sync', now() + interval '1 day', 0, 'x', now())")
+    # nor spend the app's Strava budget
+    with _connect_as(u.url, "authenticated") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("select syncsim_take_rate_slot(true, now(), now(), 0, 0, 0, 0)")
     with _connect_as(u.url, "service_role") as conn:
         assert conn.execute("select count(*) from sync_jobs").fetchone() == (2,)
         assert conn.execute("select count(*) from strava_tokens").fetchone() == (2,)

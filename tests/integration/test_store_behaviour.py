@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 import uuid
@@ -16,6 +17,7 @@ from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
 from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.models import Activity, StravaTokens
+from syncsim.strava.ratelimit import SlotRequest, quarter_hour_start, utc_day_start
 from tests.conftest import BACKENDS
 
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
@@ -357,6 +359,37 @@ async def test_a_type_pause_keeps_its_longest_end_and_its_latest_looks(store: St
     await store.pause_job_type("strava_sync", until=T0 + 90, looks=0, reason="rate limit spent", now=T0 + 60)
     pause = await store.job_type_pause("strava_sync")
     assert pause is not None and (pause.until, pause.looks, pause.reason) == (T0 + 90, 0, "rate limit spent")
+
+
+async def _take(store: Store, now: float, *, read: bool = True, limits: tuple[int, int] = (3, 5)) -> str | None:
+    """One slot of a budget of ``limits`` reads (per 15 min, per day) and twice that overall."""
+    slot = SlotRequest(read, quarter_hour_start(now), utc_day_start(now), (2 * limits[0], 2 * limits[1]), limits)
+    return await store.take_rate_slot(slot)
+
+
+async def test_rate_slots_count_every_callers_requests_per_window_and_per_day(store: Store) -> None:
+    """The app-wide budget every instance draws on: a window's slots run out, the next window has its own, the
+    day's run out across windows, and a request refused takes nothing."""
+    assert [await _take(store, T0 + k) for k in range(4)] == [None, None, None, "window"]
+    assert await _take(store, T0 + 899) == "window"
+    assert await _take(store, T0 + 900, read=False) is None  # a token request: overall limits only
+    assert [await _take(store, T0 + 900 + k) for k in range(3)] == [None, None, "day"]  # 3 + 2 = the day's 5
+    assert await _take(store, T0 + 1800) == "day"  # a new window, the same spent day
+    assert await _take(store, T0 + 86_400) is None  # the next day
+    # A caller whose clock is behind the window another has moved to counts in that window, not an old one.
+    assert [await _take(store, T0 + 86_400 - 1 - k) for k in range(3)] == [None, None, "window"]
+
+
+@pytest.mark.postgres
+async def test_concurrent_callers_never_take_more_slots_than_the_window_has(pg_url: str) -> None:
+    """Forty instances at a reset, each on its own connection: ten slots, ten requests, and no more."""
+    stores = [open_store(pg_url) for _ in range(40)]
+    try:
+        await stores[0].migrate()
+        taken = await asyncio.gather(*(_take(s, T0 + 1, limits=(10, 1000)) for s in stores))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+    assert taken.count(None) == 10 and taken.count("window") == 30
 
 
 async def test_a_write_that_fails_midway_leaves_nothing_of_itself(store: Store, user_id: uuid.UUID) -> None:

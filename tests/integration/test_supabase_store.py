@@ -22,6 +22,7 @@ from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.stores import open_store
 from syncsim.stores.supabase import KEY_ENV, SupabaseStore
 from syncsim.strava.models import StravaTokens
+from syncsim.strava.ratelimit import SlotRequest
 from tests.integration.test_store_behaviour import (  # noqa: F401 - collected here to run on this store
     test_a_finished_job_does_not_block_a_new_one,
     test_a_job_crashed_max_crashes_times_is_failed,
@@ -36,6 +37,7 @@ from tests.integration.test_store_behaviour import (  # noqa: F401 - collected h
     test_complete_and_fail_are_final,
     test_created_job_is_pending_with_the_design_defaults,
     test_only_the_lease_owner_can_write,
+    test_rate_slots_count_every_callers_requests_per_window_and_per_day,
     test_reschedule_spends_no_attempt,
     test_saving_progress_extends_the_lease,
     test_second_submit_for_an_active_user_returns_the_same_job,
@@ -116,6 +118,13 @@ async def test_rpc_claims_are_exclusive_under_concurrency(store: SupabaseStore) 
     taken = [c.id for c in claims if c is not None]
     assert len(taken) == len(set(taken)) == 6
     assert set(taken) == {j.id for j in jobs}
+
+
+async def test_rpc_rate_slots_are_never_given_twice_under_concurrency(store: SupabaseStore) -> None:
+    slots = await asyncio.gather(
+        *(store.take_rate_slot(SlotRequest(True, T0, T0, (200, 2000), (5, 1000))) for _ in range(12))
+    )
+    assert slots.count(None) == 5 and slots.count("window") == 7
 
 
 async def test_two_concurrent_claimers_of_one_job_never_both_get_it(store: SupabaseStore) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from syncsim.clock import LoopClock
+from syncsim.errors import RateLimited
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
 from syncsim.jobs.service import JobService
@@ -27,7 +28,7 @@ from syncsim.sim.virtual import run_virtual, virtual_clock
 from syncsim.stores import Store, open_store
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeAthlete, FakeStrava, Faults, LatencyModel
-from syncsim.strava.ratelimit import CLOCK_SKEW_S
+from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget
 from syncsim.strava.sync import list_requests_needed, register_strava_sync
 
 
@@ -390,6 +391,64 @@ def test_a_process_that_starts_during_a_strava_outage_learns_it_from_the_store(s
             await cold_client.aclose()
 
     in_virtual_time(sqlite_url, scenario)
+
+
+async def _burst_at_a_reset(env: Env, *, share_budget: bool) -> tuple[int, int]:
+    """Three instances (clients with their own budgets, on one store) each ask four first pages at once from a
+    window of six reads, and may not wait for the next one; returns (pages, RateLimited raised)."""
+    limits = (6, 1000)
+    env.fake.read_limits = limits
+    users = [(await env.athlete(50))[0] for _ in range(12)]
+    clients = [
+        env.fake.client(
+            tokens=env.store,
+            rng=random.Random(k),
+            budget=RateLimitBudget(read_limits=limits),
+            share_budget=share_budget,
+        )
+        for k in range(3)
+    ]
+    try:
+        answers = await asyncio.gather(
+            *(clients[k % 3].list_activities(user, page=1, max_wait_s=0) for k, user in enumerate(users)),
+            return_exceptions=True,
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    pages = [a for a in answers if isinstance(a, list)]
+    limited = [a for a in answers if isinstance(a, RateLimited)]
+    assert len(pages) + len(limited) == 12 and all(len(page) == 50 for page in pages), answers
+    return len(pages), len(limited)
+
+
+def test_instances_take_a_windows_slots_from_the_store_and_strava_refuses_none(store_url: str) -> None:
+    """Serverless instances share nothing but the store, and an instance's budget learns the others' requests only
+    from Strava's answers. At a reset, three instances that each send four first pages at once would send twelve
+    requests into a window of six, and Strava would refuse the excess (counting it against the day all the same).
+    Every request takes a slot in the store first: six go, the other six wait for the next window (here they may
+    not wait, so they raise RateLimited before any request), and Strava refuses none."""
+
+    async def scenario(env: Env) -> None:
+        assert await _burst_at_a_reset(env, share_budget=True) == (6, 6)
+        assert env.fake.counts["rate_limited"] == 0
+        assert env.list_requests() == 6
+
+    in_virtual_time(store_url, scenario, latency=0.4)
+
+
+def test_instances_that_count_only_their_own_requests_are_refused_the_excess(sqlite_url: str) -> None:
+    """The same burst with each instance counting only its own requests (``share_budget=False``, syncsim before
+    the store's count): every instance believes the window is its own and sends until a 429 teaches it otherwise,
+    so Strava refuses requests beyond the six it serves (three here: Strava refuses at once, and each instance
+    refused stops sending)."""
+
+    async def scenario(env: Env) -> None:
+        assert await _burst_at_a_reset(env, share_budget=False) == (6, 6)
+        assert env.fake.counts["rate_limited"] == 3
+        assert env.list_requests() == 9
+
+    in_virtual_time(sqlite_url, scenario, latency=0.4)
 
 
 def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: str) -> None:

@@ -16,10 +16,10 @@ from syncsim.sim import simulate
 
 #: workload -> sha256 prefix of its jobs table (hobby, resumable, approved limits, latency 0.4 s, seed 0).
 DIGESTS = {
-    "small": "1c1c56b241720ca7",
-    "poisson": "9029729fda8dfa66",
-    "webhook": "f583a9eb41573d88",
-    "reference": "c13f04fe2d2f2032",
+    "small": "2e970120134c3cde",
+    "poisson": "c5510a1b3b58bade",
+    "webhook": "0e2c1f3f65cb69b5",
+    "reference": "73fb1e963be07b9a",
 }
 
 

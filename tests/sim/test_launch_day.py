@@ -64,3 +64,28 @@ def test_a_launch_under_default_limits_completes_with_the_tick_alone_at_the_budg
     first_bounds = np.array([_earliest(i) + LATENCY_S for i in range(len(jobs))])
     p95, p95_bound = np.percentile(jobs.time_to_first_page_s, 95), np.percentile(first_bounds, 95)
     assert p95 <= 1.05 * p95_bound, (p95, p95_bound)
+
+
+def test_many_instances_at_each_reset_send_no_request_strava_refuses() -> None:
+    """A platform spreads a launch's polls and ticks over many instances, each with its own Strava client. At every
+    reset each instance's budget would believe the new window its own until Strava's answers said otherwise, and
+    Strava would refuse the excess, counting it against the day. With every request taking a slot in the store
+    first, 16 instances send exactly the reads one instance sends, and none is refused (39 of 574 were before)."""
+    runs = {
+        instances: simulate(
+            workload=Workload.sample(athletes=100, seed=0, launch_window_s=0.0),
+            platform="hobby",
+            strategy="resumable",
+            rate_limits=(READS_15MIN, READS_DAY),
+            latency=LATENCY_S,
+            tick_s=60.0,
+            instances=instances,
+            poll=PollSchedule(give_up_s=7_200.0),
+            max_sim_s=86_400.0,
+        )
+        for instances in (1, 16)
+    }
+    for result in runs.values():
+        assert (result.jobs.status == "completed").all()
+        assert result.params["fake_counts"].get("status_429", 0) == 0
+    assert runs[16].params["strava_requests"] == runs[1].params["strava_requests"]
