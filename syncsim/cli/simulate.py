@@ -29,6 +29,7 @@ _RUN_FLAGS = (
     "strava_down",
     "strava_clock_behind",
     "instances",
+    "shared_budget",
 )
 #: The faults ``--faults`` sets: FakeStrava's rates (fractions of requests, or of list pages).
 _FAULT_RATES = ("error_rate", "timeout_rate", "short_pages", "malformed_pages")
@@ -80,6 +81,13 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
         type=count,
         metavar="N",
         help="N serverless instances serve the app, each its own process (own Strava client), sharing the store (1)",
+    )
+    p.add_argument(
+        "--no-shared-budget",
+        dest="shared_budget",
+        action="store_const",
+        const=False,
+        help="each instance counts only its own Strava requests (as before migration 0017), not the store's count",
     )
     p.add_argument(
         "--tick", type=float, metavar="SECONDS", help="a scheduler calls the tick route every SECONDS, on the clock"

@@ -199,6 +199,7 @@ async def _simulate(sc: Scenario) -> RunRecord:
             budget=budgets[-1],
             rng=random.Random(f"{name}:{sc.seed}"),
             on_rate_limit_wait=recorder.rate_limit_wait,
+            share_budget=sc.shared_budget,
         )
 
     strava = strava_client("strava")

@@ -123,8 +123,10 @@ class Scenario:
     worker (``worker`` strategy) at that time, as SIGKILL would (no clean-up); a new one starts
     ``worker_restart_s`` later. ``instances`` serverless instances serve the app, each a process of its own (its
     own runner and Strava client, so its own view of the rate budget and of Strava's health), sharing the store
-    and Strava; each request goes to one of them at random (seeded). ``max_sim_s`` bounds the run: what has not
-    finished by then is *stuck*.
+    and Strava; each request goes to one of them at random (seeded). With ``shared_budget`` (the default, as
+    deployed) every Strava request first takes a slot in the store, where every instance counts; without it each
+    instance counts only its own requests and learns the others' from Strava's headers. ``max_sim_s`` bounds
+    the run: what has not finished by then is *stuck*.
     ``compact_activities`` has FakeStrava serve activity lists with only the fields syncsim reads (see
     :data:`~syncsim.strava.fake.COMPACT_SUMMARY_KEYS`): the same activities, a third of the bytes to build,
     parse and store; set it to ``False`` to push Strava's full SummaryActivity through the sync instead.
@@ -145,6 +147,7 @@ class Scenario:
     cold_start_rate: float = 0.0
     worker_concurrency: int = 8
     instances: int = 1
+    shared_budget: bool = True
     worker_poll_s: float = defaults.WORKER_POLL_S
     worker_kill_at_s: float | None = None
     worker_restart_s: float = 60.0
@@ -186,6 +189,8 @@ class Scenario:
         _whole("seed", self.seed)
         _whole("worker_concurrency", self.worker_concurrency, lowest=1)
         _whole("instances", self.instances, lowest=1)
+        if not isinstance(self.shared_budget, bool):
+            raise InvalidInput(f"shared_budget must be True or False, got {self.shared_budget!r}")
         for name, lowest in _LOWEST.items():
             value = getattr(self, name)
             if value is None and _FIELD_DEFAULTS[name] is None:
@@ -271,6 +276,7 @@ class Scenario:
             "cold_start_rate": self.cold_start_rate,
             "worker_concurrency": self.worker_concurrency,
             "instances": self.instances,
+            "shared_budget": self.shared_budget,
             "deadline_margin_s": self.deadline_margin_s,
             "lease_s": self.lease_s,
             "max_sim_s": self.max_sim_s,

@@ -40,6 +40,7 @@ from syncsim.sim import compare, reference_sweep, simulate
         ({"worker_concurrency": 2.5}, "worker_concurrency must be a whole number >= 1, got 2.5"),
         ({"instances": 0}, "instances must be a whole number >= 1, got 0"),
         ({"instances": True}, "instances must be a whole number >= 1, got True"),
+        ({"shared_budget": "yes"}, "shared_budget must be True or False, got 'yes'"),
         ({"poll": {"give_up_s": -1}}, "PollSchedule needs 0 < first_s <= cap_s, give_up_s > 0"),
         ({"strava_down_s": (math.nan, 5.0)}, "strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s"),
     ],
