@@ -836,11 +836,16 @@ class StravaClient:
         left = min(ends) - sent_at if ends else self._timeout_s
         if left < PROBE_MIN_S or self.budget.reserve(sent_at, read=True) is not None:
             return False
-        if self._slots is not None and await self.budget.take_slot(self._slots, sent_at) is not None:
-            return False
         probe, params = ("/athlete/activities", {"per_page": 1}) if endpoint == "/athlete" else ("/athlete", None)
-        self._probing = True
+        self._probing = True  # before the store is asked for a slot: one probe at a time
         try:
+            if self._slots is not None:
+                if await self.budget.take_slot(self._slots, sent_at) is not None:
+                    return False
+                sent_at = self._clock.now()  # after the store's round trip
+                left = min(ends) - sent_at if ends else self._timeout_s
+                if left < PROBE_MIN_S:
+                    return False
             answer = await self._exchange(
                 "GET",
                 API_PREFIX + probe,
