@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
@@ -245,7 +245,10 @@ class StravaClient:
             raise InvalidInput(f"refresh_margin_s must be a number of seconds >= 0, got {refresh_margin_s!r}")
         self._store = tokens
         #: Where every process counts the app-wide budget: the token store, if it can (every syncsim store can).
-        self._slots = tokens if share_budget and isinstance(tokens, RateSlots) else None
+        #: Looked up as an attribute, not by isinstance: from Python 3.12 a runtime protocol check does not see
+        #: methods a wrapper provides through __getattr__ (the simulator's observed store is one).
+        can_count = callable(getattr(tokens, "take_rate_slot", None))
+        self._slots = cast(RateSlots, tokens) if share_budget and can_count else None
         self._clock = clock
         self._client_id = client_id if client_id is not None else os.environ.get(CLIENT_ID_ENV)
         self._client_secret = client_secret if client_secret is not None else os.environ.get(CLIENT_SECRET_ENV)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 __all__ = [
     "CLOCK_SKEW_S",
@@ -118,7 +118,6 @@ class SlotRequest:
     read_limits: tuple[int, int]
 
 
-@runtime_checkable
 class RateSlots(Protocol):
     """Where every process takes the slots of the app-wide budget: a store (``Store.take_rate_slot``)."""
 
