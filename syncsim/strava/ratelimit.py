@@ -14,8 +14,7 @@ Headers come too late at a reset, though: serverless instances share nothing but
 held-back jobs go at once, and each instance believes the new window is its own. Strava answers the excess 429 and
 still counts it against the day. So a request this budget lets go then takes a slot from :class:`RateSlots` (the
 store, :meth:`RateLimitBudget.take_slot`), where every process counts, and waits as for a spent window if there is
-none. Under a new app's default limits, 64 instances of the simulated launch day had 358 requests answered 429
-without it (docs/performance.md).
+none (what that is worth on many instances: docs/performance.md, "Instances at a reset").
 """
 
 from __future__ import annotations
