@@ -837,18 +837,17 @@ class StravaClient:
         sent_at = self._clock.now()
         ends = [t for t in (deadline, answer_by) if t is not None]
         left = min(ends) - sent_at if ends else self._timeout_s
-        if left < PROBE_MIN_S or self.budget.reserve(sent_at, read=True) is not None:
+        if left < PROBE_MIN_S:
             return False
         probe, params = ("/athlete/activities", {"per_page": 1}) if endpoint == "/athlete" else ("/athlete", None)
         self._probing = True  # before the store is asked for a slot: one probe at a time
         try:
-            if self._slots is not None:
-                if await self.budget.take_slot(self._slots, sent_at) is not None:
-                    return False
-                sent_at = self._clock.now()  # after the store's round trip
-                left = min(ends) - sent_at if ends else self._timeout_s
-                if left < PROBE_MIN_S:
-                    return False
+            if await self._held_back(sent_at, read=True) is not None:
+                return False
+            sent_at = self._clock.now()  # after the store's round trip, if it was asked
+            left = min(ends) - sent_at if ends else self._timeout_s
+            if left < PROBE_MIN_S:
+                return False
             answer = await self._exchange(
                 "GET",
                 API_PREFIX + probe,
@@ -927,20 +926,23 @@ class StravaClient:
         max_wait_s: float | None,
         user_id: uuid.UUID | None,
     ) -> None:
-        while True:
-            now = self._clock.now()
-            reset_at = self.budget.reserve(now, read=read)
-            why = "the app-wide rate limit is spent (local budget)"
-            if reset_at is None:
-                if self._slots is None:
-                    return
-                reset_at = await self.budget.take_slot(self._slots, now, read=read)
-                if reset_at is None:
-                    return
-                why = "the app-wide rate limit is spent (the store's count of every instance's requests)"
+        while (held := await self._held_back(self._clock.now(), read=read)) is not None:
+            reset_at, why = held
             await self._wait_for_reset(
                 method, endpoint, reset_at, deadline, why=why, max_wait_s=max_wait_s, user_id=user_id
             )
+
+    async def _held_back(self, now: float, *, read: bool) -> tuple[float, str] | None:
+        """Count a request about to go at ``now`` in the local budget, then in the store's count when the store keeps
+        one; ``None`` if it may go, else when it may (UTC epoch s) and why not now."""
+        reset_at = self.budget.reserve(now, read=read)
+        if reset_at is not None:
+            return reset_at, "the app-wide rate limit is spent (local budget)"
+        if self._slots is not None:
+            reset_at = await self.budget.take_slot(self._slots, now, read=read)
+            if reset_at is not None:
+                return reset_at, "the app-wide rate limit is spent (the store's count of every instance's requests)"
+        return None
 
     async def _wait_for_reset(
         self,

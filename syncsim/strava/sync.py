@@ -195,9 +195,9 @@ class _Sync:
                         stop = None  # as above: the raised exception's traceback holds this frame
         finally:
             if pending is not None:  # the next page asked ahead, when this sync ends otherwise
-                pending.cancel()  # (nothing, if it is done)
-                # Awaited either way: a request that failed on its own (a store outage as it takes its rate-limit
-                # slot, say) would otherwise be logged as an exception nobody retrieved.
+                pending.cancel()
+                # Awaited even when done: a request that failed on its own (a store outage as it takes its
+                # rate-limit slot, say) would otherwise be logged as an exception nobody retrieved.
                 await asyncio.gather(pending, return_exceptions=True)
         removed = 0
         if progress["mode"] in ("full", "reconcile"):
