@@ -189,8 +189,10 @@ class Scenario:
         _whole("seed", self.seed)
         _whole("worker_concurrency", self.worker_concurrency, lowest=1)
         _whole("instances", self.instances, lowest=1)
-        if not isinstance(self.shared_budget, bool):
-            raise InvalidInput(f"shared_budget must be True or False, got {self.shared_budget!r}")
+        for name in _FLAGS:  # a string such as "false" is truthy: it would silently turn the option on
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{name} must be True or False, got {value!r}")
         for name, lowest in _LOWEST.items():
             value = getattr(self, name)
             if value is None and _FIELD_DEFAULTS[name] is None:
@@ -295,6 +297,8 @@ class Scenario:
 
 
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(Scenario)}
+#: The on/off options (annotated ``bool``).
+_FLAGS = tuple(f.name for f in fields(Scenario) if f.type in (bool, "bool"))
 
 
 def _whole(name: str, value: object, *, lowest: int | None = None) -> None:
