@@ -209,6 +209,12 @@ class Scenario:
                 raise InvalidInput(f"{name} must be {what}, got {value!r}")
         if self.workload.athletes < 1:  # its metrics would pass or fail on nothing
             raise InvalidInput(f"nothing to simulate: workload {self.workload.name!r} has no athletes (need >= 1)")
+        last = self.workload.rows[-1].arrival_s  # rows are in arrival order
+        if last >= self.max_sim_s:  # that athlete would never arrive, and the metrics would judge the rest alone
+            raise InvalidInput(
+                f"workload {self.workload.name!r} has a row arriving at {last:g} s, after the run ends "
+                f"(max_sim_s {self.max_sim_s:g} s)"
+            )
         skew = self.strava_clock_behind_s
         if isinstance(skew, bool) or not isinstance(skew, int | float) or not abs(skew) < QUARTER_HOUR_S:
             raise InvalidInput(

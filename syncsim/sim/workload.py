@@ -69,6 +69,8 @@ class Workload:
         for row in self.rows:
             if row.activities < 0 or row.arrival_s < 0 or not math.isfinite(row.arrival_s):
                 raise InvalidInput(f"workload row {row}: activities and arrival_s must be finite and >= 0")
+            if row.kind not in ("sync", "webhook") or row.aspect not in ("create", "update", "delete"):
+                raise InvalidInput(f"workload row {row}: kind must be sync or webhook, aspect create, update or delete")
             if row.kind == "sync":
                 if row.athlete in seen:
                     raise InvalidInput(f"workload: athlete {row.athlete} has two sync rows")
@@ -172,28 +174,37 @@ class Workload:
     @classmethod
     def from_csv(cls, path: str | Path, *, name: str | None = None) -> Workload:
         """Read a CSV with columns ``athlete, activities, arrival_s`` and optionally ``kind`` (sync|webhook) and
-        ``aspect`` (create|update|delete, for webhook rows; default create)."""
+        ``aspect`` (create|update|delete, for webhook rows; default create). Lines starting with ``#`` are
+        comments. A bad value is refused with its line number."""
         p = Path(path)
         try:
             with open(p, newline="") as fh:
-                reader = csv.DictReader(line for line in fh if not line.startswith("#"))
-                missing = {"athlete", "activities", "arrival_s"} - set(reader.fieldnames or ())
-                if missing:
-                    raise InvalidInput(f"{p}: missing column(s) {', '.join(sorted(missing))}")
-                rows = [
-                    WorkloadRow(
-                        int(r["athlete"]),
-                        int(r["activities"]),
-                        float(r["arrival_s"]),
-                        "webhook" if (r.get("kind") or "sync").strip() == "webhook" else "sync",
-                        _aspect(r.get("aspect")),
-                    )
-                    for r in reader
-                ]
+                numbered = [(number, line) for number, line in enumerate(fh, 1) if not line.startswith("#")]
         except OSError as exc:
             raise InvalidInput(f"cannot read workload {p}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise InvalidInput(f"{p}: bad value: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"cannot read workload {p}: not UTF-8 text ({exc.reason})") from None
+        reader = csv.DictReader(line for _, line in numbered)
+        missing = {"athlete", "activities", "arrival_s"} - set(reader.fieldnames or ())
+        if missing:
+            raise InvalidInput(f"{p}: missing column(s) {', '.join(sorted(missing))}")
+        rows = []
+        for r in reader:
+            try:
+                if None in r:  # DictReader's key for the fields beyond the header's
+                    raise ValueError(f"{len(reader.fieldnames or ()) + len(r[None])} fields, the header names fewer")
+                rows.append(
+                    WorkloadRow(
+                        _whole_field("athlete", r["athlete"]),
+                        _whole_field("activities", r["activities"], lowest=0),
+                        _number_field("arrival_s", r["arrival_s"]),
+                        _kind(r.get("kind")),
+                        _aspect(r.get("aspect")),
+                    )
+                )
+            except ValueError as exc:
+                line = numbered[reader.line_num - 1][0]  # the data line's number in the file, comments counted
+                raise InvalidInput(f"{p}, line {line}: {exc}") from None
         return cls.from_rows(rows, name=name or p.stem)
 
     @classmethod
@@ -230,15 +241,54 @@ class Workload:
                 writer.writerow([r.athlete, r.activities, repr(r.arrival_s), r.kind, *([r.aspect] if aspects else [])])
 
 
+def _whole_field(name: str, text: str | None, *, lowest: int | None = None) -> int:
+    value = _present(name, text)
+    try:
+        number = int(value)
+    except ValueError:
+        number = None
+    if number is None or (lowest is not None and number < lowest):
+        at_least = "" if lowest is None else f" >= {lowest}"
+        raise ValueError(f"{name} must be a whole number{at_least}, got {text!r}")
+    return number
+
+
+def _number_field(name: str, text: str | None) -> float:
+    value = _present(name, text)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {text!r}")
+    return number
+
+
+def _present(name: str, text: str | None) -> str:
+    """A required column's text; a row shorter than the header has ``None`` there."""
+    if text is None or not text.strip():
+        raise ValueError(f"{name} is missing")
+    return text.strip()
+
+
+def _kind(text: str | None) -> Literal["sync", "webhook"]:
+    value = (text or "").strip().lower() or "sync"
+    if value == "sync":
+        return "sync"
+    if value == "webhook":
+        return "webhook"
+    raise ValueError(f"kind must be sync or webhook, got {text!r}")
+
+
 def _aspect(text: str | None) -> Literal["create", "update", "delete"]:
-    value = (text or "create").strip() or "create"
+    value = (text or "").strip().lower() or "create"
     if value == "create":
         return "create"
     if value == "update":
         return "update"
     if value == "delete":
         return "delete"
-    raise ValueError(f"aspect must be create, update or delete, got {value!r}")
+    raise ValueError(f"aspect must be create, update or delete, got {text!r}")
 
 
 def write_named_workloads(target: Path | None = None) -> list[Path]:

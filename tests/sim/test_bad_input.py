@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from syncsim.errors import InvalidInput
-from syncsim.sim import compare, reference_sweep, simulate
+from syncsim.sim import Workload, compare, reference_sweep, simulate
+from syncsim.sim.workload import WorkloadRow
 
 
 @pytest.mark.parametrize(
@@ -79,3 +80,14 @@ def test_what_cannot_be_compared_is_refused_before_any_run(call: Callable[[], ob
 def test_a_single_name_is_one_choice_not_a_sequence_of_letters() -> None:
     comparison = compare(platforms="hobby", strategies="resumable", athletes=2, processes=1)
     assert set(comparison.jobs["strategy"]) == {"resumable"} and set(comparison.jobs["platform"]) == {"hobby"}
+
+
+def test_a_workload_arriving_after_the_run_ends_is_refused() -> None:
+    """An athlete arriving after ``max_sim_s`` would never be simulated, and the metrics would judge the others
+    alone (a p99 latency of nothing, reported as failed)."""
+    late = Workload.from_rows([WorkloadRow(0, 10, 0.0), WorkloadRow(1, 10, 90_000.0)], name="late")
+    with pytest.raises(
+        InvalidInput,
+        match=re.escape("workload 'late' has a row arriving at 90000 s, after the run ends (max_sim_s 86400 s)"),
+    ):
+        simulate(workload=late, max_sim_s=86_400.0)

@@ -83,3 +83,41 @@ def test_after_a_sync_webhook_edits_and_deletions_keep_the_store_equal_to_strava
     assert list(jobs["activities_synced"].loc[[450, 120]]) == [452, 122]
     assert (result.events["kind"] == "webhook").sum() == 10
     assert result.metrics.set_index("metric").loc["heavy_syncs_complete", "passed"]
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ("1,abc,0", "line 3: activities must be a whole number >= 0, got 'abc'"),
+        ("1,-1,0", "line 3: activities must be a whole number >= 0, got '-1'"),
+        ("x,10,0", "line 3: athlete must be a whole number, got 'x'"),
+        ("1,10", "line 3: arrival_s is missing"),
+        ("1,10,nan", "line 3: arrival_s must be a finite number of seconds >= 0, got 'nan'"),
+        ("1,10,-2", "line 3: arrival_s must be a finite number of seconds >= 0, got '-2'"),
+        ("1,10,0,hook", "line 3: kind must be sync or webhook, got 'hook'"),
+        ("1,10,0,webhook,remove", "line 3: aspect must be create, update or delete, got 'remove'"),
+        ("1,10,0,sync,create,9", "line 3: 6 fields, the header names fewer"),
+    ],
+)
+def test_a_bad_csv_value_is_refused_with_its_line(tmp_path: Path, line: str, said: str) -> None:
+    """A hand-written workload's mistakes are named by line (comments counted), not run: "hook" used to run as a
+    sync row and a missing arrival as a Python TypeError."""
+    path = tmp_path / "w.csv"
+    path.write_text(f"# my launch\nathlete,activities,arrival_s,kind,aspect\n{line}\n")
+    with pytest.raises(InvalidInput) as raised:
+        Workload.from_csv(path)
+    assert str(raised.value) == f"{path}, {said}"
+
+
+def test_csv_kinds_and_aspects_ignore_case_and_spaces(tmp_path: Path) -> None:
+    path = tmp_path / "w.csv"
+    path.write_text("athlete,activities,arrival_s,kind,aspect\n1, 10 ,0,Sync,\n1,0,5, WEBHOOK ,Delete\n")
+    rows = Workload.from_csv(path).rows
+    assert [(r.activities, r.kind, r.aspect) for r in rows] == [(10, "sync", "create"), (0, "webhook", "delete")]
+
+
+def test_rows_made_in_code_are_checked_too() -> None:
+    with pytest.raises(InvalidInput, match="kind must be sync or webhook"):
+        Workload.from_rows([WorkloadRow(0, 10, 0.0, "hook")])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="activities and arrival_s must be finite and >= 0"):
+        Workload.from_rows([WorkloadRow(0, 10, float("nan"))])
