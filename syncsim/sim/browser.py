@@ -14,7 +14,6 @@ the browser stops at a final status (``completed`` / ``failed``) or gives up ``g
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 from syncsim.clock import Clock
 from syncsim.errors import InvalidInput
+from syncsim.options import is_number
 from syncsim.retry import RetryPolicy
 from syncsim.sim.asgi import HttpCaller
 from syncsim.sim.recorder import Recorder
@@ -45,7 +45,14 @@ class PollSchedule:
     backoff: RetryPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 0 < self.first_s <= self.cap_s < math.inf or not 0 < self.give_up_s < math.inf or self.post_attempts < 1:
+        if (
+            not all(is_number(n) for n in (self.first_s, self.cap_s, self.give_up_s))
+            or not 0 < self.first_s <= self.cap_s
+            or not self.give_up_s > 0
+            or isinstance(self.post_attempts, bool)
+            or not isinstance(self.post_attempts, int)
+            or self.post_attempts < 1
+        ):
             raise InvalidInput(
                 "PollSchedule needs 0 < first_s <= cap_s, give_up_s > 0 and post_attempts >= 1, "
                 f"not {self.first_s}, {self.cap_s}, {self.give_up_s}, {self.post_attempts}"

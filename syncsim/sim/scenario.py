@@ -10,6 +10,7 @@ from typing import Any
 from syncsim import defaults
 from syncsim.errors import InvalidInput
 from syncsim.jobs.runner import resolve_strategy
+from syncsim.options import from_options
 from syncsim.platforms import PlatformSpec, platform_spec
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.workload import Workload
@@ -27,11 +28,12 @@ class RateLimits:
     overall: tuple[int, int] = (200, 2_000)
 
     def __post_init__(self) -> None:
-        for name, (short, daily) in (("read", self.read), ("overall", self.overall)):
-            if not 1 <= short <= daily:
+        for name, pair in (("read", self.read), ("overall", self.overall)):
+            if not (
+                isinstance(pair, tuple) and len(pair) == 2 and all(map(_is_whole, pair)) and 1 <= pair[0] <= pair[1]
+            ):
                 raise InvalidInput(
-                    f"rate_limits: {name} limits must be whole numbers with 1 <= per 15 min <= per day, "
-                    f"got ({short}, {daily})"
+                    f"rate_limits: {name} limits must be whole numbers with 1 <= per 15 min <= per day, got {pair!r}"
                 )
 
     @classmethod
@@ -44,13 +46,26 @@ class RateLimits:
         if isinstance(spec, RateLimits):
             return spec
         if isinstance(spec, tuple | list) and len(spec) == 2:
-            read = (int(spec[0]), int(spec[1]))
+            read = _pair("read", spec)
             return cls(read=read, overall=(2 * read[0], 2 * read[1]))
         if isinstance(spec, dict):
-            read = tuple(spec.get("read", (100, 1_000)))
-            overall = tuple(spec.get("overall", (2 * read[0], 2 * read[1])))
-            return cls(read=(int(read[0]), int(read[1])), overall=(int(overall[0]), int(overall[1])))
+            unknown = sorted(str(key) for key in spec if key not in ("read", "overall"))
+            if unknown:
+                raise InvalidInput(f"unknown rate_limits field(s) {', '.join(unknown)}; known: overall, read")
+            read = _pair("read", spec.get("read", (100, 1_000)))
+            return cls(read=read, overall=_pair("overall", spec.get("overall", (2 * read[0], 2 * read[1]))))
         raise InvalidInput(f"rate_limits must be 'default', 'approved', (read_15min, read_day) or a dict: {spec!r}")
+
+
+def _pair(name: str, spec: object) -> tuple[int, int]:
+    """(per 15 min, per day) as whole numbers; 1.5 requests or "100" is a mistake, not a limit to round."""
+    if not (isinstance(spec, tuple | list) and len(spec) == 2 and all(map(_is_whole, spec))):
+        raise InvalidInput(f"rate_limits: {name} must be two whole numbers (per 15 min, per day), got {spec!r}")
+    return (spec[0], spec[1])
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 #: Strava's documented defaults for a new application.
@@ -83,11 +98,7 @@ def _faults(spec: Faults | dict[str, Any] | None) -> Faults:
         return Faults()
     if isinstance(spec, Faults):
         return spec
-    known = {f.name for f in fields(Faults)}
-    unknown = set(spec) - known
-    if unknown:
-        raise InvalidInput(f"unknown fault(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    return Faults(**spec)
+    return from_options(Faults, spec, what="faults")
 
 
 #: The lowest value of each number of a :class:`Scenario` (all must be finite; fractions at most 1; a field that
@@ -248,7 +259,7 @@ class Scenario:
         unknown = set(options) - known
         if unknown:
             raise InvalidInput(f"unknown simulate option(s): {', '.join(sorted(unknown))}")
-        schedule = poll if isinstance(poll, PollSchedule) else PollSchedule(**(poll or {}))
+        schedule = poll if isinstance(poll, PollSchedule) else from_options(PollSchedule, poll or {}, what="poll")
         scenario = cls(
             workload=Workload.resolve(workload, athletes=athletes, seed=seed),
             platform=platform_spec(platform),

@@ -50,6 +50,25 @@ from syncsim.sim.workload import WorkloadRow
         ({"progress": "yes"}, "progress must be True or False, got 'yes'"),
         ({"poll": {"give_up_s": -1}}, "PollSchedule needs 0 < first_s <= cap_s, give_up_s > 0"),
         ({"strava_down_s": (math.nan, 5.0)}, "strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s"),
+        # Options given as dicts: a misspelt field or a number as text used to fail with a TypeError from deep inside
+        ({"faults": {"eror_rate": 0.1}}, "unknown faults field(s) eror_rate; known: down, error_rate,"),
+        ({"faults": {"error_rate": "0.1"}}, "faults: error_rate must be a fraction of requests within 0..1, got '0.1'"),
+        ({"faults": {"hang_s": "30"}}, "faults: hang_s must be a positive number of seconds, got '30'"),
+        (
+            {"faults": {"malformed_pages": 0.5, "malformed_mode": "garbled"}},
+            "faults: malformed_mode must be one of truncated_json, missing_id, not_a_list, got 'garbled'",
+        ),
+        ({"poll": {"give_up": 60}}, "unknown poll field(s) give_up; known: cap_s, first_s, give_up_s,"),
+        ({"poll": {"first_s": "2"}}, "PollSchedule needs 0 < first_s <= cap_s"),
+        ({"poll": {"post_attempts": 2.5}}, "PollSchedule needs 0 < first_s <= cap_s"),
+        ({"churn": {"rate": 1.0}}, "unknown churn field(s) rate; known: create_share, drop_share,"),
+        ({"churn": {"rate_per_hour": "1"}}, "churn: rate_per_hour must be >= 0 and every share within 0..1"),
+        ({"churn": [1.0]}, "churn must be a rate (changes per athlete per hour), got [1.0]"),
+        ({"rate_limits": {"read": 100}}, "rate_limits: read must be two whole numbers (per 15 min, per day), got 100"),
+        ({"rate_limits": {"reads": (100, 1000)}}, "unknown rate_limits field(s) reads; known: overall, read"),
+        ({"rate_limits": ("100", "1000")}, "rate_limits: read must be two whole numbers (per 15 min, per day)"),
+        ({"rate_limits": (100.5, 1000)}, "rate_limits: read must be two whole numbers (per 15 min, per day)"),
+        ({"latency": "0.4s"}, "latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got '0.4s'"),
     ],
 )
 def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any], said: str) -> None:

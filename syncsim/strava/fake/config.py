@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from syncsim.errors import InvalidInput
+from syncsim.options import from_options, is_number
 
 
 @dataclass
@@ -31,7 +32,7 @@ class LatencyModel:
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not all(0 <= v < math.inf for v in (self.median_s, self.sigma, self.per_item_s)):
+        if not all(is_number(v) and v >= 0 for v in (self.median_s, self.sigma, self.per_item_s)):
             raise InvalidInput(
                 f"latency parameters must be finite and >= 0, got median {self.median_s!r}, sigma {self.sigma!r}, "
                 f"per item {self.per_item_s!r}"
@@ -55,6 +56,11 @@ class LatencyModel:
         return cls(median_s=math.exp(statistics.median(logs)), sigma=sigma, seed=seed)
 
 
+#: How a malformed page is broken: cut mid-stream, an item without its id, an object instead of a list.
+MalformedMode = Literal["truncated_json", "missing_id", "not_a_list"]
+MALFORMED_MODES: tuple[MalformedMode, ...] = ("truncated_json", "missing_id", "not_a_list")
+
+
 @dataclass
 class Faults:
     """What goes wrong, seeded by the FakeStrava's seed. Mutable: switch faults on and off at any time.
@@ -75,7 +81,7 @@ class Faults:
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     malformed_pages: set[tuple[int, int]] | float = field(default_factory=set)
-    malformed_mode: Literal["truncated_json", "missing_id", "not_a_list"] = "truncated_json"
+    malformed_mode: MalformedMode = "truncated_json"
     short_pages: float = 0.0
     storm: bool = False
     storm_until: float | None = None
@@ -89,10 +95,13 @@ class Faults:
         if not isinstance(self.malformed_pages, set | frozenset):
             rates["malformed_pages"] = self.malformed_pages
         for name, rate in rates.items():
-            if not 0 <= rate <= 1:
+            if not (is_number(rate) and 0 <= rate <= 1):
                 raise InvalidInput(f"faults: {name} must be a fraction of requests within 0..1, got {rate!r}")
-        if not 0 < self.hang_s < math.inf:
+        if not (is_number(self.hang_s) and self.hang_s > 0):
             raise InvalidInput(f"faults: hang_s must be a positive number of seconds, got {self.hang_s!r}")
+        if self.malformed_mode not in MALFORMED_MODES:
+            modes = ", ".join(MALFORMED_MODES)
+            raise InvalidInput(f"faults: malformed_mode must be one of {modes}, got {self.malformed_mode!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +126,8 @@ class Churn:
 
     def __post_init__(self) -> None:
         shares = (self.create_share, self.late_share, self.tie_share, self.edit_share, self.webhook_share)
-        if not 0 <= self.rate_per_hour < math.inf or not all(0 <= s <= 1 for s in (*shares, self.drop_share)):
+        numbers = (self.rate_per_hour, *shares, self.drop_share)
+        if not all(is_number(n) and n >= 0 for n in numbers) or not all(s <= 1 for s in (*shares, self.drop_share)):
             raise InvalidInput("churn: rate_per_hour must be >= 0 and every share within 0..1")
         if self.create_share + self.edit_share > 1:
             raise InvalidInput("churn: create_share + edit_share must be <= 1 (the rest are deletions)")
@@ -128,9 +138,9 @@ class Churn:
         if spec is None or isinstance(spec, Churn):
             return spec
         if isinstance(spec, dict):
-            return cls(**spec)
+            return from_options(cls, spec, what="churn")
         try:
             rate = float(spec)
-        except ValueError:
+        except (TypeError, ValueError):
             raise InvalidInput(f"churn must be a rate (changes per athlete per hour), got {spec!r}") from None
         return cls(rate_per_hour=rate)

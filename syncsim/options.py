@@ -1,0 +1,39 @@
+"""Options given as plain values (numbers, dicts of a dataclass's fields), checked so that a mistake is refused in
+one line naming the option: a notebook user's ``faults={"error_rate": "0.1"}`` would otherwise fail deep inside
+with a ``TypeError`` from a comparison, and ``{"eror_rate": 0.1}`` with one from ``__init__``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, TypeVar
+
+from syncsim.errors import InvalidInput
+
+__all__ = ["from_options", "is_number", "number"]
+
+T = TypeVar("T")
+
+
+def from_options(cls: type[T], spec: Mapping[str, Any], *, what: str) -> T:
+    """``cls(**spec)`` for a dataclass ``cls``, refusing keys that are not its fields (``what`` names the option)."""
+    if not isinstance(spec, Mapping):
+        raise InvalidInput(f"{what} must be a dict of its fields, got {spec!r}")
+    known = {f.name for f in fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(str(key) for key in spec if key not in known)
+    if unknown:
+        raise InvalidInput(f"unknown {what} field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return cls(**spec)
+
+
+def is_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number (an int or a float, not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def number(name: str, value: object) -> float:
+    """``value`` if it is a finite real number, else :class:`InvalidInput` naming ``name``."""
+    if not is_number(value):
+        raise InvalidInput(f"{name} must be a finite number, got {value!r}")
+    return value  # type: ignore[return-value]
