@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from syncsim.errors import InvalidInput
 
-__all__ = ["from_options", "is_number", "number"]
+__all__ = ["from_options", "is_number", "is_whole", "whole"]
 
 T = TypeVar("T")
 
@@ -32,8 +32,15 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def number(name: str, value: object) -> float:
-    """``value`` if it is a finite real number, else :class:`InvalidInput` naming ``name``."""
-    if not is_number(value):
-        raise InvalidInput(f"{name} must be a finite number, got {value!r}")
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is an int (not a bool): 2.5 athletes or a limit of 100.5 requests is a mistake to refuse,
+    not a number to round."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def whole(name: str, value: object, *, lowest: int | None = None) -> int:
+    """``value`` if it is a whole number (at least ``lowest``), else :class:`InvalidInput` naming ``name``."""
+    if not is_whole(value) or (lowest is not None and value < lowest):  # type: ignore[operator]
+        at_least = "" if lowest is None else f" >= {lowest}"
+        raise InvalidInput(f"{name} must be a whole number{at_least}, got {value!r}")
     return value  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from typing import Any
 from syncsim import defaults
 from syncsim.errors import InvalidInput
 from syncsim.jobs.runner import resolve_strategy
-from syncsim.options import from_options
+from syncsim.options import from_options, is_whole, whole
 from syncsim.platforms import PlatformSpec, platform_spec
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.workload import Workload
@@ -30,7 +30,7 @@ class RateLimits:
     def __post_init__(self) -> None:
         for name, pair in (("read", self.read), ("overall", self.overall)):
             if not (
-                isinstance(pair, tuple) and len(pair) == 2 and all(map(_is_whole, pair)) and 1 <= pair[0] <= pair[1]
+                isinstance(pair, tuple) and len(pair) == 2 and all(map(is_whole, pair)) and 1 <= pair[0] <= pair[1]
             ):
                 raise InvalidInput(
                     f"rate_limits: {name} limits must be whole numbers with 1 <= per 15 min <= per day, got {pair!r}"
@@ -59,13 +59,9 @@ class RateLimits:
 
 def _pair(name: str, spec: object) -> tuple[int, int]:
     """(per 15 min, per day) as whole numbers; 1.5 requests or "100" is a mistake, not a limit to round."""
-    if not (isinstance(spec, tuple | list) and len(spec) == 2 and all(map(_is_whole, spec))):
+    if not (isinstance(spec, tuple | list) and len(spec) == 2 and all(map(is_whole, spec))):
         raise InvalidInput(f"rate_limits: {name} must be two whole numbers (per 15 min, per day), got {spec!r}")
     return (spec[0], spec[1])
-
-
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 #: Strava's documented defaults for a new application.
@@ -197,9 +193,9 @@ class Scenario:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        _whole("seed", self.seed)
-        _whole("worker_concurrency", self.worker_concurrency, lowest=1)
-        _whole("instances", self.instances, lowest=1)
+        whole("seed", self.seed)
+        whole("worker_concurrency", self.worker_concurrency, lowest=1)
+        whole("instances", self.instances, lowest=1)
         for name in _FLAGS:  # a string such as "false" is truthy: it would silently turn the option on
             value = getattr(self, name)
             if not isinstance(value, bool):
@@ -251,9 +247,9 @@ class Scenario:
         **options: Any,
     ) -> Scenario:
         """Resolve names and shorthands into a Scenario (see :func:`syncsim.sim.simulate`)."""
-        _whole("seed", seed)  # before it seeds anything
+        whole("seed", seed)  # before it seeds anything
         if workload is None:
-            _whole("athletes", athletes, lowest=1)
+            whole("athletes", athletes, lowest=1)
         resolve_strategy(strategy)
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
@@ -316,9 +312,3 @@ class Scenario:
 _FIELD_DEFAULTS = {f.name: f.default for f in fields(Scenario)}
 #: The on/off options (annotated ``bool``).
 _FLAGS = tuple(f.name for f in fields(Scenario) if f.type in (bool, "bool"))
-
-
-def _whole(name: str, value: object, *, lowest: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or (lowest is not None and value < lowest):
-        at_least = "" if lowest is None else f" >= {lowest}"
-        raise InvalidInput(f"{name} must be a whole number{at_least}, got {value!r}")

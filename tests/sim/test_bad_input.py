@@ -69,6 +69,8 @@ from syncsim.sim.workload import WorkloadRow
         ({"rate_limits": ("100", "1000")}, "rate_limits: read must be two whole numbers (per 15 min, per day)"),
         ({"rate_limits": (100.5, 1000)}, "rate_limits: read must be two whole numbers (per 15 min, per day)"),
         ({"latency": "0.4s"}, "latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got '0.4s'"),
+        ({"faults": "error_rate=0.1"}, "faults must be a dict of its fields, got 'error_rate=0.1'"),
+        ({"poll": 30}, "poll must be a dict of its fields, got 30"),
     ],
 )
 def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any], said: str) -> None:
