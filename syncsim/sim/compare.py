@@ -130,6 +130,8 @@ def _sweep_scenarios(
     if isinstance(seeds, int | str) or not seeds:
         raise InvalidInput(f"seeds must be a non-empty sequence of whole numbers, got {seeds!r}")
     extra = strategy_options or {}
+    if not isinstance(extra, Mapping) or not all(isinstance(options, Mapping) for options in extra.values()):
+        raise InvalidInput(f"strategy_options must map a strategy to a dict of its options, got {extra!r}")
     stray = set(extra) - set(strategies)
     if stray:
         raise InvalidInput(
@@ -261,6 +263,8 @@ def reference_sweep(
     with ``launch_day``, :data:`LAUNCH_DAY` in the same processes: its table is the result's ``launch``."""
     from syncsim.sim.workload import Workload
 
+    if not isinstance(launch_day, bool):  # "no" is truthy: it would run the launch
+        raise InvalidInput(f"launch_day must be True or False, got {launch_day!r}")
     options = {**REFERENCE_SWEEP, **overrides}
     if athletes is not None:
         options["workload"] = Workload.named(options["workload"]).head(athletes)

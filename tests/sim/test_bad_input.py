@@ -89,6 +89,11 @@ def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any]
             lambda: compare(athletes=2, strategy_options={"resumble": {"tick_s": 60}}),
             "strategy_options names resumble, not among the strategies compared (waituntil, resumable, worker)",
         ),
+        (
+            lambda: compare(athletes=2, strategy_options={"resumable": 60}),
+            "strategy_options must map a strategy to a dict of its options, got {'resumable': 60}",
+        ),
+        (lambda: reference_sweep(athletes=2, launch_day="no"), "launch_day must be True or False, got 'no'"),
         # -3 used to slice the reference workload from its end: a sweep of 997 athletes
         (lambda: reference_sweep(athletes=-3), "athletes must be a whole number >= 1, got -3"),
     ],
