@@ -21,7 +21,7 @@ from typing import Any
 
 from syncsim.clock import Clock
 from syncsim.errors import InvalidInput
-from syncsim.options import is_number
+from syncsim.options import is_number, is_whole
 from syncsim.retry import RetryPolicy
 from syncsim.sim.asgi import HttpCaller
 from syncsim.sim.recorder import Recorder
@@ -49,8 +49,7 @@ class PollSchedule:
             not all(is_number(n) for n in (self.first_s, self.cap_s, self.give_up_s))
             or not 0 < self.first_s <= self.cap_s
             or not self.give_up_s > 0
-            or isinstance(self.post_attempts, bool)
-            or not isinstance(self.post_attempts, int)
+            or not is_whole(self.post_attempts)
             or self.post_attempts < 1
         ):
             raise InvalidInput(
