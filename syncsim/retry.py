@@ -10,12 +10,12 @@ random source is passed in, so tests assert the exact sequence of waits.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 
 from syncsim import defaults
 from syncsim.errors import InvalidInput, Outage, PermanentError, Reschedule
+from syncsim.options import is_number
 
 __all__ = ["Fail", "Retry", "RetryDecision", "RetryPolicy", "Wait"]
 
@@ -60,9 +60,12 @@ class RetryPolicy:
     jitter: float = defaults.BACKOFF_JITTER
 
     def __post_init__(self) -> None:
-        finite = all(math.isfinite(v) for v in (self.base_s, self.max_s, self.factor))
+        finite = all(is_number(v) for v in (self.base_s, self.max_s, self.factor, self.jitter))
         if not finite or self.base_s < 0 or self.max_s < 0 or self.factor < 1 or not 0 <= self.jitter <= 1:
-            raise InvalidInput("RetryPolicy needs finite base_s >= 0, max_s >= 0 and factor >= 1, and 0 <= jitter <= 1")
+            raise InvalidInput(
+                "RetryPolicy needs finite base_s >= 0, max_s >= 0 and factor >= 1, and 0 <= jitter <= 1, got "
+                f"{self.base_s!r}, {self.max_s!r}, {self.factor!r}, {self.jitter!r}"
+            )
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""

@@ -65,6 +65,7 @@ from syncsim import defaults
 from syncsim.errors import InvalidInput, JobError, OutOfTime, PermanentError, YieldTurn
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.runner import JobContext
+from syncsim.options import whole
 from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import QUARTER_HOUR_S
@@ -90,7 +91,9 @@ INITIAL_REQUEST_ESTIMATE_S = 1.0
 
 def list_requests_needed(activities: int, per_page: int = PER_PAGE) -> int:
     """List requests a full listing of ``activities`` activities at distinct seconds needs (module docstring)."""
-    if activities <= 0:
+    whole("activities", activities, lowest=0)
+    whole("per_page", per_page, lowest=2)  # a page of one could not move past a second's boundary
+    if activities == 0:
         return 1
     if activities <= per_page:
         return 3

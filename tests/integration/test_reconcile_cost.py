@@ -12,12 +12,15 @@ Same harness as test_sync.py: SQLite under virtual time, PostgreSQL in real time
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from syncsim.errors import InvalidInput
 from syncsim.jobs.model import JobStatus
 from syncsim.strava.fake import FakeStrava
 from syncsim.strava.models import Activity
@@ -120,3 +123,16 @@ def test_a_reconcile_repairs_the_store_for_the_same_list_pages_and_one_detail_pe
         assert routes == Counter({"list": LIST_REQUESTS})
 
     in_virtual_time(store_url, scenario, latency=0.25)
+
+
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (lambda: list_requests_needed(-1), "activities must be a whole number >= 0, got -1"),  # answered 1 before
+        (lambda: list_requests_needed("2000"), "activities must be a whole number >= 0, got '2000'"),
+        (lambda: list_requests_needed(10, per_page=1), "per_page must be a whole number >= 2, got 1"),
+    ],
+)
+def test_a_request_count_for_an_impossible_history_is_refused(call: Callable[[], int], said: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(said)):
+        call()

@@ -46,9 +46,18 @@ def test_unexpected_errors_are_retryable_and_described_on_one_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"factor": 0.5}, {"base_s": -1.0}, {"base_s": float("nan")}, {"max_s": float("inf")}, {"jitter": 1.5}]
+    "bad",
+    [
+        {"factor": 0.5},
+        {"base_s": -1.0},
+        {"base_s": float("nan")},
+        {"max_s": float("inf")},
+        {"jitter": 1.5},
+        {"base_s": "1"},  # a TypeError from math.isfinite before
+        {"jitter": None},
+    ],
 )
-def test_invalid_policy_is_refused(bad: dict[str, float]) -> None:
+def test_invalid_policy_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidInput, match="RetryPolicy needs finite base_s >= 0"):
         RetryPolicy(**bad)
 
