@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from syncsim.errors import InvalidInput
 
@@ -27,12 +27,12 @@ def from_options(cls: type[T], spec: Mapping[str, Any], *, what: str) -> T:
     return cls(**spec)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
     """Whether ``value`` is a finite real number (an int or a float, not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def is_whole(value: object) -> bool:
+def is_whole(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an int (not a bool): 2.5 athletes or a limit of 100.5 requests is a mistake to refuse,
     not a number to round."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -40,7 +40,7 @@ def is_whole(value: object) -> bool:
 
 def whole(name: str, value: object, *, lowest: int | None = None) -> int:
     """``value`` if it is a whole number (at least ``lowest``), else :class:`InvalidInput` naming ``name``."""
-    if not is_whole(value) or (lowest is not None and value < lowest):  # type: ignore[operator]
+    if not is_whole(value) or (lowest is not None and value < lowest):
         at_least = "" if lowest is None else f" >= {lowest}"
         raise InvalidInput(f"{name} must be a whole number{at_least}, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value

@@ -216,7 +216,7 @@ class Scenario:
                 raise InvalidInput(f"{name} must be {what}, got {value!r}")
         if self.workload.athletes < 1:  # its metrics would pass or fail on nothing
             raise InvalidInput(f"nothing to simulate: workload {self.workload.name!r} has no athletes (need >= 1)")
-        last = self.workload.rows[-1].arrival_s  # rows are in arrival order
+        last = max(row.arrival_s for row in self.workload.rows)
         if last >= self.max_sim_s:  # that athlete would never arrive, and the metrics would judge the rest alone
             raise InvalidInput(
                 f"workload {self.workload.name!r} has a row arriving at {last:g} s, after the run ends "

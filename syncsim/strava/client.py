@@ -834,10 +834,13 @@ class StravaClient:
         authorization = (headers or {}).get("Authorization")
         if authorization is None or self._probing:
             return False
-        sent_at = self._clock.now()
         ends = [t for t in (deadline, answer_by) if t is not None]
-        left = min(ends) - sent_at if ends else self._timeout_s
-        if left < PROBE_MIN_S:
+
+        def time_left(at: float) -> float:
+            return min(ends) - at if ends else self._timeout_s
+
+        sent_at = self._clock.now()
+        if time_left(sent_at) < PROBE_MIN_S:
             return False
         probe, params = ("/athlete/activities", {"per_page": 1}) if endpoint == "/athlete" else ("/athlete", None)
         self._probing = True  # before the store is asked for a slot: one probe at a time
@@ -845,7 +848,7 @@ class StravaClient:
             if await self._held_back(sent_at, read=True) is not None:
                 return False
             sent_at = self._clock.now()  # after the store's round trip, if it was asked
-            left = min(ends) - sent_at if ends else self._timeout_s
+            left = time_left(sent_at)
             if left < PROBE_MIN_S:
                 return False
             answer = await self._exchange(
