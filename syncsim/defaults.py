@@ -85,6 +85,14 @@ WORKER_STORE_RETRY_MAX_S = 2.0
 LIST_LIMIT = 20
 #: ``GET /api/sync?limit=`` accepts 1..MAX_LIST_LIMIT: one page of a status list, not a table dump.
 MAX_LIST_LIMIT = 100
+#: A request's body must arrive within this long (408 otherwise). A body here is at most 64 KiB, which any client
+#: sends in well under a second; without a bound, a client that dribbles its body a byte at a time holds a
+#: connection and a task for as long as it likes (on a platform without a time limit, for ever).
+BODY_READ_TIMEOUT_S = 10.0
+#: ``syncsim serve`` answers 503 beyond this many open connections and requests at once, so that a flood of
+#: slow clients (which uvicorn gives no deadline to send their headers) runs out of this budget, not of the
+#: process's file descriptors (1,024 by default on Linux) or memory.
+SERVE_LIMIT_CONCURRENCY = 512
 #: ``maxAttempts`` a client may ask for: enough for flaky networks, too few to hammer Strava for hours.
 MAX_ATTEMPTS_LIMIT = 10
 #: A server process syncs at most this many jobs at once in the background; the rest wait their turn, so that

@@ -176,6 +176,7 @@ def create_app(
     webhook_verify_token: str | None = None,
     strava: StravaConnector | None = None,
     max_body_bytes: int = 64 * 1024,
+    body_timeout_s: float = defaults.BODY_READ_TIMEOUT_S,
     webhook_subscription_id: int | None = None,
     webhook_secret: str | None = None,
     cron_secret: str | None = None,
@@ -191,15 +192,20 @@ def create_app(
     any other subscription; ``webhook_secret`` makes ``/api/strava/webhook/<secret>`` the only path whose events
     are acted on (without it, ``/api/strava/webhook``); ``strava`` exchanges OAuth codes (unset: connect answers
     503); ``cron_secret`` is the bearer of ``/api/cron/tick`` (unset: the tick answers 503), whose ``upkeep``
-    submits jobs before it continues due ones; bodies above ``max_body_bytes`` answer 413. Token expiry is
+    submits jobs before it continues due ones; bodies above ``max_body_bytes`` answer 413, and bodies that take
+    longer than ``body_timeout_s`` (seconds) to arrive 408. Token expiry is
     checked against ``clock`` (default: the platform's). ``job_types`` is what users may submit (default: Strava
     syncs only; :data:`DEMO_JOB_TYPES` for a demo).
     """
     if max_body_bytes < 1:
         raise ConfigError("max_body_bytes must be >= 1")
+    if not body_timeout_s > 0:
+        raise ConfigError("body_timeout_s must be > 0")
     check_secret(jwt_secret)  # fail at start-up on a missing or weak secret, not on every request
     clock = clock or platform.clock
-    reader = RequestReader(jwt_secret=jwt_secret, clock=clock, max_body_bytes=max_body_bytes)
+    reader = RequestReader(
+        jwt_secret=jwt_secret, clock=clock, max_body_bytes=max_body_bytes, body_timeout_s=body_timeout_s
+    )
     sync = SyncRoutes(service=service, reader=reader, job_types=job_types)
     strava_routes = StravaRoutes(
         service=service,
@@ -240,10 +246,14 @@ def create_app(
         Route("/healthz", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    middleware = [Middleware(InvocationMiddleware, platform=platform)]
+    # The webhook's callback secret is in its path: the logs show ``/api/strava/webhook/***``.
+    middleware = [Middleware(InvocationMiddleware, platform=platform, secret_prefixes=("/api/strava/webhook/",))]
     app = Starlette(
         routes=routes, middleware=middleware, exception_handlers=exception_handlers(clock), lifespan=lifespan
     )
+    # A trailing slash gets a 404, not Starlette's redirect: its absolute Location names whatever host the
+    # request's Host header gave, before any check.
+    app.router.redirect_slashes = False
     app.state.service = service
     app.state.platform = platform
     return app

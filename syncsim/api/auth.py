@@ -12,9 +12,10 @@ clock, so they are switched off and done here against the injected clock instead
 from __future__ import annotations
 
 import functools
+import math
 import os
 import uuid
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard
 
 import jwt
 
@@ -103,11 +104,11 @@ def verify_token(token: str, secret: str, *, now: float, leeway_s: float = 0.0) 
     except jwt.InvalidTokenError:
         raise AuthError("token is malformed") from None
     if claims.exp is None:
-        raise AuthError("token 'exp' claim is not a number")
+        raise AuthError("token 'exp' claim is not a finite number")
     if claims.exp <= now - leeway_s:
         raise AuthError("token has expired")
     nbf = claims.nbf
-    if nbf is not None and (isinstance(nbf, bool) or not isinstance(nbf, int | float) or nbf > now + leeway_s):
+    if nbf is not None and (not _is_time(nbf) or nbf > now + leeway_s):
         raise AuthError("token is not valid yet")
     if claims.user is None:
         raise AuthError(claims.error)
@@ -118,10 +119,18 @@ class _Claims(NamedTuple):
     """What a verified token says: its times (checked against the caller's ``now`` each time), and its user or
     the reason it names none (role, audience, subject: the checks that need no clock)."""
 
-    exp: float | None  # None: not a number
+    exp: float | None  # None: not a finite number
     nbf: object
     user: uuid.UUID | None
     error: str
+
+
+def _is_time(value: object) -> TypeGuard[int | float]:
+    """Whether a claim is a time (a finite number): NaN compares false with everything, so an ``exp`` of NaN
+    would never expire, nor would Infinity."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 @functools.lru_cache(maxsize=8)
@@ -148,7 +157,7 @@ def _signed_claims(token: str, key: bytes) -> _Claims:
         },
     )
     exp = claims.get("exp")
-    number = not isinstance(exp, bool) and isinstance(exp, int | float)
+    number = _is_time(exp)
     user, error = None, ""
     aud = claims.get("aud")
     if claims.get("role") != ROLE:

@@ -12,6 +12,7 @@ the anti-pattern kept for benchmarks. The API logs as ``syncsim.api``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -25,6 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from syncsim import defaults
 from syncsim.api.auth import AuthError, bearer_token, verify_token
 from syncsim.clock import Clock
 from syncsim.errors import (
@@ -50,6 +52,7 @@ __all__ = [
     "json_int",
     "json_response",
     "json_type",
+    "loggable_path",
     "one_line",
     "only_query",
     "parse_query_int",
@@ -60,6 +63,10 @@ log = logging.getLogger("syncsim.api")
 
 #: Where the request's :class:`Invocation` lives in the ASGI scope.
 INVOCATION_KEY = "syncsim.invocation"
+#: Where the request's path as logs show it lives in the ASGI scope (see :func:`loggable_path`).
+LOG_PATH_KEY = "syncsim.log_path"
+#: The longest path a log line shows (the rest is cut): a path is the client's to choose.
+MAX_LOGGED_PATH_CHARS = 200
 
 
 class ApiError(Exception):
@@ -74,6 +81,26 @@ class ApiError(Exception):
 def one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def loggable_path(path: str, secret_prefixes: tuple[str, ...] = ()) -> str:
+    """``path`` as a log line may show it: the segment after any of ``secret_prefixes`` (a path that carries a
+    secret, e.g. the webhook's callback secret) replaced by ``***``, control and unprintable characters escaped
+    (a CR or LF in a URL would otherwise start a forged log line), and cut to :data:`MAX_LOGGED_PATH_CHARS`."""
+    for prefix in secret_prefixes:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            rest = path[len(prefix) :]
+            path = prefix + "***" + rest[rest.index("/") :] if "/" in rest else prefix + "***"
+            break
+    if not path.isprintable():
+        path = "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
+    return path if len(path) <= MAX_LOGGED_PATH_CHARS else path[: MAX_LOGGED_PATH_CHARS - 1] + "…"
+
+
+def _request_path(request: Request) -> str:
+    """The request's path as the access line showed it (the middleware's), else made safe here."""
+    logged = request.scope.get(LOG_PATH_KEY)
+    return logged if isinstance(logged, str) else loggable_path(request.url.path)
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -151,15 +178,19 @@ def json_int(value: object, *, name: str, minimum: int, maximum: int) -> int:
 
 # -- the invocation around each request ----------------------------------------------------------------------
 class InvocationMiddleware:
-    """Runs each HTTP request in a new platform invocation; logs one access line (no query, no headers).
+    """Runs each HTTP request in a new platform invocation; logs one access line (no query, no headers, the path
+    as :func:`loggable_path` shows it, ``secret_prefixes`` naming the paths that carry a secret).
 
     ``finish_response()`` is called once the last body chunk is sent, so background work continues alone. If
-    the handler is still running at the invocation's deadline it is cancelled and answered with 504.
+    the handler is still running at the invocation's deadline it is cancelled and answered with 504. An
+    exception no handler answered is logged here once, with its traceback, and answered with 500: it goes no
+    further, so the server does not log it a second time.
     """
 
-    def __init__(self, app: ASGIApp, *, platform: Platform) -> None:
+    def __init__(self, app: ASGIApp, *, platform: Platform, secret_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.platform = platform
+        self.secret_prefixes = secret_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,6 +198,7 @@ class InvocationMiddleware:
             return
         invocation = self.platform.start_invocation()
         scope[INVOCATION_KEY] = invocation
+        path = scope[LOG_PATH_KEY] = loggable_path(scope.get("path", ""), self.secret_prefixes)
         status = 0
 
         async def send_and_finish(message: Message) -> None:
@@ -189,6 +221,12 @@ class InvocationMiddleware:
                     message = f"the request did not finish within the platform's time limit ({limit} s)"
                     await _send_error(send, 504, message)
                     status = 504
+        except Exception as exc:
+            log.error("%s %s -> 500: %s", scope.get("method"), path, type(exc).__name__, exc_info=exc)
+            if status != 0:  # the answer had begun: the server can only cut the connection
+                raise
+            await _send_error(send, 500, "internal server error")
+            status = 500
         finally:
             if not invocation.responded:
                 invocation.finish_response()
@@ -196,7 +234,7 @@ class InvocationMiddleware:
             log.info(
                 "%s %s %s %.1fms invocation=%s",
                 scope.get("method"),
-                scope.get("path"),
+                path,
                 status or "-",
                 (invocation.clock.now() - invocation.started_at) * 1000,
                 invocation.id,
@@ -240,12 +278,20 @@ def respond_after_work(app: ASGIApp) -> ASGIApp:
 class RequestReader:
     """Reads what every route needs from a request: the user its bearer token names (HS256 with ``jwt_secret``,
     expiry checked against ``clock``), the invocation it runs in, and its JSON body (at most
-    ``max_body_bytes``)."""
+    ``max_body_bytes``, arriving within ``body_timeout_s`` seconds)."""
 
-    def __init__(self, *, jwt_secret: str, clock: Clock, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        jwt_secret: str,
+        clock: Clock,
+        max_body_bytes: int,
+        body_timeout_s: float = defaults.BODY_READ_TIMEOUT_S,
+    ) -> None:
         self.jwt_secret = jwt_secret
         self.clock = clock
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     def user(self, request: Request) -> uuid.UUID:
         """The user whose valid token the request's ``Authorization`` header carries, or :class:`AuthError`."""
@@ -259,7 +305,8 @@ class RequestReader:
         return invocation
 
     async def json_body(self, request: Request, *, required: bool) -> dict[str, Any] | None:
-        """The body as a JSON object; the size limit is enforced while reading, not trusted from headers."""
+        """The body as a JSON object; the size limit is enforced while reading, not trusted from headers, and the
+        body must arrive within ``body_timeout_s``."""
         limit = self.max_body_bytes
         too_big = ApiError(413, f"request body is larger than the {limit}-byte limit")
         declared = request.headers.get("content-length")
@@ -275,13 +322,16 @@ class RequestReader:
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
+            async with asyncio.timeout(self.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_big
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise ApiError(400, "the client disconnected before sending the whole body") from None
+        except TimeoutError:
+            raise ApiError(408, f"the body did not arrive within {self.body_timeout_s:g} s") from None
         body = b"".join(chunks)
         if not body.strip():
             if required:
@@ -305,7 +355,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
-        return error_response(404, f"no route for {request.url.path[:200]}")
+        return error_response(404, f"no route for {loggable_path(request.url.path)}")
     if exc.status_code == 405:
         allowed = ", ".join(sorted(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m))
         message = f"method {request.method} is not allowed here; allowed: {allowed}"
@@ -316,7 +366,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 def _syncsim_error(status: int, *, headers: Mapping[str, str] | None = None) -> Callable[..., Awaitable[Response]]:
     async def handle(request: Request, exc: Exception) -> Response:
         if status >= 500:
-            log.warning("%s %s -> %d: %s: %s", request.method, request.url.path, status, type(exc).__name__, exc)
+            log.warning("%s %s -> %d: %s: %s", request.method, _request_path(request), status, type(exc).__name__, exc)
         return error_response(status, str(exc), headers)
 
     return handle
@@ -324,18 +374,18 @@ def _syncsim_error(status: int, *, headers: Mapping[str, str] | None = None) -> 
 
 async def _store_error(request: Request, exc: Exception) -> Response:
     """The store's own message names its host, database and user: it goes to the log, not to the client."""
-    log.warning("%s %s -> 503: %s: %s", request.method, request.url.path, type(exc).__name__, one_line(str(exc)))
+    log.warning("%s %s -> 503: %s: %s", request.method, _request_path(request), type(exc).__name__, one_line(str(exc)))
     return error_response(503, "the job store is unavailable; try again shortly", {"Retry-After": "5"})
 
 
 async def _client_disconnect(request: Request, exc: Exception) -> Response:
     """A client that hangs up mid-request is routine: no traceback, and the answer goes nowhere."""
-    log.info("%s %s: the client disconnected before the request was read", request.method, request.url.path)
+    log.info("%s %s: the client disconnected before the request was read", request.method, _request_path(request))
     return error_response(400, "the client disconnected")
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.error("%s %s -> 500: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
+    log.error("%s %s -> 500: %s", request.method, _request_path(request), type(exc).__name__, exc_info=exc)
     return error_response(500, "internal server error")
 
 

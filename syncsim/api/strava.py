@@ -126,7 +126,12 @@ class StravaRoutes:
         """``/api/strava/webhook`` and ``/api/strava/webhook/{secret}``: Strava's challenge, or an event."""
         given = request.path_params.get("secret")
         expected = self.webhook_secret
-        authentic = given is None if expected is None else given is not None and hmac.compare_digest(given, expected)
+        # Compared as UTF-8 bytes: compare_digest refuses str with non-ASCII characters (a path may have them).
+        authentic = (
+            given is None
+            if expected is None
+            else given is not None and hmac.compare_digest(given.encode(), expected.encode())
+        )
         if request.method == "GET":
             return self._webhook_challenge(request)
         return await self._webhook_event(request, authentic=authentic)

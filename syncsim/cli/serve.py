@@ -10,7 +10,7 @@ from typing import Any
 
 from syncsim import defaults
 from syncsim.api.serve import uvicorn_module
-from syncsim.cli.common import Command, port
+from syncsim.cli.common import Command, count, port
 from syncsim.errors import InvalidInput
 from syncsim.strava.trace import Trace
 
@@ -64,7 +64,15 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     try:
-        uvicorn.run(app, host=args.host, port=args.port, access_log=False, lifespan="on", log_level="info")
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            access_log=False,
+            lifespan="on",
+            log_level="info",
+            limit_concurrency=args.limit_concurrency,
+        )
     finally:
         if trace is not None:
             path = trace.to_csv(args.strava_trace)
@@ -123,6 +131,14 @@ def register_cli(subparsers: Any) -> dict[str, Command]:
         metavar="FILE.csv",
         default=None,
         help="write every Strava request the server sent (no tokens) to a CSV trace when it stops",
+    )
+    p.add_argument(
+        "--limit-concurrency",
+        type=count,
+        default=defaults.SERVE_LIMIT_CONCURRENCY,
+        metavar="N",
+        help=f"answer 503 beyond N open connections and requests at once (default {defaults.SERVE_LIMIT_CONCURRENCY});"
+        " behind the public internet, put a reverse proxy that times out slow clients in front",
     )
     p.add_argument(
         "--max-background-jobs",

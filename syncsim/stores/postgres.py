@@ -55,8 +55,10 @@ __all__ = ["MIGRATION_LOCK_KEY", "PostgresStore"]
 MIN_POOL_SIZE = 1
 MAX_POOL_SIZE = 10
 #: Fail fast, with libpq's reason, when the server cannot be reached; also how long a call waits for a pooled
-#: connection. A URL's own ``connect_timeout`` parameter (libpq's) sets both.
-CONNECT_TIMEOUT_S = 10.0
+#: connection (while the server is down, every call waits this long). Half the hobby plan's 10 s, so a request
+#: meeting a down store is answered 503 (try again) before its invocation is killed at 10 s (504). A URL's own
+#: ``connect_timeout`` parameter (libpq's) sets both.
+CONNECT_TIMEOUT_S = 5.0
 #: The pool retries a lost connection with doubling delays (1, 2, 4, ... s) for this long, then gives the slot up
 #: and connects afresh on the next demand. Bounding it bounds how long after an outage's end the pool may still
 #: be waiting out a delay: without it, the delays grow with the outage, up to psycopg_pool's five minutes.

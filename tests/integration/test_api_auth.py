@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -46,6 +47,10 @@ def test_minted_token_verifies_until_it_expires() -> None:
         ({"sub": str(uuid.UUID(int=1)), "role": "authenticated", "exp": NOW + 60, "aud": "x"}, SECRET, "audience"),
         ({"sub": str(uuid.UUID(int=1)), "role": "authenticated", "exp": NOW + 60, "nbf": NOW + 5}, SECRET, "not valid"),
         ({"sub": str(uuid.UUID(int=1)), "role": "authenticated", "exp": NOW + 60}, "k" * 40, "signature"),
+        # NaN compares false with every time, so it never expired (found on a loopback server); nor did Infinity.
+        ({"sub": str(uuid.UUID(int=1)), "role": "authenticated", "exp": math.nan}, SECRET, "not a finite number"),
+        ({"sub": str(uuid.UUID(int=1)), "role": "authenticated", "exp": math.inf}, SECRET, "not a finite number"),
+        ({"sub": str(uuid.UUID(int=1)), "role": "authenticated", "exp": NOW + 9, "nbf": math.nan}, SECRET, "not valid"),
     ],
 )
 def test_tokens_that_are_not_a_valid_users_are_refused(claims: dict[str, object], key: str, message: str) -> None:
@@ -92,6 +97,7 @@ async def test_serve_command_runs_the_api_until_stopped(tmp_path: Path) -> None:
     port = _free_port()
     store = f"sqlite:///{tmp_path / 'served.db'}"
     argv = ["serve", "--store", store, "--platform", "hobby", "--strategy", "resumable", "--port", str(port), "--demo"]
+    argv += ["--limit-concurrency", "2"]
     env = {**os.environ, "SYNCSIM_JWT_SECRET": SECRET, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [sys.executable, "-m", "syncsim.cli", *argv],
@@ -114,6 +120,14 @@ async def test_serve_command_runs_the_api_until_stopped(tmp_path: Path) -> None:
             assert health.json()["platform"] == "hobby" and health.json()["strategy"] == "resumable"
             submitted = await client.post("/api/sync", json={"type": "noop"}, headers=headers)
             assert submitted.status_code == 202
+            # A second, idle connection reaches --limit-concurrency: requests get 503 until it goes.
+            _reader, idle = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.2)
+            crowded = await client.get("/healthz")
+            idle.close()
+            await idle.wait_closed()
+            await asyncio.sleep(0.2)
+            assert crowded.status_code == 503 and (await client.get("/healthz")).status_code == 200
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)

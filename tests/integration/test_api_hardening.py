@@ -318,14 +318,18 @@ async def test_webhook_ids_beyond_64_bits_or_null_are_refused_when_read(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-class ClaimFailingStore:
-    """A real store whose ``claim_job`` fails as a driver bug would (not one of syncsim's errors)."""
+class _FailingStore:
+    """A real store, one of whose calls (a subclass's) fails as a driver bug would (not one of syncsim's errors)."""
 
     def __init__(self, store: Store) -> None:
         self.inner = store
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class ClaimFailingStore(_FailingStore):
+    """A real store whose ``claim_job`` fails."""
 
     async def claim_job(self, **kwargs: Any) -> Job | None:
         raise OverflowError("Python int too large to convert to SQLite INTEGER")
@@ -406,3 +410,98 @@ async def test_a_route_that_meets_a_strava_outage_answers_503_with_retry_after()
         outage, failure = await client.get("/down"), await client.get("/failing")
     assert assert_json_error(outage, 503).endswith("Strava is down") and 41 <= int(outage.headers["retry-after"]) <= 42
     assert assert_json_error(failure, 502) == "POST /oauth/token: HTTP 500 after 4 attempts"
+
+
+# -- D10: what the logs show, and answers no handler gave (found by probing a loopback server) -------------
+class ListFailingStore(_FailingStore):
+    """A real store whose ``list_jobs`` fails."""
+
+    async def list_jobs(self, **kwargs: Any) -> list[Job]:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+
+async def test_an_unhandled_error_is_a_500_logged_once_with_its_access_line(
+    store: Store, user_id: uuid.UUID, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: Starlette answered 500 and re-raised, so uvicorn logged the traceback a second time, and the
+    access line was never written (the exception left the middleware before it)."""
+    api = ApiHarness(ListFailingStore(store))  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO):
+        async with running_server(api.app) as base_url, api.client(base_url) as client:
+            failed = await client.get("/api/sync", headers=api.auth(user_id))
+            after = await client.post("/api/sync", json={}, headers=api.auth(user_id))
+            await api.drain()
+    assert assert_json_error(failed, 500) == "internal server error"
+    assert after.status_code == 202  # the server carries on
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert errors[0].getMessage() == "GET /api/sync -> 500: OverflowError" and errors[0].exc_info is not None
+    assert any(r.getMessage().startswith("GET /api/sync 500 ") for r in caplog.records), caplog.text
+
+
+async def test_logs_hide_the_webhook_secret_and_cannot_be_forged_through_the_path(
+    store: Store, user_id: uuid.UUID, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: every event's access line showed the callback secret (whoever has it can post events), and a
+    CR/LF in a URL started a log line of the client's choosing."""
+    secret = "cb-" + "5" * 29
+    api = ApiHarness(store, webhook_secret=secret)
+    event = {"object_type": "activity", "aspect_type": "create", "object_id": 1, "owner_id": 2}
+    forged = "2026-12-07 00:00:00,000 ERROR syncsim.api: FORGED"
+    with caplog.at_level(logging.INFO):
+        async with api.client() as client:
+            accepted = await client.post(f"/api/strava/webhook/{secret}", json=event)
+            other = await client.post(f"/api/strava/webhook/{secret}/x", json=event)
+            injected = await client.get(f"/api/sync/x%0A{forged}%0D%00", headers=api.auth(user_id))
+            await api.drain()
+    assert accepted.status_code == 200 and other.status_code == 404 and injected.status_code == 404
+    messages = [r.getMessage() for r in caplog.records if r.name == "syncsim.api"]
+    assert any(m.startswith("POST /api/strava/webhook/*** 200 ") for m in messages), messages
+    assert any(m.startswith("POST /api/strava/webhook/***/x 404 ") for m in messages), messages
+    assert any(m.startswith("GET /api/sync/x\\n2026-12-07 ") and "\\r\\x00" in m for m in messages), messages
+    for message in messages:
+        assert secret not in message and "\n" not in message and "\r" not in message and "\x00" not in message
+
+
+async def test_a_trailing_slash_is_a_404_not_a_redirect_to_the_clients_host(store: Store, user_id: uuid.UUID) -> None:
+    """Before: Starlette redirected ``/api/sync/`` to ``http://<the Host header>/api/sync``, before any check."""
+    api = ApiHarness(store)
+    async with api.client() as client:
+        answers = [
+            await client.get(path, headers={**api.auth(user_id), "Host": "evil.example"})
+            for path in ("/api/sync/", "/healthz/", "/api/cron/tick/")
+        ]
+    for answer in answers:
+        assert assert_json_error(answer, 404).startswith("no route for /")
+        assert "location" not in answer.headers
+
+
+async def test_a_body_dribbled_slower_than_the_timeout_is_a_408_and_submits_nothing(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    """Before: on a platform without a time limit, a client that sent its body a byte at a time held its
+    connection and a task for as long as it liked (found with a 40-byte body over 39 s: accepted, 202)."""
+    api = ApiHarness(store, body_timeout_s=0.3)
+    body = b'{"payload": {}}'
+    head = (
+        "POST /api/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nAuthorization: Bearer {api.token(user_id)}\r\n\r\n"
+    ).encode()
+    async with running_server(api.app) as base_url:
+        host, port = base_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(head)
+        try:
+            for byte in body:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass  # the server may have answered and closed meanwhile
+        head_in = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        length = int(head_in.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        answer = await asyncio.wait_for(reader.readexactly(length), 5.0)
+        writer.close()
+    assert head_in.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), head_in
+    assert answer == b'{"error":"the body did not arrive within 0.3 s"}'
+    assert await store.list_jobs() == []

@@ -38,6 +38,7 @@ from syncsim.stores.postgres import PostgresStore
 from syncsim.strava.fake import FakeStrava
 from syncsim.strava.fake.server import running_fake_strava
 from syncsim.testing.postgres import TemporaryPostgres
+from tests.support.api import ApiHarness, assert_json_error
 
 pytestmark = pytest.mark.postgres
 
@@ -154,6 +155,41 @@ async def test_a_down_server_is_one_line_store_unavailable_without_the_password(
         await fresh.close()
     finally:
         await used.close()
+
+
+async def test_a_request_meeting_a_down_store_is_a_503_before_the_hobby_deadline(
+    outage_pg: TemporaryPostgres, outage_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found on a loopback server: with the pool's wait for a connection (10 s) as long as the hobby plan's limit,
+    every request that met a store gone down was killed at the deadline and answered 504 (the platform's time
+    limit, which says nothing of the store), never the 503 "try again"; a webhook event was dropped unlogged.
+    The store's default wait (no ``connect_timeout`` in the URL) is now below the limit."""
+    store = open_store(urlsplit(outage_url)._replace(query="").geturl())
+    api = ApiHarness(store, platform="hobby")
+    user = uuid.uuid4()
+    event = {"object_type": "activity", "aspect_type": "create", "object_id": 1, "owner_id": 2}
+    caplog.set_level(logging.INFO, logger="syncsim.api")
+    try:
+        async with api.client() as client:
+            assert (await client.get("/api/sync", headers=api.auth(user))).status_code == 200  # the pool is open
+            await asyncio.to_thread(outage_pg.stop_server)
+            started = time.monotonic()
+            listed, submitted, webhook = await asyncio.gather(
+                client.get("/api/sync", headers=api.auth(user)),
+                client.post("/api/sync", json={}, headers=api.auth(user)),
+                client.post("/api/strava/webhook", json=event),
+            )
+            waited = time.monotonic() - started
+            await api.drain()
+    finally:
+        await asyncio.to_thread(outage_pg.start_server)
+        await store.close()
+    for answer in (listed, submitted):
+        assert assert_json_error(answer, 503) == "the job store is unavailable; try again shortly"
+        assert answer.headers["retry-after"]
+    assert waited < 10.0, waited
+    assert webhook.status_code == 200  # Strava wants its answer within 2 s; the event's work met the outage
+    assert "webhook activity/create not handled: StoreUnavailable" in caplog.text, caplog.text
 
 
 # -- an in-process worker -----------------------------------------------------------------------------------------
