@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -67,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, handlers = _build_parser(argv)
     args = parser.parse_args(argv)
+    # Commands report a store outage themselves, in one line; psycopg's pool would warn at every reconnection
+    # attempt, in libpq's multi-line messages.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     try:
         return handlers[args.command](args)
     except SyncsimError as exc:

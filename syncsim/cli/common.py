@@ -8,12 +8,40 @@ from collections.abc import Callable
 from pathlib import Path
 
 from syncsim import defaults
-from syncsim.errors import InvalidInput
+from syncsim.clock import Clock
+from syncsim.errors import InvalidInput, StoreError
 
-__all__ = ["Command", "count", "output_file", "port", "store_arg"]
+__all__ = ["Command", "StoreOutage", "count", "output_file", "port", "store_arg"]
 
 #: A sub-command's handler: parsed arguments in, exit status out.
 Command = Callable[[argparse.Namespace], int]
+
+
+class StoreOutage:
+    """A command that waits out a store outage (a restart, a failover, a network cut) instead of ending with it:
+    ``say`` gets one line when the store first fails and one when it answers again, and :meth:`failed` says how
+    long to pause before the next try (doubling, as a worker's claim loop does)."""
+
+    def __init__(self, clock: Clock, say: Callable[[str], None]) -> None:
+        self.clock = clock
+        self.say = say
+        self.since: float | None = None
+        self.pause_s = defaults.WORKER_STORE_RETRY_FIRST_S
+
+    def failed(self, error: StoreError) -> float:
+        """A call failed on the store; the pause before the next try (seconds)."""
+        if self.since is None:
+            self.since = self.clock.now()
+            self.say(f"the store failed, retrying until it answers: {' '.join(str(error).split())}")
+        pause, self.pause_s = self.pause_s, min(self.pause_s * 2, defaults.WORKER_STORE_RETRY_MAX_S)
+        return pause
+
+    def answered(self) -> None:
+        """A call succeeded: an outage, if any, is over."""
+        if self.since is not None:
+            self.say(f"the store answers again after {self.clock.now() - self.since:.1f} s")
+            self.since = None
+            self.pause_s = defaults.WORKER_STORE_RETRY_FIRST_S
 
 
 def store_arg(parser: argparse.ArgumentParser) -> None:

@@ -6,9 +6,15 @@ import argparse
 import asyncio
 import sys
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncsim.cli.common import Command, output_file, port, store_arg
+
+if TYPE_CHECKING:
+    from syncsim.cli.common import StoreOutage
+    from syncsim.jobs.model import Job
+    from syncsim.jobs.runner import JobRunner
+    from syncsim.stores import Store
 
 __all__ = ["register_cli"]
 
@@ -35,10 +41,11 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
 
     from tqdm.auto import tqdm
 
+    from syncsim.cli.common import StoreOutage
     from syncsim.cli.jobs import build_runner
     from syncsim.clock import SystemClock
-    from syncsim.errors import ConfigError, InvalidInput
-    from syncsim.jobs.model import Job, JobStatus
+    from syncsim.errors import ConfigError, InvalidInput, StoreError
+    from syncsim.jobs.model import JobStatus
     from syncsim.stores import open_store
     from syncsim.strava.client import StravaClient
     from syncsim.strava.trace import Trace
@@ -87,18 +94,22 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 bar.update(int(progress.get("activities", 0)) - bar.n)
                 bar.set_postfix(pages=progress.get("pages"), requests=progress.get("requests"))
 
-            # In the foreground the user is waiting: a retry or a rate-limit wait is waited out here, as a worker
-            # would, not left to one (Ctrl-C leaves the job pending, for `syncsim worker` or the next sync).
+            # In the foreground the user is waiting: a retry, a rate-limit wait or a store outage is waited out
+            # here, as a worker would, not left to one (Ctrl-C leaves the job for `syncsim worker` or the next sync).
             done: Job | None = job
+            outage = StoreOutage(clock, lambda line: bar.write(line, file=sys.stderr))
             while done is not None and done.status in (JobStatus.PENDING, JobStatus.RUNNING):
-                due_at = None if runner.is_due(done) else done.next_attempt_at
-                wait = 0.0 if due_at is None else max(0.0, due_at.timestamp() - clock.now())
+                wait, why = _wait_before_running(runner.is_due(done), done, clock.now())
                 if wait > 0:
                     if not args.quiet:
-                        reason = f" ({' '.join(done.error.split())})" if done.error else ""
-                        bar.write(f"waiting {wait:.1f} s for the next attempt{reason}", file=sys.stderr)
+                        bar.write(f"waiting {wait:.1f} s for {why}", file=sys.stderr)
                     await clock.sleep(wait)
-                done = await runner.run_job(job.id, on_progress=on_progress)
+                try:
+                    done = await runner.run_job(job.id, on_progress=on_progress)
+                    outage.answered()
+                except StoreError as exc:
+                    await clock.sleep(outage.failed(exc))
+                    done = await _after_outage(store, runner, job.id, outage)
         if done is None:
             current = await store.get_job(job.id)
             raise InvalidInput(
@@ -127,6 +138,43 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     finally:
         await client.aclose()
         await store.close()
+
+
+async def _after_outage(store: Store, runner: JobRunner, job_id: uuid.UUID, outage: StoreOutage) -> Job:
+    """The job once the store answers again. The run that the outage stopped (at its last saved checkpoint) was
+    this process's and has ended: its lease is given back rather than waited out, and the job continues."""
+    from syncsim.errors import InvalidInput, StoreError
+
+    while True:
+        try:
+            job = await store.get_job(job_id)
+            if job is None:
+                raise InvalidInput(f"job {job_id} is gone from the store")
+            ours = job.locked_by or ""
+            if job.status.value == "running" and ours.startswith(f"{runner.worker_id}#"):
+                now = runner.clock.now()
+                reason = "the store failed during the run; continued from its last checkpoint"
+                await store.reschedule_job(job_id, worker_id=ours, at=now, reason=reason, now=now)
+                job = await store.get_job(job_id)
+                if job is None:
+                    raise InvalidInput(f"job {job_id} is gone from the store")
+            outage.answered()
+            return job
+        except StoreError as exc:
+            await runner.clock.sleep(outage.failed(exc))
+
+
+def _wait_before_running(due: bool, job: Job, now: float) -> tuple[float, str]:
+    """How long before ``job`` can run again, and what it waits for: a pending job its next attempt, a running
+    one the lease of the run a store outage interrupted."""
+    if due:
+        return 0.0, ""
+    if job.status.value == "running" and job.locked_until is not None:
+        return max(0.0, job.locked_until.timestamp() - now), "the interrupted run's lease to lapse"
+    if job.next_attempt_at is None:
+        return 0.0, ""
+    reason = f" ({' '.join(job.error.split())})" if job.error else ""
+    return max(0.0, job.next_attempt_at.timestamp() - now), f"the next attempt{reason}"
 
 
 def _fake_strava(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
 from typing import Any
 
 from syncsim.cli.common import Command
@@ -43,9 +44,10 @@ def _tick(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from syncsim.cli.common import StoreOutage
     from syncsim.cli.jobs import build_runner
     from syncsim.clock import SystemClock
-    from syncsim.errors import InvalidInput
+    from syncsim.errors import InvalidInput, StoreError
     from syncsim.jobs.service import JobService
     from syncsim.platforms.local import LocalPlatform
     from syncsim.platforms.spec import platform_spec
@@ -75,21 +77,32 @@ def _tick(args: argparse.Namespace) -> int:
             platform = LocalPlatform(platform_spec("unlimited").with_limit(limit), clock=clock)
             platform.keep_history = False
             print(f"ticking every {args.every:g} s on {store.url} (each tick at most {limit:g} s)", flush=True)
+            # A store outage skips ticks, it does not end them: this process is what moves resumable jobs along.
+            outage = StoreOutage(clock, lambda line: print(f"tick: {line}", file=sys.stderr, flush=True))
             try:
                 while not stopping.is_set():
                     started = clock.now()
                     invocation = platform.start_invocation()
-                    submitted = await strava_upkeep(runner)
-                    summary = {**await service.tick(invocation), **submitted}
-                    invocation.finish_response()
-                    await invocation.drain()
-                    ticks += 1
-                    paused = summary.pop("paused")
-                    print("tick: " + ", ".join(f"{k} {v}" for k, v in summary.items()), flush=True)
-                    for pause in paused:  # why nothing of that type moves: a spent rate limit, Strava down
-                        print(f"  {pause['type']} jobs wait until {pause['until']}: {pause['reason']}", flush=True)
-                    if args.once:
-                        break
+                    try:
+                        submitted = await strava_upkeep(runner)
+                        summary = {**await service.tick(invocation), **submitted}
+                    except StoreError as exc:
+                        if args.once:
+                            raise
+                        outage.failed(exc)
+                        summary = None
+                    finally:
+                        invocation.finish_response()
+                        await invocation.drain()
+                    if summary is not None:
+                        outage.answered()
+                        ticks += 1
+                        paused = summary.pop("paused")
+                        print("tick: " + ", ".join(f"{k} {v}" for k, v in summary.items()), flush=True)
+                        for pause in paused:  # why nothing of that type moves: a spent rate limit, Strava down
+                            print(f"  {pause['type']} jobs wait until {pause['until']}: {pause['reason']}", flush=True)
+                        if args.once:
+                            break
                     wait = max(0.0, started + args.every - clock.now())
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stopping.wait(), timeout=wait)

@@ -43,7 +43,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from syncsim.clock import to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from syncsim.jobs.model import Job, JobStatus, TypePause, job_from_mapping
-from syncsim.stores.sql import migration_files
+from syncsim.stores.sql import pending_migrations
 from syncsim.stores.urls import SECRET_PARAMETERS, redact_url
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 from syncsim.strava.ratelimit import SlotRequest
@@ -59,6 +59,9 @@ MAX_POOL_SIZE = 10
 #: meeting a down store is answered 503 (try again) before its invocation is killed at 10 s (504). A URL's own
 #: ``connect_timeout`` parameter (libpq's) sets both.
 CONNECT_TIMEOUT_S = 5.0
+#: When a call's wait for a pooled connection runs out, one direct connection (with this libpq timeout, s) says
+#: why: a server down, full or refusing, or a pool whose connections were all busy.
+PROBE_TIMEOUT_S = 2
 #: The pool retries a lost connection with doubling delays (1, 2, 4, ... s) for this long, then gives the slot up
 #: and connects afresh on the next demand. Bounding it bounds how long after an outage's end the pool may still
 #: be waiting out a delay: without it, the delays grow with the outage, up to psycopg_pool's five minutes.
@@ -291,6 +294,11 @@ class PostgresStore:
             async with pool.connection() as conn:
                 yield conn
         except PoolTimeout:
+            reason = await self._why_unreachable()
+            if reason is not None:
+                raise StoreUnavailable(
+                    f"postgres store {self.url}: {doing} failed, the server is unavailable: {reason}"
+                ) from None
             raise StoreUnavailable(
                 f"postgres store {self.url}: no connection free within {self._connect_timeout:g} s ({doing})"
             ) from None
@@ -308,6 +316,17 @@ class PostgresStore:
                     f"{_one_line(str(exc), self._secrets)}"
                 ) from None
             raise self._fail(exc, doing) from None
+
+    async def _why_unreachable(self) -> str | None:
+        """libpq's reason why a new connection fails ("Connection refused", "too many clients already"), or
+        ``None`` if one opens: then the pool's wait ran out because every connection was busy. The pool's own
+        timeout says neither; an operator needs to know which."""
+        try:
+            probe = await AsyncConnection.connect(self._conninfo, connect_timeout=PROBE_TIMEOUT_S)
+        except psycopg.Error as exc:
+            return _one_line(str(exc), self._secrets)
+        await probe.close()
+        return None
 
     async def _adds_users_on_demand(self, conn: AsyncConnection[Any]) -> bool:
         """True when ``auth.users`` is the compat migration's stand-in (plain PostgreSQL), not Supabase's."""
@@ -333,7 +352,15 @@ class PostgresStore:
         ``migrate()`` calls (several workers starting at once) apply each file exactly once."""
         applied: list[str] = []
         async with self._connection("migrate") as conn:
-            for name, sql in migration_files("postgres"):
+            # Read first: an up-to-date database gets no write at all, so that commands that migrate before they
+            # read (`syncsim jobs`, `status`) work on a read-only replica or role, and a start-up costs one query.
+            cur = await conn.execute("select to_regclass('syncsim_migrations') is not null")
+            row = await cur.fetchone()
+            done: list[str] = []
+            if row is not None and row[0]:
+                cur = await conn.execute("select name from syncsim_migrations")
+                done = [name for (name,) in await cur.fetchall()]
+            for name, sql in pending_migrations("postgres", done, store=f"postgres store {self.url}"):
                 async with conn.transaction():
                     await conn.execute("select pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
                     await conn.execute(

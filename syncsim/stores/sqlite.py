@@ -24,7 +24,7 @@ import orjson
 from syncsim.clock import from_datetime, to_datetime
 from syncsim.errors import ConfigError, InvalidInput, StoreError
 from syncsim.jobs.model import Job, JobStatus, TypePause
-from syncsim.stores.sql import migration_files
+from syncsim.stores.sql import pending_migrations
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
 from syncsim.strava.ratelimit import SlotRequest
 
@@ -184,7 +184,8 @@ class SQLiteStore:
         conn = self.conn
         conn.execute("CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
         applied: list[str] = []
-        for name, sql in migration_files("sqlite"):
+        done = [name for (name,) in conn.execute("SELECT name FROM syncsim_migrations").fetchall()]
+        for name, sql in pending_migrations("sqlite", done, store=f"sqlite store {self.path!r}"):
             with self._write():
                 if conn.execute("SELECT 1 FROM syncsim_migrations WHERE name = ?", (name,)).fetchone():
                     continue

@@ -150,6 +150,9 @@ async def test_a_down_server_is_one_line_store_unavailable_without_the_password(
         for failure in failures:
             message = str(failure)
             assert "\n" not in message and PASSWORD not in message, message
+        # libpq's reason, not "no connection free", which reads as a pool too small (found by probing).
+        assert "the server is unavailable: " in str(failures[0]) and "refused" in str(failures[0]), failures[0]
+        assert "cannot connect" in str(failures[1]) and "refused" in str(failures[1]), failures[1]
         await asyncio.to_thread(outage_pg.start_server)
         assert await used.list_jobs() == [] and await fresh.list_jobs() == []
         await fresh.close()
@@ -505,3 +508,85 @@ async def test_a_sigkill_loop_loses_no_sync_duplicates_no_activity_and_fails_no_
     # Every kill was a crash of the sync it hit (a lease that lapsed in a starved worker would add one more).
     assert all(row.crashes >= kills_for[row.id] for row in rows), [(row.crashes, row.error) for row in rows]
     assert all(row.attempts == 1 for row in rows), [(row.attempts, row.crashes, row.error) for row in rows]
+
+
+# -- the other long-running commands: syncsim sync (foreground) and syncsim tick -----------------------------------
+
+
+async def _stop_for(outage_pg: TemporaryPostgres, seconds: float) -> None:
+    await asyncio.to_thread(outage_pg.stop_server)
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(outage_pg.start_server)
+
+
+async def test_the_foreground_sync_and_the_tick_wait_out_a_store_outage(
+    outage_pg: TemporaryPostgres, outage_url: str, tmp_path: Path
+) -> None:
+    """Found by probing: ``syncsim sync`` ended at an outage longer than its pool timeout with a StoreError and
+    some forty lines of psycopg's warnings, its job left ``running`` until its lease lapsed; ``syncsim tick
+    --every N`` exited at the first such outage, and nothing then moved resumable jobs along. Now each says once
+    that the store failed and once that it answers again: the sync continues from its last checkpoint at once
+    (its own lease given back) and stores every activity once; the tick skips the ticks that failed and goes on.
+    """
+    outage_s = 2 * POOL_TIMEOUT_S  # longer than a call's wait for a connection
+    store = open_store(outage_url)
+    try:
+        syncs = await Syncs.submit(store, sizes=[6000], page_s=0.25, seed=5)
+        [(job_id, _athlete)] = syncs.jobs.items()
+        with running_fake_strava(syncs.fake) as strava_url:
+            argv = ["sync", "--store", outage_url, "--user", str(syncs.users[job_id]), "--strava-url", strava_url]
+            sync = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "syncsim.cli", *argv, "--quiet",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+
+            async def syncing() -> bool:
+                row = await store.get_job(job_id)
+                return row is not None and _pages(row) >= 3
+
+            await _until("the sync to store 3 pages", syncing, START_TIMEOUT_S)
+            await _stop_for(outage_pg, outage_s)
+            out, err = await asyncio.wait_for(sync.communicate(), 60.0)
+        [row] = await syncs.rows(store)
+
+        tick = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "syncsim.cli", "tick", "--store", outage_url, "--every", "0.5", "--limit", "3",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            await asyncio.sleep(1.5)  # a few ticks
+            await _stop_for(outage_pg, outage_s)
+            runner = JobRunner(store, handlers=default_handlers())
+            after, _ = await runner.submit(uuid.uuid4(), {"steps": 2, "step_s": 0.01}, type="demo")
+
+            async def done_by_the_tick() -> Job | None:
+                job = await store.get_job(after.id)
+                return job if job is not None and job.is_final else None
+
+            finished = await _until("the tick to run a job submitted after the outage", done_by_the_tick, 20.0)
+            assert tick.returncode is None, "the tick exited"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                tick.send_signal(signal.SIGTERM)
+            tick_out, tick_err = await asyncio.wait_for(tick.communicate(), 20.0)
+    finally:
+        await store.close()
+
+    text, errors = out.decode(), err.decode()
+    assert sync.returncode == 0, (text, errors)
+    assert text.startswith("completed: "), text
+    syncs.check_every_activity_stored_once(outage_url, [row])
+    assert row.attempts == 1, row  # the outage spent no attempt
+    lines = errors.splitlines()
+    failed = [line for line in lines if "the store failed" in line]
+    assert len(failed) == 1 and failed[0].startswith("the store failed, retrying until it answers: "), errors
+    assert sum("the store answers again" in line for line in lines) == 1, errors
+    assert "waiting" not in errors  # no lease waited out
+    assert "Traceback" not in errors and PASSWORD not in errors and len(lines) <= 4, errors
+
+    assert finished.status is JobStatus.COMPLETED
+    tick_lines = tick_err.decode().splitlines()
+    assert sum("tick: the store failed" in line for line in tick_lines) == 1, tick_lines
+    assert sum("tick: the store answers again" in line for line in tick_lines) == 1, tick_lines
+    assert "Traceback" not in tick_err.decode() and PASSWORD not in tick_err.decode()
+    assert tick.returncode == 0 and "stopped after" in tick_out.decode(), tick_out.decode()

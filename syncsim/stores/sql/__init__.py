@@ -7,11 +7,15 @@ an applied file is never edited: changes go in a new file.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from importlib import resources
 
 from syncsim.errors import ConfigError
 
-__all__ = ["DIALECTS", "migration_files"]
+__all__ = ["DIALECTS", "migration_files", "pending_migrations"]
+
+log = logging.getLogger("syncsim.stores")
 
 #: The dialects that ship migrations: one subdirectory of this package each.
 DIALECTS = ("postgres", "sqlite")
@@ -27,3 +31,20 @@ def migration_files(dialect: str) -> list[tuple[str, str]]:
         key=lambda entry: entry.name,
     )
     return [(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8")) for entry in files]
+
+
+def pending_migrations(dialect: str, applied: Iterable[str], *, store: str) -> list[tuple[str, str]]:
+    """The migrations of ``dialect`` not in ``applied`` (the names a store's ``syncsim_migrations`` holds), in
+    order. A name this syncsim does not ship means a newer syncsim migrated the store (a rolled-back deployment
+    runs this one on its schema): that is logged once, as a warning naming ``store``, and is no error, since
+    migrations only add."""
+    files = migration_files(dialect)
+    done = set(applied)
+    unknown = sorted(done - {name for name, _ in files})
+    if unknown:
+        log.warning(
+            "%s has migration(s) this syncsim does not ship (%s): a newer syncsim migrated it; upgrade syncsim",
+            store,
+            ", ".join(unknown),
+        )
+    return [(name, sql) for name, sql in files if name not in done]
