@@ -71,8 +71,8 @@ def mint_token(user_id: uuid.UUID | str, secret: str, *, ttl_s: float = 3600.0, 
         uid = uuid.UUID(str(user_id))
     except ValueError:
         raise InvalidInput(f"user id must be a UUID, got {str(user_id)[:60]!r}") from None
-    if ttl_s <= 0:
-        raise InvalidInput(f"token lifetime must be > 0 seconds, got {ttl_s!r}")
+    if not _is_time(ttl_s) or ttl_s <= 0:
+        raise InvalidInput(f"token lifetime must be a finite number of seconds > 0, got {ttl_s!r}")
     claims = {
         "sub": str(uid),
         "role": ROLE,

@@ -11,7 +11,7 @@ from typing import Any
 
 from syncsim.errors import ConfigError
 
-__all__ = ["running_server", "uvicorn_module"]
+__all__ = ["listening_socket", "running_server", "uvicorn_module"]
 
 #: How long ``running_server`` waits for uvicorn to start listening before giving up (seconds).
 START_TIMEOUT_S = 10.0
@@ -24,6 +24,22 @@ def uvicorn_module() -> Any:
     except ImportError:  # pragma: no cover - depends on the environment
         raise ConfigError("serving the API needs uvicorn: pip install 'syncsim[api]'") from None
     return uvicorn
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for uvicorn to serve on (``Server.serve(sockets=[...])``), or one
+    :class:`ConfigError` line (a port in use, an address not this machine's): uvicorn itself would log the
+    error among its start-up lines and exit with status 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, UnicodeError) as exc:  # in use, not this machine's, not a host name
+        sock.close()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
 
 
 @contextlib.asynccontextmanager
@@ -40,13 +56,7 @@ async def running_server(app: Any, *, host: str = "127.0.0.1", port: int = 0, **
         def capture_signals(self) -> contextlib.AbstractContextManager[None]:
             return contextlib.nullcontext()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = listening_socket(host, port)
     config.setdefault("log_config", None)
     config.setdefault("access_log", False)
     config.setdefault("lifespan", "on")

@@ -15,6 +15,11 @@ from syncsim.text import format_table
 __all__ = ["build_runner", "job_rows", "register_cli"]
 
 
+#: What the table shows of a job's progress: its counts, not the cursor a sync resumes from (`syncsim status ID`
+#: shows all of it).
+PROGRESS_SHOWN = ("mode", "pages", "activities", "removed", "requests", "steps_done")
+
+
 def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
     rows = []
     for job in jobs:
@@ -25,7 +30,7 @@ def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
         )
         rows.append(
             {
-                "id": str(job.id)[:8],
+                "id": str(job.id),  # whole: what `syncsim status` and the API take
                 "user": str(job.user_id)[:8],
                 "type": job.type,
                 "status": job.status.value,
@@ -33,7 +38,7 @@ def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
                 "crashes": job.crashes or None,
                 "runs": job.runs,
                 "run_s": duration,
-                "progress": ",".join(f"{k}={v}" for k, v in job.progress.items()) or None,
+                "progress": ",".join(f"{k}={job.progress[k]}" for k in PROGRESS_SHOWN if k in job.progress) or None,
                 "error": (job.error or "")[:70] or None,
             }
         )
@@ -41,6 +46,23 @@ def job_rows(jobs: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 _JOB_COLUMNS = ("id", "user", "type", "status", "attempts", "crashes", "runs", "run_s", "progress", "error")
+
+
+def existing_store(url: str | None) -> Any:
+    """The store ``url`` names, for a command that only reads it: an embedded SQLite file must exist already
+    (opening one would create it, and a mistyped path would answer "no jobs" and leave a database behind)."""
+    from pathlib import Path
+
+    from syncsim.errors import InvalidInput
+    from syncsim.stores import open_store
+    from syncsim.stores.sqlite import SQLiteStore
+
+    store = open_store(url)
+    if isinstance(store, SQLiteStore) and store.path != ":memory:" and not Path(store.path).exists():
+        raise InvalidInput(
+            f"no store at {store.path!r}: nothing has run with it yet (check --store or ${defaults.STORE_ENV})"
+        )
+    return store
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -106,23 +128,21 @@ def _worker(args: argparse.Namespace) -> int:
     print(
         f"worker stopped: {stats.jobs_run} run(s), {stats.completed} completed, {stats.failed} failed, "
         f"{stats.rescheduled} rescheduled"
+        + (f", {stats.taken_over} taken over by another runner" if stats.taken_over else "")
     )
     return 0
 
 
 def _jobs(args: argparse.Namespace) -> int:
     from syncsim.jobs.model import JobStatus, parse_user_id
-    from syncsim.stores import open_store
+
+    user = parse_user_id(args.user) if args.user else None  # the arguments' mistakes before the store's
+    status = JobStatus(args.status) if args.status else None
 
     async def run() -> list[Any]:
-        store = open_store(args.store)
-        try:
-            await store.migrate()
-            return await store.list_jobs(
-                user_id=parse_user_id(args.user) if args.user else None,
-                status=JobStatus(args.status) if args.status else None,
-                limit=args.limit,
-            )
+        store = existing_store(args.store)
+        try:  # reading only: no migration (a read-only replica or role, a mistyped path)
+            return await store.list_jobs(user_id=user, status=status, limit=args.limit)
         finally:
             await store.close()
 
@@ -135,7 +155,6 @@ def _status(args: argparse.Namespace) -> int:
     import orjson
 
     from syncsim.errors import InvalidInput
-    from syncsim.stores import open_store
 
     try:
         job_id = uuid.UUID(args.job_id)
@@ -143,9 +162,8 @@ def _status(args: argparse.Namespace) -> int:
         raise InvalidInput(f"job id must be a UUID, got {args.job_id!r}") from None
 
     async def run() -> Any:
-        store = open_store(args.store)
-        try:
-            await store.migrate()
+        store = existing_store(args.store)
+        try:  # reading only, as `jobs`
             return await store.get_job(job_id)
         finally:
             await store.close()

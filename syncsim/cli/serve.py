@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from pathlib import Path
+import math
 from typing import Any
 
 from syncsim import defaults
-from syncsim.api.serve import uvicorn_module
-from syncsim.cli.common import Command, count, port
+from syncsim.api.serve import listening_socket, uvicorn_module
+from syncsim.cli.common import Command, count, output_file, port
 from syncsim.errors import InvalidInput
 from syncsim.strava.trace import Trace
 
@@ -19,6 +19,8 @@ __all__ = ["SERVE_PLATFORMS", "SERVE_STRATEGIES", "register_cli"]
 SERVE_PLATFORMS = ("hobby", "pro", "hobby-fluid", "pro-fluid", "unlimited")
 
 SERVE_STRATEGIES = ("waituntil", "resumable", "worker")
+#: The longest lifetime ``syncsim token`` gives a token: one that outlives it is a password nobody rotates.
+MAX_TOKEN_TTL_S = 365 * 24 * 3600
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -26,13 +28,15 @@ def _serve(args: argparse.Namespace) -> int:
     from syncsim.stores import open_store, redact_url
 
     uvicorn = uvicorn_module()
-    if args.time_scale <= 0:
-        raise InvalidInput(f"--time-scale must be > 0, got {args.time_scale}")
+    if not (args.time_scale > 0 and math.isfinite(args.time_scale)):
+        raise InvalidInput(f"--time-scale must be a finite number > 0, got {args.time_scale}")
     margin = args.deadline_margin if args.deadline_margin is not None else defaults.DEADLINE_MARGIN_S * args.time_scale
-    if margin < 0:
-        raise InvalidInput(f"--deadline-margin must be >= 0, got {margin}")
+    if not (margin >= 0 and math.isfinite(margin)):
+        raise InvalidInput(f"--deadline-margin must be a finite number >= 0, got {margin}")
+    trace_path = output_file(args.strava_trace, "--strava-trace", suffixes=(".csv",)) if args.strava_trace else None
+    sock = listening_socket(args.host, args.port)  # a port in use is one line now, not uvicorn's exit 3 later
 
-    trace = _strava_trace(args.strava_trace) if args.strava_trace else None
+    trace = _strava_trace() if trace_path is not None else None
 
     async def migrate() -> str:
         store = open_store(args.store)
@@ -58,13 +62,13 @@ def _serve(args: argparse.Namespace) -> int:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(
-        f"syncsim API on http://{args.host}:{args.port} — store {redact_url(url)}, platform {args.platform}"
+        f"syncsim API on http://{args.host}:{sock.getsockname()[1]} — store {redact_url(url)}, platform {args.platform}"
         f" (x{args.time_scale:g}, deadline margin {margin:g} s), strategy {args.strategy}"
         + (", demo jobs allowed" if args.demo else ""),
         flush=True,
     )
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=args.host,
             port=args.port,
@@ -73,15 +77,17 @@ def _serve(args: argparse.Namespace) -> int:
             log_level="info",
             limit_concurrency=args.limit_concurrency,
         )
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
-        if trace is not None:
-            path = trace.to_csv(args.strava_trace)
+        sock.close()
+        if trace is not None and trace_path is not None:
+            path = trace.to_csv(trace_path)
             print(f"wrote {len(trace)} Strava request(s) to {path}", flush=True)
     return 0
 
 
-def _strava_trace(path: str) -> Trace:
-    """A trace of every request the server's Strava client sends, written to ``path`` when the server stops.
+def _strava_trace() -> Trace:
+    """A trace of every request the server's Strava client sends, written to ``--strava-trace`` when it stops.
 
     uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default action would end the
     process before the trace is written, so SIGTERM exits through ``SystemExit`` instead (as Ctrl-C does through
@@ -89,7 +95,6 @@ def _strava_trace(path: str) -> Trace:
     import signal
     import sys
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     return Trace()
 
@@ -97,9 +102,13 @@ def _strava_trace(path: str) -> Trace:
 def _token(args: argparse.Namespace) -> int:
     from syncsim.api.auth import jwt_secret_from_env, mint_token
     from syncsim.clock import SystemClock
+    from syncsim.jobs.model import parse_user_id
 
+    user = parse_user_id(args.user)  # the user's mistake first, before the environment's
+    if not 0 < args.ttl <= MAX_TOKEN_TTL_S:  # also refuses nan
+        raise InvalidInput(f"--ttl must be > 0 and at most {MAX_TOKEN_TTL_S:,} s (a year), got {args.ttl:g}")
     secret = args.secret if args.secret is not None else jwt_secret_from_env()
-    print(mint_token(args.user, secret, ttl_s=args.ttl, now=SystemClock().now()))
+    print(mint_token(user, secret, ttl_s=args.ttl, now=SystemClock().now()))
     return 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import math
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -20,8 +22,14 @@ __all__ = ["register_cli"]
 
 
 def _sync(args: argparse.Namespace) -> int:
+    from syncsim.errors import InvalidInput
     from syncsim.jobs.model import parse_user_id
 
+    if args.fake is None and not args.user:
+        # The default user is --fake's demo athlete: its stored tokens are FakeStrava's, useless on Strava.
+        raise InvalidInput("a sync of Strava needs --user UUID (the syncsim user to sync); or use --fake N")
+    if args.fake is not None and args.strava_url:
+        raise InvalidInput("--strava-url does not go with --fake N, which syncs an in-process FakeStrava")
     user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
     if args.trace:
         args.trace = output_file(args.trace, "--trace")
@@ -44,7 +52,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     from syncsim.cli.common import StoreOutage
     from syncsim.cli.jobs import build_runner
     from syncsim.clock import SystemClock
-    from syncsim.errors import ConfigError, InvalidInput, StoreError
+    from syncsim.errors import ConfigError, InvalidInput, StoreError, SyncsimError
     from syncsim.jobs.model import JobStatus
     from syncsim.stores import open_store
     from syncsim.strava.client import StravaClient
@@ -110,6 +118,10 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 except StoreError as exc:
                     await clock.sleep(outage.failed(exc))
                     done = await _after_outage(store, runner, job.id, outage)
+                except asyncio.CancelledError:  # Ctrl-C: the job waits, pending, for the next sync or a worker
+                    with contextlib.suppress(SyncsimError):
+                        await _give_back_lease(store, runner, job.id, "interrupted (Ctrl-C); not finished")
+                    raise
         if done is None:
             current = await store.get_job(job.id)
             raise InvalidInput(
@@ -141,27 +153,36 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
 
 
 async def _after_outage(store: Store, runner: JobRunner, job_id: uuid.UUID, outage: StoreOutage) -> Job:
-    """The job once the store answers again. The run that the outage stopped (at its last saved checkpoint) was
-    this process's and has ended: its lease is given back rather than waited out, and the job continues."""
-    from syncsim.errors import InvalidInput, StoreError
+    """The job once the store answers again, its lease given back (:func:`_give_back_lease`)."""
+    from syncsim.errors import StoreError
 
     while True:
         try:
-            job = await store.get_job(job_id)
-            if job is None:
-                raise InvalidInput(f"job {job_id} is gone from the store")
-            ours = job.locked_by or ""
-            if job.status.value == "running" and ours.startswith(f"{runner.worker_id}#"):
-                now = runner.clock.now()
-                reason = "the store failed during the run; continued from its last checkpoint"
-                await store.reschedule_job(job_id, worker_id=ours, at=now, reason=reason, now=now)
-                job = await store.get_job(job_id)
-                if job is None:
-                    raise InvalidInput(f"job {job_id} is gone from the store")
+            job = await _give_back_lease(
+                store, runner, job_id, "the store failed during the run; continued from its last checkpoint"
+            )
             outage.answered()
             return job
         except StoreError as exc:
             await runner.clock.sleep(outage.failed(exc))
+
+
+async def _give_back_lease(store: Store, runner: JobRunner, job_id: uuid.UUID, reason: str) -> Job:
+    """The job, its lease given back if a run of this process held it: that run has ended (a store outage stopped
+    it at its last saved checkpoint, or Ctrl-C), so the job is ``pending`` and due at once, for this command to
+    continue or for the next `syncsim sync` or worker, rather than ``running`` until its lease lapses (and then
+    counted a crash)."""
+    from syncsim.errors import InvalidInput
+
+    job = await store.get_job(job_id)
+    ours = "" if job is None else job.locked_by or ""
+    if job is not None and job.status.value == "running" and ours.startswith(f"{runner.worker_id}#"):
+        now = runner.clock.now()
+        await store.reschedule_job(job_id, worker_id=ours, at=now, reason=reason, now=now)
+        job = await store.get_job(job_id)
+    if job is None:
+        raise InvalidInput(f"job {job_id} is gone from the store")
+    return job
 
 
 def _wait_before_running(due: bool, job: Job, now: float) -> tuple[float, str]:
@@ -195,6 +216,14 @@ def _fake_strava(args: argparse.Namespace) -> int:
             activities, athletes = counts, len(counts)
         else:
             raise InvalidInput(f"--activities gives {len(counts)} counts for --athletes {args.athletes}")
+    if not (args.churn >= 0 and math.isfinite(args.churn)):
+        raise InvalidInput(f"--churn must be a finite number of changes an hour >= 0, got {args.churn}")
+    if not 0 <= args.drop_share <= 1:
+        raise InvalidInput(f"--drop-share must be a share within 0..1, got {args.drop_share}")
+    if not args.churn and (args.webhook_url or args.drop_share):
+        raise InvalidInput("--webhook-url and --drop-share need --churn RATE: without changes no event is sent")
+    if not (args.latency >= 0 and math.isfinite(args.latency)):
+        raise InvalidInput(f"--latency must be a finite number of seconds >= 0, got {args.latency}")
     serve_fake_strava(
         host=args.host,
         port=args.port,
@@ -213,7 +242,7 @@ def register_cli(sub: Any) -> dict[str, Command]:
     """Add ``sync`` and ``fake-strava`` to ``syncsim``'s sub-parsers; return their handlers by name."""
     p = sub.add_parser("sync", help="run one Strava sync in the foreground, with a progress bar")
     store_arg(p)
-    p.add_argument("--user", help="the syncsim user (UUID); default: a fixed demo user")
+    p.add_argument("--user", help="the syncsim user (UUID); required without --fake, whose default is a demo user")
     p.add_argument("--strava-url", help="Strava's base URL (default https://www.strava.com; e.g. a fake-strava)")
     p.add_argument("--fake", type=int, metavar="N", help="sync an in-process FakeStrava athlete with N activities")
     p.add_argument("--seed", type=int, default=0, help="FakeStrava's seed (with --fake)")

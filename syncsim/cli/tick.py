@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 from typing import Any
@@ -55,9 +56,11 @@ def _tick(args: argparse.Namespace) -> int:
     from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
     from syncsim.strava.upkeep import strava_upkeep
 
-    if args.every <= 0:
-        raise InvalidInput(f"--every must be > 0 seconds, got {args.every}")
+    if not (args.every > 0 and math.isfinite(args.every)):  # nan would tick without pause
+        raise InvalidInput(f"--every must be a finite number of seconds > 0, got {args.every}")
     limit = args.limit if args.limit is not None else args.every
+    if not (limit > 0 and math.isfinite(limit)):
+        raise InvalidInput(f"--limit must be a finite number of seconds > 0, got {limit}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> int:

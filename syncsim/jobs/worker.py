@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import signal
@@ -53,6 +54,9 @@ class WorkerStats:
     completed: int = 0
     failed: int = 0
     rescheduled: int = 0
+    #: Runs whose job another runner claimed meanwhile (this one's lease lapsed: a pause, a lost store): what
+    #: became of the job is that runner's to count.
+    taken_over: int = 0
     #: Calls to the store that failed (each claim loop's, while the store was down or refused them).
     store_errors: int = 0
 
@@ -171,8 +175,9 @@ class Worker:
                 await self._pause(pause_ends_at - called_at)
                 continue
             self._busy += 1
+            claimed: list[Job] = []
             try:
-                job = await self.runner.run_next(on_claim=self._claimed, types=types)
+                job = await self.runner.run_next(on_claim=functools.partial(self._claimed, into=claimed), types=types)
             except StoreError as exc:
                 self._store_failed(exc, called_at)
                 await self._pause(retry_s)
@@ -183,7 +188,9 @@ class Worker:
             retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
             if job is not None:
                 self.stats.jobs_run += 1
-                if job.status is JobStatus.COMPLETED:
+                if claimed and job.runs > claimed[0].runs:  # claimed again by another runner since this run's claim
+                    self.stats.taken_over += 1
+                elif job.status is JobStatus.COMPLETED:
                     self.stats.completed += 1
                 elif job.status is JobStatus.FAILED:
                     self.stats.failed += 1
@@ -204,10 +211,12 @@ class Worker:
                     return
             await self._wait_for_work()
 
-    def _claimed(self, job: Job | None) -> None:
-        """A claim answered: the store works; a job found means more may be due, so one waiting loop looks too."""
+    def _claimed(self, job: Job | None, *, into: list[Job]) -> None:
+        """A claim answered: the store works; a job found (kept in ``into``) means more may be due, so one waiting
+        loop looks too."""
         self._store_answered()
         if job is not None:
+            into.append(job)
             self._idle_s = min(IDLE_POLL_FIRST_S, self.poll_s)
             self._wake_one()
 

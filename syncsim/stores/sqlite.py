@@ -235,8 +235,19 @@ class SQLiteStore:
         return _job_from_row(row), False
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
-        row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)).fetchone()
+        with self._reading(f"get job {job_id}"):
+            row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)).fetchone()
         return None if row is None else _job_from_row(row)
+
+    @contextmanager
+    def _reading(self, doing: str) -> Iterator[None]:
+        """A read's errors as one-line :class:`StoreError`: an unmigrated file, one reset or locked past the busy
+        timeout (what `syncsim jobs` and `status` meet, which read without migrating)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            hint = " (is the store migrated? run `syncsim migrate`)" if "no such table" in str(exc) else ""
+            raise StoreError(f"sqlite store {self.path!r}: {doing} failed: {exc}{hint}") from None
 
     async def list_jobs(
         self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
@@ -249,10 +260,11 @@ class SQLiteStore:
             where.append("status = ?")
             params.append(str(status))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self.conn.execute(
-            f"SELECT {_JOB_COLUMNS} FROM sync_jobs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (*params, limit),
-        ).fetchall()
+        with self._reading("list jobs"):
+            rows = self.conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM sync_jobs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (*params, limit),
+            ).fetchall()
         return [_job_from_row(r) for r in rows]
 
     async def claim_job(

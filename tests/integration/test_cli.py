@@ -48,14 +48,32 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
     ("args", "env", "message"),
     [
         (("jobs", "--store", "mysql://x"), {}, "unsupported store URL 'mysql://x'"),
-        (("jobs", "--store", "sqlite:////no/such/dir/x.db"), {}, "directory '/no/such/dir' does not exist"),
+        (("jobs", "--store", "sqlite:////no/such/dir/x.db"), {}, "no store at '/no/such/dir/x.db'"),
+        (("migrate", "--store", "sqlite:////no/such/dir/x.db"), {}, "directory '/no/such/dir' does not exist"),
+        # reading commands neither create nor migrate a store (a typo left a database behind, and said "no jobs")
+        (("jobs", "--store", "sqlite:///typo.db"), {}, "no store at 'typo.db': nothing has run with it yet"),
+        (("status", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"), {}, "no store at 'syncsim.db'"),
         (("jobs", "--store", "postgresql://u:hunter2@127.0.0.1:1/db"), {}, "postgresql"),
         (("status", "not-a-uuid"), {}, "job id must be a UUID"),
         (("jobs", "--user", "bob"), {}, "user id must be a UUID"),
         (("sync", "--user", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"), {}, "has no Strava connection"),
+        # the default user is --fake's demo athlete: its stored tokens are FakeStrava's, sent to Strava before
+        (("sync",), {}, "a sync of Strava needs --user UUID (the syncsim user to sync); or use --fake N"),
+        (("sync", "--fake", "5", "--strava-url", "http://127.0.0.1:1"), {}, "--strava-url does not go with --fake"),
+        # numbers that ran with another meaning, or crashed, before (found by probing the CLI)
+        (("token", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f", "--ttl", "nan"), {}, "--ttl must be > 0 and at most"),
+        (("token", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f", "--ttl", "1e300"), {}, "(a year), got 1e+300"),
+        (("token", "alice"), {"SYNCSIM_JWT_SECRET": ""}, "user id must be a UUID, got 'alice'"),
+        (("tick", "--every", "nan"), {}, "--every must be a finite number of seconds > 0, got nan"),
+        (("tick", "--limit", "-5"), {}, "--limit must be a finite number of seconds > 0, got -5.0"),
+        (("serve", "--time-scale", "nan"), {}, "--time-scale must be a finite number > 0, got nan"),
+        (("serve", "--strava-trace", "/no/such/dir/t.csv"), {}, "--strava-trace '/no/such/dir/t.csv': folder"),
+        (("fake-strava", "--drop-share", "0.5"), {}, "--webhook-url and --drop-share need --churn RATE"),
+        (("fake-strava", "--drop-share", "2", "--churn", "6"), {}, "--drop-share must be a share within 0..1, got 2"),
+        (("fake-strava", "--latency", "nan"), {}, "--latency must be a finite number of seconds >= 0, got nan"),
         (("fake-strava", "--activities", "5,x"), {}, "--activities must be N or N1,N2,..."),
         (("fake-strava", "--athletes", "3", "--activities", "5,7"), {}, "2 counts for --athletes 3"),
-        (("serve", "--deadline-margin", "-1"), {}, "--deadline-margin must be >= 0"),
+        (("serve", "--deadline-margin", "-1"), {}, "--deadline-margin must be a finite number >= 0"),
         # usage errors too: the line says where the usage is, instead of printing it first
         (("simulate", "--athletes", "abc"), {}, "invalid int value: 'abc' (see syncsim simulate --help)"),
         (("no-such-command",), {}, "invalid choice: 'no-such-command'"),
@@ -156,3 +174,86 @@ def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: P
     assert fake.counts["errors_5xx"] - failed_before == 4
     status = syncsim("jobs", "--user", user, cwd=tmp_path)
     assert "completed  2/3" in status.stdout, status.stdout  # the second full sync took two attempts
+
+
+def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_path: Path) -> None:
+    """Found by probing: Ctrl-C left the job ``running`` under the interrupted run's lease: a rerun at once was
+    refused ("already has a running sync ... try again when it ends") for 30 s, though nothing ran it, and the
+    lapse was then counted as a crash. Now the lease is given back: the job waits ``pending``, and a rerun
+    continues it from its checkpoint and stores every activity once."""
+    import asyncio
+    import signal
+    import time
+    import uuid
+
+    from syncsim.clock import SystemClock
+    from syncsim.jobs.model import Job
+    from syncsim.stores import open_store
+    from syncsim.strava.fake import FakeStrava
+    from syncsim.strava.fake.server import running_fake_strava
+
+    fake = FakeStrava(clock=SystemClock(), seed=9, latency=0.1)
+    athlete = fake.add_athlete(activities=3000)
+    user = "4b6c1f0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
+    store_url = f"sqlite:///{tmp_path / 'syncsim.db'}"
+
+    async def read_job() -> tuple[Job | None, int]:
+        store = open_store(store_url)
+        try:
+            [job] = await store.list_jobs(user_id=uuid.UUID(user)) or [None]
+            return job, await store.count_activities(uuid.UUID(user))
+        except Exception:  # not created yet
+            return None, 0
+        finally:
+            await store.close()
+
+    with running_fake_strava(fake) as url:
+        env = {
+            "STRAVA_CLIENT_ID": fake.client_id,
+            "STRAVA_CLIENT_SECRET": fake.client_secret,
+            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
+        }
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))} | env
+        argv = [sys.executable, "-m", "syncsim.cli", "sync", "--user", user, "--strava-url", url, "--quiet"]
+        process = subprocess.Popen(argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        give_up = time.monotonic() + 30.0
+        while True:
+            _, stored = asyncio.run(read_job())
+            if stored >= 400 or time.monotonic() > give_up:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+        interrupted, stored = asyncio.run(read_job())
+        rerun = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
+        finished, total = asyncio.run(read_job())
+    assert process.returncode == 130, err.decode()
+    assert b"Traceback" not in err, err.decode()
+    assert interrupted is not None and 400 <= stored < 3000, (interrupted, stored)
+    assert interrupted.status.value == "pending" and interrupted.locked_by is None, interrupted
+    assert "interrupted (Ctrl-C)" in (interrupted.error or "")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "completed: " in rerun.stdout and "3000 stored" in rerun.stdout, rerun.stdout
+    assert finished is not None and finished.id == interrupted.id, finished
+    assert finished.crashes == 0 and finished.attempts == 1, finished
+    assert total == len(fake.activity_ids(athlete.athlete_id)) == 3000
+
+
+def test_a_port_in_use_is_one_line_before_anything_else(tmp_path: Path) -> None:
+    """Found by probing: ``serve`` printed uvicorn's start-up and error lines and exited 3; ``fake-strava`` printed
+    every athlete's tokens and curl lines first."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        served = syncsim("serve", "--port", port, cwd=tmp_path, env={"SYNCSIM_JWT_SECRET": "s" * 40})
+        faked = syncsim("fake-strava", "--port", port, cwd=tmp_path)
+    for result, command in ((served, "serve"), (faked, "fake-strava")):
+        assert result.returncode == 2, result.stderr
+        assert (
+            result.stderr.strip()
+            == f"syncsim {command}: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+        )
+        assert result.stdout == ""

@@ -15,6 +15,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +214,55 @@ async def _sigterm_stops_claiming_and_leaves_the_rest(store: Store, workers: Wor
         row = await store.get_job(job.id)
         assert row is not None and row.status is JobStatus.COMPLETED, (where, row)
         assert (row.runs, row.attempts) == (1, 1), (where, row)
+
+
+async def test_a_worker_whose_lease_was_taken_over_does_not_count_the_others_completion(tmp_path: Path) -> None:
+    """Found by probing (``kill -STOP`` a worker past its lease, then ``-CONT``): the paused worker reported the
+    job completed, as did the worker that took it over: 6 completions for 4 jobs. The row was right; the count
+    was not. A worker whose job another runner claimed since counts it as taken over."""
+    from syncsim.jobs.handlers import demo_handler
+    from syncsim.jobs.worker import Worker
+
+    url = f"sqlite:///{tmp_path / 'takeover.db'}"
+    paused_store, other_store = open_store(url), open_store(url)
+    await paused_store.migrate()
+
+    async def paused_demo(ctx: Any) -> dict[str, Any]:
+        time.sleep(3 * LEASE_S)  # the whole process stops (SIGSTOP, a swap storm): no lease renewal either
+        return await demo_handler(ctx)
+
+    paused_handlers = HandlerRegistry()
+    paused_handlers.register("demo", paused_demo)
+    paused = Worker(JobRunner(paused_store, handlers=paused_handlers, lease_s=LEASE_S), burst=True, poll_s=POLL_S)
+    other_runner = JobRunner(other_store, handlers=register_builtin_handlers(HandlerRegistry()), lease_s=LEASE_S)
+    job, _ = await other_runner.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo")
+
+    async def take_over() -> Any:
+        while (await _read(url, job.id)).status is not JobStatus.RUNNING:  # the paused worker claims it first
+            await asyncio.sleep(WATCH_S)
+        return await Worker(other_runner, burst=True, poll_s=POLL_S).run()
+
+    def other_worker() -> Any:  # its own thread and loop: it runs while the paused one's loop is stopped
+        return asyncio.run(take_over())
+
+    try:
+        other = asyncio.get_running_loop().run_in_executor(None, other_worker)
+        paused_stats = await paused.run()
+        other_stats = await other
+    finally:
+        await paused_store.close()
+        await other_store.close()
+    row = await _read(url, job.id)
+    assert row.status is JobStatus.COMPLETED and row.runs == 2, row
+    assert (paused_stats.jobs_run, paused_stats.completed, paused_stats.taken_over) == (1, 0, 1), paused_stats
+    assert (other_stats.completed, other_stats.taken_over) == (1, 0), other_stats
+
+
+async def _read(url: str, job_id: uuid.UUID) -> Job:
+    store = open_store(url)
+    try:
+        row = await store.get_job(job_id)
+    finally:
+        await store.close()
+    assert row is not None
+    return row

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
+from syncsim.api.serve import listening_socket
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError
 from syncsim.strava.fake.config import Churn
@@ -91,22 +92,26 @@ def serve_fake_strava(
     for size in _history_sizes(athletes, seed, activities):
         fake.add_athlete(activities=size)
     stream = out if out is not None else sys.stdout
-    print(fake_strava_banner(fake, f"http://{host}:{port}"), file=stream, flush=True)
+    sock = listening_socket(host, port)  # a port in use is one line, before the banner and its tokens
+    print(fake_strava_banner(fake, f"http://{host}:{sock.getsockname()[1]}"), file=stream, flush=True)
     config = uvicorn.Config(fake.asgi_app, host=host, port=port, interface="asgi3", lifespan="off", log_level="warning")
 
     async def serve() -> None:
         server = uvicorn.Server(config)
         if churn is None or churn.rate_per_hour <= 0:
-            await server.serve()
+            await server.serve(sockets=[sock])
             return
         changes = asyncio.ensure_future(run_churn(fake, churn, webhook_url=webhook_url, seed=seed, out=stream))
         try:
-            await server.serve()
+            await server.serve(sockets=[sock])
         finally:
             changes.cancel()
             await asyncio.gather(changes, return_exceptions=True)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        sock.close()
 
 
 async def run_churn(
