@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import multiprocessing
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from itertools import product
 from typing import Any
 
@@ -79,6 +81,31 @@ def expected_cost(scenario: Scenario) -> float:
 
 def _run(scenario: Scenario) -> SimulationResult:
     return simulate_scenario(scenario)
+
+
+def _start_worker(started: Any) -> None:
+    """A sweep's worker process, once started: say so (``started``, an Event) and share list pages."""
+    started.set()
+    share_pages_in_this_process()
+
+
+#: Said when a sweep's worker processes all exit before starting, as they do when a script starts a sweep at its
+#: top level without ``if __name__ == "__main__":`` (see :func:`_rerunning_main_script`).
+UNGUARDED_SCRIPT = (
+    "the sweep's worker processes could not start: each re-runs your script's top level, so start the sweep "
+    'under `if __name__ == "__main__":` (or pass processes=1)'
+)
+
+
+def _rerunning_main_script() -> bool:
+    """True in a ``spawn`` child while it re-runs the main script's top level to bootstrap: ``multiprocessing`` runs
+    it under the name ``__mp_main__``, and only then is a module-level frame of that name on the stack."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals.get("__name__") == "__mp_main__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _keyed(frames: Iterable[tuple[Scenario, pd.DataFrame | None]]) -> pd.DataFrame:
@@ -159,22 +186,41 @@ def run_scenarios(
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise InvalidInput(f"processes must be a whole number >= 1 (or None: every core), got {processes!r}")
     workers = min(len(scenarios), processes or os.cpu_count() or 1)
+    if workers > 1 and _rerunning_main_script():
+        # A worker of this very sweep, re-running a script that starts the sweep at its top level (no
+        # ``if __name__ == "__main__":``): starting processes here would fail with a multiprocessing traceback in
+        # every worker. Exit quietly instead; the parent, whose workers never started, raises UNGUARDED_SCRIPT.
+        # (The parent cannot tell before spawning whether the call is guarded, and running the sweep in one
+        # process after the workers fail would hide that every worker re-runs the script: the user fixes it.)
+        raise SystemExit(1)
     results: list[SimulationResult]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(scenarios), desc="simulations", unit="run")
-    if workers <= 1:
-        results = []
-        with sharing_pages():
-            for sc in scenarios:
-                results.append(_run(sc))
-                if bar is not None:
-                    bar.update(1)
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=share_pages_in_this_process) as pool:
+    try:
+        if workers <= 1:
+            results = []
+            with sharing_pages():
+                for sc in scenarios:
+                    results.append(_run(sc))
+                    if bar is not None:
+                        bar.update(1)
+        else:
+            results = _run_in_processes(scenarios, workers, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results, workers
+
+
+def _run_in_processes(scenarios: Sequence[Scenario], workers: int, bar: Any) -> list[SimulationResult]:
+    # ``spawn``, not ``fork``: works from a Jupyter cell (forking a process that has threads is unsafe).
+    context = multiprocessing.get_context("spawn")
+    started = context.Event()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(started,)) as pool:
             # Longest first: a sweep takes as long as its busiest process, and a long run started last would
             # keep one process busy while the others idle. Results are still returned in scenario order.
             order = sorted(range(len(scenarios)), key=lambda i: -expected_cost(scenarios[i]))
@@ -183,10 +229,11 @@ def run_scenarios(
                 future.result()
                 if bar is not None:
                     bar.update(1)
-            results = [futures[i].result() for i in range(len(scenarios))]
-    if bar is not None:
-        bar.close()
-    return results, workers
+            return [futures[i].result() for i in range(len(scenarios))]
+    except BrokenProcessPool:
+        if started.is_set():  # a worker started, then died (killed, out of memory): not ours to explain
+            raise
+        raise InvalidInput(UNGUARDED_SCRIPT) from None
 
 
 def _comparison(
