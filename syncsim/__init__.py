@@ -62,6 +62,7 @@ _LAZY = {
     "simulate": "syncsim.sim.run",
     "compare": "syncsim.sim.compare",
     "reference_sweep": "syncsim.sim.compare",
+    "budget_bound_s": "syncsim.sim.compare",
     "REFERENCE_SWEEP": "syncsim.sim.compare",
     "Workload": "syncsim.sim.workload",
     "WorkloadRow": "syncsim.sim.workload",
