@@ -192,8 +192,8 @@ def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_pat
     from syncsim.strava.fake import FakeStrava
     from syncsim.strava.fake.server import running_fake_strava
 
-    fake = FakeStrava(clock=SystemClock(), seed=9, latency=0.1)
-    athlete = fake.add_athlete(activities=3000)
+    fake = FakeStrava(clock=SystemClock(), seed=9, latency=0.2)  # 30 pages: 6 s, for the interrupt to land
+    athlete = fake.add_athlete(activities=6000)
     user = "4b6c1f0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
     store_url = f"sqlite:///{tmp_path / 'syncsim.db'}"
 
@@ -216,12 +216,13 @@ def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_pat
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))} | env
         argv = [sys.executable, "-m", "syncsim.cli", "sync", "--user", user, "--strava-url", url, "--quiet"]
         process = subprocess.Popen(argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        give_up = time.monotonic() + 30.0
+        give_up = time.monotonic() + 60.0
         while True:
             _, stored = asyncio.run(read_job())
-            if stored >= 400 or time.monotonic() > give_up:
+            if stored >= 400:
                 break
-            time.sleep(0.05)
+            assert process.poll() is None and time.monotonic() < give_up, (stored, process.poll())
+            time.sleep(0.02)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
         interrupted, stored = asyncio.run(read_job())
@@ -229,14 +230,14 @@ def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_pat
         finished, total = asyncio.run(read_job())
     assert process.returncode == 130, err.decode()
     assert b"Traceback" not in err, err.decode()
-    assert interrupted is not None and 400 <= stored < 3000, (interrupted, stored)
+    assert interrupted is not None and 400 <= stored < 6000, (interrupted, stored)
     assert interrupted.status.value == "pending" and interrupted.locked_by is None, interrupted
     assert "interrupted (Ctrl-C)" in (interrupted.error or "")
     assert rerun.returncode == 0, rerun.stderr
-    assert "completed: " in rerun.stdout and "3000 stored" in rerun.stdout, rerun.stdout
+    assert "completed: " in rerun.stdout and "6000 stored" in rerun.stdout, rerun.stdout
     assert finished is not None and finished.id == interrupted.id, finished
     assert finished.crashes == 0 and finished.attempts == 1, finished
-    assert total == len(fake.activity_ids(athlete.athlete_id)) == 3000
+    assert total == len(fake.activity_ids(athlete.athlete_id)) == 6000
 
 
 def test_a_port_in_use_is_one_line_before_anything_else(tmp_path: Path) -> None:
