@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import signal
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,10 @@ def _sync(args: argparse.Namespace) -> int:
     user_id = parse_user_id(args.user) if args.user else uuid.uuid5(uuid.NAMESPACE_URL, "syncsim:demo-athlete")
     if args.trace:
         args.trace = output_file(args.trace, "--trace")
-    result = asyncio.run(_run_foreground_sync(args, user_id))
+    try:
+        result = asyncio.run(_run_foreground_sync(args, user_id))
+    except asyncio.CancelledError:  # SIGTERM (a service manager, a container's stop): handled as Ctrl-C is
+        return 128 + signal.SIGTERM
     print(
         f"{result['status']}: {result['activities']} activities synced ({result['mode']}) in {result['pages']} "
         f"page(s), {result['requests']} Strava request(s), {result['seconds']:.2f} s; "
@@ -58,6 +62,12 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     from syncsim.strava.client import StravaClient
     from syncsim.strava.trace import Trace
 
+    # SIGTERM ends the sync as Ctrl-C does (the job given back, pending), instead of killing it mid-run with its
+    # lease held until it lapses.
+    with contextlib.suppress(NotImplementedError):
+        task = asyncio.current_task()
+        if task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     clock = SystemClock()
     store = open_store(args.store)
     transport = None
@@ -118,9 +128,11 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 except StoreError as exc:
                     await clock.sleep(outage.failed(exc))
                     done = await _after_outage(store, runner, job.id, outage)
-                except asyncio.CancelledError:  # Ctrl-C: the job waits, pending, for the next sync or a worker
+                except (
+                    asyncio.CancelledError
+                ):  # Ctrl-C or SIGTERM: the job waits, pending, for the next sync or a worker
                     with contextlib.suppress(SyncsimError):
-                        await _give_back_lease(store, runner, job.id, "interrupted (Ctrl-C); not finished")
+                        await _give_back_lease(store, runner, job.id, "interrupted (Ctrl-C or SIGTERM); not finished")
                     raise
         if done is None:
             current = await store.get_job(job.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -176,13 +177,21 @@ def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: P
     assert "completed  2/3" in status.stdout, status.stdout  # the second full sync took two attempts
 
 
-def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_path: Path) -> None:
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default, as in a terminal (a shell's background job, a CI runner, starts with it
+    ignored, and Python then installs no KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(
+    tmp_path: Path, stop: signal.Signals, code: int
+) -> None:
     """Found by probing: Ctrl-C left the job ``running`` under the interrupted run's lease: a rerun at once was
     refused ("already has a running sync ... try again when it ends") for 30 s, though nothing ran it, and the
-    lapse was then counted as a crash. Now the lease is given back: the job waits ``pending``, and a rerun
-    continues it from its checkpoint and stores every activity once."""
+    lapse was then counted as a crash; SIGTERM killed the sync with the same result. Now the lease is given back:
+    the job waits ``pending``, and a rerun continues it from its checkpoint and stores every activity once."""
     import asyncio
-    import signal
     import time
     import uuid
 
@@ -215,7 +224,9 @@ def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_pat
         }
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))} | env
         argv = [sys.executable, "-m", "syncsim.cli", "sync", "--user", user, "--strava-url", url, "--quiet"]
-        process = subprocess.Popen(argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint
+        )
         give_up = time.monotonic() + 60.0
         while True:
             _, stored = asyncio.run(read_job())
@@ -223,16 +234,16 @@ def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(tmp_pat
                 break
             assert process.poll() is None and time.monotonic() < give_up, (stored, process.poll())
             time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, err = process.communicate(timeout=20)
         interrupted, stored = asyncio.run(read_job())
         rerun = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
         finished, total = asyncio.run(read_job())
-    assert process.returncode == 130, err.decode()
+    assert process.returncode == code, err.decode()
     assert b"Traceback" not in err, err.decode()
     assert interrupted is not None and 400 <= stored < 6000, (interrupted, stored)
     assert interrupted.status.value == "pending" and interrupted.locked_by is None, interrupted
-    assert "interrupted (Ctrl-C)" in (interrupted.error or "")
+    assert "interrupted (Ctrl-C or SIGTERM)" in (interrupted.error or "")
     assert rerun.returncode == 0, rerun.stderr
     assert "completed: " in rerun.stdout and "6000 stored" in rerun.stdout, rerun.stdout
     assert finished is not None and finished.id == interrupted.id, finished
