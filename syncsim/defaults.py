@@ -58,6 +58,10 @@ WEBHOOK_READS_PER_WINDOW = 10
 #: The tick submits a reconcile for athletes whose history was not reconciled for this long (seconds):
 #: webhooks can be lost, and a weekly listing of a history repairs what they missed at its list pages' cost.
 RECONCILE_EVERY_S = 7 * 86_400.0
+#: While a sync of the athlete is under way, their webhook events wait (looked at again after this long, s): a
+#: page listed before a change and written after the event's re-read would undo it (a deleted activity back, an
+#: edit lost). A minute, as the tick's schedule: a sync ends between two looks.
+EVENTS_WAIT_FOR_SYNC_S = 60.0
 #: At most this many reconciles are submitted per tick, so that one tick stays cheap.
 RECONCILES_PER_TICK = 10
 #: How long a runner remembers how many jobs are due (seconds): a sync asks after every page whether others
@@ -81,6 +85,9 @@ WORKER_GRACE_S = 5.0
 #: one is noticed within seconds.
 WORKER_STORE_RETRY_FIRST_S = 0.1
 WORKER_STORE_RETRY_MAX_S = 2.0
+#: How often ``syncsim worker`` submits what a tick would (due reconciles, jobs for webhook events left without
+#: one): a deployment with a worker and no tick must reconcile too; a minute, as the tick's own schedule.
+WORKER_UPKEEP_S = 60.0
 #: Default user-facing listing size.
 LIST_LIMIT = 20
 #: ``GET /api/sync?limit=`` accepts 1..MAX_LIST_LIMIT: one page of a status list, not a table dump.

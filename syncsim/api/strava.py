@@ -133,6 +133,8 @@ class StravaRoutes:
             else given is not None and hmac.compare_digest(given.encode(), expected.encode())
         )
         if request.method == "GET":
+            if not authentic:  # a subscription to this path would be accepted and its events all dropped
+                raise ApiError(403, "this is not the webhook's callback path (see STRAVA_WEBHOOK_SECRET)")
             return self._webhook_challenge(request)
         return await self._webhook_event(request, authentic=authentic)
 
@@ -197,7 +199,9 @@ class StravaRoutes:
         now = self.clock.now()
         window = quarter_hour_start(now)
         if not await store.take_event_quota(user, window=window, limit=defaults.WEBHOOK_READS_PER_WINDOW, wanted=1):
-            log.warning("webhook athlete/update: deauthorizations of this athlete are throttled; dropped")
+            log.warning(
+                "webhook athlete/update: this athlete's deauthorizations this quarter hour are throttled; dropped"
+            )
             return
         if not await self.strava.authorization_revoked(user, deadline=invocation.deadline):
             log.warning("webhook athlete/update: Strava still authorizes this athlete; deauthorization dropped")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -87,6 +88,18 @@ def build_runner(store: Any, *, strategy: str = "worker", **options: Any) -> Any
     return JobRunner(store, handlers=default_handlers(), strategy=strategy, **options)
 
 
+async def _upkeep_every(runner: Any, every_s: float) -> None:
+    """:func:`~syncsim.strava.upkeep.strava_upkeep` now and every ``every_s`` seconds; a store outage skips a
+    round (the worker reports the outage)."""
+    from syncsim.errors import StoreError
+    from syncsim.strava.upkeep import strava_upkeep
+
+    while True:
+        with contextlib.suppress(StoreError):
+            await strava_upkeep(runner)
+        await runner.clock.sleep(every_s)
+
+
 def _worker(args: argparse.Namespace) -> int:
     import logging
 
@@ -97,10 +110,8 @@ def _worker(args: argparse.Namespace) -> int:
     from syncsim.stores import open_store
     from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
 
-    # One line per event on stderr. The worker reports a store outage itself, once; psycopg's pool would warn at
-    # every reconnection attempt, in libpq's multi-line messages.
+    # One line per event on stderr (the worker reports a store outage itself, once).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("psycopg").setLevel(logging.ERROR)
 
     async def run() -> Any:
         clock = SystemClock()
@@ -113,6 +124,9 @@ def _worker(args: argparse.Namespace) -> int:
                 runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll, grace_s=args.grace
             )
             print(f"worker {runner.worker_id} on {store.url} (concurrency {args.concurrency})", flush=True)
+            # A deployment with a worker and no tick must still reconcile and re-read webhook events left without
+            # a job: the worker submits them as the tick does (not in burst mode, which ends when work runs out).
+            upkeep = None if args.burst else asyncio.ensure_future(_upkeep_every(runner, defaults.WORKER_UPKEEP_S))
             try:
                 return await worker.run(install_signal_handlers=True)
             except SyncsimError:
@@ -120,6 +134,9 @@ def _worker(args: argparse.Namespace) -> int:
             except Exception as exc:  # a claim loop's bug, already logged: exit with it as one line
                 raise SyncsimError(f"a claim loop failed: {describe(exc)}") from exc
             finally:
+                if upkeep is not None:
+                    upkeep.cancel()
+                    await asyncio.gather(upkeep, return_exceptions=True)
                 await strava.aclose()
         finally:
             await store.close()

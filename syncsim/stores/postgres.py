@@ -635,7 +635,8 @@ class PostgresStore:
                 raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
-        async with self._connection(f"delete tokens of user {user_id}") as conn:
+        async with self._connection(f"delete tokens of user {user_id}") as conn, conn.transaction():
+            await conn.execute("delete from strava_activity_events where user_id = %s", (user_id,))
             cur = await conn.execute("delete from strava_tokens where user_id = %s", (user_id,))
             return cur.rowcount == 1
 

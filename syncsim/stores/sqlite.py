@@ -493,6 +493,7 @@ class SQLiteStore:
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
         with self._write() as conn:
+            conn.execute("DELETE FROM strava_activity_events WHERE user_id = ?", (str(user_id),))
             return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
 
     async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:

@@ -542,6 +542,12 @@ class SupabaseStore:
             raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
+        async def delete_events(client: AsyncClient) -> Any:
+            return await client.table("strava_activity_events").delete().eq("user_id", str(user_id)).execute()
+
+        # The events first: a failure between the two leaves the tokens, and deleting them again is safe.
+        await self._run(f"delete webhook events of user {user_id}", delete_events)
+
         async def delete(client: AsyncClient) -> Any:
             return (
                 await client.table("strava_tokens")

@@ -6,11 +6,13 @@ activity id (one pending row per activity: repeated events collapse into one) an
 athlete's user, and the job asks Strava for each activity by id (``GET /activities/{id}``, one request each):
 an activity Strava has is stored whatever its start date (a late upload too), one it answers 404 for is removed,
 one of another athlete is left alone. An event renewed while its activity is being read stays pending and is
-read again.
+read again. While a sync of the athlete is under way the events wait for it to end: one of its pages, listed
+before a change, could otherwise be written after the event's re-read and undo it.
 
 Each athlete may spend at most :data:`~syncsim.defaults.WEBHOOK_READS_PER_WINDOW` requests a quarter hour on
-this (``Store.take_event_quota``): a flood of events for one athlete, forged or not, waits for the next windows
-instead of spending the app's whole budget. Rate limits and deadlines stop the job with its events still
+this and on confirming a deauthorization (``Store.take_event_quota``), the last of them kept for the
+confirmation: a flood of events for one athlete, forged or not, waits for the next windows instead of spending
+the app's whole budget. Rate limits and deadlines stop the job with its events still
 pending; the next run (or the tick) goes on where it stopped.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 from syncsim import defaults
 from syncsim.errors import PermanentError, Reschedule
 from syncsim.jobs.handlers import HandlerRegistry
+from syncsim.jobs.model import JobStatus
 from syncsim.jobs.runner import JobContext
 from syncsim.strava.client import StravaClient, StravaRejected
 from syncsim.strava.models import Activity
@@ -47,6 +50,11 @@ async def strava_events(ctx: JobContext) -> dict[str, Any]:
     if not isinstance(client, StravaClient):
         raise PermanentError("strava_events needs a Strava client; none is configured for this runner")
     user, store, clock = ctx.user_id, ctx.store, ctx.clock
+    if await _sync_under_way(ctx):
+        raise Reschedule(
+            "a sync of this athlete is listing their history: its webhook events are read after it",
+            at=clock.now() + defaults.EVENTS_WAIT_FOR_SYNC_S,
+        )
     tokens = await client.load_tokens(user)
     stored = removed = ignored = 0
     while True:
@@ -54,8 +62,11 @@ async def strava_events(ctx: JobContext) -> dict[str, Any]:
         if not pending:
             break
         now = clock.now()
+        # The window's last slot is left for a deauthorization's confirmation (see the webhook route): activity
+        # events that spent the whole quota dropped the athlete's genuine deauthorization.
+        activity_limit = defaults.WEBHOOK_READS_PER_WINDOW - 1
         granted = await store.take_event_quota(
-            user, window=quarter_hour_start(now), limit=defaults.WEBHOOK_READS_PER_WINDOW, wanted=len(pending)
+            user, window=quarter_hour_start(now), limit=activity_limit, wanted=len(pending)
         )
         if granted == 0:
             raise Reschedule(
@@ -78,6 +89,18 @@ async def strava_events(ctx: JobContext) -> dict[str, Any]:
                 removed += await store.delete_activity(user, activity_id)
         await store.clear_activity_events(user, batch)
     return {"stored": stored, "removed": removed, "ignored": ignored}
+
+
+async def _sync_under_way(ctx: JobContext) -> bool:
+    """Whether a ``strava_sync`` of the user is pending or running. Its pages may have been listed before the
+    changes the events announce and be written after the events are read: a deleted activity would come back,
+    an edit would be undone. Read after the sync, the events leave the store exact; a sync that starts after they
+    are read lists what Strava has after the changes."""
+    for status in (JobStatus.RUNNING, JobStatus.PENDING):
+        jobs = await ctx.store.list_jobs(user_id=ctx.user_id, status=status, limit=10)
+        if any(job.type == defaults.JOB_TYPE for job in jobs):
+            return True
+    return False
 
 
 async def _read(

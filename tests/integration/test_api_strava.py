@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from syncsim import defaults
 from syncsim.api.serve import running_server
 from syncsim.api.strava import DEAUTHORIZED_REASON
 from syncsim.clock import SystemClock
@@ -17,6 +19,7 @@ from syncsim.defaults import WEBHOOK_READS_PER_WINDOW
 from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
 from syncsim.strava.fake import FakeStrava
+from syncsim.strava.upkeep import strava_upkeep
 from tests.support.api import SECRET, VERIFY_TOKEN, ApiHarness, assert_json_error, poll_until
 
 
@@ -109,6 +112,24 @@ async def test_webhook_challenge_is_echoed_only_for_the_right_verify_token(sqlit
     assert right.json() == {"hub.challenge": "15f7d1a91c1f40f8a748fd134752feb3"}
     assert_json_error(wrong, 403)
     assert_json_error(missing, 403)
+    await store.close()
+
+
+async def test_the_challenge_fails_on_a_path_whose_events_would_be_dropped(sqlite_url: str) -> None:
+    """Found by probing: with a callback secret set, the challenge passed on the bare path and on a wrong
+    secret, so Strava accepted a subscription whose every event was then dropped."""
+    store = open_store(sqlite_url)
+    await store.migrate()
+    secret = "cb-" + "4" * 29
+    api = ApiHarness(store, webhook_secret=secret)
+    query = f"hub.mode=subscribe&hub.challenge=c0ffee&hub.verify_token={VERIFY_TOKEN}"
+    async with api.client() as client:
+        bare = await client.get(f"/api/strava/webhook?{query}")
+        wrong = await client.get(f"/api/strava/webhook/{'4' * 32}?{query}")
+        right = await client.get(f"/api/strava/webhook/{secret}?{query}")
+    for answer in (bare, wrong):
+        assert "not the webhook's callback path" in assert_json_error(answer, 403)
+    assert right.status_code == 200 and right.json() == {"hub.challenge": "c0ffee"}
     await store.close()
 
 
@@ -318,14 +339,87 @@ async def test_a_flood_of_events_for_one_athlete_cannot_spend_the_apps_budget(
         sync = await client.post("/api/sync", headers=world.api.auth(other))
         await world.api.drain()
     reads = [r for r in world.fake.requests if r.path.startswith("/api/v3/activities/")]
-    assert len(reads) == WEBHOOK_READS_PER_WINDOW
-    assert len(await store.pending_activity_events(user_id, limit=100)) == 60 - WEBHOOK_READS_PER_WINDOW
+    activity_reads = WEBHOOK_READS_PER_WINDOW - 1  # the window's last slot is a deauthorization's
+    assert len(reads) == activity_reads
+    assert len(await store.pending_activity_events(user_id, limit=100)) == 60 - activity_reads
     [events_job] = [j for j in await store.list_jobs(user_id=user_id) if j.type == "strava_events"]
     assert events_job.status is JobStatus.PENDING and "quarter hour" in (events_job.error or "")
     done = await store.get_job(uuid.UUID(sync.json()["jobId"]))
     assert done is not None and done.status is JobStatus.COMPLETED and await store.count_activities(other) == 50
     await world.client.aclose()
     await store.close()
+
+
+async def test_a_change_during_a_sync_is_not_undone_by_a_page_listed_before_it(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    """Found by probing end to end: an activity deleted (or edited) on Strava while a page holding it was on its
+    way was re-read by its webhook first (404: nothing to delete yet; or the edit stored), and the page, listed
+    before the change, then wrote the old row: the deleted activity came back, the edit was undone, and the sync
+    completed with the store no longer Strava's. The events now wait for the sync, and are read after it."""
+    from syncsim.job_types import default_handlers
+    from syncsim.jobs.runner import JobRunner
+    from syncsim.strava.fake import LatencyModel
+    from tests.support.clocks import ManualClock
+
+    # A page of 200 takes 2 s to answer, one activity 0.06 s: the events' reads overtake the page.
+    world = StravaWorld(store, latency_s=LatencyModel(median_s=0.05, per_item_s=0.01))  # type: ignore[arg-type]
+    athlete_id = await world.connected_athlete(user_id, activities=300)
+    deleted, edited = world.fake.activity_ids(athlete_id)[:2]  # the newest two: on the first page
+    async with world.api.client() as client:
+        assert (await client.post("/api/sync", headers=world.api.auth(user_id))).status_code == 202
+        while not any("/athlete/activities" in r.path for r in world.fake.requests):  # the first page is asked for
+            await asyncio.sleep(0.01)
+        world.fake.delete_activity(deleted)
+        world.fake.update_activity(edited, name="Renamed during the sync")
+        for event in (
+            _event(athlete_id, object_id=deleted, aspect_type="delete"),
+            _event(athlete_id, object_id=edited, aspect_type="update", updates={"title": "Renamed during the sync"}),
+        ):
+            assert (await client.post("/api/strava/webhook", json=event)).status_code == 200
+        await world.api.drain()
+    [events_job] = [job for job in await store.list_jobs(user_id=user_id) if job.type == "strava_events"]
+    assert events_job.status is JobStatus.PENDING and "read after it" in (events_job.error or ""), events_job
+    later = JobRunner(
+        store,
+        handlers=default_handlers(),
+        clock=ManualClock(SystemClock().now() + defaults.EVENTS_WAIT_FOR_SYNC_S + 1),
+        resources={"strava": world.client},
+    )
+    done = await later.run_job(events_job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED, done
+    stored = await store.stored_activities(user_id)
+    truth = world.fake.truth(athlete_id)
+    assert set(stored) == set(truth) and deleted not in stored
+    assert stored[edited].fields.name == "Renamed during the sync"
+    await world.client.aclose()
+
+
+async def test_a_deauthorization_after_a_flood_of_events_is_confirmed_and_leaves_no_event_behind(
+    store: Store, user_id: uuid.UUID
+) -> None:
+    """Found by probing end to end: activity events spent the athlete's whole quarter-hour quota, and the genuine
+    deauthorization that followed was dropped ("throttled"), its tokens and activities kept; after a confirmed
+    one, the events still pending made the upkeep submit a failing ``strava_events`` job at every tick."""
+    world = StravaWorld(store)
+    athlete_id = await world.connected_athlete(user_id, activities=40)
+    ids = world.fake.activity_ids(athlete_id)
+    async with world.api.client() as client:
+        for activity_id in ids[:30]:
+            await client.post(
+                "/api/strava/webhook", json=_event(athlete_id, object_id=activity_id, aspect_type="update")
+            )
+        await world.api.drain()
+        assert await store.pending_activity_events(user_id, limit=100)  # the quota ran out with events left
+        world.fake.revoke(athlete_id)
+        event = _event(athlete_id, object_type="athlete", object_id=athlete_id, aspect_type="update")
+        event["updates"] = {"authorized": "false"}
+        assert (await client.post("/api/strava/webhook", json=event)).status_code == 200
+        await world.api.drain()
+    assert await store.get_tokens(user_id) is None
+    assert await store.pending_activity_events(user_id, limit=100) == []
+    assert await strava_upkeep(world.api.runner) == {"eventJobs": 0, "reconciles": 0}
+    await world.client.aclose()
 
 
 async def test_an_event_naming_another_athletes_activity_stores_nothing(store: Store, user_id: uuid.UUID) -> None:

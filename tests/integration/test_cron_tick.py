@@ -13,11 +13,14 @@ from typing import Any, cast
 
 import pytest
 
-from syncsim.defaults import TICK_LOOKAHEAD_S
+from syncsim.defaults import EVENTS_WAIT_FOR_SYNC_S, TICK_LOOKAHEAD_S
+from syncsim.job_types import default_handlers
 from syncsim.jobs.model import JobStatus
+from syncsim.jobs.runner import JobRunner
 from syncsim.stores import Store
 from syncsim.strava.events import EVENTS_JOB_TYPE
 from tests.support.api import CRON_SECRET, ApiHarness, assert_json_error
+from tests.support.clocks import ManualClock
 
 TICK = "/api/cron/tick"
 BEARER = {"Authorization": f"Bearer {CRON_SECRET}"}
@@ -254,6 +257,19 @@ async def test_the_upkeep_asks_for_reconciles_and_a_job_for_waiting_webhook_even
     jobs = [job for user in users for job in await store.list_jobs(user_id=user)]
     kinds = sorted((job.type, job.payload.get("mode")) for job in jobs)
     assert kinds == [(EVENTS_JOB_TYPE, None), ("strava_sync", "reconcile"), ("strava_sync", "reconcile")]
+    # The event waited for the reconcile the same tick submitted (a page listed before a change, written after the
+    # event's re-read, would undo it), and is read once its job comes due again.
+    [events_job] = [job for job in jobs if job.type == EVENTS_JOB_TYPE]
+    assert events_job.status is JobStatus.PENDING and "read after it" in (events_job.error or ""), events_job
+    assert await store.pending_activity_events(users[1], limit=10) != []
+    later = JobRunner(
+        store,
+        handlers=default_handlers(),
+        clock=ManualClock(world.api.clock.now() + EVENTS_WAIT_FOR_SYNC_S + 1),
+        resources={"strava": world.client},
+    )
+    done = await later.run_job(events_job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED, done
     assert await store.pending_activity_events(users[1], limit=10) == []
     await world.client.aclose()
 

@@ -231,8 +231,12 @@ async def test_tokens_round_trip_and_never_show_in_repr(store: Store, user_id: u
     await store.save_tokens(user_id, rotated, now=T0 + 1)
     assert await store.get_tokens(user_id) == rotated
     assert await store.user_for_athlete(42) == user_id
+    await store.add_activity_events(user_id, [7, 8], now=T0 + 2)
     assert await store.delete_tokens(user_id)
     assert await store.get_tokens(user_id) is None and await store.user_for_athlete(42) is None
+    # Its webhook events go too: without tokens nobody can read them (the upkeep resubmitted a failing job for them).
+    assert await store.pending_activity_events(user_id, limit=10) == []
+    assert user_id not in await store.users_with_activity_events(limit=10)
 
 
 def _activity(i: int, *, name: str = "Run") -> Activity:

@@ -266,3 +266,40 @@ async def _read(url: str, job_id: uuid.UUID) -> Job:
         await store.close()
     assert row is not None
     return row
+
+
+async def test_a_worker_without_a_tick_still_reconciles(tmp_path: Path) -> None:
+    """Found by probing end to end: only the tick submitted reconciles and re-reads of webhook events left without
+    a job, so a deployment with a worker and no tick never repaired a lost event. ``syncsim worker`` now does
+    what the tick does before it continues jobs: a connected athlete never listed to the end is reconciled."""
+    from syncsim.clock import SystemClock
+    from syncsim.strava.fake import FakeStrava
+    from syncsim.strava.fake.server import running_fake_strava
+
+    url = f"sqlite:///{tmp_path / 'upkeep.db'}"
+    store = open_store(url)
+    await store.migrate()
+    fake = FakeStrava(clock=SystemClock(), seed=3)
+    athlete = fake.add_athlete(activities=450)
+    user = uuid.uuid4()
+    await store.save_tokens(user, athlete.tokens(), now=time.time())
+    try:
+        with running_fake_strava(fake) as strava_url:
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "syncsim.cli", "worker", "--store", url, "--strava-url", strava_url,
+                "--poll", str(POLL_S),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                give_up = time.monotonic() + START_TIMEOUT_S
+                while await store.count_activities(user) < 450:
+                    assert worker.returncode is None and time.monotonic() < give_up, "no reconcile ran"
+                    await asyncio.sleep(WATCH_S)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                output, _ = await asyncio.wait_for(worker.communicate(), GRACE_S + EXIT_SLACK_S)
+        [job] = await store.list_jobs(user_id=user)
+    finally:
+        await store.close()
+    assert job.type == "strava_sync" and job.payload == {"mode": "reconcile"} and job.status is JobStatus.COMPLETED
+    assert worker.returncode == 0, output.decode()
