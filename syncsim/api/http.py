@@ -63,8 +63,8 @@ log = logging.getLogger("syncsim.api")
 
 #: Where the request's :class:`Invocation` lives in the ASGI scope.
 INVOCATION_KEY = "syncsim.invocation"
-#: Where the request's path as logs show it lives in the ASGI scope (see :func:`loggable_path`).
-LOG_PATH_KEY = "syncsim.log_path"
+#: Where the ASGI scope keeps the path prefixes whose next segment is a secret (see :func:`loggable_path`).
+SECRET_PREFIXES_KEY = "syncsim.secret_prefixes"
 #: The longest path a log line shows (the rest is cut): a path is the client's to choose.
 MAX_LOGGED_PATH_CHARS = 200
 
@@ -98,9 +98,8 @@ def loggable_path(path: str, secret_prefixes: tuple[str, ...] = ()) -> str:
 
 
 def _request_path(request: Request) -> str:
-    """The request's path as the access line showed it (the middleware's), else made safe here."""
-    logged = request.scope.get(LOG_PATH_KEY)
-    return logged if isinstance(logged, str) else loggable_path(request.url.path)
+    """The request's path as log lines show it (made safe only when a line is written: most requests log none)."""
+    return loggable_path(request.scope.get("path", ""), request.scope.get(SECRET_PREFIXES_KEY, ()))
 
 
 def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -198,7 +197,7 @@ class InvocationMiddleware:
             return
         invocation = self.platform.start_invocation()
         scope[INVOCATION_KEY] = invocation
-        path = scope[LOG_PATH_KEY] = loggable_path(scope.get("path", ""), self.secret_prefixes)
+        scope[SECRET_PREFIXES_KEY] = self.secret_prefixes
         status = 0
 
         async def send_and_finish(message: Message) -> None:
@@ -222,6 +221,7 @@ class InvocationMiddleware:
                     await _send_error(send, 504, message)
                     status = 504
         except Exception as exc:
+            path = loggable_path(scope.get("path", ""), self.secret_prefixes)
             log.error("%s %s -> 500: %s", scope.get("method"), path, type(exc).__name__, exc_info=exc)
             if status != 0:  # the answer had begun: the server can only cut the connection
                 raise
@@ -234,7 +234,7 @@ class InvocationMiddleware:
             log.info(
                 "%s %s %s %.1fms invocation=%s",
                 scope.get("method"),
-                path,
+                loggable_path(scope.get("path", ""), self.secret_prefixes),
                 status or "-",
                 (invocation.clock.now() - invocation.started_at) * 1000,
                 invocation.id,
