@@ -165,12 +165,37 @@ class StravaRoutes:
         else:
             invocation = self.reader.invocation(request)
             kind = f"{event['object_type']}/{event['aspect_type']}"
-            invocation.wait_until(self._handle_event(event, invocation), label=f"webhook {kind} {event['object_id']}")
+            label = f"webhook {kind} {event['object_id']}"
+            if event["object_type"] == "activity":
+                # Recorded before the answer: a store that cannot take it makes the answer a 503, and Strava sends
+                # the event again (up to three attempts); one answered 200 and then lost would wait for the next
+                # reconcile. Two quick queries, well within Strava's 2 s.
+                store = guard_store(self.store, invocation)
+                user = await store.user_for_athlete(event["owner_id"])
+                if user is None:
+                    log.info("webhook %s for an unknown athlete dropped", kind)
+                else:
+                    await store.add_activity_events(user, [int(event["object_id"])], now=self.clock.now())
+                    invocation.wait_until(self._submit_events(user, kind, invocation), label=label)
+            else:
+                invocation.wait_until(self._handle_athlete_event(event, invocation), label=label)
         return json_response({"status": "accepted"})
 
-    async def _handle_event(self, event: dict[str, Any], invocation: Invocation) -> None:
-        """The work behind an event, after its answer: record an activity to re-read and start the user's
-        ``strava_events`` job, or confirm a deauthorization with Strava."""
+    async def _submit_events(self, user: uuid.UUID, kind: str, invocation: Invocation) -> None:
+        """After the answer: start the user's ``strava_events`` job, which re-reads the recorded activity (the
+        upkeep submits it later if this fails)."""
+        try:
+            job, created = await self.service.submit(user, {}, invocation=invocation, type=EVENTS_JOB_TYPE)
+            log.info("webhook %s -> job %s (%s)", kind, job.id, "new" if created else "already active")
+        except InvocationKilled:
+            raise
+        except SyncsimError as exc:
+            log.warning(
+                "webhook %s recorded, its job not started: %s: %s", kind, type(exc).__name__, one_line(str(exc))
+            )
+
+    async def _handle_athlete_event(self, event: dict[str, Any], invocation: Invocation) -> None:
+        """The work behind an athlete event, after its answer: confirm a deauthorization with Strava."""
         store = guard_store(self.store, invocation)
         kind = f"{event['object_type']}/{event['aspect_type']}"
         try:
@@ -178,13 +203,8 @@ class StravaRoutes:
             if user is None:
                 log.info("webhook %s for an unknown athlete dropped", kind)
                 return
-            if event["object_type"] == "athlete":
-                if str(event["updates"].get("authorized", "")).lower() == "false":
-                    await self._deauthorize(store, user, invocation)
-                return
-            await store.add_activity_events(user, [int(event["object_id"])], now=self.clock.now())
-            job, created = await self.service.submit(user, {}, invocation=invocation, type=EVENTS_JOB_TYPE)
-            log.info("webhook %s -> job %s (%s)", kind, job.id, "new" if created else "already active")
+            if str(event["updates"].get("authorized", "")).lower() == "false":
+                await self._deauthorize(store, user, invocation)
         except InvocationKilled:
             raise
         except SyncsimError as exc:

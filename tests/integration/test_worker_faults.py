@@ -165,8 +165,8 @@ async def test_a_request_meeting_a_down_store_is_a_503_before_the_hobby_deadline
 ) -> None:
     """Found on a loopback server: with the pool's wait for a connection (10 s) as long as the hobby plan's limit,
     every request that met a store gone down was killed at the deadline and answered 504 (the platform's time
-    limit, which says nothing of the store), never the 503 "try again"; a webhook event was dropped unlogged.
-    The store's default wait (no ``connect_timeout`` in the URL) is now below the limit."""
+    limit, which says nothing of the store), never the 503 "try again"; a webhook event was answered 200 and
+    dropped unlogged. The store's default wait (no ``connect_timeout`` in the URL) is now below the limit."""
     store = open_store(urlsplit(outage_url)._replace(query="").geturl())
     api = ApiHarness(store, platform="hobby")
     user = uuid.uuid4()
@@ -187,12 +187,12 @@ async def test_a_request_meeting_a_down_store_is_a_503_before_the_hobby_deadline
     finally:
         await asyncio.to_thread(outage_pg.start_server)
         await store.close()
-    for answer in (listed, submitted):
+    # A webhook event is recorded before its answer, so a down store makes it a 503 and Strava sends it again
+    # (before: 200, then the event dropped unlogged when the invocation was killed).
+    for answer in (listed, submitted, webhook):
         assert assert_json_error(answer, 503) == "the job store is unavailable; try again shortly"
         assert answer.headers["retry-after"]
     assert waited < 10.0, waited
-    assert webhook.status_code == 200  # Strava wants its answer within 2 s; the event's work met the outage
-    assert "webhook activity/create not handled: StoreUnavailable" in caplog.text, caplog.text
 
 
 # -- an in-process worker -----------------------------------------------------------------------------------------
