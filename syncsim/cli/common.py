@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,9 +64,19 @@ def output_file(text: str | Path, flag: str, *, suffixes: tuple[str, ...] = ()) 
         raise InvalidInput(f"{flag} {str(text)!r}: folder {str(folder)!r} does not exist")
     if path.is_dir():
         raise InvalidInput(f"{flag} {str(text)!r} is a folder, not a file")
-    if not os.access(folder, os.W_OK):
+    if not _can_create_in(folder):
         raise InvalidInput(f"{flag} {str(text)!r}: folder {str(folder)!r} is not writable")
     return path
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be created in ``folder``, tried for real: ``os.access`` says yes to root everywhere,
+    /proc and read-only mounts included, and the work would end in "no such file" after it was done."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def port(text: str) -> int:

@@ -82,6 +82,8 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         # an output that cannot be written is said before the work, not after it
         (("simulate", "--athletes", "2", "--out", "/no/such/dir/jobs.csv"), {}, "folder '/no/such/dir' does not"),
         (("simulate", "--athletes", "2", "--out", "jobs.txt"), {}, "--out must end in .csv or .parquet"),
+        # os.access says yes to root in /proc: the results were lost after the run (found by probing as root)
+        (("simulate", "--athletes", "2", "--out", "/proc/jobs.csv"), {}, "folder '/proc' is not writable"),
         (("sync", "--fake", "10", "--trace", "/no/such/dir/t.csv"), {}, "--trace '/no/such/dir/t.csv': folder"),
         (("sync", "--fake", "10", "--quiet", "--trace", "/dev/full"), {}, "could not be written (No space left on"),
         # numbers a worker or server cannot run with (a lease of 0 would let a second worker run a running job)
