@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not (margin >= 0 and math.isfinite(margin)):
         raise InvalidInput(f"--deadline-margin must be a finite number >= 0, got {margin}")
     trace_path = output_file(args.strava_trace, "--strava-trace", suffixes=(".csv",)) if args.strava_trace else None
-    sock = listening_socket(args.host, args.port)  # a port in use is one line now, not uvicorn's exit 3 later
+    sock = listening_socket(args.host, args.port)  # a port in use: one line before any output, not uvicorn's exit 3
 
     trace = _strava_trace() if trace_path is not None else None
 

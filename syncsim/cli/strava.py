@@ -128,9 +128,8 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 except StoreError as exc:
                     await clock.sleep(outage.failed(exc))
                     done = await _after_outage(store, runner, job.id, outage)
-                except (
-                    asyncio.CancelledError
-                ):  # Ctrl-C or SIGTERM: the job waits, pending, for the next sync or a worker
+                except asyncio.CancelledError:
+                    # Ctrl-C or SIGTERM: the job waits, pending, for the next sync or a worker.
                     with contextlib.suppress(SyncsimError):
                         await _give_back_lease(store, runner, job.id, "interrupted (Ctrl-C or SIGTERM); not finished")
                     raise
@@ -199,11 +198,11 @@ async def _give_back_lease(store: Store, runner: JobRunner, job_id: uuid.UUID, r
 
 def _wait_before_running(due: bool, job: Job, now: float) -> tuple[float, str]:
     """How long before ``job`` can run again, and what it waits for: a pending job its next attempt, a running
-    one the lease of the run a store outage interrupted."""
+    one the lease of the run holding it (another process's: this one's own is given back)."""
     if due:
         return 0.0, ""
     if job.status.value == "running" and job.locked_until is not None:
-        return max(0.0, job.locked_until.timestamp() - now), "the interrupted run's lease to lapse"
+        return max(0.0, job.locked_until.timestamp() - now), "the running job's lease to lapse"
     if job.next_attempt_at is None:
         return 0.0, ""
     reason = f" ({' '.join(job.error.split())})" if job.error else ""

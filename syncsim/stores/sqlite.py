@@ -241,13 +241,13 @@ class SQLiteStore:
 
     @contextmanager
     def _reading(self, doing: str) -> Iterator[None]:
-        """A read's errors as one-line :class:`StoreError`: an unmigrated file, one reset or locked past the busy
-        timeout (what `syncsim jobs` and `status` meet, which read without migrating)."""
+        """A read's errors as one-line :class:`StoreError`: an unmigrated file (what `syncsim jobs` and `status`
+        meet, which read without migrating), one reset under a worker, or locked past the busy timeout."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             hint = " (is the store migrated? run `syncsim migrate`)" if "no such table" in str(exc) else ""
-            raise StoreError(f"sqlite store {self.path!r}: {doing} failed: {exc}{hint}") from None
+            raise StoreError(f"sqlite store {self.path!r}, {doing}: could not be read: {exc}{hint}") from None
 
     async def list_jobs(
         self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
@@ -287,12 +287,10 @@ class SQLiteStore:
         # look would otherwise hold SQLite's one write lock (BEGIN IMMEDIATE) against the API's submits. Nothing
         # is lost by a look that misses a job made due just after it: the next look, or the claim below, sees it.
         due = " ".join(filters)
-        try:
+        with self._reading("look for due jobs"):  # a file reset under the worker: it backs off from a StoreError
             claimable = self.conn.execute(_CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now))
             if not claimable.fetchone()[0]:
                 return None
-        except sqlite3.Error as exc:  # a file reset under the worker, busy past the timeout: it backs off from these
-            raise StoreError(f"sqlite store {self.path!r} could not be read: {exc}") from None
         with self._write() as conn:
             conn.execute(_RECLAIM_SQL, {"now": now})
             row = conn.execute(

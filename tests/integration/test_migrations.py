@@ -13,10 +13,22 @@ import psycopg
 import pytest
 
 from syncsim.cli import main
-from syncsim.stores import open_store
+from syncsim.stores import Store, open_store
 from syncsim.stores.postgres import PostgresStore
 
 FUTURE = "9999_from_a_newer_syncsim"
+
+
+async def _migrate_and_use(store: Store, caplog: pytest.LogCaptureFixture) -> str:
+    """Migrate ``store`` (nothing to apply), use it, and return the one warning it logged."""
+    try:
+        with caplog.at_level(logging.WARNING, logger="syncsim.stores"):
+            assert await store.migrate() == []
+        assert await store.list_jobs() == []
+    finally:
+        await store.close()
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "syncsim.stores"]
+    return warning
 
 
 @pytest.mark.postgres
@@ -41,14 +53,7 @@ async def test_a_postgres_store_migrated_by_a_newer_syncsim_is_used_with_one_war
 ) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("insert into syncsim_migrations (name) values (%s)", (FUTURE,))
-    store = PostgresStore.from_url(pg_url)
-    try:
-        with caplog.at_level(logging.WARNING, logger="syncsim.stores"):
-            assert await store.migrate() == []
-        assert await store.list_jobs() == []
-    finally:
-        await store.close()
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "syncsim.stores"]
+    warning = await _migrate_and_use(PostgresStore.from_url(pg_url), caplog)
     assert FUTURE in warning and "a newer syncsim migrated it" in warning and "\n" not in warning
 
 
@@ -61,14 +66,7 @@ async def test_a_sqlite_store_migrated_by_a_newer_syncsim_is_used_with_one_warni
     await store.close()
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO syncsim_migrations (name, applied_at) VALUES (?, 0)", (FUTURE,))
-    store = open_store(f"sqlite:///{path}")
-    try:
-        with caplog.at_level(logging.WARNING, logger="syncsim.stores"):
-            assert await store.migrate() == []
-        assert await store.list_jobs() == []
-    finally:
-        await store.close()
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "syncsim.stores"]
+    warning = await _migrate_and_use(open_store(f"sqlite:///{path}"), caplog)
     assert FUTURE in warning and str(path) in warning
 
 
