@@ -46,7 +46,9 @@ def register_cli(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], in
         ),
     )
     p.add_argument("--workload", help="a CSV file (athlete,activities,arrival_s[,kind]) or a named workload")
-    p.add_argument("--athletes", type=int, help="athletes of a seeded launch workload (default 100)")
+    p.add_argument(
+        "--athletes", type=int, help="athletes of a seeded launch (default 100), or the first ones of --workload"
+    )
     p.add_argument("--platform", help="hobby | pro | hobby-fluid | pro-fluid | unlimited (default hobby)")
     p.add_argument("--strategy", help="waituntil | resumable | worker (default waituntil)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -167,6 +169,8 @@ def _simulate(args: argparse.Namespace) -> int:
             )
             print(launch.to_string(float_format=lambda v: f"{v:.2f}"))
         return 0
+    if getattr(args, "processes", None) is not None:
+        raise InvalidInput("--processes is for the reference sweep (no run flags): a single run uses one process")
     options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     options["rate_limits"] = _rate_limits(options.get("rate_limits"))
     if "tick" in options:

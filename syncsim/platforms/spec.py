@@ -8,6 +8,7 @@ and ``worker-vm`` (the always-on machine the ``worker`` strategy needs, a cost r
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass, replace
 from functools import cache
 
@@ -15,6 +16,10 @@ from syncsim.data import data_dir
 from syncsim.errors import ConfigError
 
 __all__ = ["PlatformSpec", "load_platforms", "platform_spec"]
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def _optional_float(text: str) -> float | None:
@@ -34,6 +39,22 @@ class PlatformSpec:
     included_active_cpu_hours: float | None = None
     always_on: bool = False
     source: str = ""
+
+    def __post_init__(self) -> None:
+        # A limit of 0, -5 or NaN would time out every request while the metrics still passed; a negative price
+        # would pay the user. Times and amounts must be finite and positive (a limit: None for no limit).
+        if self.max_duration_s is not None and not _positive(self.max_duration_s):
+            raise ConfigError(
+                f"platform {self.name!r}: max_duration_s must be seconds > 0, or None for no limit, "
+                f"got {self.max_duration_s!r}"
+            )
+        if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int) or self.memory_mb < 1:
+            raise ConfigError(f"platform {self.name!r}: memory_mb must be a whole number >= 1, got {self.memory_mb!r}")
+        amounts = ("monthly_price_usd", "included_invocations", "included_gb_hours", "included_active_cpu_hours")
+        for name in amounts:
+            value = getattr(self, name)
+            if (value is not None or name == "monthly_price_usd") and not (value == 0 or _positive(value)):
+                raise ConfigError(f"platform {self.name!r}: {name} must be a finite number >= 0, got {value!r}")
 
     def with_limit(self, max_duration_s: float | None) -> PlatformSpec:
         """The same platform with another time limit (scaled-down validation runs)."""

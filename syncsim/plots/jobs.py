@@ -38,9 +38,10 @@ def latency_cdf(jobs: pd.DataFrame, *, ax: Axes | None = None, target_s: float =
     A dashed vertical line marks the target (1 s by default); the legend gives each group's p99 in seconds.
     """
     fig, ax = new_axes(ax, (7.0, 4.2))
-    data = jobs.dropna(subset=["api_latency_s"]) if "api_latency_s" in jobs.columns else jobs.iloc[0:0]
+    # A table without the column (an empty DataFrame()) has nothing to draw: no group to look the column up in.
+    grouped = groups(jobs.dropna(subset=["api_latency_s"])) if "api_latency_s" in jobs.columns else []
     drawn = 0
-    for i, (label, group) in enumerate(groups(data)):
+    for i, (label, group) in enumerate(grouped):
         values = group["api_latency_s"].astype(float).sort_values().to_numpy()
         if len(values) == 0:
             continue

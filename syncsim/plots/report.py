@@ -99,12 +99,11 @@ def write_report(
     Returns the path of ``report.md``. ``simulate_options`` go to :func:`syncsim.sim.compare` unchanged.
     """
     from syncsim import plots
-    from syncsim.errors import InvalidInput
+    from syncsim.options import whole
     from syncsim.sim import REFERENCE_SWEEP, compare
     from syncsim.sim.results import SUCCESS_METRICS
 
-    if athletes < 1:
-        raise InvalidInput(f"a report needs at least 1 athlete, got {athletes}")
+    whole("athletes", athletes, lowest=1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     simulate_options.setdefault(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 import os
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -14,11 +15,13 @@ from typing import Any
 import pandas as pd
 
 from syncsim.errors import InvalidInput
+from syncsim.jobs.runner import resolve_strategy
 from syncsim.sim.browser import PollSchedule
 from syncsim.sim.engine import share_pages_in_this_process, sharing_pages
 from syncsim.sim.results import Comparison, SimulationResult
 from syncsim.sim.run import simulate_scenario
 from syncsim.sim.scenario import Scenario
+from syncsim.sim.workload import check_memory, run_memory_bytes
 
 __all__ = [
     "LAUNCH_DAY",
@@ -86,6 +89,9 @@ def _run(scenario: Scenario) -> SimulationResult:
 def _start_worker(started: Any) -> None:
     """A sweep's worker process, once started: say so (``started``, an Event) and share list pages."""
     started.set()
+    # Ctrl-C in a terminal reaches every process of the group: the parent stops the sweep (it terminates its
+    # workers), so a worker ignores it rather than print the traceback of each run it was in.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     share_pages_in_this_process()
 
 
@@ -154,6 +160,8 @@ def _sweep_scenarios(
 ) -> list[Scenario]:
     # A bare name is one choice, not a sequence of one-letter names.
     platforms, strategies = _names(platforms, "platforms"), _names(strategies, "strategies")
+    for strategy in strategies:  # an unknown name is named as such, before strategy_options are checked against it
+        resolve_strategy(strategy)
     if isinstance(seeds, int | str) or not seeds:
         raise InvalidInput(f"seeds must be a non-empty sequence of whole numbers, got {seeds!r}")
     extra = strategy_options or {}
@@ -186,6 +194,13 @@ def run_scenarios(
     if processes is not None and (isinstance(processes, bool) or not isinstance(processes, int) or processes < 1):
         raise InvalidInput(f"processes must be a whole number >= 1 (or None: every core), got {processes!r}")
     workers = min(len(scenarios), processes or os.cpu_count() or 1)
+    if workers > 1:  # each process holds a run at a time: the largest ones may run together
+        largest = sorted((run_memory_bytes(sc.workload.total_activities) for sc in scenarios), reverse=True)
+        check_memory(
+            sum(largest[:workers]),
+            f"{workers} runs at once",
+            advice="run fewer at once (processes=1 runs them one after another), or simulate fewer athletes",
+        )
     if workers > 1 and _rerunning_main_script():
         # A worker of this very sweep, re-running a script that starts the sweep at its top level (no
         # ``if __name__ == "__main__":``): starting processes here would fail with a multiprocessing traceback in
@@ -219,21 +234,41 @@ def _run_in_processes(scenarios: Sequence[Scenario], workers: int, bar: Any) -> 
     # ``spawn``, not ``fork``: works from a Jupyter cell (forking a process that has threads is unsafe).
     context = multiprocessing.get_context("spawn")
     started = context.Event()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(started,))
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(started,)) as pool:
-            # Longest first: a sweep takes as long as its busiest process, and a long run started last would
-            # keep one process busy while the others idle. Results are still returned in scenario order.
-            order = sorted(range(len(scenarios)), key=lambda i: -expected_cost(scenarios[i]))
-            futures = {i: pool.submit(_run, scenarios[i]) for i in order}
-            for future in as_completed(futures.values()):
-                future.result()
-                if bar is not None:
-                    bar.update(1)
-            return [futures[i].result() for i in range(len(scenarios))]
+        # Longest first: a sweep takes as long as its busiest process, and a long run started last would
+        # keep one process busy while the others idle. Results are still returned in scenario order.
+        order = sorted(range(len(scenarios)), key=lambda i: -expected_cost(scenarios[i]))
+        futures = {i: pool.submit(_run, scenarios[i]) for i in order}
+        for future in as_completed(futures.values()):
+            future.result()
+            if bar is not None:
+                bar.update(1)
+        return [futures[i].result() for i in range(len(scenarios))]
     except BrokenProcessPool:
         if started.is_set():  # a worker started, then died (killed, out of memory): not ours to explain
             raise
         raise InvalidInput(UNGUARDED_SCRIPT) from None
+    except BaseException:
+        # Interrupted (Ctrl-C; Jupyter's interrupt reaches this process only) or a run failed: stop the runs under
+        # way now, instead of waiting, as leaving the pool would, for every queued run to finish.
+        _terminate(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's queued and running work. Python 3.14 has a public way; before it, the pool's processes are
+    terminated through its ``_processes`` map (the only place that holds them)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _comparison(
@@ -313,6 +348,9 @@ def reference_sweep(
     if not isinstance(launch_day, bool):  # "no" is truthy: it would run the launch
         raise InvalidInput(f"launch_day must be True or False, got {launch_day!r}")
     options = {**REFERENCE_SWEEP, **overrides}
+    if "strategy_options" not in overrides:  # the reference options of the strategies this sweep runs
+        chosen = set(_names(options["strategies"], "strategies"))
+        options["strategy_options"] = {s: o for s, o in options["strategy_options"].items() if s in chosen}
     if athletes is not None:
         options["workload"] = Workload.named(options["workload"]).head(athletes)
     sweep = _sweep_scenarios(

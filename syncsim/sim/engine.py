@@ -345,12 +345,15 @@ async def _simulate(sc: Scenario) -> RunRecord:
             if calls:  # the last calls answer (nothing is left to do) before the run ends
                 await asyncio.gather(*calls)
 
+    def budget_sample() -> None:
+        fake.spend_rate_limit(0)  # rolls the windows to now
+        headers = fake.rate_headers()
+        used = parse_pair(headers["x-readratelimit-usage"]) or (0, 0)
+        budget_rows.append((round(clock.now() - t0, 3), used[0], limits.read[0], used[1], limits.read[1]))
+
     async def sample_budget() -> None:
         while True:
-            fake.spend_rate_limit(0)  # rolls the windows to now
-            headers = fake.rate_headers()
-            used = parse_pair(headers["x-readratelimit-usage"]) or (0, 0)
-            budget_rows.append((round(clock.now() - t0, 3), used[0], limits.read[0], used[1], limits.read[1]))
+            budget_sample()
             await clock.sleep(sc.budget_every_s)
 
     async def sample_divergence() -> None:
@@ -386,6 +389,9 @@ async def _simulate(sc: Scenario) -> RunRecord:
     await _drain(platform.active, clock, horizon)
     end_s = clock.now() - t0
     sampler.cancel()
+    # The reads made since the last sample, up to the run's end.
+    if not budget_rows or budget_rows[-1][0] < round(end_s, 3):
+        budget_sample()
     if divergence is not None:
         divergence.cancel()
     for task in clients:

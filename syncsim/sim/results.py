@@ -160,10 +160,19 @@ class Comparison:
     launch: pd.DataFrame | None = None
 
     def values(self) -> pd.DataFrame:
-        """platform × strategy rows, one column per metric: the value that decided it, with its unit."""
-        first = self.metrics.groupby(["platform", "strategy", "metric"], sort=False)[["value", "passed"]].first()
-        cells = zip(first.index.get_level_values("metric"), first.value, first.passed, strict=True)
-        described = first.assign(text=[describe_value(str(m), v, bool(ok)) for m, v, ok in cells]).reset_index()
+        """platform × strategy rows, one column per metric: the value that decided it, with its unit.
+
+        Over several seeds a metric passes only if every seed passed, so the value shown is the first failing
+        seed's, or the first seed's if all passed (as :func:`syncsim.plots.scorecard_table` shows it).
+        """
+        keys = ["platform", "strategy", "metric"]
+        runs = self.metrics.groupby(keys, sort=False)
+        # A stable sort puts each group's failing seeds first, in seed order; ``first`` then takes the deciding one.
+        failing_first = self.metrics.sort_values("passed", kind="stable", key=lambda passed: passed.astype(bool))
+        deciding = failing_first.groupby(keys, sort=False)[["value", "passed"]].first()
+        deciding = deciding.reindex(runs.size().index)  # back in the sweep's order
+        cells = zip(deciding.index.get_level_values("metric"), deciding.value, deciding.passed, strict=True)
+        described = deciding.assign(text=[describe_value(str(m), v, bool(ok)) for m, v, ok in cells]).reset_index()
         table = described.pivot_table(
             index=["platform", "strategy"], columns="metric", values="text", aggfunc="first", sort=False
         )

@@ -19,7 +19,7 @@ __all__ = ["simulate", "simulate_scenario"]
 def simulate(
     *,
     workload: Workload | str | Path | None = None,
-    athletes: int = 100,
+    athletes: int | None = None,
     platform: str | PlatformSpec = "hobby",
     strategy: str = "waituntil",
     seed: int = 0,
@@ -32,13 +32,15 @@ def simulate(
     """Simulate one run and return its tables (:class:`~syncsim.sim.results.SimulationResult`).
 
     ``workload``: a :class:`Workload`, a named one (``"reference"``), a CSV path, or ``None`` for a seeded
-    launch of ``athletes`` athletes. ``platform``: a preset (``hobby`` 10 s, ``pro`` 300 s, ...) or a
-    PlatformSpec. ``strategy``: ``waituntil`` | ``resumable`` | ``worker``. ``latency``: Strava's answer time
-    in seconds (``0.4``), ``"lognormal:MEDIAN,SIGMA"``, or a LatencyModel. ``faults``: FakeStrava's
-    :class:`Faults` (or a dict of its fields). ``rate_limits``: ``None`` (Strava's defaults, read 100/15 min
-    and 1,000/day), ``"approved"`` (600/15 min, 30,000/day) or ``(read_15min, read_day)``.
-    Other ``options`` are :class:`Scenario` fields (``store_latency_s``, ``cold_start_s``, ``poll``,
-    ``worker_kill_at_s``, ``max_sim_s``, ...). Deterministic for a given seed; callable from Jupyter.
+    launch of ``athletes`` athletes (default 100); with a workload, ``athletes`` runs its first ones (by
+    arrival). ``platform``: a preset (``hobby`` 10 s, ``pro`` 300 s, ...) or a PlatformSpec. ``strategy``:
+    ``waituntil`` | ``resumable`` | ``worker``. ``latency``: Strava's answer time in seconds (``0.4``),
+    ``"lognormal:MEDIAN,SIGMA"``, or a LatencyModel. ``faults``: FakeStrava's :class:`Faults` (or a dict of its
+    fields). ``rate_limits``: ``None`` (Strava's defaults, read 100/15 min and 1,000/day), ``"approved"``
+    (600/15 min, 30,000/day) or ``(read_15min, read_day)``. Other ``options`` are :class:`Scenario` fields
+    (``store_latency_s``, ``cold_start_s``, ``poll``, ``worker_kill_at_s``, ``max_sim_s``, ...). Deterministic
+    for a given seed; callable from Jupyter. A run that would need more memory than the machine has is refused
+    before it starts.
     """
     scenario = Scenario.build(
         workload=workload,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from syncsim.jobs.runner import resolve_strategy
 from syncsim.options import from_options, is_whole, whole
 from syncsim.platforms import PlatformSpec, platform_spec
 from syncsim.sim.browser import PollSchedule
-from syncsim.sim.workload import Workload
+from syncsim.sim.workload import Workload, check_memory, run_memory_bytes
 from syncsim.strava.fake import Churn, Faults, LatencyModel
 from syncsim.strava.ratelimit import QUARTER_HOUR_S
 
@@ -64,6 +65,9 @@ def _pair(name: str, spec: object) -> tuple[int, int]:
     return (spec[0], spec[1])
 
 
+#: The athletes of a seeded launch when neither a workload nor a number of athletes is given.
+DEFAULT_ATHLETES = 100
+
 #: Strava's documented defaults for a new application.
 STRAVA_DEFAULT_LIMITS = RateLimits()
 #: A raised tier like the ones Strava grants approved apps on request (600 / 15 min and 30,000 / day are the
@@ -75,6 +79,8 @@ def parse_latency(spec: float | str | LatencyModel, *, seed: int = 0) -> Latency
     """Strava's latency (seconds): a constant (``0.4``), ``"lognormal:MEDIAN,SIGMA"``, or a LatencyModel."""
     if isinstance(spec, LatencyModel):
         return spec
+    if isinstance(spec, bool):  # True is an int: it would pass as 1 s
+        raise InvalidInput(f"latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got {spec!r}")
     if isinstance(spec, int | float):
         return LatencyModel(median_s=float(spec), seed=seed)
     text = str(spec).strip()
@@ -214,8 +220,23 @@ class Scenario:
             ):
                 what = f"a fraction within {lowest:g}..1" if fraction else f"a finite number >= {lowest:g}"
                 raise InvalidInput(f"{name} must be {what}, got {value!r}")
+        limit = self.platform.max_duration_s
+        if self.platform.always_on:
+            raise InvalidInput(
+                f"platform {self.platform.name!r} is the worker strategy's always-on machine (a cost reference), not "
+                "a platform serving the API; choose a serverless one (hobby, pro, ...) or unlimited"
+            )
+        if limit is not None and limit <= self.deadline_margin_s:
+            raise InvalidInput(
+                f"platform {self.platform.name!r}: a time limit of {limit:g} s leaves no time within the deadline "
+                f"margin ({self.deadline_margin_s:g} s): give a limit above it, or a smaller deadline_margin_s"
+            )
         if self.workload.athletes < 1:  # its metrics would pass or fail on nothing
             raise InvalidInput(f"nothing to simulate: workload {self.workload.name!r} has no athletes (need >= 1)")
+        check_memory(
+            run_memory_bytes(self.workload.total_activities),
+            f"workload {self.workload.name!r} ({self.workload.total_activities:,} activities)",
+        )
         last = max(row.arrival_s for row in self.workload.rows)
         if last >= self.max_sim_s:  # that athlete would never arrive, and the metrics would judge the rest alone
             raise InvalidInput(
@@ -228,7 +249,12 @@ class Scenario:
                 f"strava_clock_behind_s must be seconds within a rate-limit window (|s| < 900), got {skew!r}"
             )
         down = self.strava_down_s
-        if down is not None and not (len(down) == 2 and 0 <= down[0] <= down[1] < math.inf):
+        if down is not None and not (
+            isinstance(down, tuple | list)
+            and len(down) == 2
+            and all(isinstance(t, int | float) and not isinstance(t, bool) for t in down)
+            and 0 <= down[0] <= down[1] < math.inf
+        ):
             raise InvalidInput(f"strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s, got {down!r}")
 
     @classmethod
@@ -236,7 +262,7 @@ class Scenario:
         cls,
         *,
         workload: Workload | str | Path | None = None,
-        athletes: int = 100,
+        athletes: int | None = None,
         platform: str | PlatformSpec = "hobby",
         strategy: str = "waituntil",
         seed: int = 0,
@@ -248,16 +274,27 @@ class Scenario:
     ) -> Scenario:
         """Resolve names and shorthands into a Scenario (see :func:`syncsim.sim.simulate`)."""
         whole("seed", seed)  # before it seeds anything
-        if workload is None:
+        if athletes is not None:
             whole("athletes", athletes, lowest=1)
         resolve_strategy(strategy)
         known = {f.name for f in fields(cls)}
         unknown = set(options) - known
         if unknown:
-            raise InvalidInput(f"unknown simulate option(s): {', '.join(sorted(unknown))}")
+            valid = sorted(known | {"athletes"})
+            hints = [
+                f"{name} (did you mean {' or '.join(close)}?)" if (close := get_close_matches(name, valid, 2)) else name
+                for name in sorted(unknown)
+            ]
+            raise InvalidInput(f"unknown simulate option(s): {'; '.join(hints)}; the options are {', '.join(valid)}")
         schedule = poll if isinstance(poll, PollSchedule) else from_options(PollSchedule, poll or {}, what="poll")
+        if workload is None:
+            chosen = Workload.sample(athletes=DEFAULT_ATHLETES if athletes is None else athletes, seed=seed)
+        else:  # with a workload, ``athletes`` takes its first ones (by arrival)
+            chosen = Workload.resolve(workload)
+            if athletes is not None:
+                chosen = chosen.head(athletes)
         scenario = cls(
-            workload=Workload.resolve(workload, athletes=athletes, seed=seed),
+            workload=chosen,
             platform=platform_spec(platform),
             strategy=strategy,
             seed=seed,

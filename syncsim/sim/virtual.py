@@ -299,10 +299,21 @@ def virtual_clock(epoch: float = VIRTUAL_EPOCH) -> LoopClock:
     return LoopClock(epoch, origin=0.0)  # the virtual loop starts at 0
 
 
-def _run_on_new_loop(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def _run_on_new_loop(
+    factory: Callable[[], Coroutine[Any, Any, T]],
+    started: Callable[[VirtualTimeLoop, asyncio.Task[T]], None] | None = None,
+) -> T:
     loop = VirtualTimeLoop(start=0.0)
     try:
-        return loop.run_until_complete(factory())
+        main = loop.create_task(factory())
+        if started is not None:
+            started(loop, main)
+        return loop.run_until_complete(main)
+    except BaseException:
+        # Interrupted (or failed): the run's leftovers are cancelled below, and a cancelled gather that nobody
+        # reads would otherwise print a page of "exception was never retrieved" after the interrupt's own line.
+        loop.set_exception_handler(_quiet_cancellations)
+        raise
     finally:
         try:
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
@@ -315,27 +326,54 @@ def _run_on_new_loop(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
             loop.close()
 
 
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), asyncio.CancelledError):
+        loop.default_exception_handler(context)
+
+
 def run_virtual(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run ``factory()`` to completion on a fresh virtual-time loop and return its result.
 
     Works from plain code and from a Jupyter cell (where a loop is already running): there it runs the
-    virtual loop in a helper thread and waits for it.
+    virtual loop in a helper thread and waits for it. Interrupting the wait (Jupyter's interrupt, Ctrl-C)
+    cancels the run in that thread and waits for it to stop, then raises the interrupt.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return _run_on_new_loop(factory)
     box: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def started(loop: VirtualTimeLoop, main: asyncio.Task[T]) -> None:
+        with lock:
+            box["stop"] = lambda: loop.call_soon_threadsafe(main.cancel)
+            if box.get("interrupted"):  # the interrupt came before the run started
+                main.cancel()
+
+    # Waited for with an Event, not Thread.join(): a join that an interrupt cuts short can leave the thread marked
+    # as ended while it still runs (CPython's bpo-45274 handling), and the second join would not wait.
+    done = threading.Event()
 
     def target() -> None:
         try:
-            box["result"] = _run_on_new_loop(factory)
+            box["result"] = _run_on_new_loop(factory, started)
         except BaseException as exc:
             box["error"] = exc
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=target, name="syncsim-virtual-time")
-    thread.start()
-    thread.join()
+    threading.Thread(target=target, name="syncsim-virtual-time").start()
+    try:
+        done.wait()
+    except BaseException:
+        with lock:
+            box["interrupted"] = True
+            stop = box.get("stop")
+        if stop is not None:
+            stop()
+        done.wait()
+        raise
     if "error" in box:
         raise box["error"]
     return box["result"]  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from typing import Literal
 
 from syncsim.data import data_dir
 from syncsim.errors import InvalidInput
+from syncsim.options import whole
 
-__all__ = ["ARRIVALS", "Workload", "WorkloadRow", "workloads_dir"]
+__all__ = ["ARRIVALS", "Workload", "WorkloadRow", "check_memory", "run_memory_bytes", "workloads_dir"]
 
 ARRIVALS = ("launch", "poisson", "webhook")
 #: Median history size (activities) of a connecting athlete: "a few hundred".
@@ -38,6 +40,36 @@ MEDIAN_ACTIVITIES = 300
 SIGMA = 1.1
 #: Nobody has more than this (the heaviest public reports are in the low tens of thousands).
 MAX_ACTIVITIES = 20_000
+
+
+#: What a run holds in memory: a base, plus per simulated activity its FakeStrava history, its stored row and the
+#: pages it travelled in (peak RSS of 100- and 400-athlete runs, docs/performance.md).
+RUN_BASE_BYTES = 130 * 2**20
+BYTES_PER_ACTIVITY = 1_340
+
+
+def run_memory_bytes(activities: float) -> int:
+    """About how much memory one run of ``activities`` simulated activities holds at its peak."""
+    return int(RUN_BASE_BYTES + activities * BYTES_PER_ACTIVITY)
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the platform does not say (then nothing is checked)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(needed: int, what: str, *, advice: str = "simulate fewer athletes") -> None:
+    """Refuse, before any work, a run that would need more memory than the machine has: it would otherwise run
+    for minutes, swap, and end in a MemoryError or the kernel's OOM killer."""
+    total = physical_memory()
+    if total is not None and needed > total:
+        raise InvalidInput(
+            f"{what} would need about {needed / 2**30:,.1f} GB of memory ({BYTES_PER_ACTIVITY / 1000:.1f} KB per "
+            f"simulated activity), more than this machine's {total / 2**30:,.1f} GB: {advice}"
+        )
 
 
 def workloads_dir() -> Path:
@@ -99,8 +131,11 @@ class Workload:
 
     def head(self, athletes: int) -> Workload:
         """The first ``athletes`` athletes (by arrival) and their webhook rows."""
-        if isinstance(athletes, bool) or not isinstance(athletes, int) or athletes < 1:  # -3 would slice from the end
-            raise InvalidInput(f"athletes must be a whole number >= 1, got {athletes!r}")
+        whole("athletes", athletes, lowest=1)  # -3 would slice from the end
+        if athletes > self.athletes:
+            raise InvalidInput(
+                f"workload {self.name!r} has {self.athletes:,} athletes, fewer than the {athletes:,} asked for"
+            )
         keep = {r.athlete for r in self.syncs[:athletes]}
         return Workload(tuple(r for r in self.rows if r.athlete in keep), name=f"{self.name}[:{athletes}]")
 
@@ -134,8 +169,10 @@ class Workload:
         max_activities: int = MAX_ACTIVITIES,
     ) -> Workload:
         """A seeded random workload; see the module docstring for the distributions (times in seconds)."""
-        if athletes < 0:
-            raise InvalidInput("athletes must be >= 0")
+        whole("athletes", athletes, lowest=0)
+        # The expected mean history (a lognormal's mean), checked before a single row is drawn.
+        mean = min(max_activities, median_activities * math.exp(sigma**2 / 2))
+        check_memory(run_memory_bytes(athletes * mean), f"a run of {athletes:,} sampled athletes")
         if arrival not in ARRIVALS:
             raise InvalidInput(f"unknown arrival {arrival!r}; choose one of: {', '.join(ARRIVALS)}")
         if edit_share < 0 or delete_share < 0 or edit_share + delete_share > 1:
@@ -178,7 +215,9 @@ class Workload:
         comments. A bad value is refused with its line number."""
         p = Path(path)
         try:
-            with open(p, newline="") as fh:
+            # utf-8-sig: a CSV saved by a spreadsheet ("CSV UTF-8") starts with a byte-order mark, which would
+            # otherwise be read as part of the first column's name.
+            with open(p, newline="", encoding="utf-8-sig") as fh:
                 numbered = [(number, line) for number, line in enumerate(fh, 1) if not line.startswith("#")]
         except OSError as exc:
             raise InvalidInput(f"cannot read workload {p}: {exc.strerror}") from None
@@ -189,19 +228,23 @@ class Workload:
         if missing:
             raise InvalidInput(f"{p}: missing column(s) {', '.join(sorted(missing))}")
         rows = []
+        synced: set[int] = set()
         for r in reader:
             try:
                 if None in r:  # DictReader's key for the fields beyond the header's
                     raise ValueError(f"{len(reader.fieldnames or ()) + len(r[None])} fields, the header names fewer")
-                rows.append(
-                    WorkloadRow(
-                        _whole_field("athlete", r["athlete"]),
-                        _whole_field("activities", r["activities"], lowest=0),
-                        _number_field("arrival_s", r["arrival_s"]),
-                        _kind(r.get("kind")),
-                        _aspect(r.get("aspect")),
-                    )
+                row = WorkloadRow(
+                    _whole_field("athlete", r["athlete"]),
+                    _whole_field("activities", r["activities"], lowest=0),
+                    _number_field("arrival_s", r["arrival_s"]),
+                    _kind(r.get("kind")),
+                    _aspect(r.get("aspect")),
                 )
+                if row.kind == "sync":
+                    if row.athlete in synced:
+                        raise ValueError(f"athlete {row.athlete} has a sync row already")
+                    synced.add(row.athlete)
+                rows.append(row)
             except ValueError as exc:
                 line = numbered[reader.line_num - 1][0]  # the data line's number in the file, comments counted
                 raise InvalidInput(f"{p}, line {line}: {exc}") from None
@@ -217,12 +260,10 @@ class Workload:
         return cls.from_csv(path, name=name)
 
     @classmethod
-    def resolve(cls, spec: Workload | str | Path | None, *, athletes: int, seed: int) -> Workload:
-        """A workload from a Workload, a name, a CSV path, or ``None`` (a seeded launch of ``athletes``)."""
+    def resolve(cls, spec: Workload | str | Path) -> Workload:
+        """A workload from a Workload, a name, or a CSV path."""
         if isinstance(spec, Workload):
             return spec
-        if spec is None:
-            return cls.sample(athletes=athletes, seed=seed)
         text = str(spec)
         if text.endswith(".csv") or "/" in text:
             return cls.from_csv(text)

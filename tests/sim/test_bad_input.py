@@ -4,15 +4,19 @@ churn rate ran forever)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncsim.errors import InvalidInput
+from syncsim.errors import ConfigError, InvalidInput
+from syncsim.platforms import platform_spec
 from syncsim.sim import Workload, compare, reference_sweep, simulate
+from syncsim.sim import workload as workload_module
 from syncsim.sim.workload import WorkloadRow
 
 
@@ -71,6 +75,16 @@ from syncsim.sim.workload import WorkloadRow
         ({"latency": "0.4s"}, "latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got '0.4s'"),
         ({"faults": "error_rate=0.1"}, "faults must be a dict of its fields, got 'error_rate=0.1'"),
         ({"poll": 30}, "poll must be a dict of its fields, got 30"),
+        ({"latency": True}, "latency must be seconds (0.4) or 'lognormal:MEDIAN,SIGMA', got True"),
+        ({"strava_down_s": 600}, "strava_down_s must be (start_s, end_s) with 0 <= start_s <= end_s, got 600"),
+        ({"tick": 60}, "unknown simulate option(s): tick (did you mean tick_s?); the options are athletes,"),
+        ({"workload": "small", "athletes": 50}, "workload 'small' has 20 athletes, fewer than the 50 asked for"),
+        # A limit of -5 s used to answer every POST 504 while api_p99 "passed" at 0 s; 1 s left no time to work.
+        ({"platform": "worker-vm"}, "platform 'worker-vm' is the worker strategy's always-on machine"),
+        (
+            {"platform": platform_spec("hobby").with_limit(1.0)},
+            "platform 'hobby': a time limit of 1 s leaves no time within the deadline margin (2 s)",
+        ),
     ],
 )
 def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any], said: str) -> None:
@@ -96,6 +110,10 @@ def test_what_cannot_be_simulated_is_refused_in_one_line(options: dict[str, Any]
         (lambda: reference_sweep(athletes=2, launch_day="no"), "launch_day must be True or False, got 'no'"),
         # -3 used to slice the reference workload from its end: a sweep of 997 athletes
         (lambda: reference_sweep(athletes=-3), "athletes must be a whole number >= 1, got -3"),
+        # 5,000 of the reference's 1,000 athletes used to run all 1,000
+        (lambda: reference_sweep(athletes=5000), "workload 'reference' has 1,000 athletes, fewer than the 5,000"),
+        (lambda: reference_sweep(athletes=2, strategies=("bogus",)), "unknown strategy 'bogus'; choose one of:"),
+        (lambda: compare(athletes=2, strategies=("worker", "bogus")), "unknown strategy 'bogus'; choose one of:"),
     ],
 )
 def test_what_cannot_be_compared_is_refused_before_any_run(call: Callable[[], object], said: str) -> None:
@@ -117,3 +135,67 @@ def test_a_workload_arriving_after_the_run_ends_is_refused() -> None:
         match=re.escape("workload 'late' has a row arriving at 90000 s, after the run ends (max_sim_s 86400 s)"),
     ):
         simulate(workload=late, max_sim_s=86_400.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (
+            {"max_duration_s": -5.0},
+            "platform 'hobby': max_duration_s must be seconds > 0, or None for no limit, got -5.0",
+        ),
+        ({"max_duration_s": math.nan}, "max_duration_s must be seconds > 0, or None for no limit, got nan"),
+        ({"max_duration_s": 0}, "max_duration_s must be seconds > 0, or None for no limit, got 0"),
+        ({"memory_mb": -1024}, "platform 'hobby': memory_mb must be a whole number >= 1, got -1024"),
+        ({"monthly_price_usd": -20.0}, "platform 'hobby': monthly_price_usd must be a finite number >= 0, got -20.0"),
+        ({"included_gb_hours": math.inf}, "included_gb_hours must be a finite number >= 0, got inf"),
+    ],
+)
+def test_a_platform_that_cannot_exist_is_refused(change: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        dataclasses.replace(platform_spec("hobby"), **change)
+
+
+def test_athletes_with_a_workload_runs_its_first_athletes() -> None:
+    # It used to be ignored: all 20 athletes of 'small' ran.
+    result = simulate(workload="small", athletes=3, platform="hobby", strategy="resumable", rate_limits="approved")
+    assert len(result.jobs) == 3 and result.params["workload"] == "small[:3]"
+    first = Workload.named("small").syncs[:3]
+    assert sorted(result.jobs["activities"]) == sorted(row.activities for row in first)
+
+
+def test_a_run_larger_than_the_machines_memory_is_refused_before_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """200,000 athletes used to run for half a minute and end in a bare MemoryError (or the OOM killer)."""
+    monkeypatch.setattr(workload_module, "physical_memory", lambda: 2 * 2**30)  # a 2 GB machine
+    with pytest.raises(InvalidInput) as sampled:
+        simulate(athletes=5_000)
+    assert str(sampled.value).startswith("a run of 5,000 sampled athletes would need about 3.")
+    assert str(sampled.value).endswith("more than this machine's 2.0 GB: simulate fewer athletes")
+    # A workload read from a file: its rows are few, its activities are not.
+    heavy = Workload.from_rows([WorkloadRow(0, 5_000_000, 0.0)], name="heavy")
+    with pytest.raises(InvalidInput, match=re.escape("workload 'heavy' (5,000,000 activities) would need about 6.")):
+        simulate(workload=heavy)
+    # Two runs that each fit, at once in two processes, do not.
+    pair = Workload.from_rows([WorkloadRow(0, 1_000_000, 0.0)], name="pair")
+    with pytest.raises(InvalidInput, match=re.escape("2 runs at once would need about 2.7 GB")) as together:
+        compare(workload=pair, platforms=("hobby",), strategies=("worker", "resumable"), processes=2)
+    assert "processes=1 runs them one after another" in str(together.value)
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_text("athlete,activities,arrival_s\n0,100,0\n1,50,2.5\n", encoding="utf-8-sig")
+    assert [(r.athlete, r.activities) for r in Workload.from_csv(path).syncs] == [(0, 100), (1, 50)]
+
+
+def test_a_second_sync_row_of_an_athlete_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "twice.csv"
+    path.write_text("# two syncs of athlete 1\nathlete,activities,arrival_s\n0,100,0\n1,100,0\n1,300,5\n")
+    with pytest.raises(InvalidInput, match=re.escape(f"{path}, line 5: athlete 1 has a sync row already")):
+        Workload.from_csv(path)
+
+
+def test_a_sweep_of_some_strategies_takes_the_reference_options_of_those() -> None:
+    # strategies=("worker",) used to fail: the reference's options for resumable named a strategy not compared.
+    sweep = reference_sweep(athletes=2, strategies=("worker",), launch_day=False, processes=1, keep_events=False)
+    assert set(sweep.jobs["strategy"]) == {"worker"}

@@ -11,7 +11,7 @@ import pytest
 
 from syncsim.cli.simulate import register_cli, simulate_command
 from syncsim.sim import Workload, compare, simulate
-from syncsim.sim.results import COST_COLUMNS, JOB_COLUMNS, METRIC_COLUMNS, SUCCESS_METRICS, describe_value
+from syncsim.sim.results import COST_COLUMNS, JOB_COLUMNS, METRIC_COLUMNS, SUCCESS_METRICS, Comparison, describe_value
 from syncsim.sim.workload import WorkloadRow
 
 TINY = Workload.from_rows([WorkloadRow(0, 50, 0.0), WorkloadRow(1, 5000, 1.5)], name="tiny")
@@ -95,6 +95,32 @@ def test_compare_runs_every_platform_and_strategy_in_processes() -> None:
     assert values.loc[("pro", "resumable"), "works_on_free_tier"] == "4 of 4, not a free plan"
 
 
+def test_values_over_seeds_show_the_value_that_failed_the_metric() -> None:
+    # Seed 0 passed, seeds 1 and 2 failed: the scorecard fails the metric, so the value shown is seed 1's.
+    metrics = pd.DataFrame(
+        [
+            ("hobby", strategy, seed, "heavy_syncs_complete", value, value == 1.0)
+            for strategy in ("waituntil", "resumable")
+            for seed, value in enumerate((1.0, 0.75, 0.5) if strategy == "waituntil" else (1.0, 1.0, 1.0))
+        ],
+        columns=["platform", "strategy", "seed", "metric", "value", "passed"],
+    )
+    sweep = Comparison(jobs=pd.DataFrame(), metrics=metrics, cost=pd.DataFrame())
+    assert not sweep.scorecard().loc[("hobby", "waituntil"), "heavy_syncs_complete"]
+    values = sweep.values()
+    assert list(values.index) == [("hobby", "waituntil"), ("hobby", "resumable")]
+    assert values.loc[("hobby", "waituntil"), "heavy_syncs_complete"] == "75.0% complete"
+    assert values.loc[("hobby", "resumable"), "heavy_syncs_complete"] == "100.0% complete"
+
+
+def test_the_budget_table_ends_with_the_runs_last_reads() -> None:
+    # 8 athletes' syncs end a few seconds after the 60 s sample: the table's last row counts every read.
+    result = simulate(athletes=8, strategy="resumable", tick_s=60, seed=3)
+    last = result.budget.iloc[-1]
+    assert last["t_s"] == pytest.approx(result.params["simulated_s"], abs=1e-3)
+    assert last["read_day"] == result.params["strava_requests"] > result.budget.iloc[-2]["read_day"]
+
+
 @pytest.mark.parametrize(
     ("metric", "value", "passed", "text"),
     [
@@ -154,6 +180,9 @@ def test_cli_errors_are_one_line_and_exit_non_zero(capsys: pytest.CaptureFixture
     assert err.count("\n") == 1 and err.startswith("syncsim simulate: error:") and "latency" in err
     assert simulate_command(cli_args(workload="no-such-workload")) == 2
     assert "unknown workload" in capsys.readouterr().err
+    # --processes is the sweep's: with run flags it used to be ignored in silence.
+    assert simulate_command(cli_args(athletes=2, processes=2)) == 2
+    assert "--processes is for the reference sweep (no run flags)" in capsys.readouterr().err
 
 
 def test_cli_faults_and_churn_reach_fakestrava(capsys: pytest.CaptureFixture[str]) -> None:

@@ -224,6 +224,13 @@ def test_every_chart_draws_an_empty_table_and_says_so(chart, columns, tmp_path: 
     assert plots.save_figure(fig, tmp_path / "empty.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("chart", [plots.latency_cdf, plots.time_to_complete, plots.attempts_and_retries])
+def test_a_jobs_chart_of_a_table_without_columns_says_it_is_empty(chart) -> None:
+    # pd.DataFrame() (what a run with no jobs gives a user filtering it): latency_cdf raised KeyError.
+    fig = chart(pd.DataFrame())
+    assert any(t.startswith("no ") for t in texts(fig))
+
+
 def test_time_to_complete_keeps_the_limit_lines_on_an_empty_table() -> None:
     fig = plots.time_to_complete(pd.DataFrame(columns=list(JOB_COLUMNS)), platforms=["hobby", "pro"])
     assert {10.0, 300.0} <= line_positions(fig)
