@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
-from syncsim.errors import ConfigError
+from syncsim.errors import ConfigError, SyncsimError
 from syncsim.platforms.vercel import STRATEGY_ENV
 
 __all__ = ["STRAVA_URL_ENV", "build_vercel_app"]
@@ -13,16 +14,52 @@ __all__ = ["STRAVA_URL_ENV", "build_vercel_app"]
 #: Strava's base URL, for a deployment that talks to a stand-in (a FakeStrava); default https://www.strava.com.
 STRAVA_URL_ENV = "SYNCSIM_STRAVA_URL"
 
+log = logging.getLogger(__name__)
+
 
 def build_vercel_app() -> Any:
     """The ASGI app for ``api/index.py``, from the environment.
 
     ``SYNCSIM_STORE`` (the Supabase Postgres connection string), ``SYNCSIM_JWT_SECRET`` (the project's JWT
-    secret), ``SYNCSIM_STRATEGY`` (``waituntil`` or ``resumable``; default ``waituntil``), and optionally
-    ``STRAVA_CLIENT_ID``/``STRAVA_CLIENT_SECRET``, ``STRAVA_WEBHOOK_VERIFY_TOKEN``, ``SYNCSIM_PLATFORM``,
-    ``CRON_SECRET`` (the tick's bearer) and ``SYNCSIM_STRAVA_URL`` (``syncsim serve --strava-url``'s counterpart).
-    Migrations are not run per cold start: run ``syncsim migrate --store …`` once per release.
+    secret, at least 32 bytes), ``SYNCSIM_STRATEGY`` (``waituntil`` or ``resumable``; default ``waituntil``), and
+    optionally ``STRAVA_CLIENT_ID``/``STRAVA_CLIENT_SECRET``, ``STRAVA_WEBHOOK_VERIFY_TOKEN``, ``SYNCSIM_PLATFORM``,
+    ``CRON_SECRET`` (the tick's bearer, at least 16 characters) and ``SYNCSIM_STRAVA_URL`` (``syncsim serve
+    --strava-url``'s counterpart). Migrations are not run per cold start: run ``syncsim migrate --store …`` once
+    per release.
+
+    A configuration it cannot serve (a variable missing or invalid) gives an app that answers every request 503
+    and logs the reason once, in one line. Raising at import instead made Vercel's runtime report a traceback and
+    fail every route, ``/healthz`` included, with nothing in the answer to say that the deployment, not the
+    request, was at fault.
     """
+    try:
+        return _app_from_environment()
+    except SyncsimError as exc:
+        reason = " ".join(str(exc).split())
+        log.error("syncsim is misconfigured; every request answers 503 until it is fixed: %s", reason)
+        return _misconfigured
+
+
+async def _misconfigured(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Every request: 503, saying the deployment is misconfigured (why is in the log, not told to any client)."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    body = b'{"error":"the server is misconfigured: its log says why"}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _app_from_environment() -> Any:
+    """The app the environment describes (see :func:`build_vercel_app`); a SyncsimError if it cannot."""
     from syncsim.api.app import build_app
 
     store = os.environ.get("SYNCSIM_STORE")

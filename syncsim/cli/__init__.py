@@ -64,6 +64,22 @@ def _build_parser(argv: Sequence[str]) -> tuple[argparse.ArgumentParser, dict[st
     return parser, handlers
 
 
+#: The optional libraries, by the extra that installs them (pyproject.toml's optional-dependencies).
+_EXTRAS = {
+    "starlette": "api",
+    "uvicorn": "api",
+    "jwt": "api",
+    "pandas": "sim",
+    "numpy": "sim",
+    "pyarrow": "sim",
+    "matplotlib": "notebooks",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "supabase": "supabase",
+    "postgrest": "supabase",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, handlers = _build_parser(argv)
@@ -80,5 +96,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         what = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
         print(f"syncsim {args.command}: error: {' '.join(what.split())}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        # A feature of an extra that is not installed (a base install running `serve`, say): name what to install.
+        library = (exc.name or "").partition(".")[0]
+        extra = _EXTRAS.get(library)
+        if extra is None:
+            raise
+        print(
+            f"syncsim {args.command}: error: this needs {library}, which comes with an extra: "
+            f"pip install 'syncsim[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         return 130

@@ -121,7 +121,9 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                 if wait > 0:
                     if not args.quiet:
                         bar.write(f"waiting {wait:.1f} s for {why}", file=sys.stderr)
-                    await clock.sleep(wait)
+                    done = await _wait_watching(store, done, clock, wait)
+                    if done is None or done.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+                        break  # cancelled (DELETE /api/sync/{id}) or finished by another runner meanwhile
                 try:
                     done = await runner.run_job(job.id, on_progress=on_progress)
                     outage.answered()
@@ -135,9 +137,11 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                     raise
         if done is None:
             current = await store.get_job(job.id)
-            raise InvalidInput(
-                f"job {job.id} was taken by another runner: it is {current.status.value if current else 'gone'}"
-            )
+            if current is None:
+                raise InvalidInput(f"job {job.id} is gone from the store")
+            if current.status in (JobStatus.PENDING, JobStatus.RUNNING):
+                raise InvalidInput(f"job {job.id} was taken by another runner: it is {current.status.value}")
+            done = current  # ended while this command waited (cancelled by the user, say): said below as it ended
         if args.trace:
             try:
                 trace.to_csv(args.trace)
@@ -146,7 +150,8 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                     f"--trace {str(args.trace)!r} could not be written ({exc.strerror or exc}); the sync itself "
                     f"ended {done.status.value}: syncsim status {done.id}"
                 ) from None
-        result = done.result or {}
+        # A failed sync has no result; its progress says what it stored before it failed.
+        result = done.result or done.progress or {}
         return {
             "status": done.status.value,
             "error": done.error,
@@ -161,6 +166,27 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     finally:
         await client.aclose()
         await store.close()
+
+
+#: While `syncsim sync` waits (a rate-limit window, a retry's backoff), it looks at its job this often, so a job
+#: cancelled meanwhile (``DELETE /api/sync/{id}``) ends the command then, not when the wait is over.
+WATCH_EVERY_S = 5.0
+
+
+async def _wait_watching(store: Store, job: Job, clock: Any, wait: float) -> Job | None:
+    """Wait ``wait`` seconds, looking at ``job`` every :data:`WATCH_EVERY_S`; the job as last read (None if gone),
+    early if it has ended. A look the store cannot answer is no news: the run after the wait meets the outage."""
+    from syncsim.errors import StoreError
+    from syncsim.jobs.model import JobStatus
+
+    end = clock.now() + wait
+    seen: Job | None = job
+    while True:
+        await clock.sleep(min(WATCH_EVERY_S, max(0.0, end - clock.now())))
+        with contextlib.suppress(StoreError):
+            seen = await store.get_job(job.id)
+        if seen is None or seen.status not in (JobStatus.PENDING, JobStatus.RUNNING) or clock.now() >= end:
+            return seen
 
 
 async def _after_outage(store: Store, runner: JobRunner, job_id: uuid.UUID, outage: StoreOutage) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import runpy
 import sys
 import uuid
@@ -196,6 +197,45 @@ async def test_vercel_entry_point_builds_the_app_from_the_environment(
         health = (await client.get("/healthz")).json()
     assert_json_error(unmigrated, 503)
     assert health == {"status": "ok", "platform": "hobby", "strategy": "resumable"}
-    monkeypatch.setenv("SYNCSIM_STRATEGY", "worker")
-    with pytest.raises(ConfigError, match="SYNCSIM_STRATEGY"):
-        runpy.run_path(str(REPO / "api" / "index.py"))
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "logged"),
+    [
+        ("SYNCSIM_STORE", None, "set SYNCSIM_STORE to the Supabase Postgres connection string"),
+        ("SYNCSIM_STRATEGY", "worker", "SYNCSIM_STRATEGY must be 'waituntil' or 'resumable' on Vercel"),
+        ("SYNCSIM_JWT_SECRET", "hunter2-in-plain", "the JWT secret is too short"),
+        ("SYNCSIM_PLATFORM", "hobbby", "unknown platform 'hobbby'"),
+        ("CRON_SECRET", "hunter2", "CRON_SECRET must be at least 16 characters"),
+    ],
+)
+async def test_a_misconfigured_vercel_deployment_answers_503_and_logs_why_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    sqlite_url: str,
+    variable: str,
+    value: str | None,
+    logged: str,
+) -> None:
+    """It used to raise at import: Vercel's runtime reported a traceback and every route failed, /healthz too."""
+    _fake_vercel_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "vercel", raising=False)
+    configured = {"SYNCSIM_STORE": sqlite_url, "SYNCSIM_JWT_SECRET": SECRET, "SYNCSIM_STRATEGY": "resumable"}
+    for name, setting in {**configured, variable: value}.items():
+        if setting is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, setting)
+    with caplog.at_level(logging.ERROR, logger="syncsim.api.vercel"):
+        app = runpy.run_path(str(REPO / "api" / "index.py"))["app"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vercel.test") as client:
+        for path in ("/healthz", "/api/sync", "/api/cron/tick"):
+            answer = await client.get(path)
+            assert_json_error(answer, 503)
+            assert answer.json() == {"error": "the server is misconfigured: its log says why"}  # no detail to clients
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and logged in lines[0] and "\n" not in lines[0], lines
+    if value is not None and variable.endswith("SECRET"):
+        assert value not in lines[0]

@@ -179,6 +179,91 @@ def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: P
     assert "completed  2/3" in status.stdout, status.stdout  # the second full sync took two attempts
 
 
+def test_a_sync_cancelled_while_it_waits_ends_saying_so(tmp_path: Path) -> None:
+    """Found by probing: a `syncsim sync` waiting out a spent rate-limit window kept waiting after its job was
+    cancelled (``DELETE /api/sync/{id}``), then said "taken by another runner". It now looks at its job while it
+    waits, ends at the cancel, and says how the job ended."""
+    import asyncio
+    import time
+    import uuid
+
+    from syncsim.clock import SystemClock
+    from syncsim.jobs.model import Job
+    from syncsim.stores import open_store
+    from syncsim.strava.fake import FakeStrava
+    from syncsim.strava.fake.server import running_fake_strava
+
+    fake = FakeStrava(clock=SystemClock(), seed=11)
+    athlete = fake.add_athlete(activities=450)
+    user = uuid.UUID("5c7d1f0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f")
+    store_url = f"sqlite:///{tmp_path / 'syncsim.db'}"
+
+    async def waiting_job() -> Job | None:
+        store = open_store(store_url)
+        try:
+            return next((job for job in await store.list_jobs(user_id=user) if job.status.value == "pending"), None)
+        except Exception:  # not created yet
+            return None
+        finally:
+            await store.close()
+
+    async def cancel(job: Job) -> None:
+        store = open_store(store_url)
+        try:
+            assert await store.cancel_job(job.id, user_id=user, reason="cancelled by the user", now=time.time())
+        finally:
+            await store.close()
+
+    with running_fake_strava(fake) as url:
+        env = {
+            "STRAVA_CLIENT_ID": fake.client_id,
+            "STRAVA_CLIENT_SECRET": fake.client_secret,
+            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
+        }
+        first = syncsim("sync", "--user", str(user), "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
+        assert first.returncode == 0, first.stderr  # connected: the second sync starts with a job at once
+        fake.spend_rate_limit(150)  # this quarter hour's reads (100) spent by others: the sync waits for the next
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))} | env
+        argv = [sys.executable, "-m", "syncsim.cli", "sync", "--user", str(user), "--strava-url", url, "--quiet"]
+        process = subprocess.Popen(argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            give_up = time.monotonic() + 60.0
+            while (job := asyncio.run(waiting_job())) is None:
+                assert process.poll() is None and time.monotonic() < give_up, process.poll()
+                time.sleep(0.05)
+            asyncio.run(cancel(job))
+            out, err = process.communicate(timeout=30)  # not the window's end, minutes away
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 1, err.decode()
+    assert out.decode().startswith("failed: 0 activities synced"), out.decode()
+    assert err.decode().endswith("error: cancelled by the user\n"), err.decode()
+    assert "taken by another runner" not in err.decode() and "Traceback" not in err.decode()
+
+
+def test_a_failed_sync_says_what_it_stored_before_it_failed(tmp_path: Path) -> None:
+    """Found by probing: after a failure the summary said "0 activities synced" though pages had been stored
+    (a failed job has no result; its progress has the counts)."""
+    from syncsim.clock import SystemClock
+    from syncsim.strava.fake import FakeStrava
+    from syncsim.strava.fake.server import running_fake_strava
+
+    fake = FakeStrava(clock=SystemClock(), seed=12)
+    athlete = fake.add_athlete(activities=450)
+    fake.faults.failing_pages = {(athlete.athlete_id, 2)}  # for good: every attempt fails on the second page
+    user = "6d8e1f0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
+    with running_fake_strava(fake) as url:
+        env = {
+            "STRAVA_CLIENT_ID": fake.client_id,
+            "STRAVA_CLIENT_SECRET": fake.client_secret,
+            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
+        }
+        done = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
+    assert done.returncode == 1, done.stderr
+    assert re.search(r"^failed: 200 activities synced \(full\) in 1 page\(s\)", done.stdout), done.stdout
+
+
 def _default_sigint() -> None:
     """In the child: Ctrl-C's default, as in a terminal (a shell's background job, a CI runner, starts with it
     ignored, and Python then installs no KeyboardInterrupt)."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import syncsim
 
@@ -137,3 +140,40 @@ def test_importing_syncsim_loads_no_optional_part() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# A base install (`pip install syncsim`) running a command of an extra: the library is missing, as a None in
+# sys.modules makes it (the import raises ModuleNotFoundError naming it).
+MISSING_EXTRA = """\
+import sys
+sys.modules[sys.argv[1]] = None
+from syncsim.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("library", "argv", "extra"),
+    [
+        ("starlette", ["serve", "--port", "0"], "api"),
+        ("uvicorn", ["fake-strava", "--port", "0"], "api"),
+        ("jwt", ["token", "00000000-0000-4000-8000-000000000001"], "api"),
+        ("pandas", ["simulate", "--athletes", "2"], "sim"),
+        ("matplotlib", ["report", "--athletes", "2", "--out", "report"], "notebooks"),
+    ],
+)
+def test_a_command_whose_extra_is_missing_names_the_extra_in_one_line(
+    tmp_path: Path, library: str, argv: list[str], extra: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", MISSING_EXTRA, library, *argv],
+        cwd=tmp_path,
+        env={**os.environ, "SYNCSIM_JWT_SECRET": "x" * 40},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"syncsim {argv[0]}: error: this needs {library}, which comes with an extra: pip install 'syncsim[{extra}]'\n"
+    )
