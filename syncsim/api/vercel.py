@@ -37,25 +37,24 @@ def build_vercel_app() -> Any:
     except SyncsimError as exc:
         reason = " ".join(str(exc).split())
         log.error("syncsim is misconfigured; every request answers 503 until it is fixed: %s", reason)
-        return _misconfigured
+        return _misconfigured()
 
 
-async def _misconfigured(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Every request: 503, saying the deployment is misconfigured (why is in the log, not told to any client)."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] != "http":
-        return
-    body = b'{"error":"the server is misconfigured: its log says why"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _misconfigured() -> Any:
+    """An app answering every request 503, saying the deployment is misconfigured (why is in the log: not told
+    to clients)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from syncsim.api.http import error_response
+
+    async def answer(request: Request) -> Response:
+        return error_response(503, "the server is misconfigured: its log says why")
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(routes=[Route("/{path:path}", answer, methods=methods)])
 
 
 def _app_from_environment() -> Any:

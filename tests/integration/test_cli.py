@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,15 @@ def syncsim(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
         text=True,
         timeout=120,
     )
+
+
+def strava_env(fake: Any, athlete: Any) -> dict[str, str]:
+    """What `syncsim sync --user` needs to connect a FakeStrava athlete: the app's and the athlete's credentials."""
+    return {
+        "STRAVA_CLIENT_ID": fake.client_id,
+        "STRAVA_CLIENT_SECRET": fake.client_secret,
+        "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
+    }
 
 
 def test_demo_runs_on_the_embedded_default_store(tmp_path: Path) -> None:
@@ -148,11 +158,7 @@ def test_a_foreground_sync_waits_out_its_retry_instead_of_leaving_it(tmp_path: P
     athlete = fake.add_athlete(activities=450)
     user = "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
     with running_fake_strava(fake) as url:
-        env = {
-            "STRAVA_CLIENT_ID": fake.client_id,
-            "STRAVA_CLIENT_SECRET": fake.client_secret,
-            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
-        }
+        env = strava_env(fake, athlete)
         first = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
         assert first.returncode == 0 and "completed: 450 activities synced (full)" in first.stdout, first.stderr
         fake.faults.failing_pages = {(athlete.athlete_id, 1)}
@@ -215,11 +221,7 @@ def test_a_sync_cancelled_while_it_waits_ends_saying_so(tmp_path: Path) -> None:
             await store.close()
 
     with running_fake_strava(fake) as url:
-        env = {
-            "STRAVA_CLIENT_ID": fake.client_id,
-            "STRAVA_CLIENT_SECRET": fake.client_secret,
-            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
-        }
+        env = strava_env(fake, athlete)
         first = syncsim("sync", "--user", str(user), "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
         assert first.returncode == 0, first.stderr  # connected: the second sync starts with a job at once
         fake.spend_rate_limit(150)  # this quarter hour's reads (100) spent by others: the sync waits for the next
@@ -254,11 +256,7 @@ def test_a_failed_sync_says_what_it_stored_before_it_failed(tmp_path: Path) -> N
     fake.faults.failing_pages = {(athlete.athlete_id, 2)}  # for good: every attempt fails on the second page
     user = "6d8e1f0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
     with running_fake_strava(fake) as url:
-        env = {
-            "STRAVA_CLIENT_ID": fake.client_id,
-            "STRAVA_CLIENT_SECRET": fake.client_secret,
-            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
-        }
+        env = strava_env(fake, athlete)
         done = syncsim("sync", "--user", user, "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
     assert done.returncode == 1, done.stderr
     assert re.search(r"^failed: 200 activities synced \(full\) in 1 page\(s\)", done.stdout), done.stdout
@@ -304,11 +302,7 @@ def test_ctrl_c_leaves_the_sync_pending_for_an_immediate_rerun_to_finish(
             await store.close()
 
     with running_fake_strava(fake) as url:
-        env = {
-            "STRAVA_CLIENT_ID": fake.client_id,
-            "STRAVA_CLIENT_SECRET": fake.client_secret,
-            "STRAVA_REFRESH_TOKEN": athlete.refresh_token,
-        }
+        env = strava_env(fake, athlete)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))} | env
         argv = [sys.executable, "-m", "syncsim.cli", "sync", "--user", user, "--strava-url", url, "--quiet"]
         process = subprocess.Popen(
