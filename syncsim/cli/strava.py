@@ -9,6 +9,7 @@ import math
 import signal
 import sys
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from syncsim.cli.common import Command, output_file, port, store_arg
@@ -56,7 +57,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     from syncsim.cli.common import StoreOutage
     from syncsim.cli.jobs import build_runner
     from syncsim.clock import SystemClock
-    from syncsim.errors import ConfigError, InvalidInput, StoreError, SyncsimError
+    from syncsim.errors import ConfigError, InvalidInput, RateLimited, StoreError, SyncsimError
     from syncsim.jobs.model import JobStatus
     from syncsim.stores import open_store
     from syncsim.strava.client import StravaClient
@@ -99,7 +100,16 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                     f"user {user_id} has no Strava connection: set STRAVA_REFRESH_TOKEN (with STRAVA_CLIENT_ID and "
                     "STRAVA_CLIENT_SECRET), or use --fake N for a FakeStrava athlete"
                 )
-            await client.connect_with_refresh_token(user_id, refresh_token)
+            # Connecting reads GET /athlete: under a spent rate-limit window say so, rather than wait silently for
+            # it (up to a quarter hour, or to midnight) before the sync has even started.
+            try:
+                await client.connect_with_refresh_token(user_id, refresh_token, deadline=clock.now() + CONNECT_WAIT_S)
+            except RateLimited as exc:
+                at = datetime.fromtimestamp(exc.reset_at, UTC).strftime("%H:%M:%S UTC")
+                raise InvalidInput(
+                    f"cannot connect user {user_id} now: Strava's rate limit for this app is spent until {at}; "
+                    "run the sync again then"
+                ) from None
         runner = build_runner(store, resources={"strava": client})
         payload = {"mode": args.mode, "detail": args.detail}
         job, created = await runner.submit(user_id, payload, type="strava_sync")
@@ -167,6 +177,9 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
         await client.aclose()
         await store.close()
 
+
+#: How long `syncsim sync` waits to connect an athlete (a token refresh and ``GET /athlete``) before it gives up.
+CONNECT_WAIT_S = 60.0
 
 #: While `syncsim sync` waits (a rate-limit window, a retry's backoff), it looks at its job this often, so a job
 #: cancelled meanwhile (``DELETE /api/sync/{id}``) ends the command then, not when the wait is over.

@@ -224,7 +224,7 @@ def test_a_sync_cancelled_while_it_waits_ends_saying_so(tmp_path: Path) -> None:
         env = strava_env(fake, athlete)
         first = syncsim("sync", "--user", str(user), "--strava-url", url, "--quiet", cwd=tmp_path, env=env)
         assert first.returncode == 0, first.stderr  # connected: the second sync starts with a job at once
-        fake.spend_rate_limit(150)  # this quarter hour's reads (100) spent by others: the sync waits for the next
+        fake.spend_rate_limit(1_000)  # the day's reads spent by others: the sync waits for midnight
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))} | env
         argv = [sys.executable, "-m", "syncsim.cli", "sync", "--user", str(user), "--strava-url", url, "--quiet"]
         process = subprocess.Popen(argv, cwd=tmp_path, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -242,6 +242,27 @@ def test_a_sync_cancelled_while_it_waits_ends_saying_so(tmp_path: Path) -> None:
     assert out.decode().startswith("failed: 0 activities synced"), out.decode()
     assert err.decode().endswith("error: cancelled by the user\n"), err.decode()
     assert "taken by another runner" not in err.decode() and "Traceback" not in err.decode()
+
+
+def test_connecting_under_a_spent_rate_limit_says_when_to_come_back(tmp_path: Path) -> None:
+    """Found by probing: connecting an athlete reads GET /athlete, and under a spent window the command waited
+    silently (a quarter hour, or until midnight) before the sync had even started. Now it says when to retry."""
+    from syncsim.clock import SystemClock
+    from syncsim.strava.fake import FakeStrava
+    from syncsim.strava.fake.server import running_fake_strava
+
+    fake = FakeStrava(clock=SystemClock(), seed=13)
+    athlete = fake.add_athlete(activities=50)
+    user = "7e9f1f0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f"
+    with running_fake_strava(fake) as url:
+        fake.spend_rate_limit(1_000)  # the day's reads spent by others: the next window opens at midnight
+        done = syncsim("sync", "--user", user, "--strava-url", url, cwd=tmp_path, env=strava_env(fake, athlete))
+    assert done.returncode == 2, done.stderr
+    assert re.fullmatch(
+        rf"syncsim sync: error: cannot connect user {user} now: Strava's rate limit for this app is spent until "
+        r"\d\d:\d\d:\d\d UTC; run the sync again then\n",
+        done.stderr,
+    ), done.stderr
 
 
 def test_a_failed_sync_says_what_it_stored_before_it_failed(tmp_path: Path) -> None:
