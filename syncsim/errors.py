@@ -14,6 +14,7 @@
         │   │   ├── StravaNoTimeToRetry   a request or its retry not sent or given up: no answer could come in time
         │   │   └── StravaDown            every request failing (several athletes', or one's and a probe): an Outage
         │   └── MalformedResponse   a Strava response of the wrong shape
+        │       └── UnusableResponse    one that asking again would not mend (also a PermanentError)
         ├── PermanentError     do not retry: the job fails now
         │   └── Unauthorized        token revoked or invalid (Strava 401 after one refresh)
         └── Reschedule         stop now, keep progress, continue at ``at`` (epoch seconds, UTC) without
@@ -49,6 +50,7 @@ __all__ = [
     "StravaUnavailable",
     "SyncsimError",
     "Unauthorized",
+    "UnusableResponse",
     "YieldTurn",
 ]
 
@@ -171,3 +173,9 @@ class StravaNoTimeToRetry(StravaUnavailable, NoTimeToRetry):
 
 class MalformedResponse(StravaError, RetryableError):
     """Strava's response was not what the API promises (bad JSON, wrong shape, an activity without id)."""
+
+
+class UnusableResponse(MalformedResponse, PermanentError):
+    """A Strava response that breaks the API's contract in a way the same request would repeat (a page that does
+    not move the listing's cursor, a value out of range): the job fails at once rather than spend the rate budget
+    and its attempts asking again."""

@@ -62,11 +62,11 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from syncsim import defaults
-from syncsim.errors import InvalidInput, JobError, OutOfTime, PermanentError, YieldTurn
+from syncsim.errors import InvalidInput, JobError, OutOfTime, PermanentError, UnusableResponse, YieldTurn
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.runner import JobContext
 from syncsim.options import whole
-from syncsim.strava.client import ActivityPage, StravaClient, StravaRejected
+from syncsim.strava.client import LIST_ENDPOINT, ActivityPage, StravaClient, StravaRejected
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import QUARTER_HOUR_S
 
@@ -171,7 +171,7 @@ class _Sync:
                     pending, stop = self._request_if_time(guess)
                     # Let the request go out before this page is parsed and stored (CPU work that holds the loop).
                     await asyncio.sleep(0)
-                activities = answered.activities()
+                activities = _within_bound(answered, cursor)
                 next_cursor = await self._store_page(activities, cursor)
                 if self.stopped is not None:  # a detail page not finished: its cursor stays
                     await ctx.checkpoint(progress)
@@ -185,6 +185,11 @@ class _Sync:
                     pending = None
                 if next_cursor is None:  # the empty page: the listing is complete
                     break
+                if not _advances(cursor, next_cursor):
+                    # Asking again would bring the same page: fail rather than spend the app's budget on it.
+                    raise UnusableResponse(
+                        f"GET {LIST_ENDPOINT} {answered.where}: the page does not move the listing past its bound"
+                    )
                 self._move(next_cursor, activities)
                 await ctx.checkpoint(progress)
                 if turn_over is not None:
@@ -292,7 +297,10 @@ class _Sync:
         parsed page before the request is trusted."""
         last = answered.last_start()
         kind, bound, _ = cursor
-        if last is None or (bound is not None and last == (bound - 1 if kind == "before" else bound + 1)):
+        if last is None:
+            return None
+        # At the boundary second, the page may end in a tie; beyond the bound, Strava ignored it (nothing to ask).
+        if bound is not None and (last >= bound - 1 if kind == "before" else last <= bound + 1):
             return None
         return (kind, last + 1 if kind == "before" else last - 1, 1)
 
@@ -447,6 +455,42 @@ async def gather_or_cancel(calls: Sequence[Coroutine[Any, Any, Any]]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _within_bound(answered: ActivityPage, cursor: tuple[str, int | None, int]) -> list[Activity]:
+    """The page's activities that start within the bound asked for (Strava's ``before``/``after`` are exclusive).
+
+    One beyond it would move the cursor back, so that the same page is asked for again and again; a page that
+    brings activities but none within the bound ignored it, and taken for empty would end the listing early
+    (and a full sync would remove every activity it did not reach): :class:`UnusableResponse`, either way."""
+    activities = answered.activities()
+    kind, bound, _ = cursor
+    if bound is None or not activities:
+        return activities
+    if kind == "before":
+        inside = [a for a in activities if int(a.start_date.timestamp()) < bound]
+    else:
+        inside = [a for a in activities if int(a.start_date.timestamp()) > bound]
+    if not inside:
+        raise UnusableResponse(
+            f"GET {LIST_ENDPOINT} {answered.where}: none of the page's {len(activities)} activities starts "
+            f"{kind} its bound; Strava ignored it"
+        )
+    return inside
+
+
+def _advances(cursor: tuple[str, int | None, int], following: tuple[str, int | None, int]) -> bool:
+    """Whether ``following`` asks for activities ``cursor`` has not: a bound strictly past the one used (the
+    first page has none), or the next page of the same bound (a tie larger than a page, module docstring)."""
+    kind, bound, page = cursor
+    next_kind, next_bound, next_page = following
+    if next_kind != kind or next_bound is None:
+        return False
+    if bound is None:
+        return True
+    if next_bound == bound:
+        return next_page > page
+    return next_bound < bound if kind == "before" else next_bound > bound
 
 
 def _differs(activity: Activity, stored: Any, *, detail: bool, mode: str) -> bool:

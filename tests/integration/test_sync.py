@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from syncsim.clock import LoopClock
@@ -151,6 +153,68 @@ def test_incremental_sync_fetches_only_new_activities(sqlite_url: str) -> None:
         assert done.result["activities"] == len(in_lookback) >= 3
         assert await env.store.count_activities(user) == 453
         assert env.list_requests() - before == 3  # the new ones; the tie's second again, all seen; empty
+
+    in_virtual_time(sqlite_url, scenario)
+
+
+class IgnoresBefore(httpx.AsyncBaseTransport):
+    """A Strava that ignores ``before``: every listing request gets the newest page."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        params = [(k, v) for k, v in request.url.params.multi_items() if k != "before"]
+        request.url = request.url.copy_with(params=params)
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_page_that_does_not_move_the_cursor_fails_the_job_at_once_naming_the_page(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(450)
+        client = StravaClient(
+            tokens=env.store,
+            clock=env.clock,
+            base_url="http://fake-strava.local",
+            transport=IgnoresBefore(env.fake.transport()),
+            client_id=env.fake.client_id,
+            client_secret=env.fake.client_secret,
+            rng=random.Random(1),
+        )
+        try:
+            runner = replace(env, client=client).runner()
+            await runner.submit(user, max_attempts=3)
+            done = await runner.run_next()
+        finally:
+            await client.aclose()
+        assert done is not None and done.status is JobStatus.FAILED and done.attempts == 1, done
+        error = done.error or ""
+        assert "\n" not in error and "not retried" in error, error
+        assert re.search(r"UnusableResponse: GET /athlete/activities before \S+Z page 1: none of the page's 200", error)
+        # The newest page, the re-read of its oldest second (all seen), then the page that ignores the bound.
+        assert env.list_requests() == 3
+        newest = env.fake.activity_ids(athlete.athlete_id)[:200]
+        assert set((await env.store.stored_activities(user, newest)).keys()) == set(newest)
+        assert await env.store.count_activities(user) == 200
+
+    in_virtual_time(sqlite_url, scenario)
+
+
+def test_a_tie_larger_than_a_page_is_paged_through_within_its_second(sqlite_url: str) -> None:
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(0)
+        second = env.clock.now() - 86_400
+        for i in range(3):
+            env.fake.add_activity(athlete.athlete_id, start_date=second - 3600 * (i + 1))
+        for _ in range(450):  # the second page's bound ends inside it
+            env.fake.add_activity(athlete.athlete_id, start_date=second)
+        for i in range(150):
+            env.fake.add_activity(athlete.athlete_id, start_date=second + 60 * (i + 1))
+        runner = env.runner()
+        await runner.submit(user)
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED, done
+        assert await env.store.count_activities(user) == 603
 
     in_virtual_time(sqlite_url, scenario)
 
