@@ -31,7 +31,8 @@ which replaces what the client remembers with the stored row (or forgets it, and
 gone), so no run trusts tokens older than the store's, whichever process deleted or replaced them. An access
 token is refreshed :data:`REFRESH_MARGIN_S` before it expires — once per user even when several tasks ask at
 the same time, re-reading the store first because Strava invalidates a rotated refresh token at once — and the
-result saved. A refused grant is ``Unauthorized``, rejected application credentials (or missing ones) a
+result saved. A refused grant is ``Unauthorized`` unless the store holds another refresh token by then (another
+process refreshed first: its tokens are used), rejected application credentials (or missing ones) a
 ``ConfigError``.
 """
 
@@ -533,16 +534,11 @@ class StravaClient:
             if tokens is None:
                 return True
             try:
-                fresh = await self._token_grant(
-                    user_id,
-                    {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
-                    athlete_id=tokens.athlete_id,
-                    deadline=deadline,
-                    scope=tokens.scope,
-                )
+                fresh, granted = await self._refresh_grant(user_id, tokens, deadline=deadline)
             except Unauthorized:
                 return True
-            await self._save(user_id, fresh)
+            if granted:
+                await self._save(user_id, fresh)
             return False
 
     async def _valid_tokens(self, user_id: uuid.UUID, *, deadline: float | None) -> StravaTokens:
@@ -571,15 +567,40 @@ class StravaClient:
             if latest.access_token != stale.access_token and not self._expiring(latest):
                 self._cache[user_id] = latest
                 return latest
-            fresh = await self._token_grant(
-                user_id,
-                {"grant_type": "refresh_token", "refresh_token": latest.refresh_token},
-                athlete_id=latest.athlete_id,
-                deadline=deadline,
-                scope=latest.scope,
-            )
-            await self._save(user_id, fresh)
-            return fresh
+            tokens, granted = await self._refresh_grant(user_id, latest, deadline=deadline)
+            if granted:
+                await self._save(user_id, tokens)
+            else:
+                self._cache[user_id] = tokens
+            return tokens
+
+    async def _refresh_grant(
+        self, user_id: uuid.UUID, sent: StravaTokens, *, deadline: float | None
+    ) -> tuple[StravaTokens, bool]:
+        """Refresh ``sent``: (the tokens to use, whether Strava granted them here and they are to be saved).
+
+        The lock above is this process's: another process may refresh the same athlete at the same time, and
+        Strava voids a refresh token the moment it issues the next, so it refuses the second grant. A refusal
+        is final only if the store still holds the refresh token sent: otherwise the other process's tokens are
+        used (refreshed in turn if they too are expiring)."""
+        try:
+            return await self._grant_refresh(user_id, sent, deadline=deadline), True
+        except Unauthorized:
+            stored = await self._store.get_tokens(user_id)
+            if stored is None or stored.refresh_token == sent.refresh_token:
+                raise
+        if not self._expiring(stored):
+            return stored, False
+        return await self._grant_refresh(user_id, stored, deadline=deadline), True
+
+    async def _grant_refresh(self, user_id: uuid.UUID, tokens: StravaTokens, *, deadline: float | None) -> StravaTokens:
+        return await self._token_grant(
+            user_id,
+            {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token},
+            athlete_id=tokens.athlete_id,
+            deadline=deadline,
+            scope=tokens.scope,
+        )
 
     async def _save(self, user_id: uuid.UUID, tokens: StravaTokens) -> None:
         await self._store.save_tokens(user_id, tokens, now=self._clock.now())

@@ -242,6 +242,33 @@ def test_token_expiring_mid_sync_is_refreshed_and_the_rotation_saved(sqlite_url:
     in_virtual_time(sqlite_url, scenario, latency=0.2)
 
 
+def test_two_processes_refreshing_one_athletes_token_at_once_both_go_on_with_the_rotated_one(
+    sqlite_url: str,
+) -> None:
+    """Strava voids a refresh token when it issues the next: of two processes refreshing at once, one is refused,
+    and goes on with the tokens the other stored rather than disconnect the athlete."""
+
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(20)
+        other_store = open_store(sqlite_url)  # another process: its own connection, client and refresh lock
+        other = env.fake.client(tokens=other_store, rng=random.Random(2))
+        try:
+            await env.clock.sleep(6 * 3600 - 200)  # inside the refresh margin, with under an hour left at Strava
+            pages = await asyncio.gather(env.client.list_activities(user, page=1), other.list_activities(user, page=1))
+            again = await asyncio.gather(env.client.list_activities(user, page=1), other.list_activities(user, page=1))
+        finally:
+            await other.aclose()
+            await other_store.close()
+        assert [len(p) for p in pages + again] == [20] * 4
+        refused = [r for r in env.fake.requests if r.path == "/oauth/token" and r.status != 200]
+        assert len(refused) == 1 and env.fake.counts["refresh_rotations"] == 1
+        saved = await env.store.get_tokens(user)
+        assert saved is not None and saved.refresh_token == env.fake.athlete(athlete.athlete_id).refresh_token
+        assert env.fake.counts["status_401"] == 0
+
+    in_virtual_time(sqlite_url, scenario, latency=0.3)
+
+
 def test_revoked_token_fails_the_job_without_retry(store_url: str) -> None:
     async def scenario(env: Env) -> None:
         user, athlete = await env.athlete(300)
