@@ -573,13 +573,14 @@ class PostgresStore:
         """``syncsim_take_rate_slot``: concurrent callers queue on the rows' locks, so no slot is given twice."""
         async with self._connection("take a Strava rate-limit slot") as conn:
             cur = await conn.execute(
-                "select syncsim_take_rate_slot(%s, %s, %s, %s, %s, %s, %s)",
+                "select syncsim_take_rate_slot(%s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     slot.read,
                     to_datetime(slot.window_start),
                     to_datetime(slot.day_start),
                     *slot.overall_limits,
                     *slot.read_limits,
+                    slot.assumed,
                 ),
             )
             row = await cur.fetchone()

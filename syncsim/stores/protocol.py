@@ -130,7 +130,8 @@ class Store(Protocol):
     async def take_rate_slot(self, slot: SlotRequest) -> str | None:
         """Take a slot of Strava's app-wide budget for one request about to go, where every process counts (a
         window another caller has already moved past stays). Returns ``None`` if the slot is taken, else which
-        limit is spent, ``"day"`` before ``"window"``, and takes nothing."""
+        limit is spent, ``"day"`` before ``"window"``, and takes nothing. The limits of a slot not ``assumed`` are
+        stored with the count, and bind the callers whose limits are ``assumed`` (:class:`SlotRequest`)."""
         ...
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:

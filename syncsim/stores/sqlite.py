@@ -432,12 +432,26 @@ class SQLiteStore:
                     WHERE kind IN ({marks}) AND (window_start < ? OR day_start < ?)""",
                 (window_start, window_start, day_start, day_start, *kinds, window_start, day_start),
             )
-            used = conn.execute(
-                f"SELECT kind, used_15min, used_daily FROM strava_rate_slots WHERE kind IN ({marks})", kinds
+            if not slot.assumed:  # read from Strava's headers: the limits every caller is held to
+                for kind in kinds:
+                    conn.execute(
+                        """UPDATE strava_rate_slots SET limit_15min = ?, limit_daily = ?
+                           WHERE kind = ? AND (limit_15min IS NOT ? OR limit_daily IS NOT ?)""",
+                        (*limits[kind], kind, *limits[kind]),
+                    )
+            rows = conn.execute(
+                f"SELECT kind, used_15min, used_daily, limit_15min, limit_daily FROM strava_rate_slots"
+                f" WHERE kind IN ({marks})",
+                kinds,
             ).fetchall()
-            if any(daily >= limits[kind][1] for kind, _, daily in used):
+            # A caller that has not read the limits yet is held to the stored ones, if a caller has read them.
+            used = [
+                (w, d, (lw, ld) if slot.assumed and lw is not None and ld is not None else limits[kind])
+                for kind, w, d, lw, ld in rows
+            ]
+            if any(daily >= limit[1] for _, daily, limit in used):
                 return "day"
-            if any(window >= limits[kind][0] for kind, window, _ in used):
+            if any(window >= limit[0] for window, _, limit in used):
                 return "window"
             conn.execute(
                 f"""UPDATE strava_rate_slots SET used_15min = used_15min + 1, used_daily = used_daily + 1

@@ -477,6 +477,7 @@ class SupabaseStore:
             "p_overall_daily": slot.overall_limits[1],
             "p_read_15min": slot.read_limits[0],
             "p_read_daily": slot.read_limits[1],
+            "p_assumed": slot.assumed,
         }
         spent = await self._rpc("take a Strava rate-limit slot", "syncsim_take_rate_slot", params)
         return str(spent) if spent else None

@@ -108,13 +108,19 @@ def parse_pair(value: str | None) -> tuple[int, int] | None:
 class SlotRequest:
     """A request's claim on the app-wide budget: the overall limits (and, for a ``read``, the read limits), each
     ``(per 15 min, per UTC day)``, counted in the window and the day that start at ``window_start`` and
-    ``day_start`` (UTC epoch seconds, by the caller's clock)."""
+    ``day_start`` (UTC epoch seconds, by the caller's clock).
+
+    ``assumed``: the caller has not read these limits from Strava's headers yet (a cold process has only the
+    defaults). The store then compares the count with the limits last stored by a caller that had read them, if
+    any: an app's raised limits are the deployment's, and a cold start that took the defaults for them would hold
+    back (and pause) every sync. Limits that were read are stored with the count."""
 
     read: bool
     window_start: float
     day_start: float
     overall_limits: tuple[int, int]
     read_limits: tuple[int, int]
+    assumed: bool = False
 
 
 class RateSlots(Protocol):
@@ -129,6 +135,8 @@ class _Counter:
 
     limit_15min: int
     limit_daily: int
+    #: Whether the limits were read from Strava's headers (else they are the defaults, assumed).
+    seen: bool = False
     used_15min: int = 0
     used_daily: int = 0
     #: Usage of the window and the day before the current ones (while a request may still land in them).
@@ -246,6 +254,7 @@ class RateLimitBudget:
             utc_day_start(now),
             (o.limit_15min, o.limit_daily),
             (r.limit_15min, r.limit_daily),
+            assumed=not (o.seen and (r.seen or not read)),
         )
         spent = await slots.take_rate_slot(slot)
         if spent is None:
@@ -298,6 +307,7 @@ class RateLimitBudget:
             limit = parse_pair(_header(headers, f"{prefix}-limit"))
             if limit is not None:
                 counter.limit_15min, counter.limit_daily = limit
+                counter.seen = True
             usage = parse_pair(_header(headers, f"{prefix}-usage"))
             if usage is None:
                 continue

@@ -131,7 +131,7 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_pause_job_type(text,timestamp with time zone,integer,text,timestamp with time zone)",
         "syncsim_clear_type_outage(text,timestamp with time zone)",
         "syncsim_take_rate_slot(boolean,timestamp with time zone,timestamp with time zone,"
-        "integer,integer,integer,integer)",
+        "integer,integer,integer,integer,boolean)",
         "syncsim_users_to_reconcile(timestamp with time zone,timestamp with time zone,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
@@ -258,7 +258,7 @@ def test_anon_gets_nothing_and_service_role_bypasses_rls(two_users: TwoUsers) ->
         conn.execute("select syncsim_pause_job_type('strava_sync', now() + interval '1 day', 0, 'x', now())")
     # nor spend the app's Strava budget
     with _connect_as(u.url, "authenticated") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("select syncsim_take_rate_slot(true, now(), now(), 0, 0, 0, 0)")
+        conn.execute("select syncsim_take_rate_slot(true, now(), now(), 0, 0, 0, 0, false)")
     with _connect_as(u.url, "service_role") as conn:
         assert conn.execute("select count(*) from sync_jobs").fetchone() == (2,)
         assert conn.execute("select count(*) from strava_tokens").fetchone() == (2,)

@@ -384,6 +384,22 @@ async def test_rate_slots_count_every_callers_requests_per_window_and_per_day(st
     assert [await _take(store, T0 + 86_400 - 1 - k) for k in range(3)] == [None, None, "window"]
 
 
+async def test_a_caller_that_has_not_read_the_limits_is_held_to_the_ones_stored_with_the_count(store: Store) -> None:
+    """A cold process knows only the default limits until Strava answers it: the store holds it to the limits
+    last read from Strava's headers (an app's raised limits), and to its own only while no caller has read any."""
+    window, day = quarter_hour_start(T0), utc_day_start(T0)
+    cold = SlotRequest(True, window, day, (6, 50), (3, 25), assumed=True)
+    assert [await store.take_rate_slot(cold) for _ in range(4)] == [None, None, None, "window"]
+    warm = SlotRequest(True, window, day, (40, 400), (20, 200))  # read from Strava's headers
+    assert [await store.take_rate_slot(warm) for _ in range(12)] == [None] * 12
+    assert [await store.take_rate_slot(cold) for _ in range(6)] == [None] * 5 + ["window"]  # 20, not 3
+    # Limits read later replace them, for every caller: here Strava lowered them.
+    lowered = SlotRequest(True, window + 900, day, (20, 400), (10, 200))
+    assert await store.take_rate_slot(lowered) is None
+    later = SlotRequest(True, window + 900, day, (6, 50), (3, 25), assumed=True)
+    assert [await store.take_rate_slot(later) for _ in range(10)] == [None] * 9 + ["window"]
+
+
 @pytest.mark.postgres
 async def test_concurrent_callers_never_take_more_slots_than_the_window_has(pg_url: str) -> None:
     """Forty instances at a reset, each on its own connection: ten slots, ten requests, and no more."""

@@ -30,7 +30,7 @@ from syncsim.sim.virtual import run_virtual, virtual_clock
 from syncsim.stores import Store, open_store
 from syncsim.strava.client import StravaClient
 from syncsim.strava.fake import FakeAthlete, FakeStrava, Faults, LatencyModel
-from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget
+from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget, SlotRequest, quarter_hour_start, utc_day_start
 from syncsim.strava.sync import list_requests_needed, register_strava_sync
 
 
@@ -540,6 +540,28 @@ def test_instances_that_count_only_their_own_requests_are_refused_the_excess(sql
         assert env.list_requests() == 9
 
     in_virtual_time(sqlite_url, scenario, latency=0.4)
+
+
+def test_a_cold_process_uses_the_limits_other_instances_read_and_pauses_nothing(sqlite_url: str) -> None:
+    """Under an app's raised limits (600 reads / 15 min), warm instances have taken 150 reads of the window. A
+    process that has not had an answer from Strava yet knows only the default 100: held to it, it would wait for
+    the window and pause every sync of the deployment."""
+
+    async def scenario(env: Env) -> None:
+        env.fake.read_limits, env.fake.overall_limits = (600, 6000), (1200, 12000)
+        user, _ = await env.athlete(300)
+        now = env.clock.now()
+        warm = SlotRequest(True, quarter_hour_start(now), utc_day_start(now), (1200, 12000), (600, 6000))
+        assert [await env.store.take_rate_slot(warm) for _ in range(150)] == [None] * 150
+        runner = env.runner("resumable")
+        await runner.submit(user)
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED and done.attempts == 1, done
+        assert await env.store.count_activities(user) == 300
+        assert await env.store.job_type_pause("strava_sync") is None
+        assert env.client.budget.refused == 0  # nothing held back for the window
+
+    in_virtual_time(sqlite_url, scenario, latency=0.3)
 
 
 def test_sync_killed_mid_way_resumes_and_stores_every_activity_once(sqlite_url: str) -> None:
