@@ -121,6 +121,9 @@ PROBE_MIN_S = 1.0
 #: count growing with each look that finds it still down. A short outage costs a short wait, a long one a few
 #: requests every 5 min.
 OUTAGE_RETRY = RetryPolicy(base_s=30.0, factor=2.0, max_s=300.0, jitter=0.25)
+#: How long after the read timeout the bound on a whole answer (headers and body) ends (seconds; see
+#: :meth:`StravaClient._exchange`).
+WHOLE_ANSWER_SLACK_S = 0.001
 #: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
 #: minutes leaves room for a whole batch of pages without a 401 in the middle.
 REFRESH_MARGIN_S = 300.0
@@ -931,8 +934,23 @@ class StravaClient:
         data: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> _Answer:
-        """One attempt on the wire, sent at ``sent_at``: the answer read, and its rate-limit headers observed."""
-        response = await self._http.request(method, path, params=params, data=data, headers=headers, timeout=timeout)
+        """One attempt on the wire, sent at ``sent_at``: the answer read, and its rate-limit headers observed.
+
+        httpx's timeout bounds each read, not the answer: a body that trickles in a few bytes at a time would hold
+        the attempt (and a caller's ``answer_by``) for ever. So the whole answer, headers and body, is bounded by
+        the same time, and one that takes longer is an ``httpx.ReadTimeout`` like any other. The bound ends just
+        after the read timeout, so that the two never race: a read that times out is reported by httpx."""
+        bound = timeout.read if timeout.read is not None else self._timeout_s
+        whole = asyncio.timeout(bound + WHOLE_ANSWER_SLACK_S)
+        try:
+            async with whole:
+                response = await self._http.request(
+                    method, path, params=params, data=data, headers=headers, timeout=timeout
+                )
+        except TimeoutError:
+            if not whole.expired():
+                raise
+            raise httpx.ReadTimeout(f"no whole answer within {bound:.1f} s") from None
         # httpx binds a response's stream back to the response (a reference cycle), so every page would stay in
         # memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
         response.stream = httpx.ByteStream(response.content)

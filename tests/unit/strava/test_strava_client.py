@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from syncsim.clock import BehindClock
+from syncsim.clock import BehindClock, SystemClock
 from syncsim.errors import (
     ConfigError,
     InvalidInput,
@@ -34,6 +35,7 @@ from syncsim.strava.client import (
     _Answer,
 )
 from syncsim.strava.fake import FakeStrava, Faults
+from syncsim.strava.models import StravaTokens
 from syncsim.strava.ratelimit import CLOCK_SKEW_S, RateLimitBudget, next_quarter_hour, next_utc_midnight
 from syncsim.strava.tokens import MemoryTokenStore
 from syncsim.strava.trace import Trace
@@ -474,6 +476,35 @@ async def test_a_request_still_unanswered_at_answer_by_is_given_up_then(
             user_id, answer_by=clock.now() + 60.0
         )
     assert not isinstance(raised.value, StravaNoTimeToRetry) and fake.counts["timeouts"] == 3
+
+
+def _trickling(request: httpx.Request) -> httpx.Response:
+    """Headers at once, then a body that never ends: a few bytes every 50 ms."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"["
+        while True:
+            await asyncio.sleep(0.05)
+            yield b" " * 50
+
+    return httpx.Response(200, headers={"Content-Type": "application/json"}, content=body())
+
+
+async def test_a_body_that_trickles_in_is_bounded_by_answer_by_and_by_the_timeout(store: MemoryTokenStore) -> None:
+    """httpx's timeout bounds each read: a body trickling in would hold the request past ``answer_by`` (and past
+    the client's own timeout) for as long as Strava sends it. The whole answer is bounded."""
+    clock = SystemClock()
+    user_id = uuid.uuid4()
+    tokens = StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=clock.now() + 21_600)
+    await store.save_tokens(user_id, tokens, now=clock.now())
+    options: dict[str, Any] = {"tokens": store, "clock": clock, "transport": httpx.MockTransport(_trickling)}
+    async with StravaClient(**options, timeout_s=10.0) as client:
+        with pytest.raises(StravaNoTimeToRetry, match=r"^GET /athlete/activities: no answer within the 0.3 s left"):
+            # wait_for: without the bound, the request would never end
+            await asyncio.wait_for(client.list_activities(user_id, page=1, answer_by=clock.now() + 0.3), 5.0)
+    async with StravaClient(**options, timeout_s=0.3, max_retries=1, rng=random.Random(1)) as client:
+        with pytest.raises(StravaUnavailable, match=r"^GET /athlete: ReadTimeout after 2 attempts$"):
+            await asyncio.wait_for(client.get_athlete(user_id), 10.0)
 
 
 async def test_strava_failing_several_athletes_requests_in_a_row_is_down_and_not_retried(
