@@ -60,6 +60,7 @@ def _misconfigured() -> Any:
 def _app_from_environment() -> Any:
     """The app the environment describes (see :func:`build_vercel_app`); a SyncsimError if it cannot."""
     from syncsim.api.app import build_app
+    from syncsim.strava.client import strava_base_url
 
     store = os.environ.get("SYNCSIM_STORE")
     if not store:
@@ -67,5 +68,5 @@ def _app_from_environment() -> Any:
     strategy = os.environ.get(STRATEGY_ENV) or "waituntil"
     if strategy not in ("waituntil", "resumable"):
         raise ConfigError(f"{STRATEGY_ENV} must be 'waituntil' or 'resumable' on Vercel, got {strategy!r}")
-    strava_url = os.environ.get(STRAVA_URL_ENV) or None
+    strava_url = strava_base_url(os.environ.get(STRAVA_URL_ENV), setting=STRAVA_URL_ENV)
     return build_app(store, platform="vercel", strategy=strategy, strava_url=strava_url, migrate=False)

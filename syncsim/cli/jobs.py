@@ -108,7 +108,7 @@ def _worker(args: argparse.Namespace) -> int:
     from syncsim.jobs.worker import Worker
     from syncsim.retry import describe
     from syncsim.stores import open_store
-    from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
+    from syncsim.strava.client import StravaClient, strava_base_url
 
     # One line per event on stderr (the worker reports a store outage itself, once).
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -118,7 +118,9 @@ def _worker(args: argparse.Namespace) -> int:
         store = open_store(args.store)
         try:
             await store.migrate()
-            strava = StravaClient(tokens=store, clock=clock, base_url=args.strava_url or STRAVA_BASE_URL)
+            strava = StravaClient(
+                tokens=store, clock=clock, base_url=strava_base_url(args.strava_url, setting="--strava-url")
+            )
             runner = build_runner(store, clock=clock, lease_s=args.lease, resources={"strava": strava})
             worker = Worker(
                 runner, concurrency=args.concurrency, burst=args.burst, poll_s=args.poll, grace_s=args.grace

@@ -37,6 +37,10 @@ def _serve(args: argparse.Namespace) -> int:
     sock = listening_socket(args.host, args.port)  # a port in use: one line before any output, not uvicorn's exit 3
 
     trace = _strava_trace() if trace_path is not None else None
+    if args.strava_url:
+        from syncsim.strava.client import strava_base_url
+
+        strava_base_url(args.strava_url, setting="--strava-url")
 
     async def migrate() -> str:
         store = open_store(args.store)

@@ -60,7 +60,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     from syncsim.errors import ConfigError, InvalidInput, RateLimited, StoreError, SyncsimError
     from syncsim.jobs.model import JobStatus
     from syncsim.stores import open_store
-    from syncsim.strava.client import StravaClient
+    from syncsim.strava.client import StravaClient, strava_base_url
     from syncsim.strava.trace import Trace
 
     # SIGTERM ends the sync as Ctrl-C does (the job given back, pending), instead of killing it mid-run with its
@@ -72,7 +72,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
     clock = SystemClock()
     store = open_store(args.store)
     transport = None
-    base_url = args.strava_url or "https://www.strava.com"
+    base_url = strava_base_url(args.strava_url, setting="--strava-url")
     refresh_token = os.environ.get("STRAVA_REFRESH_TOKEN")
     client_id = client_secret = None
     if args.fake is not None:

@@ -53,7 +53,7 @@ def _tick(args: argparse.Namespace) -> int:
     from syncsim.platforms.local import LocalPlatform
     from syncsim.platforms.spec import platform_spec
     from syncsim.stores import open_store
-    from syncsim.strava.client import STRAVA_BASE_URL, StravaClient
+    from syncsim.strava.client import StravaClient, strava_base_url
     from syncsim.strava.upkeep import strava_upkeep
 
     if not (args.every > 0 and math.isfinite(args.every)):  # nan would tick without pause
@@ -73,7 +73,9 @@ def _tick(args: argparse.Namespace) -> int:
         ticks = 0
         try:
             await store.migrate()
-            strava = StravaClient(tokens=store, clock=clock, base_url=args.strava_url or STRAVA_BASE_URL)
+            strava = StravaClient(
+                tokens=store, clock=clock, base_url=strava_base_url(args.strava_url, setting="--strava-url")
+            )
             runner = build_runner(store, clock=clock, strategy="resumable", resources={"strava": strava})
             service = JobService(runner)
             # Each tick is an invocation with the schedule's period as its limit: it stops cleanly before the next.

@@ -81,6 +81,7 @@ __all__ = [
     "StravaClient",
     "StravaRejected",
     "TokenStore",
+    "strava_base_url",
 ]
 
 #: Strava's host; the API lives under ``/api/v3`` (``API_PREFIX``), the OAuth token endpoint at ``/oauth/token``
@@ -127,6 +128,23 @@ WHOLE_ANSWER_SLACK_S = 0.001
 #: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
 #: minutes leaves room for a whole batch of pages without a 401 in the middle.
 REFRESH_MARGIN_S = 300.0
+
+
+def strava_base_url(url: str | None, *, setting: str) -> str:
+    """``url`` (``STRAVA_BASE_URL`` if empty) once it is an http(s) URL with a host; else a one-line
+    :class:`ConfigError` naming ``setting`` (the flag or variable it came from). Refused up front: httpx would
+    refuse every request to it, and taken for Strava failing, that would hold every sync for ever."""
+    if not url:
+        return STRAVA_BASE_URL
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(
+            f"{setting} must be an http:// or https:// URL with a host (e.g. {STRAVA_BASE_URL}), got {url!r}"
+        )
+    return url
 
 
 class StravaRejected(StravaError, PermanentError):
@@ -257,7 +275,7 @@ class StravaClient:
         self._client_id = client_id if client_id is not None else os.environ.get(CLIENT_ID_ENV)
         self._client_secret = client_secret if client_secret is not None else os.environ.get(CLIENT_SECRET_ENV)
         self.budget = budget if budget is not None else RateLimitBudget()
-        self.base_url = base_url.rstrip("/")
+        self.base_url = strava_base_url(base_url, setting="the Strava base URL").rstrip("/")
         self.trace = trace
         self._timeout_s = timeout_s
         self._timeout = httpx.Timeout(timeout_s)
@@ -754,6 +772,9 @@ class StravaClient:
                 answer = await self._exchange(
                     method, path, sent_at, attempt, timeout, params=params, data=data, headers=headers
                 )
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                # The URL, not Strava: asking again would fail the same way.
+                raise ConfigError(f"{method} {endpoint}: {self.base_url!r} cannot be requested: {exc}") from None
             except httpx.TransportError as exc:
                 latency = self._clock.now() - sent_at
                 failures += 1

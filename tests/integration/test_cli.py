@@ -71,6 +71,14 @@ def test_sync_with_a_fake_athlete_stores_every_activity(tmp_path: Path) -> None:
         # the default user is --fake's demo athlete: its stored tokens are FakeStrava's, sent to Strava before
         (("sync",), {}, "a sync of Strava needs --user UUID (the syncsim user to sync); or use --fake N"),
         (("sync", "--fake", "5", "--strava-url", "http://127.0.0.1:1"), {}, "--strava-url does not go with --fake"),
+        # a URL httpx cannot request: "Strava is down" for ever before
+        (
+            ("sync", "--user", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f", "--strava-url", "127.0.0.1:9"),
+            {},
+            "--strava-url must",
+        ),
+        (("worker", "--burst", "--strava-url", "127.0.0.1:9"), {}, "--strava-url must be an http:// or https:// URL"),
+        (("tick", "--once", "--strava-url", "ftp://x"), {}, "--strava-url must be an http:// or https:// URL"),
         # numbers that ran with another meaning, or crashed, before (found by probing the CLI)
         (("token", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f", "--ttl", "nan"), {}, "--ttl must be > 0 and at most"),
         (("token", "2f1d7c0e-3b7a-4f7e-9d3c-1c2b3a4d5e6f", "--ttl", "1e300"), {}, "(a year), got 1e+300"),

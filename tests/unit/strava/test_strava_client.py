@@ -787,3 +787,30 @@ def test_settings_a_client_cannot_work_with_are_refused(
 ) -> None:
     with pytest.raises(InvalidInput, match=re.escape(said)):
         StravaClient(tokens=store, clock=clock, **bad)
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:9", "www.strava.com", "ftp://www.strava.com", "http://", "https:///x"])
+def test_a_strava_url_httpx_cannot_request_is_refused_when_the_client_is_made(
+    clock: ManualClock, store: MemoryTokenStore, url: str
+) -> None:
+    said = (
+        f"the Strava base URL must be an http:// or https:// URL with a host (e.g. https://www.strava.com), got {url!r}"
+    )
+    with pytest.raises(ConfigError, match=f"^{re.escape(said)}$"):
+        StravaClient(tokens=store, clock=clock, base_url=url)
+
+
+@pytest.mark.parametrize("error", [httpx.UnsupportedProtocol, httpx.InvalidURL])
+async def test_a_url_httpx_refuses_is_a_config_error_not_strava_down(
+    fake: FakeStrava, store: MemoryTokenStore, make_client: MakeClient, error: type[Exception]
+) -> None:
+    """Asking again cannot mend the URL: never retried, nor counted as Strava failing."""
+    user_id, _ = await connect(fake, store, activities=5)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise error("Request URL is missing an 'http://' or 'https://' protocol.")
+
+    client = make_client(transport=httpx.MockTransport(refuse))
+    with pytest.raises(ConfigError, match=r"^GET /athlete: 'https://www.strava.com' cannot be requested: "):
+        await client.get_athlete(user_id)
+    assert client.budget.usage(fake.clock.now()).read_used == (1, 1)  # one attempt, not retried
