@@ -210,7 +210,7 @@ class ActivityPage:
                 activities.append(Activity.from_json(item))
             except MalformedResponse as exc:
                 client._record(answer, "GET", LIST_ENDPOINT, page=page, items=len(data), error="MalformedResponse")
-                raise MalformedResponse(f"GET {LIST_ENDPOINT} {where}: {_one_line(str(exc))}") from None
+                raise type(exc)(f"GET {LIST_ENDPOINT} {where}: {_one_line(str(exc))}") from None
         client._record(answer, "GET", LIST_ENDPOINT, page=page, items=len(activities))
         return activities
 
@@ -437,7 +437,7 @@ class StravaClient:
             activity = Activity.from_json(data)
         except MalformedResponse as exc:
             self._record(answer, "GET", endpoint, error="MalformedResponse")
-            raise MalformedResponse(f"GET {endpoint} ({activity_id}): {_one_line(str(exc))}") from None
+            raise type(exc)(f"GET {endpoint} ({activity_id}): {_one_line(str(exc))}") from None
         self._record(answer, "GET", endpoint)
         return activity
 

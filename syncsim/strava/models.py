@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from syncsim.errors import MalformedResponse
+from syncsim.errors import MalformedResponse, UnusableResponse
 
 __all__ = ["Activity", "ActivityFields", "Athlete", "StoredActivity", "StravaTokens", "utc_time"]
 
 _REQUIRED = ("id", "name", "sport_type", "start_date")
+#: Ids and times (seconds) are stored as signed 64-bit integers (SQLite's INTEGER, PostgreSQL's bigint).
+_INT64 = range(-(2**63), 2**63)
 
 
 class ActivityFields(NamedTuple):
@@ -82,7 +84,7 @@ class Activity:
                 raise TypeError("id must be an integer")
             athlete = get("athlete")
             athlete_id = athlete.get("id") if isinstance(athlete, dict) else None
-            return cls(
+            activity = cls(
                 id=activity_id,
                 athlete_id=int(athlete_id) if athlete_id is not None else None,
                 name=str(name),
@@ -96,6 +98,20 @@ class Activity:
             )
         except (TypeError, ValueError) as exc:
             raise MalformedResponse(f"activity {get('id', '?')} is malformed: {exc}") from None
+        except OverflowError as exc:  # a time before year 1 in UTC, an infinite duration: the same again if asked
+            raise UnusableResponse(f"activity {get('id', '?')} is out of range: {exc}") from None
+        # A store could not keep a larger one, and would fail with nothing said of the activity.
+        for key, value in (
+            ("id", activity.id),
+            ("athlete.id", activity.athlete_id),
+            ("moving_time", activity.moving_time),
+            ("elapsed_time", activity.elapsed_time),
+        ):
+            if value is not None and value not in _INT64:
+                raise UnusableResponse(
+                    f"activity {get('id', '?')} is out of range: {key} exceeds a signed 64-bit integer"
+                )
+        return activity
 
 
 def utc_time(value: object) -> datetime:

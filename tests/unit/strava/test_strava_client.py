@@ -18,6 +18,7 @@ from syncsim.errors import (
     ConfigError,
     InvalidInput,
     MalformedResponse,
+    PermanentError,
     RateLimited,
     StravaDown,
     StravaNoTimeToRetry,
@@ -814,3 +815,26 @@ async def test_a_url_httpx_refuses_is_a_config_error_not_strava_down(
     with pytest.raises(ConfigError, match=r"^GET /athlete: 'https://www.strava.com' cannot be requested: "):
         await client.get_athlete(user_id)
     assert client.budget.usage(fake.clock.now()).read_used == (1, 1)  # one attempt, not retried
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("start_date", "0001-01-01T00:00:00+05:00", "activity 7 is out of range: date value out of range"),
+        ("id", 2**63 + 5, f"activity {2**63 + 5} is out of range: id exceeds a signed 64-bit integer"),
+        ("moving_time", 1e300, "activity 7 is out of range: moving_time exceeds a signed 64-bit integer"),
+    ],
+)
+async def test_a_value_out_of_range_is_a_permanent_malformed_response_naming_the_page_and_activity(
+    store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock, field: str, value: object, said: str
+) -> None:
+    """Before, an OverflowError (in the parser, or in the store) named nothing and was retried."""
+    user_id = uuid.uuid4()
+    tokens = StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=clock.now() + 21_600)
+    await store.save_tokens(user_id, tokens, now=clock.now())
+    item = {"id": 7, "name": "Run", "sport_type": "Run", "start_date": "2023-11-14T10:00:00Z", field: value}
+    client = make_client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=[item])))
+    with pytest.raises(MalformedResponse) as raised:
+        await client.list_activities(user_id, page=1, before=START)
+    assert isinstance(raised.value, PermanentError)  # the same answer again: not retried
+    assert str(raised.value) == f"GET /athlete/activities before 2023-11-14T22:13:20Z page 1: {said}"
