@@ -976,7 +976,7 @@ class StravaClient:
         # memory until the cyclic GC ran; the body is read already: a plain stream of it breaks the cycle.
         response.stream = httpx.ByteStream(response.content)
         received_at = self._clock.now()
-        self.budget.observe(response.headers, received_at, sent_at=sent_at)
+        self.budget.observe(response.headers, received_at, sent_at=sent_at, served=response.status_code != 429)
         return _Answer(response, sent_at, received_at - sent_at, attempt)
 
     async def _reserve(
@@ -1141,7 +1141,10 @@ def _reset_after_429(headers: httpx.Headers, sent_at: float) -> float:
         (parse_pair(headers.get(f"{prefix}-limit")), parse_pair(headers.get(f"{prefix}-usage")))
         for prefix in ("x-ratelimit", "x-readratelimit")
     ]
-    daily = any(limit is not None and usage is not None and usage[1] >= limit[1] for limit, usage in pairs)
+    # A limit below 1 is no limit Strava has (see RateLimitBudget.observe): it says nothing of the day.
+    daily = any(
+        limit is not None and min(limit) >= 1 and usage is not None and usage[1] >= limit[1] for limit, usage in pairs
+    )
     return reset_after_429(sent_at, daily=daily)
 
 

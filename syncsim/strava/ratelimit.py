@@ -289,7 +289,9 @@ class RateLimitBudget:
         day_left = min(c.limit_daily - c.used_daily for c in (self._overall, self._read))
         return (next_utc_midnight(now) if day_left < reads else next_quarter_hour(now)) + CLOCK_SKEW_S
 
-    def observe(self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None) -> None:
+    def observe(
+        self, headers: Mapping[str, str], now: float, *, sent_at: float | None = None, served: bool = False
+    ) -> None:
         """Learn limits and usage from a response's ``X-RateLimit-*`` / ``X-ReadRateLimit-*`` headers.
 
         Usage only ever raises the local counts (it includes other processes' requests; the local count
@@ -298,6 +300,10 @@ class RateLimitBudget:
         :data:`CLOCK_SKEW_S` may have counted in the window before (Strava's clock a little behind ours), so its
         usage is taken for that one: taken for the current window, the usage of a window spent or nearly spent
         would hold back most of the new one (at midnight, most of the day).
+
+        A limit below 1 is ignored, and so is, for a request Strava ``served`` (not a 429), usage above the
+        limit: either says the app may send nothing, which Strava's own answer contradicts, and taken at its word
+        one bogus header would hold back every request until UTC midnight. What was known is kept.
         """
         self._roll(now)
         sent = now if sent_at is None else sent_at
@@ -305,13 +311,15 @@ class RateLimitBudget:
         day = _counted_in(sent, utc_day_start(sent), DAY_S)
         for counter, prefix in ((self._overall, "x-ratelimit"), (self._read, "x-readratelimit")):
             limit = parse_pair(_header(headers, f"{prefix}-limit"))
-            if limit is not None:
+            if limit is not None and min(limit) >= 1:
                 counter.limit_15min, counter.limit_daily = limit
                 counter.seen = True
             usage = parse_pair(_header(headers, f"{prefix}-usage"))
             if usage is None:
                 continue
             used_15min, used_daily = usage
+            if served and (used_15min > counter.limit_15min or used_daily > counter.limit_daily):
+                continue
             if window == self._window_start:
                 counter.used_15min = max(counter.used_15min, used_15min)
             elif window == self._window_start - QUARTER_HOUR_S:

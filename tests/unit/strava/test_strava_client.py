@@ -838,3 +838,25 @@ async def test_a_value_out_of_range_is_a_permanent_malformed_response_naming_the
         await client.list_activities(user_id, page=1, before=START)
     assert isinstance(raised.value, PermanentError)  # the same answer again: not retried
     assert str(raised.value) == f"GET /athlete/activities before 2023-11-14T22:13:20Z page 1: {said}"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-RateLimit-Limit": "0,0", "X-RateLimit-Usage": "5,5", "X-ReadRateLimit-Limit": "0,0"},
+        {"X-ReadRateLimit-Limit": "100,1000", "X-ReadRateLimit-Usage": "500,99999"},
+    ],
+)
+async def test_rate_limit_headers_a_served_answer_contradicts_are_ignored(
+    store: MemoryTokenStore, make_client: MakeClient, clock: ManualClock, headers: dict[str, str]
+) -> None:
+    """A limit of 0, or usage past the limit on an answer Strava served: taken at their word, either held back
+    every request (and paused every sync) until UTC midnight."""
+    user_id = uuid.uuid4()
+    tokens = StravaTokens(athlete_id=1, access_token="a", refresh_token="r", expires_at=clock.now() + 21_600)
+    await store.save_tokens(user_id, tokens, now=clock.now())
+    client = make_client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json=[], headers=headers)))
+    for _ in range(3):  # max_wait_s=0: a request held back would raise RateLimited
+        assert await client.list_activities(user_id, page=1, max_wait_s=0.0) == []
+    usage = client.budget.usage(clock.now())
+    assert (usage.overall_limit, usage.read_limit, usage.read_used) == ((200, 2000), (100, 1000), (3, 3))
