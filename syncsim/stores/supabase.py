@@ -94,6 +94,24 @@ _TOKEN_COLUMNS = "athlete_id,access_token,refresh_token,expires_at,scope"
 _FIELD_COLUMNS = "name,sport_type,start_date,distance,moving_time,elapsed_time,total_elevation_gain"
 
 
+def _header_safe(value: str) -> bool:
+    """Whether ``value`` is all visible ASCII, as a token in an HTTP header must be."""
+    return all("!" <= char <= "~" for char in value)
+
+
+def _api_key(raw: str) -> str:
+    """The key as HTTP headers can carry it: surrounding whitespace (a copy-paste's trailing newline) goes; inner
+    whitespace, a control or a non-ASCII character is refused here, since httpx would otherwise fail the first
+    request with an error that quotes the whole header, key and all. The message never shows the key."""
+    key = raw.strip()
+    if not _header_safe(key):
+        raise ConfigError(
+            f"{KEY_ENV} holds whitespace, a control or a non-ASCII character inside the key: copy the key again "
+            "from the project's API settings"
+        )
+    return key
+
+
 def _project_url(url: str) -> str:
     """``supabase://host[:port][/path][?scheme=http]`` → the project's HTTP(S) base URL."""
     parts = urlsplit(url)
@@ -132,8 +150,11 @@ class SupabaseStore:
         user_jwt: str | None = None,
         timeout: float = TIMEOUT_S,
     ) -> None:
+        key = _api_key(key)
         if not key:
             raise ConfigError(f"supabase store needs an API key: set {KEY_ENV}")
+        if user_jwt is not None and not _header_safe(user_jwt):  # httpx would quote it whole in its error
+            raise InvalidInput("supabase store: the user's JWT holds whitespace, a control or a non-ASCII character")
         if http_client is not None and transport is not None:
             raise ConfigError("supabase store: pass http_client or transport, not both")
         self.url = redact_url(url or f"supabase://{urlsplit(project_url).netloc}")
@@ -157,7 +178,7 @@ class SupabaseStore:
                 f"unknown supabase store option(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}"
             )
         project_url = _project_url(url)
-        key = key or os.environ.get(KEY_ENV, "")
+        key = (key or os.environ.get(KEY_ENV, "")).strip()
         if not key:
             raise ConfigError(f"supabase store {redact_url(url)}: {KEY_ENV} is not set (the project's API key)")
         return cls(project_url, key, url=url, **options)
@@ -190,7 +211,9 @@ class SupabaseStore:
         line = " ".join(str(text).split()) or "unknown error"
         for secret in (self._key, self._user_jwt):
             if secret:
-                line = line.replace(secret, "***")
+                # Also as bytes' repr (b'…'), the form httpx and h11 quote a header value in.
+                for form in (repr(secret.encode(errors="backslashreplace")), secret):
+                    line = line.replace(form, "***")
         return line
 
     def _error(self, exc: APIError, doing: str) -> Exception:
@@ -215,6 +238,11 @@ class SupabaseStore:
             if exc.code == _FOREIGN_KEY:
                 raise _UnknownUser(f"{doing}: the user does not exist in auth.users") from None
             raise self._error(exc, doing) from None
+        except httpx.LocalProtocolError:
+            # Refused before sending (an illegal header value): its text quotes the header, which may be the key.
+            raise StoreError(
+                f"supabase store {self.url}: {doing} failed: the request could not be sent (an invalid header value)"
+            ) from None
         except httpx.TransportError as exc:
             raise StoreUnavailable(
                 f"supabase store {self.url}: {doing} failed: {type(exc).__name__} {self._one_line(str(exc))}"
