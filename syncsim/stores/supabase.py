@@ -10,7 +10,9 @@ Plain table operations go through PostgREST (``sync_jobs``, ``strava_tokens``, `
 job state machine is the SQL functions of migration ``0005_functions``, called by RPC, so both PostgreSQL
 stores share one implementation of claiming, leases and retries. Every time is the caller's clock, sent as
 ISO 8601 UTC. Every PostgREST or HTTP error leaves as one line without the key or JWT: a refused value is
-:class:`~syncsim.errors.InvalidInput`, anything else a :class:`~syncsim.errors.StoreError`. A write that
+:class:`~syncsim.errors.InvalidInput`; a store that cannot answer now (no connection, a timeout, PostgREST's
+"database unreachable", a gateway's 408, 429 or 5xx page) a :class:`~syncsim.errors.StoreUnavailable`, which
+workers wait out; anything else a :class:`~syncsim.errors.StoreError`. A write that
 references an unknown user adds it where the database allows (``syncsim_ensure_user``) and is tried once more.
 Migrations cannot run over REST: apply them with ``syncsim migrate`` on the project's ``postgresql://``
 connection string; ``migrate()`` here only checks that the schema is there.
@@ -56,6 +58,14 @@ _INVALID_INPUT_CODES = {"22P02", "22007", "22008", "22023", "23514", "23502", "P
 _UNIQUE, _FOREIGN_KEY = "23505", "23503"
 # PostgREST's codes for a database it cannot reach (or no pool connection in time): the store is unavailable.
 _UNAVAILABLE_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003"}
+# SQLSTATEs of a server going away or not there yet (admin_shutdown, crash_shutdown, cannot_connect_now), as the
+# postgres store reads them; class 08 (connection exceptions) too.
+_SHUTDOWN_STATES = {"57P01", "57P02", "57P03"}
+# HTTP statuses of a store that cannot answer now, as opposed to one refusing the request: a timeout, a rate
+# limit, and every 5xx (Supabase's gateway answers 502/503/504 while PostgREST restarts, Cloudflare 520-527).
+_UNAVAILABLE_STATUSES = {408, 429, *range(500, 600)}
+# The longest ``details`` of a PostgREST error a message keeps (characters): a message is one short line.
+_DETAILS_CHARS = 200
 
 T = TypeVar("T")
 
@@ -218,12 +228,25 @@ class SupabaseStore:
 
     def _error(self, exc: APIError, doing: str) -> Exception:
         code = exc.code or "HTTP"
-        message = self._one_line(f"{code} {exc.message or ''}" + (f" ({exc.details})" if exc.details else ""))
+        # postgrest-py reads an answer that is not PostgREST's JSON (a gateway's or proxy's page) as an error
+        # whose code is the HTTP status and whose details are the whole body: the page says nothing more.
+        http_status = int(code) if len(code) == 3 and code.isdigit() else None
+        details = "" if http_status is not None or not exc.details else self._one_line(str(exc.details))
+        if len(details) > _DETAILS_CHARS:
+            details = details[: _DETAILS_CHARS - 1] + "…"
+        message = self._one_line(f"{code} {exc.message or ''}" + (f" ({details})" if details else ""))
+        if http_status is not None:
+            message += " (the answer held no PostgREST error: a gateway's or a proxy's page, or no body)"
         if code == _UNIQUE:
             return _UniqueViolation(f"supabase store {self.url}: {doing} failed: {message}")
         if code in _INVALID_INPUT_CODES:
             return InvalidInput(f"{doing}: {message}")
-        if code in _UNAVAILABLE_CODES:
+        if (
+            code in _UNAVAILABLE_CODES
+            or http_status in _UNAVAILABLE_STATUSES
+            or (len(code) == 5 and code.startswith("08"))
+            or code in _SHUTDOWN_STATES
+        ):
             return StoreUnavailable(f"supabase store {self.url}: {doing} failed: {message}")
         hint = " (is the database migrated? run `syncsim migrate` on its postgresql:// URL)"
         missing = code in {"42P01", "42883", "PGRST202", "PGRST205"}

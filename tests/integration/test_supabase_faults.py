@@ -8,7 +8,9 @@ fault is an HTTP answer.
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,9 +18,17 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from syncsim.errors import ConfigError
+from syncsim.clock import SystemClock
+from syncsim.errors import ConfigError, StoreError, StoreUnavailable
+from syncsim.jobs.model import JobStatus
+from syncsim.jobs.runner import HandlerRegistry, JobRunner
+from syncsim.jobs.worker import Worker
+from syncsim.retry import RetryPolicy
 from syncsim.stores import open_store
 from syncsim.stores.supabase import KEY_ENV, SupabaseStore
+from syncsim.strava.fake import FakeStrava
+from syncsim.strava.sync import register_strava_sync
+from tests.support.api import ApiHarness, assert_json_error
 from tests.support.postgrest import PostgrestTransport, sign_test_jwt
 
 pytestmark = pytest.mark.postgres
@@ -60,6 +70,20 @@ class Gateway(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
+
+
+#: What Supabase's gateway (Cloudflare) answers while it cannot reach PostgREST: a page, not PostgREST's JSON.
+GATEWAY_PAGE = (
+    "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway</h1></center>\n"
+    "<hr><center>cloudflare</center>\n</body>\n</html>\n" + "<!-- a padding to disable MSIE's friendly page -->\n" * 6
+)
+
+
+def page(status: int, body: str = GATEWAY_PAGE, content_type: str = "text/html") -> Answer:
+    async def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"content-type": content_type}, content=body.encode())
+
+    return answer
 
 
 def _no_key_in(messages: list[str]) -> None:
@@ -115,3 +139,131 @@ def test_a_user_jwt_that_headers_cannot_carry_is_refused_without_the_jwt() -> No
     with pytest.raises(ValueError) as info:
         store.for_user(jwt + "\n")
     assert jwt not in str(info.value) and "\n" not in str(info.value)
+
+
+# -- a gateway's error pages ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504, 520, 522, 524])
+async def test_a_gateway_error_page_is_a_one_line_store_unavailable_without_the_page(
+    gateway: Gateway, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a probe: postgrest-py reads a page that is not PostgREST's JSON as an error with the status as
+    its code and the whole page as its details; the store took it for a failed call (spending the job's attempts)
+    and put the page, HTML and all, into its "one-line" message. A store that cannot answer now is unavailable."""
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    user = uuid.uuid4()
+    gateway.fail("/rest/v1/sync_jobs", page(status), method="POST")
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            await store.create_job(user_id=user, type="demo", payload={}, max_attempts=3, now=T0)
+        job, created = await store.create_job(user_id=user, type="demo", payload={}, max_attempts=3, now=T0)
+        assert created and [j.id for j in await store.list_jobs(user_id=user)] == [job.id]
+    finally:
+        await store.close()
+    message = str(info.value)
+    assert str(status) in message and "\n" not in message and len(message) < 300, message
+    assert "<" not in message and "cloudflare" not in message, message
+    _no_key_in([message, *(r.getMessage() for r in caplog.records)])
+
+
+@pytest.mark.parametrize("code", ["PGRST001", "08006", "57P01", "57P03"])
+async def test_postgrest_reporting_its_database_gone_is_store_unavailable(gateway: Gateway, code: str) -> None:
+    """PostgREST's own codes for an unreachable database, and the SQLSTATEs the postgres store reads as a server
+    going away (a lost connection, a shutdown, a start-up)."""
+    body = json.dumps({"code": code, "message": "the database is going away", "details": None, "hint": None})
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    gateway.fail("/rest/v1/sync_jobs", page(503, body, "application/json"), method="POST")
+    try:
+        with pytest.raises(StoreUnavailable, match=code):
+            await store.create_job(user_id=uuid.uuid4(), type="demo", payload={}, max_attempts=3, now=T0)
+    finally:
+        await store.close()
+
+
+async def test_a_gateway_refusing_the_key_is_a_store_error_not_an_outage(gateway: Gateway) -> None:
+    """A 401 (a wrong key) does not pass by waiting: it stays a failure the worker reports, not an outage."""
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    gateway.fail("/rest/v1/sync_jobs", page(401, "<html>Unauthorized</html>"))
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.list_jobs()
+    finally:
+        await store.close()
+    assert not isinstance(info.value, StoreUnavailable)
+    assert "401" in str(info.value) and "<" not in str(info.value)
+
+
+async def test_long_details_of_a_postgrest_error_are_cut_to_a_short_line(gateway: Gateway) -> None:
+    body = json.dumps({"code": "XX000", "message": "internal error", "details": "x" * 5000, "hint": None})
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    gateway.fail("/rest/v1/sync_jobs", page(500, body, "application/json"))
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.list_jobs()
+    finally:
+        await store.close()
+    assert "XX000 internal error" in str(info.value) and len(str(info.value)) < 400, str(info.value)
+
+
+async def test_a_sync_meeting_gateway_pages_pauses_without_an_attempt_and_stores_every_activity_once(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's case: a five-second gateway blip (three 502 pages) on the activity upserts failed a sync for
+    good. A worker now waits it out, the job spends one attempt and every activity is stored exactly once."""
+    caplog.set_level(logging.INFO)
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    clock = SystemClock()
+    fake = FakeStrava(clock=clock, seed=3)
+    athlete = fake.add_athlete(activities=450)
+    strava = fake.client(tokens=store, rng=random.Random(1))
+    runner = JobRunner(
+        store,
+        handlers=register_strava_sync(HandlerRegistry()),
+        clock=clock,
+        strategy="worker",
+        resources={"strava": strava},
+        retry=RetryPolicy(base_s=0.05, jitter=0.0),
+        rng=random.Random(0),
+    )
+    user = uuid.uuid4()
+    try:
+        await store.save_tokens(user, athlete.tokens(), now=clock.now())
+        job, _ = await runner.submit(user, {"mode": "full"})
+        gateway.fail("/rest/v1/strava_activities", page(502), method="POST", times=3)
+        stats = await Worker(runner, burst=True, poll_s=0.05, grace_s=0.0).run()
+        done = await store.get_job(job.id)
+        stored = await store.stored_activities(user)
+    finally:
+        await strava.aclose()
+        await store.close()
+    assert done is not None and done.status is JobStatus.COMPLETED, done
+    assert done.attempts == 1 and stats.failed == 0, (done, stats)
+    assert sorted(stored) == sorted(fake.activity_ids(athlete.athlete_id))
+    assert done.result is not None and done.result["activities"] == 450
+    posts = [r for r in gateway.sent if r.method == "POST" and r.url.path.endswith("/strava_activities")]
+    assert len(posts) > 3  # the three pages were met, and the upserts went on after them
+    _no_key_in([r.getMessage() for r in caplog.records])
+
+
+async def test_the_api_answers_503_with_retry_after_while_the_gateway_answers_502(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    api = ApiHarness(store, demo=True)
+    user = uuid.uuid4()
+    try:
+        async with api.client() as client:
+            gateway.fail("/rest/v1/sync_jobs", page(502), method="POST")
+            refused = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
+            accepted = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
+            await api.drain()
+        jobs = await store.list_jobs(user_id=user)
+    finally:
+        await store.close()
+    assert assert_json_error(refused, 503) and refused.headers["retry-after"]
+    assert accepted.status_code == 202 and [str(j.id) for j in jobs] == [accepted.json()["jobId"]]
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("502" in m for m in logged) and not any("cloudflare" in m or "\n" in m for m in logged), logged
+    _no_key_in(logged)
