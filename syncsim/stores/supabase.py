@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from postgrest import APIError
+from postgrest import APIError, APIResponse
 from postgrest.types import CountMethod, ReturnMethod
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
@@ -68,6 +68,52 @@ _UNAVAILABLE_STATUSES = {408, 429, *range(500, 600)}
 _DETAILS_CHARS = 200
 
 T = TypeVar("T")
+
+
+# What a call's answer must be once postgrest-py has read it. postgrest-py hands a body that is not JSON (a
+# proxy's or captive portal's page under a 200, a body cut short) on as its text instead of failing, so without
+# these checks such an answer reached the callers as a string and failed there (TypeError, IndexError).
+def _rows(data: Any) -> bool:
+    return isinstance(data, list)
+
+
+def _flag(data: Any) -> bool:
+    return data is None or isinstance(data, bool)
+
+
+def _number(data: Any) -> bool:
+    return data is None or (isinstance(data, int) and not isinstance(data, bool))
+
+
+def _nothing(data: Any) -> bool:
+    """A ``void`` function's answer: ``null``, or no body at all (which postgrest-py reads as ``[]``)."""
+    return data is None or data == [] or data == ""
+
+
+def _spent_limit(data: Any) -> bool:
+    return data is None or data in {"day", "window"}
+
+
+# Each RPC's answer by the function's SQL return type: ``setof``/``table`` → rows, ``boolean`` → a flag,
+# ``integer``/``bigint`` → a number, ``void`` → nothing; ``syncsim_take_rate_slot`` names the spent limit.
+_RPC_ANSWERS: dict[str, Callable[[Any], bool]] = {
+    "syncsim_claim_job": _rows,
+    "syncsim_due_summary": _rows,
+    "syncsim_users_to_reconcile": _rows,
+    "syncsim_ensure_user": _flag,
+    "syncsim_extend_lease": _flag,
+    "syncsim_save_progress": _flag,
+    "syncsim_complete_job": _flag,
+    "syncsim_retry_job": _flag,
+    "syncsim_reschedule_job": _flag,
+    "syncsim_fail_job": _flag,
+    "syncsim_reclaim_expired": _number,
+    "syncsim_unserved_jobs": _number,
+    "syncsim_take_event_quota": _number,
+    "syncsim_pause_job_type": _nothing,
+    "syncsim_clear_type_outage": _nothing,
+    "syncsim_take_rate_slot": _spent_limit,
+}
 
 
 class _UniqueViolation(StoreError):
@@ -256,7 +302,7 @@ class SupabaseStore:
         """Run one REST call; PostgREST and HTTP errors leave as one-line errors without the key."""
         client = await self._supabase()
         try:
-            return await call(client)
+            result = await call(client)
         except APIError as exc:
             if exc.code == _FOREIGN_KEY:
                 raise _UnknownUser(f"{doing}: the user does not exist in auth.users") from None
@@ -274,12 +320,30 @@ class SupabaseStore:
             raise StoreError(
                 f"supabase store {self.url}: {doing} failed: {type(exc).__name__} {self._one_line(str(exc))}"
             ) from None
+        # A table's answer is always an array of objects (empty for return=minimal): anything else is not
+        # PostgREST's. RPC answers are checked by _rpc, which knows each function's type.
+        if isinstance(result, APIResponse) and not (
+            isinstance(result.data, list) and all(isinstance(row, dict) for row in result.data)
+        ):
+            raise self._not_json(doing)
+        return result
+
+    def _not_json(self, doing: str) -> StoreUnavailable:
+        """An answer PostgREST would not give: a proxy's page, or a body cut short. What the call did is unknown,
+        as with a connection cut mid-call, and the next call may well be answered."""
+        return StoreUnavailable(
+            f"supabase store {self.url}: {doing} failed: the store answered with a body that is not JSON of the "
+            "expected shape (a proxy's page, or a body cut short)"
+        )
 
     async def _rpc(self, doing: str, function: str, params: dict[str, Any]) -> Any:
         async def call(client: AsyncClient) -> Any:
             return (await client.rpc(function, params).execute()).data
 
-        return await self._run(doing, call)
+        data = await self._run(doing, call)
+        if not _RPC_ANSWERS[function](data):
+            raise self._not_json(doing)
+        return data
 
     async def _with_user(self, doing: str, user_id: uuid.UUID, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
         """Run a write that references ``auth.users``; on a missing user, add it where the database allows
@@ -351,6 +415,8 @@ class SupabaseStore:
         for _ in range(CREATE_RACE_RETRIES):
             try:
                 created = await self._with_user(doing, user_id, insert)
+                if not created.data:  # return=representation always answers the row: an empty body is not PostgREST
+                    raise self._not_json(doing)
                 return job_from_mapping(created.data[0]), True
             except _UniqueViolation:
                 pass

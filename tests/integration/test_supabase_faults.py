@@ -20,6 +20,7 @@ import pytest
 
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError, StoreError, StoreUnavailable
+from syncsim.jobs.handlers import register_builtin_handlers
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
 from syncsim.jobs.worker import Worker
@@ -27,6 +28,7 @@ from syncsim.retry import RetryPolicy
 from syncsim.stores import open_store
 from syncsim.stores.supabase import KEY_ENV, SupabaseStore
 from syncsim.strava.fake import FakeStrava
+from syncsim.strava.ratelimit import SlotRequest
 from syncsim.strava.sync import register_strava_sync
 from tests.support.api import ApiHarness, assert_json_error
 from tests.support.postgrest import PostgrestTransport, sign_test_jwt
@@ -46,6 +48,7 @@ class Fault:
     answer: Answer
     method: str | None
     times: int
+    passed_on: bool  # whether PostgREST gets the request first (the call takes effect, its answer is lost)
 
 
 class Gateway(httpx.AsyncBaseTransport):
@@ -57,14 +60,18 @@ class Gateway(httpx.AsyncBaseTransport):
         self.sent: list[httpx.Request] = []
         self._faults: list[Fault] = []
 
-    def fail(self, path: str, answer: Answer, *, method: str | None = None, times: int = 1) -> None:
-        self._faults.append(Fault(path, answer, method, times))
+    def fail(
+        self, path: str, answer: Answer, *, method: str | None = None, times: int = 1, passed_on: bool = False
+    ) -> None:
+        self._faults.append(Fault(path, answer, method, times, passed_on))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.sent.append(request)
         for fault in self._faults:
             if fault.times and fault.path in request.url.path and fault.method in {None, request.method}:
                 fault.times -= 1
+                if fault.passed_on:
+                    await (await self.upstream.handle_async_request(request)).aread()
                 return await fault.answer(request)
         return await self.upstream.handle_async_request(request)
 
@@ -267,3 +274,93 @@ async def test_the_api_answers_503_with_retry_after_while_the_gateway_answers_50
     logged = [r.getMessage() for r in caplog.records]
     assert any("502" in m for m in logged) and not any("cloudflare" in m or "\n" in m for m in logged), logged
     _no_key_in(logged)
+
+
+# -- answers that are not JSON ------------------------------------------------------------------------------------
+
+PORTAL_PAGE = "<html><body>Please log in to the hotel's network</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/rest/v1/sync_jobs", PORTAL_PAGE),
+        ("/rest/v1/sync_jobs", '[{"id": "0b6f'),  # cut short
+        ("/rest/v1/sync_jobs", '{"not": "rows"}'),
+        ("/rest/v1/rpc/syncsim_claim_job", PORTAL_PAGE),
+        ("/rest/v1/rpc/syncsim_extend_lease", PORTAL_PAGE),
+        ("/rest/v1/rpc/syncsim_take_rate_slot", PORTAL_PAGE),
+        ("/rest/v1/rpc/syncsim_pause_job_type", PORTAL_PAGE),
+    ],
+)
+async def test_a_200_whose_body_is_not_postgrest_json_is_a_one_line_store_unavailable(
+    gateway: Gateway, path: str, body: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a probe: postgrest-py hands a 200's body that is not JSON on as a string, and the store's callers
+    failed on it (``TypeError: string indices must be integers``), so ``syncsim jobs`` printed a traceback."""
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    job, _ = await store.create_job(user_id=uuid.uuid4(), type="demo", payload={}, max_attempts=3, now=T0)
+    calls = {
+        "/rest/v1/sync_jobs": lambda: store.list_jobs(),
+        "/rest/v1/rpc/syncsim_claim_job": lambda: store.claim_job(worker_id="w", now=T0, lease_s=30),
+        "/rest/v1/rpc/syncsim_extend_lease": lambda: store.extend_lease(job.id, worker_id="w", now=T0, lease_s=30),
+        "/rest/v1/rpc/syncsim_take_rate_slot": lambda: store.take_rate_slot(
+            SlotRequest(True, T0, T0, (200, 2000), (100, 1000))
+        ),
+        "/rest/v1/rpc/syncsim_pause_job_type": lambda: store.pause_job_type(
+            "demo", until=T0 + 60, looks=1, reason="test", now=T0
+        ),
+    }
+    gateway.fail(path, page(200, body, "application/json"))
+    try:
+        with pytest.raises(StoreUnavailable) as info:
+            await calls[path]()
+    finally:
+        await store.close()
+    message = str(info.value)
+    assert "not JSON" in message and "\n" not in message and "<" not in message, message
+    _no_key_in([message, *(r.getMessage() for r in caplog.records)])
+
+
+async def test_a_worker_whose_claim_is_answered_with_a_page_goes_on_and_loses_no_job(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a probe: such an answer to a claim ended ``syncsim worker`` ("a claim loop failed, stopping").
+    Here the claim took effect and only its answer was lost: the lease lapses, and the job is run once."""
+    caplog.set_level(logging.INFO)
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    runner = JobRunner(store, handlers=register_builtin_handlers(HandlerRegistry()), lease_s=0.5)
+    try:
+        job, _ = await runner.submit(uuid.uuid4(), {}, type="noop")
+        gateway.fail("/rest/v1/rpc/syncsim_claim_job", page(200, PORTAL_PAGE), passed_on=True)
+        stats = await Worker(runner, burst=True, poll_s=0.05, grace_s=0.0).run()
+        done = await store.get_job(job.id)
+    finally:
+        await store.close()
+    assert done is not None and done.status is JobStatus.COMPLETED, done
+    assert (done.attempts, done.crashes, stats.completed, stats.store_errors) == (1, 1, 1, 1), (done, stats)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("stopping" in m or "<" in m for m in messages), messages
+    _no_key_in(messages)
+
+
+async def test_a_submit_answered_with_a_page_is_a_503_and_the_retried_submit_returns_the_same_job(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a probe: ``POST /api/sync`` answered 500 (``created.data[0]`` of a page). The insert took effect:
+    the client's retry after the 503 gets that job, not a second one."""
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    api = ApiHarness(store, demo=True)
+    user = uuid.uuid4()
+    gateway.fail("/rest/v1/sync_jobs", page(200, PORTAL_PAGE), method="POST", passed_on=True)
+    try:
+        async with api.client() as client:
+            refused = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user))
+            again = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user))
+            await api.drain()
+        jobs = await store.list_jobs(user_id=user)
+    finally:
+        await store.close()
+    assert assert_json_error(refused, 503) and refused.headers["retry-after"]
+    assert again.status_code in {200, 202} and [str(j.id) for j in jobs] == [again.json()["jobId"]]
+    _no_key_in([r.getMessage() for r in caplog.records])
