@@ -15,7 +15,7 @@ ISO 8601 UTC. Every PostgREST or HTTP error leaves as one line without the key o
 workers wait out; anything else a :class:`~syncsim.errors.StoreError`. A write that
 references an unknown user adds it where the database allows (``syncsim_ensure_user``) and is tried once more.
 Migrations cannot run over REST: apply them with ``syncsim migrate`` on the project's ``postgresql://``
-connection string; ``migrate()`` here only checks that the schema is there.
+connection string; ``migrate()`` here only checks that the newest one is there.
 
 The HTTP client is injectable (``http_client=`` or ``transport=``): the tests route it to a PostgREST-compatible
 transport that executes PostgREST's API on a real PostgreSQL.
@@ -51,6 +51,24 @@ KEY_ENV = "SUPABASE_KEY"
 TIMEOUT_S = 30.0
 #: How often create_job retries when the user's active job finishes between a refused insert and the select.
 CREATE_RACE_RETRIES = 5
+#: The newest migration, whose function :meth:`SupabaseStore.migrate` calls to tell whether the database has it
+#: (REST cannot read ``syncsim_migrations``, which no API role may see). A new migration changes both this and
+#: ``_NEWEST_MIGRATION_PROBE``; a test compares this name with the newest migration syncsim ships.
+NEWEST_MIGRATION = "0017_strava_rate_slots"
+# The call changes nothing: no window or day starts before -infinity, so none is reset, and with limits of 0 the
+# function answers which one is spent (or null, with no rows) without taking a slot.
+_NEWEST_MIGRATION_PROBE = (
+    "syncsim_take_rate_slot",
+    {
+        "p_read": True,
+        "p_window": "-infinity",
+        "p_day": "-infinity",
+        "p_overall_15min": 0,
+        "p_overall_daily": 0,
+        "p_read_15min": 0,
+        "p_read_daily": 0,
+    },
+)
 
 # PostgREST codes of input the store refuses (bad value, check constraint), as opposed to a failing store.
 _INVALID_INPUT_CODES = {"22P02", "22007", "22008", "22023", "23514", "23502", "PGRST102"}
@@ -122,6 +140,15 @@ class _UniqueViolation(StoreError):
 
 class _UnknownUser(InvalidInput):
     """PostgREST's 409 for 23503: the user id is not in ``auth.users``."""
+
+
+class _MissingObject(StoreError):
+    """A table or function the call needs is not in the database (or not yet in PostgREST's schema cache)."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        #: PostgREST's code and message, one line.
+        self.reason = reason
 
 
 _PAUSE_COLUMNS = "type,until,looks,reason,paused_at"
@@ -294,9 +321,10 @@ class SupabaseStore:
             or code in _SHUTDOWN_STATES
         ):
             return StoreUnavailable(f"supabase store {self.url}: {doing} failed: {message}")
-        hint = " (is the database migrated? run `syncsim migrate` on its postgresql:// URL)"
-        missing = code in {"42P01", "42883", "PGRST202", "PGRST205"}
-        return StoreError(f"supabase store {self.url}: {doing} failed: {message}{hint if missing else ''}")
+        if code in {"42P01", "42883", "PGRST202", "PGRST205"}:
+            hint = " (is the database migrated? run `syncsim migrate` on its postgresql:// URL)"
+            return _MissingObject(f"supabase store {self.url}: {doing} failed: {message}{hint}", reason=message)
+        return StoreError(f"supabase store {self.url}: {doing} failed: {message}")
 
     async def _run(self, doing: str, call: Callable[[AsyncClient], Awaitable[T]]) -> T:
         """Run one REST call; PostgREST and HTTP errors leave as one-line errors without the key."""
@@ -358,14 +386,35 @@ class SupabaseStore:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def migrate(self) -> list[str]:
-        """Check that the schema is there (REST cannot run DDL); return ``[]``.
+        """Check that the database has every migration this syncsim ships, and return ``[]``: REST cannot run
+        DDL. It checks the first migration's ``sync_jobs`` table and the function of :data:`NEWEST_MIGRATION`
+        (migrations are applied in order). A database that lacks either, or that cannot be checked, is a
+        one-line :class:`~syncsim.errors.StoreError` saying to run ``syncsim migrate --store postgresql://…``
+        with the project's connection string; a store that cannot answer now, a ``StoreUnavailable``."""
+        run_it = (
+            "REST cannot apply migrations: run `syncsim migrate --store postgresql://…` with the project's "
+            "connection string (the database's direct URL)"
+        )
 
-        Apply migrations with ``syncsim migrate postgresql://…`` (the project's connection string)."""
-
-        async def probe(client: AsyncClient) -> Any:
+        async def base(client: AsyncClient) -> Any:
             return await client.table("sync_jobs").select("id").limit(1).execute()
 
-        await self._run("check the sync_jobs table", probe)
+        try:
+            await self._run("check the sync_jobs table", base)
+            await self._rpc(f"check migration {NEWEST_MIGRATION}", *_NEWEST_MIGRATION_PROBE)
+        except StoreUnavailable:
+            raise
+        except _MissingObject as exc:
+            raise StoreError(
+                f"supabase store {self.url}: the database lacks migration {NEWEST_MIGRATION} or earlier ones "
+                f"({exc.reason}): {run_it}"
+            ) from None
+        except (StoreError, InvalidInput) as exc:  # a key without the right to look, a refused call
+            reason = str(exc).removeprefix(f"supabase store {self.url}: ")
+            raise StoreError(
+                f"supabase store {self.url}: cannot tell whether the database has migration {NEWEST_MIGRATION} "
+                f"({reason}): {run_it}"
+            ) from None
         return []
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
+import psycopg
 import pytest
 
 from syncsim.clock import SystemClock
@@ -26,7 +27,8 @@ from syncsim.jobs.runner import HandlerRegistry, JobRunner
 from syncsim.jobs.worker import Worker
 from syncsim.retry import RetryPolicy
 from syncsim.stores import open_store
-from syncsim.stores.supabase import KEY_ENV, SupabaseStore
+from syncsim.stores.sql import migration_files
+from syncsim.stores.supabase import KEY_ENV, NEWEST_MIGRATION, SupabaseStore
 from syncsim.strava.fake import FakeStrava
 from syncsim.strava.ratelimit import SlotRequest
 from syncsim.strava.sync import register_strava_sync
@@ -364,3 +366,58 @@ async def test_a_submit_answered_with_a_page_is_a_503_and_the_retried_submit_ret
     assert assert_json_error(refused, 503) and refused.headers["retry-after"]
     assert again.status_code in {200, 202} and [str(j.id) for j in jobs] == [again.json()["jobId"]]
     _no_key_in([r.getMessage() for r in caplog.records])
+
+
+# -- migrate ------------------------------------------------------------------------------------------------------
+
+
+def test_migrate_checks_the_newest_migration_syncsim_ships() -> None:
+    """A new migration must teach ``migrate()`` how to find it, or the check would pass on a database without it."""
+    assert migration_files("postgres")[-1][0] == NEWEST_MIGRATION
+
+
+async def test_migrate_on_a_database_without_the_newest_migration_says_to_run_it_on_the_postgres_url(
+    gateway: Gateway, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by a probe: ``syncsim migrate --store supabase://…`` printed "applied 0 migration(s) (up to date)" on
+    a database without migration 0017, and the next sync failed (PGRST202, no syncsim_take_rate_slot)."""
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute("drop function syncsim_take_rate_slot")
+        await conn.execute("drop table strava_rate_slots")
+        await conn.execute("delete from syncsim_migrations where name = %s", (NEWEST_MIGRATION,))
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.migrate()
+    finally:
+        await store.close()
+    message = str(info.value)
+    assert not isinstance(info.value, StoreUnavailable)
+    assert NEWEST_MIGRATION in message and "PGRST202" in message, message
+    assert "syncsim migrate --store postgresql://" in message and "\n" not in message, message
+    _no_key_in([message, *(r.getMessage() for r in caplog.records)])
+
+
+async def test_migrate_on_an_up_to_date_database_applies_nothing_and_takes_no_rate_slot(gateway: Gateway) -> None:
+    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
+    one_a_day = SlotRequest(True, T0, T0, (1, 1), (1, 1))
+    try:
+        assert await store.migrate() == []
+        assert await store.take_rate_slot(one_a_day) is None  # the check took none of the day's one slot
+        assert await store.take_rate_slot(one_a_day) == "day"
+    finally:
+        await store.close()
+
+
+async def test_migrate_that_cannot_check_says_so_and_what_to_run(gateway: Gateway) -> None:
+    """The project's public (anon) key may not read the schema: migrate cannot tell, and does not claim either."""
+    anon_key = sign_test_jwt({"role": "anon", "iss": "supabase"})
+    store = SupabaseStore.from_url(URL, key=anon_key, transport=gateway)
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.migrate()
+    finally:
+        await store.close()
+    message = str(info.value)
+    assert "cannot tell" in message and "42501" in message and "syncsim migrate --store postgresql://" in message
+    assert anon_key not in message and "\n" not in message
