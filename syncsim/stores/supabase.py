@@ -24,6 +24,7 @@ transport that executes PostgREST's API on a real PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,8 +48,11 @@ __all__ = ["CREATE_RACE_RETRIES", "KEY_ENV", "SupabaseStore"]
 
 #: The environment variable holding the project's API key (service-role key for the runner).
 KEY_ENV = "SUPABASE_KEY"
-#: Seconds before a REST call gives up; a serverless invocation has only a few seconds to spare.
-TIMEOUT_S = 30.0
+#: Seconds a REST call may take in all (connecting, postgrest-py's own retries, the answer) before it is
+#: ``StoreUnavailable``: half the hobby plan's 10 s, as the postgres store's connect timeout, so a request meeting
+#: a hanging Supabase is answered 503 (try again) before its invocation is killed at 10 s (504). The store URL's
+#: ``?timeout=SECONDS`` changes it.
+TIMEOUT_S = 5.0
 #: How often create_job retries when the user's active job finishes between a refused insert and the select.
 CREATE_RACE_RETRIES = 5
 #: The newest migration, whose function :meth:`SupabaseStore.migrate` calls to tell whether the database has it
@@ -195,11 +199,37 @@ def _api_key(raw: str) -> str:
     return key
 
 
+def _timeout(value: str | float, where: str) -> float:
+    """``value`` as a finite number of seconds > 0, else a ConfigError naming ``where``."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ConfigError(f"{where}: timeout must be a number of seconds > 0, got {str(value)[:40]!r}")
+    return seconds
+
+
+_URL_PARAMETERS = ("scheme", "timeout")
+
+
+def _url_timeout(url: str) -> float | None:
+    """The ``?timeout=SECONDS`` of a ``supabase://`` URL, if it has one."""
+    values = parse_qs(urlsplit(url).query, keep_blank_values=True).get("timeout")
+    return None if values is None else _timeout(values[-1], f"bad supabase URL {redact_url(url)!r}")
+
+
 def _project_url(url: str) -> str:
-    """``supabase://host[:port][/path][?scheme=http]`` → the project's HTTP(S) base URL."""
+    """``supabase://host[:port][/path][?scheme=http][&timeout=SECONDS]`` → the project's HTTP(S) base URL."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "supabase" or not parts.hostname:
         raise ConfigError(f"bad supabase URL {redact_url(url)!r}: use supabase://<project-ref>.supabase.co")
+    unknown = sorted(set(parse_qs(parts.query, keep_blank_values=True)) - set(_URL_PARAMETERS))
+    if unknown:  # a misspelt option would otherwise be ignored without a word
+        raise ConfigError(
+            f"bad supabase URL {redact_url(url)!r}: unknown parameter(s) {', '.join(unknown)}: "
+            f"use {', '.join(_URL_PARAMETERS)}"
+        )
     scheme = (parse_qs(parts.query).get("scheme") or ["https"])[0].lower()
     if scheme not in {"http", "https"}:
         raise ConfigError(f"bad supabase URL {redact_url(url)!r}: scheme must be http or https")
@@ -240,20 +270,22 @@ class SupabaseStore:
             raise InvalidInput("supabase store: the user's JWT holds whitespace, a control or a non-ASCII character")
         if http_client is not None and transport is not None:
             raise ConfigError("supabase store: pass http_client or transport, not both")
+        self._timeout = _timeout(timeout, "supabase store")
         self.url = redact_url(url or f"supabase://{urlsplit(project_url).netloc}")
         #: The project's HTTP(S) base URL (no secret in it).
         self.project_url = project_url
         self._key = key
         self._user_jwt = user_jwt
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._http = http_client or httpx.AsyncClient(transport=transport, timeout=self._timeout)
         self._client: AsyncClient | None = None
         self._client_lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, key: str | None = None, **options: Any) -> SupabaseStore:
         """``supabase://<project-host>``; the key is ``key`` or ``$SUPABASE_KEY``. ``options``:
-        ``http_client``, ``transport``, ``user_jwt``, ``timeout`` (seconds)."""
+        ``http_client``, ``transport``, ``user_jwt``, ``timeout`` (seconds; else the URL's ``?timeout=``, else
+        :data:`TIMEOUT_S`)."""
         allowed = {"http_client", "transport", "user_jwt", "timeout"}
         unknown = sorted(set(options) - allowed)
         if unknown:
@@ -261,6 +293,8 @@ class SupabaseStore:
                 f"unknown supabase store option(s) {', '.join(unknown)}: use {', '.join(sorted(allowed))}"
             )
         project_url = _project_url(url)
+        if "timeout" not in options and (url_timeout := _url_timeout(url)) is not None:
+            options["timeout"] = url_timeout
         key = (key or os.environ.get(KEY_ENV, "")).strip()
         if not key:
             raise ConfigError(f"supabase store {redact_url(url)}: {KEY_ENV} is not set (the project's API key)")
@@ -270,7 +304,9 @@ class SupabaseStore:
         """A store that acts as the user whose JWT this is (RLS applies); it shares this store's HTTP client."""
         if not jwt:
             raise InvalidInput("for_user needs the user's JWT")
-        return SupabaseStore(self.project_url, self._key, url=self.url, http_client=self._http, user_jwt=jwt)
+        return SupabaseStore(
+            self.project_url, self._key, url=self.url, http_client=self._http, user_jwt=jwt, timeout=self._timeout
+        )
 
     def __repr__(self) -> str:
         return f"SupabaseStore({self.url!r}{', as user' if self._user_jwt else ''})"
@@ -330,7 +366,15 @@ class SupabaseStore:
         """Run one REST call; PostgREST and HTTP errors leave as one-line errors without the key."""
         client = await self._supabase()
         try:
-            result = await call(client)
+            # httpx's timeouts bound each phase of one request, not a call: postgrest-py retries some (sleeping
+            # 1, 2, 4 s between), and a caller's http_client has timeouts of its own.
+            async with asyncio.timeout(self._timeout):
+                result = await call(client)
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"supabase store {self.url}: {doing} failed: no answer within {self._timeout:g} s (?timeout= in the "
+                "store URL changes it)"
+            ) from None
         except APIError as exc:
             if exc.code == _FOREIGN_KEY:
                 raise _UnknownUser(f"{doing}: the user does not exist in auth.users") from None
@@ -339,6 +383,11 @@ class SupabaseStore:
             # Refused before sending (an illegal header value): its text quotes the header, which may be the key.
             raise StoreError(
                 f"supabase store {self.url}: {doing} failed: the request could not be sent (an invalid header value)"
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise StoreUnavailable(
+                f"supabase store {self.url}: {doing} failed: {type(exc).__name__}: no answer in time (the store's "
+                f"timeout is {self._timeout:g} s; ?timeout= in the store URL changes it)"
             ) from None
         except httpx.TransportError as exc:
             raise StoreUnavailable(

@@ -8,6 +8,8 @@ fault is an HTTP answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -421,3 +423,72 @@ async def test_migrate_that_cannot_check_says_so_and_what_to_run(gateway: Gatewa
     message = str(info.value)
     assert "cannot tell" in message and "42501" in message and "syncsim migrate --store postgresql://" in message
     assert anon_key not in message and "\n" not in message
+
+
+# -- a Supabase that does not answer -------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def hanging_supabase() -> AsyncIterator[str]:
+    """A loopback server that takes every connection and request and never answers; its ``supabase://`` URL."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the client gives up and closes
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"supabase://127.0.0.1:{port}?scheme=http"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_submit_meeting_a_hanging_supabase_is_the_stores_503_not_the_platforms_504(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by a probe: with a 30 s request timeout, ``POST /api/sync`` met a Supabase that did not answer and
+    was killed at the hobby plan's 10 s (504, which says nothing of the store) instead of answering 503 with
+    Retry-After. The default now leaves the invocation time to answer."""
+    caplog.set_level(logging.INFO)
+    async with hanging_supabase() as url:
+        store = SupabaseStore.from_url(url, key=SERVICE_KEY)
+        api = ApiHarness(store, platform="hobby", demo=True)
+        try:
+            async with api.client() as client:
+                answer = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(uuid.uuid4()))
+                await api.drain()
+        finally:
+            await store.close()
+    assert assert_json_error(answer, 503) == "the job store is unavailable; try again shortly"
+    assert answer.headers["retry-after"]
+    _no_key_in([r.getMessage() for r in caplog.records])
+
+
+async def test_the_store_urls_timeout_bounds_a_call_to_a_hanging_supabase() -> None:
+    async with hanging_supabase() as url:
+        store = SupabaseStore.from_url(f"{url}&timeout=0.2", key=SERVICE_KEY)
+        try:
+            with pytest.raises(StoreUnavailable) as info:
+                await store.list_jobs()
+        finally:
+            await store.close()
+    # Whichever gives up first, httpx's timeout of one read or the store's of the whole call, both are 0.2 s.
+    assert "no answer" in str(info.value) and " 0.2 s" in str(info.value), info.value
+    assert "\n" not in str(info.value) and SERVICE_KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("query", ["timeout=0", "timeout=-1", "timeout=nan", "timeout=inf", "timeout=soon", "timeout="])
+def test_a_timeout_that_is_not_a_positive_finite_number_of_seconds_is_a_config_error(query: str) -> None:
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds > 0") as info:
+        SupabaseStore.from_url(f"{URL}?{query}", key=SERVICE_KEY)
+    assert "\n" not in str(info.value)
+
+
+def test_a_misspelt_store_url_parameter_is_a_config_error_naming_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown parameter.*timout.*use scheme, timeout"):
+        SupabaseStore.from_url(f"{URL}?timout=30", key=SERVICE_KEY)
