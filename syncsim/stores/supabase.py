@@ -55,24 +55,12 @@ KEY_ENV = "SUPABASE_KEY"
 TIMEOUT_S = 5.0
 #: How often create_job retries when the user's active job finishes between a refused insert and the select.
 CREATE_RACE_RETRIES = 5
-#: The newest migration, whose function :meth:`SupabaseStore.migrate` calls to tell whether the database has it
+#: The newest migration, whose columns :meth:`SupabaseStore.migrate` reads to tell whether the database has it
 #: (REST cannot read ``syncsim_migrations``, which no API role may see). A new migration changes both this and
 #: ``_NEWEST_MIGRATION_PROBE``; a test compares this name with the newest migration syncsim ships.
-NEWEST_MIGRATION = "0017_strava_rate_slots"
-# The call changes nothing: no window or day starts before -infinity, so none is reset, and with limits of 0 the
-# function answers which one is spent (or null, with no rows) without taking a slot.
-_NEWEST_MIGRATION_PROBE = (
-    "syncsim_take_rate_slot",
-    {
-        "p_read": True,
-        "p_window": "-infinity",
-        "p_day": "-infinity",
-        "p_overall_15min": 0,
-        "p_overall_daily": 0,
-        "p_read_15min": 0,
-        "p_read_daily": 0,
-    },
-)
+NEWEST_MIGRATION = "0018_strava_rate_limits"
+# Read, so the check changes nothing: the table and the columns that migration added (a missing column is 42703).
+_NEWEST_MIGRATION_PROBE = ("strava_rate_slots", "limit_15min,limit_daily")
 
 # PostgREST codes of input the store refuses (bad value, check constraint), as opposed to a failing store.
 _INVALID_INPUT_CODES = {"22P02", "22007", "22008", "22023", "23514", "23502", "PGRST102"}
@@ -357,7 +345,7 @@ class SupabaseStore:
             or code in _SHUTDOWN_STATES
         ):
             return StoreUnavailable(f"supabase store {self.url}: {doing} failed: {message}")
-        if code in {"42P01", "42883", "PGRST202", "PGRST205"}:
+        if code in {"42P01", "42703", "42883", "PGRST202", "PGRST205"}:
             hint = " (is the database migrated? run `syncsim migrate` on its postgresql:// URL)"
             return _MissingObject(f"supabase store {self.url}: {doing} failed: {message}{hint}", reason=message)
         return StoreError(f"supabase store {self.url}: {doing} failed: {message}")
@@ -436,7 +424,7 @@ class SupabaseStore:
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def migrate(self) -> list[str]:
         """Check that the database has every migration this syncsim ships, and return ``[]``: REST cannot run
-        DDL. It checks the first migration's ``sync_jobs`` table and the function of :data:`NEWEST_MIGRATION`
+        DDL. It checks the first migration's ``sync_jobs`` table and the columns of :data:`NEWEST_MIGRATION`
         (migrations are applied in order). A database that lacks either, or that cannot be checked, is a
         one-line :class:`~syncsim.errors.StoreError` saying to run ``syncsim migrate --store postgresql://…``
         with the project's connection string; a store that cannot answer now, a ``StoreUnavailable``."""
@@ -448,9 +436,13 @@ class SupabaseStore:
         async def base(client: AsyncClient) -> Any:
             return await client.table("sync_jobs").select("id").limit(1).execute()
 
+        async def newest(client: AsyncClient) -> Any:
+            table, columns = _NEWEST_MIGRATION_PROBE
+            return await client.table(table).select(columns).limit(1).execute()
+
         try:
             await self._run("check the sync_jobs table", base)
-            await self._rpc(f"check migration {NEWEST_MIGRATION}", *_NEWEST_MIGRATION_PROBE)
+            await self._run(f"check migration {NEWEST_MIGRATION}", newest)
         except StoreUnavailable:
             raise
         except _MissingObject as exc:
