@@ -24,7 +24,7 @@ import pytest
 from syncsim.clock import SystemClock
 from syncsim.errors import ConfigError, StoreError, StoreUnavailable
 from syncsim.jobs.handlers import register_builtin_handlers
-from syncsim.jobs.model import JobStatus
+from syncsim.jobs.model import Job, JobStatus
 from syncsim.jobs.runner import HandlerRegistry, JobRunner
 from syncsim.jobs.worker import Worker
 from syncsim.retry import RetryPolicy
@@ -257,22 +257,28 @@ async def test_a_sync_meeting_gateway_pages_pauses_without_an_attempt_and_stores
     _no_key_in([r.getMessage() for r in caplog.records])
 
 
-async def test_the_api_answers_503_with_retry_after_while_the_gateway_answers_502(
-    gateway: Gateway, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
+async def _submit_twice(gateway: Gateway, job_type: str) -> tuple[httpx.Response, httpx.Response, list[Job]]:
+    """One user's ``POST /api/sync`` sent twice (the client retrying), through the API over a Supabase store
+    behind ``gateway``; both answers, and the user's jobs in the store afterwards."""
     store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
     api = ApiHarness(store, demo=True)
     user = uuid.uuid4()
     try:
         async with api.client() as client:
-            gateway.fail("/rest/v1/sync_jobs", page(502), method="POST")
-            refused = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
-            accepted = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
+            first = await client.post("/api/sync", json={"type": job_type}, headers=api.auth(user))
+            second = await client.post("/api/sync", json={"type": job_type}, headers=api.auth(user))
             await api.drain()
-        jobs = await store.list_jobs(user_id=user)
+        return first, second, await store.list_jobs(user_id=user)
     finally:
         await store.close()
+
+
+async def test_the_api_answers_503_with_retry_after_while_the_gateway_answers_502(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    gateway.fail("/rest/v1/sync_jobs", page(502), method="POST")
+    refused, accepted, jobs = await _submit_twice(gateway, "noop")
     assert assert_json_error(refused, 503) and refused.headers["retry-after"]
     assert accepted.status_code == 202 and [str(j.id) for j in jobs] == [accepted.json()["jobId"]]
     logged = [r.getMessage() for r in caplog.records]
@@ -353,24 +359,25 @@ async def test_a_submit_answered_with_a_page_is_a_503_and_the_retried_submit_ret
 ) -> None:
     """Found by a probe: ``POST /api/sync`` answered 500 (``created.data[0]`` of a page). The insert took effect:
     the client's retry after the 503 gets that job, not a second one."""
-    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
-    api = ApiHarness(store, demo=True)
-    user = uuid.uuid4()
     gateway.fail("/rest/v1/sync_jobs", page(200, PORTAL_PAGE), method="POST", passed_on=True)
-    try:
-        async with api.client() as client:
-            refused = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user))
-            again = await client.post("/api/sync", json={"type": "demo"}, headers=api.auth(user))
-            await api.drain()
-        jobs = await store.list_jobs(user_id=user)
-    finally:
-        await store.close()
+    refused, again, jobs = await _submit_twice(gateway, "demo")
     assert assert_json_error(refused, 503) and refused.headers["retry-after"]
     assert again.status_code in {200, 202} and [str(j.id) for j in jobs] == [again.json()["jobId"]]
     _no_key_in([r.getMessage() for r in caplog.records])
 
 
 # -- migrate ------------------------------------------------------------------------------------------------------
+
+
+async def _migrate_refused(gateway: Gateway, key: str) -> StoreError:
+    """The error ``migrate()`` raises on a Supabase store behind ``gateway`` with ``key`` (it must raise one)."""
+    store = SupabaseStore.from_url(URL, key=key, transport=gateway)
+    try:
+        with pytest.raises(StoreError) as info:
+            await store.migrate()
+    finally:
+        await store.close()
+    return info.value
 
 
 def test_migrate_checks_the_newest_migration_syncsim_ships() -> None:
@@ -387,14 +394,9 @@ async def test_migrate_on_a_database_without_the_newest_migration_says_to_run_it
     async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
         await conn.execute("alter table strava_rate_slots drop column limit_15min, drop column limit_daily")
         await conn.execute("delete from syncsim_migrations where name = %s", (NEWEST_MIGRATION,))
-    store = SupabaseStore.from_url(URL, key=SERVICE_KEY, transport=gateway)
-    try:
-        with pytest.raises(StoreError) as info:
-            await store.migrate()
-    finally:
-        await store.close()
-    message = str(info.value)
-    assert not isinstance(info.value, StoreUnavailable)
+    refused = await _migrate_refused(gateway, SERVICE_KEY)
+    message = str(refused)
+    assert not isinstance(refused, StoreUnavailable)
     assert NEWEST_MIGRATION in message and "42703" in message, message
     assert "syncsim migrate --store postgresql://" in message and "\n" not in message, message
     _no_key_in([message, *(r.getMessage() for r in caplog.records)])
@@ -414,13 +416,7 @@ async def test_migrate_on_an_up_to_date_database_applies_nothing_and_takes_no_ra
 async def test_migrate_that_cannot_check_says_so_and_what_to_run(gateway: Gateway) -> None:
     """The project's public (anon) key may not read the schema: migrate cannot tell, and does not claim either."""
     anon_key = sign_test_jwt({"role": "anon", "iss": "supabase"})
-    store = SupabaseStore.from_url(URL, key=anon_key, transport=gateway)
-    try:
-        with pytest.raises(StoreError) as info:
-            await store.migrate()
-    finally:
-        await store.close()
-    message = str(info.value)
+    message = str(await _migrate_refused(gateway, anon_key))
     assert "cannot tell" in message and "42501" in message and "syncsim migrate --store postgresql://" in message
     assert anon_key not in message and "\n" not in message
 
