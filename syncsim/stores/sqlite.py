@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 
 from syncsim.clock import from_datetime, to_datetime
-from syncsim.errors import ConfigError, InvalidInput, StoreError
+from syncsim.errors import ConfigError, InvalidInput, StoreError, StoreUnavailable
 from syncsim.jobs.model import Job, JobStatus, TypePause
 from syncsim.stores.sql import pending_migrations
 from syncsim.strava.models import Activity, ActivityFields, StoredActivity, StravaTokens
@@ -68,6 +68,13 @@ SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND (served_at I
                                          AND next_attempt_at <= ? {filters})
     OR EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'running' AND locked_until < ?)
 """
+
+
+#: SQLite's primary result codes for a store that fails now but not for good: another connection holds the
+#: write lock (BUSY, LOCKED), the disk is full (FULL), or the disk or its file system failed a read or a write
+#: (IOERR). Nothing a job did causes them, so they are :class:`StoreUnavailable`, which a runner, a worker and the
+#: API wait out, and never a spent attempt.
+_TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 
 
 _PAUSE_FIELDS = ("type", "until", "looks", "reason", "paused_at")
@@ -161,32 +168,65 @@ class SQLiteStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open sqlite store {self.path!r}: {exc}") from None
+            raise self._error(exc, "open", "could not be opened") from None
         return conn
 
+    def _error(self, exc: sqlite3.Error, doing: str, failed: str) -> StoreError:
+        """``exc`` as one line naming the store: :class:`StoreUnavailable` if it is of a kind that passes."""
+        code = getattr(exc, "sqlite_errorcode", None)  # absent on errors of the sqlite3 module's own
+        primary = None if code is None else code & 0xFF
+        busy = " is busy" if primary == sqlite3.SQLITE_BUSY else ""
+        message = f"sqlite store {self.path!r}{busy}, {doing}: {failed}: {' '.join(str(exc).split())}"
+        if primary in _TRANSIENT_CODES:
+            return StoreUnavailable(f"{message} ({getattr(exc, 'sqlite_errorname', code)})")
+        if "no such table" in str(exc):
+            message += " (is the store migrated? run `syncsim migrate`)"
+        return StoreError(message)
+
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction holding SQLite's write lock from the start (no lock upgrades, no deadlocks)."""
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from the start (no lock upgrades, no deadlocks).
+        Its errors, the commit's included, leave as one-line :class:`StoreError`."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise StoreError(f"sqlite store {self.path!r} is busy or unwritable: {exc}") from None
+            raise self._error(exc, doing, "could not be written") from None
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _roll_back(conn)
+            raise self._error(exc, doing, "could not be written") from None
+        except BaseException:
+            _roll_back(conn)
+            raise
+
+    def _fetchone(self, doing: str, sql: str, params: Sequence[Any] = ()) -> Any:
+        """One row of a read, or ``None``; its errors as one-line :class:`StoreError`: an unmigrated file (what
+        ``syncsim jobs`` and ``status`` meet, which read without migrating), one reset under a worker, a disk
+        that fails."""
+        try:
+            return self.conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc, doing, "could not be read") from None
+
+    def _fetchall(self, doing: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of a read; its errors as :meth:`_fetchone`'s."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, doing, "could not be read") from None
 
     async def migrate(self) -> list[str]:
-        conn = self.conn
-        conn.execute("CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+        with self._write("migrate") as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
         applied: list[str] = []
-        done = [name for (name,) in conn.execute("SELECT name FROM syncsim_migrations").fetchall()]
+        done = [name for (name,) in self._fetchall("migrate", "SELECT name FROM syncsim_migrations")]
         for name, sql in pending_migrations("sqlite", done, store=f"sqlite store {self.path!r}"):
-            with self._write():
+            with self._write(f"apply migration {name}") as conn:
                 if conn.execute("SELECT 1 FROM syncsim_migrations WHERE name = ?", (name,)).fetchone():
                     continue
                 for statement in _statements(sql):
@@ -206,7 +246,7 @@ class SQLiteStore:
         self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
     ) -> tuple[Job, bool]:
         job_id = uuid.uuid4()
-        with self._write() as conn:
+        with self._write("create a job") as conn:
             row = conn.execute(
                 f"""INSERT INTO sync_jobs (id, user_id, type, status, payload, created_at, max_attempts,
                         next_attempt_at, updated_at)
@@ -235,19 +275,8 @@ class SQLiteStore:
         return _job_from_row(row), False
 
     async def get_job(self, job_id: uuid.UUID) -> Job | None:
-        with self._reading(f"get job {job_id}"):
-            row = self.conn.execute(f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),)).fetchone()
+        row = self._fetchone(f"get job {job_id}", f"SELECT {_JOB_COLUMNS} FROM sync_jobs WHERE id = ?", (str(job_id),))
         return None if row is None else _job_from_row(row)
-
-    @contextmanager
-    def _reading(self, doing: str) -> Iterator[None]:
-        """A read's errors as one-line :class:`StoreError`: an unmigrated file (what `syncsim jobs` and `status`
-        meet, which read without migrating), one reset under a worker, or locked past the busy timeout."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            hint = " (is the store migrated? run `syncsim migrate`)" if "no such table" in str(exc) else ""
-            raise StoreError(f"sqlite store {self.path!r}, {doing}: could not be read: {exc}{hint}") from None
 
     async def list_jobs(
         self, *, user_id: uuid.UUID | None = None, status: JobStatus | None = None, limit: int = 20
@@ -260,11 +289,11 @@ class SQLiteStore:
             where.append("status = ?")
             params.append(str(status))
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._reading("list jobs"):
-            rows = self.conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM sync_jobs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
-                (*params, limit),
-            ).fetchall()
+        rows = self._fetchall(
+            "list jobs",
+            f"SELECT {_JOB_COLUMNS} FROM sync_jobs {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (*params, limit),
+        )
         return [_job_from_row(r) for r in rows]
 
     async def claim_job(
@@ -287,11 +316,12 @@ class SQLiteStore:
         # look would otherwise hold SQLite's one write lock (BEGIN IMMEDIATE) against the API's submits. Nothing
         # is lost by a look that misses a job made due just after it: the next look, or the claim below, sees it.
         due = " ".join(filters)
-        with self._reading("look for due jobs"):  # a file reset under the worker: it backs off from a StoreError
-            claimable = self.conn.execute(_CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now))
-            if not claimable.fetchone()[0]:
-                return None
-        with self._write() as conn:
+        claimable = self._fetchone(
+            "look for due jobs", _CLAIMABLE_SQL.format(filters=due), (now, *params, now, *params, now)
+        )
+        if not claimable[0]:
+            return None
+        with self._write("claim a job") as conn:
             conn.execute(_RECLAIM_SQL, {"now": now})
             row = conn.execute(
                 f"""UPDATE sync_jobs SET status = 'running', attempts = attempts + 1, runs = runs + 1,
@@ -304,8 +334,10 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else _job_from_row(row)
 
-    def _update_owned(self, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]) -> bool:
-        with self._write() as conn:
+    def _update_owned(
+        self, doing: str, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]
+    ) -> bool:
+        with self._write(doing) as conn:
             cursor = conn.execute(
                 f"UPDATE sync_jobs SET {assignments} WHERE id = ? AND status = 'running' AND locked_by = ?",
                 (*params, str(job_id), worker_id),
@@ -313,12 +345,15 @@ class SQLiteStore:
             return cursor.rowcount == 1
 
     async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
-        return self._update_owned(job_id, worker_id, "locked_until = ?, updated_at = ?", (now + lease_s, now))
+        return self._update_owned(
+            "extend a lease", job_id, worker_id, "locked_until = ?, updated_at = ?", (now + lease_s, now)
+        )
 
     async def save_progress(
         self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float, lease_s: float
     ) -> bool:
         return self._update_owned(
+            "save a job's progress",
             job_id,
             worker_id,
             "progress = ?, served_at = COALESCE(served_at, ?), locked_until = ?, updated_at = ?",
@@ -327,6 +362,7 @@ class SQLiteStore:
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
         return self._update_owned(
+            "complete a job",
             job_id,
             worker_id,
             "status = 'completed', result = ?, error = NULL, completed_at = ?, locked_by = NULL, "
@@ -336,6 +372,7 @@ class SQLiteStore:
 
     async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
         return self._update_owned(
+            "put a job back for a retry",
             job_id,
             worker_id,
             "status = 'pending', error = ?, next_attempt_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?",
@@ -344,6 +381,7 @@ class SQLiteStore:
 
     async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
         return self._update_owned(
+            "reschedule a job",
             job_id,
             worker_id,
             "status = 'pending', attempts = attempts - 1, error = ?, next_attempt_at = ?, locked_by = NULL, "
@@ -353,6 +391,7 @@ class SQLiteStore:
 
     async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool:
         return self._update_owned(
+            "fail a job",
             job_id,
             worker_id,
             "status = 'failed', error = ?, completed_at = ?, locked_by = NULL, locked_until = NULL, updated_at = ?",
@@ -360,11 +399,11 @@ class SQLiteStore:
         )
 
     async def reclaim_expired(self, *, now: float) -> int:
-        with self._write() as conn:
+        with self._write("reclaim expired leases") as conn:
             return conn.execute(_RECLAIM_SQL, {"now": now}).rowcount
 
     async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:
-        with self._write() as conn:
+        with self._write("cancel a job") as conn:
             return (
                 conn.execute(
                     """UPDATE sync_jobs SET status = 'failed', error = ?, completed_at = ?, locked_by = NULL,
@@ -376,24 +415,26 @@ class SQLiteStore:
             )
 
     async def due_summary(self, *, now: float, limit: int) -> tuple[int, float | None]:
-        row = self.conn.execute(
+        row = self._fetchone(
+            "count due jobs",
             """SELECT (SELECT count(*) FROM (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND next_attempt_at <= ?
                                             LIMIT ?)),
                       (SELECT min(next_attempt_at) FROM sync_jobs WHERE status = 'pending' AND next_attempt_at > ?)""",
             (now, limit, now),
-        ).fetchone()
+        )
         return int(row[0]), row[1]
 
     async def unserved_jobs(self, *, limit: int) -> int:
-        row = self.conn.execute(
+        row = self._fetchone(
+            "count unserved jobs",
             """SELECT count(*) FROM (SELECT 1 FROM sync_jobs
                                      WHERE served_at IS NULL AND status IN ('pending', 'running') LIMIT ?)""",
             (limit,),
-        ).fetchone()
+        )
         return int(row[0])
 
     async def pause_job_type(self, type: str, *, until: float, looks: int, reason: str, now: float) -> None:
-        with self._write() as conn:
+        with self._write("pause a job type") as conn:
             conn.execute(
                 """INSERT INTO job_type_pauses (type, until, looks, reason, paused_at) VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (type) DO UPDATE SET until = max(until, excluded.until), looks = excluded.looks,
@@ -402,17 +443,21 @@ class SQLiteStore:
             )
 
     async def job_type_pause(self, type: str) -> TypePause | None:
-        row = self.conn.execute(f"SELECT {_PAUSE_COLUMNS} FROM job_type_pauses WHERE type = ?", (type,)).fetchone()
+        row = self._fetchone(
+            "read a job type's pause", f"SELECT {_PAUSE_COLUMNS} FROM job_type_pauses WHERE type = ?", (type,)
+        )
         return None if row is None else TypePause(**dict(zip(_PAUSE_FIELDS, row, strict=True)))
 
     async def type_pauses(self, *, now: float) -> list[TypePause]:
-        rows = self.conn.execute(
-            f"SELECT {_PAUSE_COLUMNS} FROM job_type_pauses WHERE until > ? ORDER BY type", (now,)
-        ).fetchall()
+        rows = self._fetchall(
+            "read the running pauses",
+            f"SELECT {_PAUSE_COLUMNS} FROM job_type_pauses WHERE until > ? ORDER BY type",
+            (now,),
+        )
         return [TypePause(**dict(zip(_PAUSE_FIELDS, row, strict=True))) for row in rows]
 
     async def clear_type_outage(self, type: str, *, now: float) -> None:
-        with self._write() as conn:
+        with self._write("clear a job type's outage") as conn:
             conn.execute(
                 "UPDATE job_type_pauses SET looks = 0 WHERE type = ? AND looks > 0 AND until <= ?", (type, now)
             )
@@ -422,7 +467,7 @@ class SQLiteStore:
         limits = {"overall": slot.overall_limits, "read": slot.read_limits}
         kinds = ("overall", "read") if slot.read else ("overall",)
         marks = ", ".join("?" * len(kinds))
-        with self._write() as conn:
+        with self._write("take a rate slot") as conn:
             conn.execute(
                 f"""UPDATE strava_rate_slots SET
                       used_15min = CASE WHEN window_start < ? THEN 0 ELSE used_15min END,
@@ -461,7 +506,7 @@ class SQLiteStore:
         return None
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
-        with self._write() as conn:
+        with self._write("cancel a user's jobs") as conn:
             return conn.execute(
                 """UPDATE sync_jobs SET status = 'failed', error = ?, completed_at = ?, updated_at = ?
                    WHERE user_id = ? AND status = 'pending'""",
@@ -470,10 +515,11 @@ class SQLiteStore:
 
     # -- Strava data ---------------------------------------------------------------------------------------------
     async def get_tokens(self, user_id: uuid.UUID) -> StravaTokens | None:
-        row = self.conn.execute(
+        row = self._fetchone(
+            "get a user's tokens",
             "SELECT athlete_id, access_token, refresh_token, expires_at, scope FROM strava_tokens WHERE user_id = ?",
             (str(user_id),),
-        ).fetchone()
+        )
         if row is None:
             return None
         return StravaTokens(
@@ -481,7 +527,7 @@ class SQLiteStore:
         )
 
     async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
-        with self._write() as conn:
+        with self._write("save a user's tokens") as conn:
             try:
                 conn.execute(
                     """INSERT INTO strava_tokens (user_id, athlete_id, access_token, refresh_token, expires_at,
@@ -504,12 +550,16 @@ class SQLiteStore:
                 raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
-        with self._write() as conn:
+        with self._write("delete a user's tokens") as conn:
             conn.execute("DELETE FROM strava_activity_events WHERE user_id = ?", (str(user_id),))
             return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
 
     async def user_for_athlete(self, athlete_id: int) -> uuid.UUID | None:
-        row = self.conn.execute("SELECT user_id FROM strava_tokens WHERE athlete_id = ?", (athlete_id,)).fetchone()
+        row = self._fetchone(
+            "find an athlete's user",
+            "SELECT user_id FROM strava_tokens WHERE athlete_id = ?",
+            (athlete_id,),
+        )
         return None if row is None else uuid.UUID(row[0])
 
     async def upsert_activities(self, user_id: uuid.UUID, activities: Sequence[Activity], *, now: float) -> int:
@@ -534,7 +584,7 @@ class SQLiteStore:
             )
             for a in activities
         ]
-        with self._write() as conn:
+        with self._write("upsert activities") as conn:
             conn.executemany(
                 """INSERT INTO strava_activities (id, user_id, athlete_id, name, sport_type, start_date, distance,
                         moving_time, elapsed_time, total_elevation_gain, raw, synced_at, seen_at)
@@ -550,7 +600,7 @@ class SQLiteStore:
         return len(rows)
 
     async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool:
-        with self._write() as conn:
+        with self._write("delete an activity") as conn:
             return (
                 conn.execute(
                     "DELETE FROM strava_activities WHERE user_id = ? AND id = ?", (str(user_id), activity_id)
@@ -568,25 +618,26 @@ class SQLiteStore:
                 return {}
             where = _BY_IDS.format(marks=", ".join("?" * len(activity_ids)))
             params.extend(activity_ids)
-        rows = self.conn.execute(
+        rows = self._fetchall(
+            "read stored activities",
             f"""SELECT id, {_FIELD_COLUMNS}, json_extract(raw, '$.resource_state') = 3
                 FROM strava_activities WHERE {where}""",
             params,
-        ).fetchall()
+        )
         return {row[0]: StoredActivity(ActivityFields(*row[1:8]), bool(row[8])) for row in rows}
 
     async def mark_activities_seen(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
         if not activity_ids:
             return
         marks = ", ".join("?" * len(activity_ids))
-        with self._write() as conn:
+        with self._write("mark activities seen") as conn:
             conn.execute(
                 f"UPDATE strava_activities SET seen_at = ? WHERE {_BY_IDS.format(marks=marks)}",
                 (now, str(user_id), *activity_ids),
             )
 
     async def delete_activities_unseen_since(self, user_id: uuid.UUID, since: float) -> int:
-        with self._write() as conn:
+        with self._write("delete activities no longer on Strava") as conn:
             return conn.execute(
                 "DELETE FROM strava_activities WHERE user_id = ? AND seen_at < ?", (str(user_id), since)
             ).rowcount
@@ -594,7 +645,7 @@ class SQLiteStore:
     async def add_activity_events(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
         if not activity_ids:
             return
-        with self._write() as conn:
+        with self._write("record webhook events") as conn:
             conn.executemany(
                 """INSERT INTO strava_activity_events (user_id, activity_id, received_at) VALUES (?, ?, ?)
                    ON CONFLICT (user_id, activity_id) DO UPDATE SET received_at = excluded.received_at""",
@@ -602,31 +653,33 @@ class SQLiteStore:
             )
 
     async def pending_activity_events(self, user_id: uuid.UUID, *, limit: int) -> list[tuple[int, float]]:
-        rows = self.conn.execute(
+        rows = self._fetchall(
+            "read webhook events",
             """SELECT activity_id, received_at FROM strava_activity_events WHERE user_id = ?
                ORDER BY received_at, activity_id LIMIT ?""",
             (str(user_id), limit),
-        ).fetchall()
+        )
         return [(row[0], row[1]) for row in rows]
 
     async def clear_activity_events(self, user_id: uuid.UUID, events: Sequence[tuple[int, float]]) -> None:
         if not events:
             return
-        with self._write() as conn:
+        with self._write("clear webhook events") as conn:
             conn.executemany(
                 "DELETE FROM strava_activity_events WHERE user_id = ? AND activity_id = ? AND received_at = ?",
                 [(str(user_id), activity_id, at) for activity_id, at in events],
             )
 
     async def users_with_activity_events(self, *, limit: int) -> list[uuid.UUID]:
-        rows = self.conn.execute(
+        rows = self._fetchall(
+            "find users with webhook events",
             """SELECT user_id FROM strava_activity_events GROUP BY user_id ORDER BY min(received_at) LIMIT ?""",
             (limit,),
-        ).fetchall()
+        )
         return [uuid.UUID(row[0]) for row in rows]
 
     async def take_event_quota(self, user_id: uuid.UUID, *, window: float, limit: int, wanted: int) -> int:
-        with self._write() as conn:
+        with self._write("take a webhook quota") as conn:
             row = conn.execute(
                 "SELECT event_window, event_fetches FROM strava_tokens WHERE user_id = ?", (str(user_id),)
             ).fetchone()
@@ -641,39 +694,58 @@ class SQLiteStore:
             return granted
 
     async def mark_reconciled(self, user_id: uuid.UUID, *, now: float) -> None:
-        with self._write() as conn:
+        with self._write("mark a user reconciled") as conn:
             conn.execute("UPDATE strava_tokens SET reconciled_at = ? WHERE user_id = ?", (now, str(user_id)))
 
     async def reconciled_at(self, user_id: uuid.UUID) -> float | None:
-        row = self.conn.execute("SELECT reconciled_at FROM strava_tokens WHERE user_id = ?", (str(user_id),)).fetchone()
+        row = self._fetchone(
+            "read when a user was reconciled",
+            "SELECT reconciled_at FROM strava_tokens WHERE user_id = ?",
+            (str(user_id),),
+        )
         return None if row is None else row[0]
 
     async def users_to_reconcile(self, *, before: float, asked_before: float, limit: int) -> list[uuid.UUID]:
-        rows = self.conn.execute(
+        rows = self._fetchall(
+            "find users to reconcile",
             """SELECT user_id FROM strava_tokens
                WHERE (reconciled_at IS NULL OR reconciled_at < ?)
                  AND (reconcile_asked_at IS NULL OR reconcile_asked_at < ?)
                ORDER BY reconciled_at IS NOT NULL, reconciled_at LIMIT ?""",
             (before, asked_before, limit),
-        ).fetchall()
+        )
         return [uuid.UUID(row[0]) for row in rows]
 
     async def mark_reconcile_asked(self, user_id: uuid.UUID, *, now: float) -> None:
-        with self._write() as conn:
+        with self._write("mark a reconcile asked") as conn:
             conn.execute("UPDATE strava_tokens SET reconcile_asked_at = ? WHERE user_id = ?", (now, str(user_id)))
 
     async def count_activities(self, user_id: uuid.UUID) -> int:
-        row = self.conn.execute("SELECT count(*) FROM strava_activities WHERE user_id = ?", (str(user_id),)).fetchone()
+        row = self._fetchone(
+            "count activities",
+            "SELECT count(*) FROM strava_activities WHERE user_id = ?",
+            (str(user_id),),
+        )
         return int(row[0])
 
     async def latest_activity_start(self, user_id: uuid.UUID) -> datetime | None:
-        row = self.conn.execute(
-            "SELECT max(start_date) FROM strava_activities WHERE user_id = ?", (str(user_id),)
-        ).fetchone()
+        row = self._fetchone(
+            "find the latest activity",
+            "SELECT max(start_date) FROM strava_activities WHERE user_id = ?",
+            (str(user_id),),
+        )
         return None if row is None or row[0] is None else to_datetime(row[0])
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any: SQLite rolls one back itself on some errors (a full disk, an I/O
+    error), and a ROLLBACK then would fail and hide the error that matters."""
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:

@@ -16,7 +16,9 @@ from syncsim.api.openapi import openapi_document
 from syncsim.api.serve import running_server
 from syncsim.api.submissions import DEMO_JOB_TYPES
 from syncsim.stores import Store, open_store
+from syncsim.stores.sqlite import SQLiteStore
 from tests.support.api import SECRET, ApiHarness, assert_json_error, poll_until
+from tests.support.sqlite import full_disk
 
 
 async def test_submit_then_poll_until_completed_over_loopback(store: Store, user_id: uuid.UUID) -> None:
@@ -221,6 +223,36 @@ async def test_store_failure_is_503_not_500(tmp_path: Path, user_id: uuid.UUID) 
     assert assert_json_error(submit, 503) == "the job store is unavailable; try again shortly"
     assert_json_error(status, 503)
     assert_json_error(health, 503)
+
+
+async def test_a_submit_meeting_a_full_disk_is_a_503_and_loses_no_job(sqlite_url: str) -> None:
+    """Submits until the SQLite file has no room for one more job: that submit is a 503 with Retry-After (a full
+    disk passes), and reads still answer. Submitted again once there is room, it is accepted: every accepted job
+    is stored, once."""
+    store = SQLiteStore.from_url(sqlite_url)
+    await store.migrate()
+    api = ApiHarness(store, strategy="worker", demo=True)  # submits only: nothing runs in the background
+    accepted: dict[str, uuid.UUID] = {}  # job id: its user
+    async with api.client() as client:
+        with full_disk(store):
+            for _ in range(1000):
+                user = uuid.uuid4()
+                submit = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
+                if submit.status_code != 202:
+                    break
+                accepted[submit.json()["jobId"]] = user
+            assert assert_json_error(submit, 503) == "the job store is unavailable; try again shortly"
+            assert submit.headers["retry-after"] == "5"
+            assert accepted, "the first submit already found the disk full"
+            job_id, owner = next(iter(accepted.items()))
+            status = await client.get(f"/api/sync/{job_id}", headers=api.auth(owner))
+            assert status.status_code == 200 and status.json()["status"] == "pending"
+        again = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
+    assert again.status_code == 202, again.text
+    accepted[again.json()["jobId"]] = user
+    stored = [str(job.id) for job in await store.list_jobs(limit=len(accepted) + 1)]
+    assert sorted(stored) == sorted(accepted)
+    await store.close()
 
 
 async def test_health_names_platform_and_strategy_and_nothing_of_the_store(sqlite_url: str) -> None:

@@ -6,6 +6,7 @@ Over an httpx ASGI transport to the real app, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections import Counter
 from datetime import datetime
@@ -17,7 +18,7 @@ from syncsim.defaults import EVENTS_WAIT_FOR_SYNC_S, TICK_LOOKAHEAD_S
 from syncsim.job_types import default_handlers
 from syncsim.jobs.model import JobStatus
 from syncsim.jobs.runner import JobRunner
-from syncsim.stores import Store
+from syncsim.stores import Store, open_store
 from syncsim.strava.events import EVENTS_JOB_TYPE
 from tests.support.api import CRON_SECRET, ApiHarness, assert_json_error
 from tests.support.clocks import ManualClock
@@ -189,6 +190,21 @@ async def test_without_a_configured_secret_the_tick_is_a_clear_503(store: Store)
     assert "CRON_SECRET" in assert_json_error(answer, 503)
     job = await store.get_job(jobs[0])
     assert job is not None and job.status is JobStatus.PENDING
+
+
+async def test_a_tick_on_an_unmigrated_sqlite_store_is_a_503_that_says_to_migrate(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As ``/healthz`` on such a store: a one-line 503, and a log line saying what to do, not a traceback."""
+    store = open_store(sqlite_url)
+    api = ApiHarness(store, strategy="resumable", demo=True)
+    caplog.set_level(logging.WARNING, logger="syncsim.api")
+    async with api.client() as client:
+        answer = await client.get(TICK, headers=BEARER)
+    assert_json_error(answer, 503)
+    [logged] = [r for r in caplog.records if r.name == "syncsim.api"]
+    assert logged.exc_info is None and "run `syncsim migrate`" in logged.getMessage(), logged.getMessage()
+    await store.close()
 
 
 async def test_a_tick_stops_at_its_deadline_margin_and_leaves_the_rest_due(store: Store) -> None:

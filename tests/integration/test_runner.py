@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -21,8 +22,10 @@ from syncsim.retry import RetryPolicy
 from syncsim.sim.virtual import run_virtual, virtual_clock
 from syncsim.stores import Store, open_store
 from syncsim.stores.sqlite import SQLiteStore
+from syncsim.strava.models import Activity
 from tests.support.clocks import StalledClock
 from tests.support.jobs import wait_for_job
+from tests.support.sqlite import full_disk, write_lock_held
 
 NO_WAIT = RetryPolicy(base_s=0.0, jitter=0.0)
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
@@ -417,6 +420,45 @@ async def test_a_handler_cut_off_by_its_store_is_paused_without_spending_an_atte
         assert first is not None and first.status is JobStatus.COMPLETED
     assert runs == [1, 1]  # the second run is on the same attempt
     assert (first.attempts, first.runs, first.crashes, first.error) == (1, 2, 0, None)
+
+
+@pytest.mark.parametrize("cause", ["full disk", "write lock held"])
+async def test_a_sqlite_write_meeting_a_full_disk_or_a_held_lock_spends_no_attempt(
+    sqlite_url: str, user_id: uuid.UUID, cause: str
+) -> None:
+    """A handler's write meets a full disk, or another process's write lock held past the store's busy timeout
+    (a migration, a backup): the store is unavailable, the job's first run is paused without spending an
+    attempt, and the next stores its page once."""
+    store = SQLiteStore.from_url(sqlite_url, busy_timeout_s=0.2)
+    await store.migrate()
+    page = [
+        Activity.from_json({"id": i, "name": "Run", "sport_type": "Run", "start_date": "2026-01-01T00:00:00Z"})
+        for i in range(1, 201)
+    ]
+    runs: list[int] = []
+
+    async def stores_a_page(ctx: JobContext) -> dict[str, Any]:
+        runs.append(ctx.job.attempts)
+        fault = full_disk(store) if cause == "full disk" else write_lock_held(store.path)
+        with fault if len(runs) == 1 else contextlib.nullcontext():
+            stored = await ctx.store.upsert_activities(ctx.job.user_id, page, now=time.time())
+        return {"stored": stored}
+
+    registry = HandlerRegistry()
+    registry.register("stores_a_page", stores_a_page)
+    runner = _runner(store, registry, strategy="worker", retry=RetryPolicy(base_s=0.05, jitter=0))
+    job, _ = await runner.submit(user_id, type="stores_a_page")
+    first = await runner.run_job(job.id)
+    assert first is not None and (first.status, first.attempts) == (JobStatus.PENDING, 0), first
+    assert (first.error or "").startswith(
+        f"paused while the store was unavailable: StoreUnavailable: sqlite store {store.path!r}"
+    ), first.error
+    await asyncio.sleep(0.06)
+    done = await runner.run_job(job.id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.result == {"stored": 200}
+    assert (done.attempts, done.runs, done.crashes, runs) == (1, 2, 0, [1, 1])
+    assert await store.count_activities(user_id) == 200
+    await store.close()
 
 
 async def test_a_worker_claims_nothing_of_a_type_paused_by_a_shared_wait_until_the_pause_ends(

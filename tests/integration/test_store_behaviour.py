@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from syncsim import defaults
-from syncsim.errors import StoreError
+from syncsim.errors import StoreError, StoreUnavailable
 from syncsim.jobs.model import JobStatus
 from syncsim.stores import Store, open_store
 from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.models import Activity, StravaTokens
 from syncsim.strava.ratelimit import SlotRequest, quarter_hour_start, utc_day_start
 from tests.conftest import BACKENDS
+from tests.support.sqlite import full_disk
 
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 
@@ -525,4 +526,30 @@ async def test_a_claim_on_a_database_without_its_tables_is_a_store_error(sqlite_
     other_process.close()
     with pytest.raises(StoreError, match="could not be read: no such table: sync_jobs"):
         await store.claim_job(worker_id="w", now=T0, lease_s=30)
+    await store.close()
+
+
+async def test_a_full_disk_is_a_one_line_store_unavailable_and_loses_nothing(
+    sqlite_url: str, user_id: uuid.UUID
+) -> None:
+    """A disk that fills up is an outage, not a fault of the write: one line naming the store, as
+    :class:`StoreUnavailable` (what runners, workers and the API wait out), and SQLite's own rollback of the
+    transaction does not turn into another error. Reads go on; once there is room, the same write stores every
+    activity once."""
+    store = SQLiteStore.from_url(sqlite_url)
+    await store.migrate()
+    job, _ = await _create(store, user_id)
+    await store.upsert_activities(user_id, [_activity(i) for i in range(20)], now=T0)
+    page = [_activity(i) for i in range(20, 220)]
+    with full_disk(store):
+        with pytest.raises(StoreUnavailable) as full:
+            await store.upsert_activities(user_id, page, now=T0 + 1)
+        assert await store.count_activities(user_id) == 20
+        assert await store.get_job(job.id) == job
+    message = str(full.value)
+    assert "\n" not in message and message.startswith(f"sqlite store {store.path!r}, upsert activities: "), message
+    assert message.endswith("database or disk is full (SQLITE_FULL)"), message
+    assert await store.upsert_activities(user_id, page, now=T0 + 2) == 200
+    assert sorted(await store.stored_activities(user_id)) == sorted(_activity(i).id for i in range(220))
+    assert [j.id for j in await store.list_jobs()] == [job.id]
     await store.close()
