@@ -3,17 +3,19 @@
 One file (``sqlite:///syncsim.db``), WAL journal, so several processes on one machine can share it: every
 write that must be atomic (a claim, a create) runs in ``BEGIN IMMEDIATE``, which takes SQLite's single write
 lock, so two workers can never claim the same job. Calls are synchronous inside ``async`` methods: each
-statement takes microseconds, far less than handing it to a thread would.
+statement takes microseconds, far less than handing it to a thread would. The one wait is for the write lock
+another process holds: a write waits for it asleep on the event loop, so that the process's other calls go on.
 
 Times are REAL columns holding UTC epoch seconds, all written from the caller's clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,15 @@ SELECT EXISTS (SELECT 1 FROM sync_jobs WHERE status = 'pending' AND (served_at I
 _TRANSIENT_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 
 
+#: How long a statement may wait for another connection's lock inside SQLite (seconds). SQLite waits by sleeping in
+#: the calling thread, the event loop's: every other request of the process would wait as long. A write that finds
+#: the lock taken waits for it in :meth:`SQLiteStore._begin` instead, up to the store's busy timeout.
+_LOCK_WAIT_IN_SQLITE_S = 0.005
+#: A waiting write's first pause before it tries the lock again, and its longest (seconds; doubling in between).
+_LOCK_RETRY_FIRST_S = 0.002
+_LOCK_RETRY_MAX_S = 0.05
+
+
 _PAUSE_FIELDS = ("type", "until", "looks", "reason", "paused_at")
 _PAUSE_COLUMNS = ", ".join(_PAUSE_FIELDS)
 
@@ -130,6 +141,7 @@ class SQLiteStore:
     """The Store protocol on one SQLite database file (or ``:memory:``)."""
 
     def __init__(self, path: str, *, busy_timeout_s: float = 10.0) -> None:
+        """``busy_timeout_s``: how long a write waits for the write lock another connection holds (seconds)."""
         self.path = path
         self.url = f"sqlite:///{path}"
         self._busy_timeout_s = busy_timeout_s
@@ -167,6 +179,8 @@ class SQLiteStore:
                 conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
+            wait_ms = round(min(self._busy_timeout_s, _LOCK_WAIT_IN_SQLITE_S) * 1000)
+            conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
         except sqlite3.Error as exc:
             raise self._error(exc, "open", "could not be opened") from None
         return conn
@@ -183,13 +197,14 @@ class SQLiteStore:
             message += " (is the store migrated? run `syncsim migrate`)"
         return StoreError(message)
 
-    @contextmanager
-    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+    @asynccontextmanager
+    async def _write(self, doing: str) -> AsyncIterator[sqlite3.Connection]:
         """One write transaction holding SQLite's write lock from the start (no lock upgrades, no deadlocks).
-        Its errors, the commit's included, leave as one-line :class:`StoreError`."""
+        Its errors, the commit's included, leave as one-line :class:`StoreError`. The transaction's statements
+        run without a pause between them: no other call of the process can come between them on the connection."""
         conn = self.conn
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            await self._begin(conn)
         except sqlite3.Error as exc:
             raise self._error(exc, doing, "could not be written") from None
         try:
@@ -201,6 +216,29 @@ class SQLiteStore:
         except BaseException:
             _roll_back(conn)
             raise
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``; while another connection holds the write lock, tried again after growing pauses
+        on the event loop until the busy timeout has passed (then SQLite's busy error). Without another holder
+        it takes the lock without a pause: under the simulator's virtual time, an uncontended write is instant."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_s
+        pause = _LOCK_RETRY_FIRST_S
+        while True:
+            await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
+                    raise
+            pause = min(2 * pause, _LOCK_RETRY_MAX_S)
 
     def _fetchone(self, doing: str, sql: str, params: Sequence[Any] = ()) -> Any:
         """One row of a read, or ``None``; its errors as one-line :class:`StoreError`: an unmigrated file (what
@@ -219,14 +257,14 @@ class SQLiteStore:
             raise self._error(exc, doing, "could not be read") from None
 
     async def migrate(self) -> list[str]:
-        with self._write("migrate") as conn:
+        async with self._write("migrate") as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS syncsim_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
             )
         applied: list[str] = []
         done = [name for (name,) in self._fetchall("migrate", "SELECT name FROM syncsim_migrations")]
         for name, sql in pending_migrations("sqlite", done, store=f"sqlite store {self.path!r}"):
-            with self._write(f"apply migration {name}") as conn:
+            async with self._write(f"apply migration {name}") as conn:
                 if conn.execute("SELECT 1 FROM syncsim_migrations WHERE name = ?", (name,)).fetchone():
                     continue
                 for statement in _statements(sql):
@@ -246,7 +284,7 @@ class SQLiteStore:
         self, *, user_id: uuid.UUID, type: str, payload: dict[str, Any], max_attempts: int, now: float
     ) -> tuple[Job, bool]:
         job_id = uuid.uuid4()
-        with self._write("create a job") as conn:
+        async with self._write("create a job") as conn:
             row = conn.execute(
                 f"""INSERT INTO sync_jobs (id, user_id, type, status, payload, created_at, max_attempts,
                         next_attempt_at, updated_at)
@@ -321,7 +359,7 @@ class SQLiteStore:
         )
         if not claimable[0]:
             return None
-        with self._write("claim a job") as conn:
+        async with self._write("claim a job") as conn:
             conn.execute(_RECLAIM_SQL, {"now": now})
             row = conn.execute(
                 f"""UPDATE sync_jobs SET status = 'running', attempts = attempts + 1, runs = runs + 1,
@@ -334,10 +372,10 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else _job_from_row(row)
 
-    def _update_owned(
+    async def _update_owned(
         self, doing: str, job_id: uuid.UUID, worker_id: str, assignments: str, params: Sequence[Any]
     ) -> bool:
-        with self._write(doing) as conn:
+        async with self._write(doing) as conn:
             cursor = conn.execute(
                 f"UPDATE sync_jobs SET {assignments} WHERE id = ? AND status = 'running' AND locked_by = ?",
                 (*params, str(job_id), worker_id),
@@ -345,14 +383,14 @@ class SQLiteStore:
             return cursor.rowcount == 1
 
     async def extend_lease(self, job_id: uuid.UUID, *, worker_id: str, now: float, lease_s: float) -> bool:
-        return self._update_owned(
+        return await self._update_owned(
             "extend a lease", job_id, worker_id, "locked_until = ?, updated_at = ?", (now + lease_s, now)
         )
 
     async def save_progress(
         self, job_id: uuid.UUID, *, worker_id: str, progress: dict[str, Any], now: float, lease_s: float
     ) -> bool:
-        return self._update_owned(
+        return await self._update_owned(
             "save a job's progress",
             job_id,
             worker_id,
@@ -361,7 +399,7 @@ class SQLiteStore:
         )
 
     async def complete_job(self, job_id: uuid.UUID, *, worker_id: str, result: dict[str, Any], now: float) -> bool:
-        return self._update_owned(
+        return await self._update_owned(
             "complete a job",
             job_id,
             worker_id,
@@ -371,7 +409,7 @@ class SQLiteStore:
         )
 
     async def retry_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, retry_at: float, now: float) -> bool:
-        return self._update_owned(
+        return await self._update_owned(
             "put a job back for a retry",
             job_id,
             worker_id,
@@ -380,7 +418,7 @@ class SQLiteStore:
         )
 
     async def reschedule_job(self, job_id: uuid.UUID, *, worker_id: str, at: float, reason: str, now: float) -> bool:
-        return self._update_owned(
+        return await self._update_owned(
             "reschedule a job",
             job_id,
             worker_id,
@@ -390,7 +428,7 @@ class SQLiteStore:
         )
 
     async def fail_job(self, job_id: uuid.UUID, *, worker_id: str, error: str, now: float) -> bool:
-        return self._update_owned(
+        return await self._update_owned(
             "fail a job",
             job_id,
             worker_id,
@@ -399,11 +437,11 @@ class SQLiteStore:
         )
 
     async def reclaim_expired(self, *, now: float) -> int:
-        with self._write("reclaim expired leases") as conn:
+        async with self._write("reclaim expired leases") as conn:
             return conn.execute(_RECLAIM_SQL, {"now": now}).rowcount
 
     async def cancel_job(self, job_id: uuid.UUID, *, user_id: uuid.UUID, reason: str, now: float) -> bool:
-        with self._write("cancel a job") as conn:
+        async with self._write("cancel a job") as conn:
             return (
                 conn.execute(
                     """UPDATE sync_jobs SET status = 'failed', error = ?, completed_at = ?, locked_by = NULL,
@@ -434,7 +472,7 @@ class SQLiteStore:
         return int(row[0])
 
     async def pause_job_type(self, type: str, *, until: float, looks: int, reason: str, now: float) -> None:
-        with self._write("pause a job type") as conn:
+        async with self._write("pause a job type") as conn:
             conn.execute(
                 """INSERT INTO job_type_pauses (type, until, looks, reason, paused_at) VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (type) DO UPDATE SET until = max(until, excluded.until), looks = excluded.looks,
@@ -457,7 +495,7 @@ class SQLiteStore:
         return [TypePause(**dict(zip(_PAUSE_FIELDS, row, strict=True))) for row in rows]
 
     async def clear_type_outage(self, type: str, *, now: float) -> None:
-        with self._write("clear a job type's outage") as conn:
+        async with self._write("clear a job type's outage") as conn:
             conn.execute(
                 "UPDATE job_type_pauses SET looks = 0 WHERE type = ? AND looks > 0 AND until <= ?", (type, now)
             )
@@ -467,7 +505,7 @@ class SQLiteStore:
         limits = {"overall": slot.overall_limits, "read": slot.read_limits}
         kinds = ("overall", "read") if slot.read else ("overall",)
         marks = ", ".join("?" * len(kinds))
-        with self._write("take a rate slot") as conn:
+        async with self._write("take a rate slot") as conn:
             conn.execute(
                 f"""UPDATE strava_rate_slots SET
                       used_15min = CASE WHEN window_start < ? THEN 0 ELSE used_15min END,
@@ -506,7 +544,7 @@ class SQLiteStore:
         return None
 
     async def cancel_user_jobs(self, user_id: uuid.UUID, *, reason: str, now: float) -> int:
-        with self._write("cancel a user's jobs") as conn:
+        async with self._write("cancel a user's jobs") as conn:
             return conn.execute(
                 """UPDATE sync_jobs SET status = 'failed', error = ?, completed_at = ?, updated_at = ?
                    WHERE user_id = ? AND status = 'pending'""",
@@ -527,7 +565,7 @@ class SQLiteStore:
         )
 
     async def save_tokens(self, user_id: uuid.UUID, tokens: StravaTokens, *, now: float) -> None:
-        with self._write("save a user's tokens") as conn:
+        async with self._write("save a user's tokens") as conn:
             try:
                 conn.execute(
                     """INSERT INTO strava_tokens (user_id, athlete_id, access_token, refresh_token, expires_at,
@@ -550,7 +588,7 @@ class SQLiteStore:
                 raise InvalidInput(f"Strava athlete {tokens.athlete_id} is already connected to another user") from None
 
     async def delete_tokens(self, user_id: uuid.UUID) -> bool:
-        with self._write("delete a user's tokens") as conn:
+        async with self._write("delete a user's tokens") as conn:
             conn.execute("DELETE FROM strava_activity_events WHERE user_id = ?", (str(user_id),))
             return conn.execute("DELETE FROM strava_tokens WHERE user_id = ?", (str(user_id),)).rowcount == 1
 
@@ -584,7 +622,7 @@ class SQLiteStore:
             )
             for a in activities
         ]
-        with self._write("upsert activities") as conn:
+        async with self._write("upsert activities") as conn:
             conn.executemany(
                 """INSERT INTO strava_activities (id, user_id, athlete_id, name, sport_type, start_date, distance,
                         moving_time, elapsed_time, total_elevation_gain, raw, synced_at, seen_at)
@@ -600,7 +638,7 @@ class SQLiteStore:
         return len(rows)
 
     async def delete_activity(self, user_id: uuid.UUID, activity_id: int) -> bool:
-        with self._write("delete an activity") as conn:
+        async with self._write("delete an activity") as conn:
             return (
                 conn.execute(
                     "DELETE FROM strava_activities WHERE user_id = ? AND id = ?", (str(user_id), activity_id)
@@ -630,14 +668,14 @@ class SQLiteStore:
         if not activity_ids:
             return
         marks = ", ".join("?" * len(activity_ids))
-        with self._write("mark activities seen") as conn:
+        async with self._write("mark activities seen") as conn:
             conn.execute(
                 f"UPDATE strava_activities SET seen_at = ? WHERE {_BY_IDS.format(marks=marks)}",
                 (now, str(user_id), *activity_ids),
             )
 
     async def delete_activities_unseen_since(self, user_id: uuid.UUID, since: float) -> int:
-        with self._write("delete activities no longer on Strava") as conn:
+        async with self._write("delete activities no longer on Strava") as conn:
             return conn.execute(
                 "DELETE FROM strava_activities WHERE user_id = ? AND seen_at < ?", (str(user_id), since)
             ).rowcount
@@ -645,7 +683,7 @@ class SQLiteStore:
     async def add_activity_events(self, user_id: uuid.UUID, activity_ids: Sequence[int], *, now: float) -> None:
         if not activity_ids:
             return
-        with self._write("record webhook events") as conn:
+        async with self._write("record webhook events") as conn:
             conn.executemany(
                 """INSERT INTO strava_activity_events (user_id, activity_id, received_at) VALUES (?, ?, ?)
                    ON CONFLICT (user_id, activity_id) DO UPDATE SET received_at = excluded.received_at""",
@@ -664,7 +702,7 @@ class SQLiteStore:
     async def clear_activity_events(self, user_id: uuid.UUID, events: Sequence[tuple[int, float]]) -> None:
         if not events:
             return
-        with self._write("clear webhook events") as conn:
+        async with self._write("clear webhook events") as conn:
             conn.executemany(
                 "DELETE FROM strava_activity_events WHERE user_id = ? AND activity_id = ? AND received_at = ?",
                 [(str(user_id), activity_id, at) for activity_id, at in events],
@@ -679,7 +717,7 @@ class SQLiteStore:
         return [uuid.UUID(row[0]) for row in rows]
 
     async def take_event_quota(self, user_id: uuid.UUID, *, window: float, limit: int, wanted: int) -> int:
-        with self._write("take a webhook quota") as conn:
+        async with self._write("take a webhook quota") as conn:
             row = conn.execute(
                 "SELECT event_window, event_fetches FROM strava_tokens WHERE user_id = ?", (str(user_id),)
             ).fetchone()
@@ -694,7 +732,7 @@ class SQLiteStore:
             return granted
 
     async def mark_reconciled(self, user_id: uuid.UUID, *, now: float) -> None:
-        with self._write("mark a user reconciled") as conn:
+        async with self._write("mark a user reconciled") as conn:
             conn.execute("UPDATE strava_tokens SET reconciled_at = ? WHERE user_id = ?", (now, str(user_id)))
 
     async def reconciled_at(self, user_id: uuid.UUID) -> float | None:
@@ -717,7 +755,7 @@ class SQLiteStore:
         return [uuid.UUID(row[0]) for row in rows]
 
     async def mark_reconcile_asked(self, user_id: uuid.UUID, *, now: float) -> None:
-        with self._write("mark a reconcile asked") as conn:
+        async with self._write("mark a reconcile asked") as conn:
             conn.execute("UPDATE strava_tokens SET reconcile_asked_at = ? WHERE user_id = ?", (now, str(user_id)))
 
     async def count_activities(self, user_id: uuid.UUID) -> int:

@@ -19,7 +19,7 @@ from syncsim.stores.sqlite import SQLiteStore
 from syncsim.strava.models import Activity, StravaTokens
 from syncsim.strava.ratelimit import SlotRequest, quarter_hour_start, utc_day_start
 from tests.conftest import BACKENDS
-from tests.support.sqlite import full_disk
+from tests.support.sqlite import full_disk, write_lock_held
 
 T0 = 1_767_571_200.0  # 2026-01-05T00:00:00Z
 
@@ -552,4 +552,25 @@ async def test_a_full_disk_is_a_one_line_store_unavailable_and_loses_nothing(
     assert await store.upsert_activities(user_id, page, now=T0 + 2) == 200
     assert sorted(await store.stored_activities(user_id)) == sorted(_activity(i).id for i in range(220))
     assert [j.id for j in await store.list_jobs()] == [job.id]
+    await store.close()
+
+
+async def test_a_write_waiting_for_another_process_lets_the_process_read_meanwhile(
+    sqlite_url: str, user_id: uuid.UUID
+) -> None:
+    """Another process holds the write lock (a long write): a submit of this process waits for it, and
+    meanwhile this process's status reads still answer (SQLite's own wait would sleep in the event loop's
+    thread, every request with it). Once the lock is free, the submit goes through, once."""
+    store = SQLiteStore.from_url(sqlite_url)
+    await store.migrate()
+    job, _ = await _create(store, user_id)
+    other_user = uuid.uuid4()
+    with write_lock_held(store.path):
+        submit = asyncio.ensure_future(_create(store, other_user))
+        await asyncio.sleep(0)  # the submit starts and finds the lock taken
+        assert await store.get_job(job.id) == job
+        assert not submit.done(), "the read answered only after the write had given up"
+    created, was_created = await submit
+    assert was_created and created.user_id == other_user
+    assert sorted(j.user_id for j in await store.list_jobs()) == sorted([user_id, other_user])
     await store.close()
