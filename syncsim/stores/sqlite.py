@@ -12,6 +12,7 @@ Times are REAL columns holding UTC epoch seconds, all written from the caller's 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -146,6 +147,9 @@ class SQLiteStore:
         self.url = f"sqlite:///{path}"
         self._busy_timeout_s = busy_timeout_s
         self._conn: sqlite3.Connection | None = None
+        #: The open file's absolute path and its (device, inode), to notice it deleted or replaced under the
+        #: connection; ``None`` for ``:memory:``.
+        self._file: tuple[str, tuple[int, int]] | None = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -183,7 +187,33 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {wait_ms}")
         except sqlite3.Error as exc:
             raise self._error(exc, "open", "could not be opened") from None
+        if self.path != ":memory:":
+            path = os.path.abspath(self.path)  # as SQLite opened it: a later chdir must not move it
+            with suppress(OSError):  # a file that cannot be told apart from another goes unchecked
+                opened = os.stat(path)
+                self._file = (path, (opened.st_dev, opened.st_ino))
         return conn
+
+    def _check_file(self, doing: str) -> None:
+        """Fail if the file at the store's path is no longer the one the connection has open. Deleted (or replaced)
+        under a running process, the connection would go on reading and writing the unlinked file: jobs accepted,
+        run and completed there, and gone at the next start. One ``stat``, before every call."""
+        if self._file is None:
+            return
+        path, identity = self._file
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # cannot tell: SQLite's own calls say whether the file is usable
+        else:
+            if (now.st_dev, now.st_ino) == identity:
+                return
+        raise StoreError(
+            f"sqlite store {self.path!r}, {doing}: the file was deleted or replaced since this process opened it; "
+            "restart the process to open the one at that path"
+        )
 
     def _error(self, exc: sqlite3.Error, doing: str, failed: str) -> StoreError:
         """``exc`` as one line naming the store: :class:`StoreUnavailable` if it is of a kind that passes."""
@@ -203,6 +233,7 @@ class SQLiteStore:
         Its errors, the commit's included, leave as one-line :class:`StoreError`. The transaction's statements
         run without a pause between them: no other call of the process can come between them on the connection."""
         conn = self.conn
+        self._check_file(doing)
         try:
             await self._begin(conn)
         except sqlite3.Error as exc:
@@ -244,6 +275,7 @@ class SQLiteStore:
         """One row of a read, or ``None``; its errors as one-line :class:`StoreError`: an unmigrated file (what
         ``syncsim jobs`` and ``status`` meet, which read without migrating), one reset under a worker, a disk
         that fails."""
+        self._check_file(doing)
         try:
             return self.conn.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
@@ -251,6 +283,7 @@ class SQLiteStore:
 
     def _fetchall(self, doing: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Every row of a read; its errors as :meth:`_fetchone`'s."""
+        self._check_file(doing)
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
@@ -278,6 +311,7 @@ class SQLiteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._file = None
 
     # -- jobs --------------------------------------------------------------------------------------------------
     async def create_job(

@@ -255,6 +255,24 @@ async def test_a_submit_meeting_a_full_disk_is_a_503_and_loses_no_job(sqlite_url
     await store.close()
 
 
+async def test_a_store_file_deleted_under_the_server_fails_its_health_check_and_submits(sqlite_url: str) -> None:
+    """A job accepted into a deleted file would be gone at the next start: the server says its store is
+    unavailable instead, to its load balancer as to its users."""
+    store = SQLiteStore.from_url(sqlite_url)
+    await store.migrate()
+    api = ApiHarness(store, strategy="worker", demo=True)
+    user = uuid.uuid4()
+    async with api.client() as client:
+        assert (await client.get("/healthz")).status_code == 200
+        for suffix in ("", "-wal", "-shm"):
+            Path(store.path + suffix).unlink(missing_ok=True)
+        health = await client.get("/healthz")
+        submit = await client.post("/api/sync", json={"type": "noop"}, headers=api.auth(user))
+    assert_json_error(health, 503)
+    assert assert_json_error(submit, 503) == "the job store is unavailable; try again shortly"
+    await store.close()
+
+
 async def test_health_names_platform_and_strategy_and_nothing_of_the_store(sqlite_url: str) -> None:
     app = build_app(sqlite_url, platform="hobby", strategy="resumable", jwt_secret=SECRET, time_scale=0.5)
     assert app.state.platform.spec.max_duration_s == 5.0  # hobby's 10 s, scaled

@@ -574,3 +574,28 @@ async def test_a_write_waiting_for_another_process_lets_the_process_read_meanwhi
     assert was_created and created.user_id == other_user
     assert sorted(j.user_id for j in await store.list_jobs()) == sorted([user_id, other_user])
     await store.close()
+
+
+async def test_a_store_file_deleted_under_a_running_process_fails_every_call_naming_it(
+    sqlite_url: str, user_id: uuid.UUID
+) -> None:
+    """Deleted under a running server, the file stays open and writable, and nobody opens it again: every job
+    accepted into it is gone at the next start. So every call fails, in one line naming the file, and nothing is
+    accepted."""
+    store = SQLiteStore.from_url(sqlite_url)
+    await store.migrate()
+    job, _ = await _create(store, user_id)
+    for suffix in ("", "-wal", "-shm"):
+        Path(store.path + suffix).unlink(missing_ok=True)
+    with pytest.raises(StoreError) as refused:
+        await _create(store, uuid.uuid4())
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith(f"sqlite store {store.path!r}, create a job: "), message
+    assert "the file was deleted or replaced since this process opened it" in message, message
+    with pytest.raises(StoreError, match="deleted or replaced"):
+        await store.get_job(job.id)
+    await store.close()
+    again = SQLiteStore.from_url(sqlite_url)  # the next start
+    await again.migrate()
+    assert await again.list_jobs() == []
+    await again.close()
