@@ -128,6 +128,10 @@ WHOLE_ANSWER_SLACK_S = 0.001
 #: Refresh an access token this long before it expires (seconds): a 200-item page takes ~1 s, so five
 #: minutes leaves room for a whole batch of pages without a 401 in the middle.
 REFRESH_MARGIN_S = 300.0
+#: A refused refresh may be another process's race (it refreshed first, and has not saved yet): the store is looked
+#: at for this long, every ``REFRESH_RACE_LOOK_S``, before the refusal is final (seconds).
+REFRESH_RACE_WAIT_S = 2.0
+REFRESH_RACE_LOOK_S = 0.25
 
 
 def strava_base_url(url: str | None, *, setting: str) -> str:
@@ -607,7 +611,18 @@ class StravaClient:
         try:
             return await self._grant_refresh(user_id, sent, deadline=deadline), True
         except Unauthorized:
-            stored = await self._store.get_tokens(user_id)
+            # The other process may be between Strava's grant and its save: look again for a moment before the
+            # refusal is taken as final (for a deauthorization's check, final means the tokens are deleted).
+            wait = REFRESH_RACE_WAIT_S
+            if deadline is not None:  # not past the caller's deadline, with a second to spare for the rest
+                wait = min(wait, max(0.0, deadline - self._clock.now() - 1.0))
+            looks = max(1, round(wait / REFRESH_RACE_LOOK_S))
+            for look in range(looks):
+                stored = await self._store.get_tokens(user_id)
+                if stored is None or stored.refresh_token != sent.refresh_token:
+                    break
+                if look < looks - 1:
+                    await self._clock.sleep(REFRESH_RACE_LOOK_S)
             if stored is None or stored.refresh_token == sent.refresh_token:
                 raise
         if not self._expiring(stored):

@@ -269,6 +269,41 @@ def test_two_processes_refreshing_one_athletes_token_at_once_both_go_on_with_the
     in_virtual_time(sqlite_url, scenario, latency=0.3)
 
 
+def test_a_refresh_refused_while_another_process_is_saving_its_grant_waits_for_that_save(sqlite_url: str) -> None:
+    """The other process has Strava's grant but has not stored it yet when this one is refused: the refusal is
+    not final until the store has been looked at for a moment (for a deauthorization's check, final deletes the
+    athlete's tokens)."""
+
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(20)
+        other_store = open_store(sqlite_url)
+
+        class SlowToSave:  # the other process: its save comes a second after Strava's grant
+            def __getattr__(self, name: str) -> Any:
+                return getattr(other_store, name)
+
+            async def save_tokens(self, *args: Any, **kwargs: Any) -> None:
+                await env.clock.sleep(1.0)
+                await other_store.save_tokens(*args, **kwargs)
+
+        other = env.fake.client(tokens=SlowToSave(), rng=random.Random(2))
+        try:
+            await env.clock.sleep(6 * 3600 - 200)  # inside the refresh margin
+            first = asyncio.ensure_future(other.list_activities(user, page=1))  # its refresh reaches Strava first
+            await env.clock.sleep(0.1)
+            pages = [await env.client.list_activities(user, page=1), await first]
+        finally:
+            await other.aclose()
+            await other_store.close()
+        assert [len(p) for p in pages] == [20, 20]
+        refused = [r for r in env.fake.requests if r.path == "/oauth/token" and r.status != 200]
+        assert len(refused) == 1 and env.fake.counts["refresh_rotations"] == 1
+        saved = await env.store.get_tokens(user)
+        assert saved is not None and saved.refresh_token == env.fake.athlete(athlete.athlete_id).refresh_token
+
+    in_virtual_time(sqlite_url, scenario, latency=0.3)
+
+
 def test_revoked_token_fails_the_job_without_retry(store_url: str) -> None:
     async def scenario(env: Env) -> None:
         user, athlete = await env.athlete(300)
