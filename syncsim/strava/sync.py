@@ -30,9 +30,11 @@ cannot shift what is fetched. Strava's ``before``/``after`` are exclusive and in
 activities may start in the same second, so a page may end inside such a tie: the next request re-reads the
 boundary second (``before`` = the page's oldest second + 1; ``after`` = its newest second − 1) and skips the
 ids already seen in it (idempotent upserts make the overlap harmless). A page holding nothing but that second
-(a tie larger than a page) asks for the next page of the same bound; a page that brings nothing new closes the
-second, and the next request excludes it. Paging stops only at an **empty** page (Strava may answer a short
-page before the end).
+(a tie larger than a page) asks for the next page of the same bound, and so does a whole page of the boundary
+second all seen (its first page came without that bound: the newest page, say); any other page that brings
+nothing new closes the second, and the next request excludes it. Paging stops only at an **empty** page (Strava
+may answer a short page before the end). Within a tie larger than a page the pages are numbered, so there a
+deletion during the listing can shift one: Strava offers no finer order inside a second (a known limit).
 
 **Requests.** A listing of N activities at distinct seconds, pages of P = 200, costs
 ``list_requests_needed(N)``: 1 request for N = 0; else ``ceil((N − P) / (P − 1)) + 3`` for N > P and 3 for
@@ -365,6 +367,12 @@ class _Sync:
         edge = min(seconds) if kind == "before" else max(seconds)
         boundary = None if bound is None else (bound - 1 if kind == "before" else bound + 1)
         if not new:
+            whole_page_of_it = len(activities) == PER_PAGE and all(second == boundary for second in seconds)
+            if page == 1 and boundary is not None and whole_page_of_it:
+                # A whole page of the boundary second, all seen: the page before it was the same second's first
+                # page (it had no bound, or did not start at this one), so the second holds more than a page:
+                # its next page, by number, rather than closing it on the first.
+                return (kind, bound, 2)
             # Only the boundary second, all seen: it is closed; exclude it from now on.
             return (kind, edge, 1)
         if boundary is not None and edge == boundary and all(s == boundary for s in seconds):

@@ -219,6 +219,28 @@ def test_a_tie_larger_than_a_page_is_paged_through_within_its_second(sqlite_url:
     in_virtual_time(sqlite_url, scenario)
 
 
+@pytest.mark.parametrize(("tie", "older"), [(201, 0), (450, 0), (450, 300), (200, 0), (400, 7)])
+def test_a_tie_larger_than_a_page_on_the_newest_page_is_paged_through(sqlite_url: str, tie: int, older: int) -> None:
+    """Found by probing: the first page has no bound, so a tie on it was not paged by number: the next page
+    (before the tie's second + 1) brought the same 200 activities, closed the second, and the rest of it was
+    never listed (201 in one second stored 200; 450 with 300 older stored 500)."""
+
+    async def scenario(env: Env) -> None:
+        user, athlete = await env.athlete(0)
+        second = env.clock.now() - 86_400
+        for i in range(older):
+            env.fake.add_activity(athlete.athlete_id, start_date=second - 3600 * (i + 1))
+        for _ in range(tie):
+            env.fake.add_activity(athlete.athlete_id, start_date=second)
+        runner = env.runner()
+        await runner.submit(user)
+        done = await runner.run_next()
+        assert done is not None and done.status is JobStatus.COMPLETED, done
+        assert await env.store.count_activities(user) == tie + older
+
+    in_virtual_time(sqlite_url, scenario)
+
+
 def test_token_expiring_mid_sync_is_refreshed_and_the_rotation_saved(sqlite_url: str) -> None:
     async def scenario(env: Env) -> None:
         user, athlete = await env.athlete(1200)
