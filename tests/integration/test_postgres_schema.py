@@ -132,6 +132,9 @@ def test_all_migrations_build_the_expected_schema(pg_url: str) -> None:
         "syncsim_clear_type_outage(text,timestamp with time zone)",
         "syncsim_take_rate_slot(boolean,timestamp with time zone,timestamp with time zone,"
         "integer,integer,integer,integer,boolean)",
+        # 0017's, which a syncsim of before 0018 calls (see the test below)
+        "syncsim_take_rate_slot(boolean,timestamp with time zone,timestamp with time zone,"
+        "integer,integer,integer,integer)",
         "syncsim_users_to_reconcile(timestamp with time zone,timestamp with time zone,integer)",
     }
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
@@ -259,6 +262,8 @@ def test_anon_gets_nothing_and_service_role_bypasses_rls(two_users: TwoUsers) ->
     # nor spend the app's Strava budget
     with _connect_as(u.url, "authenticated") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
         conn.execute("select syncsim_take_rate_slot(true, now(), now(), 0, 0, 0, 0, false)")
+    with _connect_as(u.url, "authenticated") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("select syncsim_take_rate_slot(true, now(), now(), 0, 0, 0, 0)")  # 0017's
     with _connect_as(u.url, "service_role") as conn:
         assert conn.execute("select count(*) from sync_jobs").fetchone() == (2,)
         assert conn.execute("select count(*) from strava_tokens").fetchone() == (2,)
@@ -283,3 +288,22 @@ def test_save_progress_called_without_a_lease_length_leaves_the_lease(pg_url: st
         row = conn.execute("select progress, locked_until from sync_jobs where id = %s", (claimed[0],)).fetchone()
     assert saved == (True,)
     assert row == ({"pages": 1}, claimed[1])
+
+
+def test_a_syncsim_of_before_0018_still_takes_rate_slots_after_it(pg_url: str) -> None:
+    """Found by probing: 0018 dropped 0017's seven-argument rate-slot function, so every instance not yet
+    redeployed when the migration landed failed every Strava sync (and spent its attempts). It stays: it takes
+    slots as before, stores no limits (it cannot say whether it read them), and is held to those stored."""
+    window = "'2026-01-05T00:00:00Z'"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        # A new instance has read raised limits (600 reads / 15 min) from Strava's headers and stored them.
+        read_them = f"select syncsim_take_rate_slot(true, {window}, {window}, 1200, 12000, 600, 6000, false)"
+        assert conn.execute(read_them).fetchone() == (None,)
+        # An old one, with the defaults (100 reads / 15 min), takes slots under the stored limits.
+        old = f"select syncsim_take_rate_slot(true, {window}, {window}, 200, 2000, 100, 1000)"
+        taken = [conn.execute(old).fetchone()[0] for _ in range(150)]
+        stored = conn.execute(
+            "select used_15min, limit_15min, limit_daily from strava_rate_slots where kind = 'read'"
+        ).fetchone()
+    assert taken == [None] * 150
+    assert stored == (151, 600, 6000)

@@ -7,8 +7,6 @@ alter table strava_rate_slots
   add column limit_15min integer check (limit_15min >= 1),
   add column limit_daily integer check (limit_daily >= 1);
 
-drop function syncsim_take_rate_slot(boolean, timestamptz, timestamptz, integer, integer, integer, integer);
-
 -- As in 0017, and: limits read from Strava's headers (not p_assumed) are stored with the count; a caller that
 -- has not read them yet (p_assumed, its limits the defaults) is held to the stored ones, if any.
 create function syncsim_take_rate_slot(
@@ -58,3 +56,16 @@ from public, anon, authenticated;
 grant execute on function
   syncsim_take_rate_slot(boolean, timestamptz, timestamptz, integer, integer, integer, integer, boolean)
 to service_role;
+
+-- A syncsim of before this migration calls the seven-argument function: an instance not yet redeployed while the
+-- migration lands (migrate before deploying). It stays, as the new one with its limits taken as assumed: it cannot
+-- say whether it read them, so it stores none and is held to those stored.
+create or replace function syncsim_take_rate_slot(
+  p_read boolean, p_window timestamptz, p_day timestamptz,
+  p_overall_15min integer, p_overall_daily integer, p_read_15min integer, p_read_daily integer
+) returns text
+language sql as $$
+  select syncsim_take_rate_slot(
+    p_read, p_window, p_day, p_overall_15min, p_overall_daily, p_read_15min, p_read_daily, true
+  )
+$$;
