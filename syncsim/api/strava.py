@@ -16,6 +16,7 @@ the tokens are stored, never echoed. This module logs as
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import uuid
@@ -27,7 +28,7 @@ from starlette.responses import Response
 from syncsim import defaults
 from syncsim.api.http import ApiError, RequestReader, json_int, json_response, json_type, one_line, only_query
 from syncsim.clock import Clock
-from syncsim.errors import ConfigError, InvocationKilled, SyncsimError
+from syncsim.errors import ConfigError, InvocationKilled, StoreUnavailable, SyncsimError
 from syncsim.jobs.service import JobService
 from syncsim.platforms.invocation import Invocation, guard_store
 from syncsim.stores.protocol import Store
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_CODE_CHARS",
     "MAX_STRAVA_ID",
     "WEBHOOK_SECRET_ENV",
+    "WEBHOOK_STORE_S",
     "WEBHOOK_SUBSCRIPTION_ENV",
     "WEBHOOK_VERIFY_TOKEN_ENV",
     "StravaConnector",
@@ -47,6 +49,9 @@ __all__ = [
 
 log = logging.getLogger("syncsim.api")
 
+#: How long the webhook waits for the store before its answer (seconds): Strava counts an answer after 2 s as a
+#: failed delivery, and resends only what it has counted failed.
+WEBHOOK_STORE_S = 1.5
 #: An OAuth authorization code is ~40 characters; anything much longer is not one.
 MAX_CODE_CHARS = 512
 #: Strava's ids and times are 64-bit integers, as every store keeps them (``bigint``, SQLite's INTEGER): a larger
@@ -166,20 +171,37 @@ class StravaRoutes:
             invocation = self.reader.invocation(request)
             kind = f"{event['object_type']}/{event['aspect_type']}"
             label = f"webhook {kind} {event['object_id']}"
-            if event["object_type"] == "activity":
-                # Recorded before the answer: a store that cannot take it makes the answer a 503, and Strava sends
-                # the event again (up to three attempts); one answered 200 and then lost would wait for the next
-                # reconcile. Two quick queries, well within Strava's 2 s.
-                store = guard_store(self.store, invocation)
-                user = await store.user_for_athlete(event["owner_id"])
+            deauthorization = event["object_type"] == "athlete" and _deauthorizes(event)
+            if event["object_type"] == "activity" or deauthorization:
+                # Looked up (and an activity's event recorded) before the answer: a store that cannot answer makes it
+                # a 503, and Strava sends the event again (up to three attempts); one answered 200 and then lost
+                # would wait for the next reconcile, or (a deauthorization) leave the athlete's tokens stored.
+                user = await self._before_answer(event, invocation, kind)
                 if user is None:
                     log.info("webhook %s for an unknown athlete dropped", kind)
+                elif deauthorization:
+                    invocation.wait_until(self._confirm_deauthorization(user, invocation), label=label)
                 else:
-                    await store.add_activity_events(user, [int(event["object_id"])], now=self.clock.now())
                     invocation.wait_until(self._submit_events(user, kind, invocation), label=label)
             else:
-                invocation.wait_until(self._handle_athlete_event(event, invocation), label=label)
+                log.info("webhook %s: nothing to do", kind)
         return json_response({"status": "accepted"})
+
+    async def _before_answer(self, event: dict[str, Any], invocation: Invocation, kind: str) -> uuid.UUID | None:
+        """The event's user, and an activity event recorded, within :data:`WEBHOOK_STORE_S`: Strava counts an
+        answer later than 2 s as a failed delivery, so a store too slow to answer in time is a 503 now, not a 503
+        after the store's own timeout (5 s), which Strava would no longer be waiting for."""
+        store = guard_store(self.store, invocation)
+        try:
+            async with asyncio.timeout(WEBHOOK_STORE_S):
+                user = await store.user_for_athlete(event["owner_id"])
+                if user is not None and event["object_type"] == "activity":
+                    await store.add_activity_events(user, [int(event["object_id"])], now=self.clock.now())
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"webhook {kind}: the store did not answer within {WEBHOOK_STORE_S:g} s (Strava waits 2 s)"
+            ) from None
+        return user
 
     async def _submit_events(self, user: uuid.UUID, kind: str, invocation: Invocation) -> None:
         """After the answer: start the user's ``strava_events`` job, which re-reads the recorded activity (the
@@ -194,21 +216,16 @@ class StravaRoutes:
                 "webhook %s recorded, its job not started: %s: %s", kind, type(exc).__name__, one_line(str(exc))
             )
 
-    async def _handle_athlete_event(self, event: dict[str, Any], invocation: Invocation) -> None:
-        """The work behind an athlete event, after its answer: confirm a deauthorization with Strava."""
-        store = guard_store(self.store, invocation)
-        kind = f"{event['object_type']}/{event['aspect_type']}"
+    async def _confirm_deauthorization(self, user: uuid.UUID, invocation: Invocation) -> None:
+        """After the answer: confirm a deauthorization with Strava (a refresh it refuses), with the invocation's
+        whole deadline: a refresh cut short could lose a token Strava granted, and disconnect an athlete who
+        never left."""
         try:
-            user = await store.user_for_athlete(event["owner_id"])
-            if user is None:
-                log.info("webhook %s for an unknown athlete dropped", kind)
-                return
-            if str(event["updates"].get("authorized", "")).lower() == "false":
-                await self._deauthorize(store, user, invocation)
+            await self._deauthorize(guard_store(self.store, invocation), user, invocation)
         except InvocationKilled:
             raise
         except SyncsimError as exc:
-            log.warning("webhook %s not handled: %s: %s", kind, type(exc).__name__, one_line(str(exc)))
+            log.warning("webhook athlete/update not handled: %s: %s", type(exc).__name__, one_line(str(exc)))
 
     async def _deauthorize(self, store: Store, user: uuid.UUID, invocation: Invocation) -> None:
         """An athlete's deauthorization, once Strava confirms it (it refuses a refresh of their token): their
@@ -262,3 +279,8 @@ def _parse_event(body: dict[str, Any]) -> dict[str, Any]:
         raise ApiError(422, f"updates must be a JSON object, got {json_type(updates)}")
     event["updates"] = updates
     return {key: event[key] for key in _EVENT_FIELDS}
+
+
+def _deauthorizes(event: dict[str, Any]) -> bool:
+    """Whether an athlete event says the athlete deauthorized the app (``updates: {"authorized": "false"}``)."""
+    return str(event["updates"].get("authorized", "")).lower() == "false"
