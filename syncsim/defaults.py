@@ -78,7 +78,7 @@ TICK_LOOKAHEAD_S = 5.0
 
 #: An idle worker looks for due jobs this often.
 WORKER_POLL_S = 1.0
-#: After SIGTERM a worker lets its running jobs finish for this long; the rest keep their leases until expiry.
+#: After SIGTERM a worker lets its running jobs finish for this long; the rest are given back, unfinished.
 WORKER_GRACE_S = 5.0
 #: While its store fails, a worker's claim loop tries again after this long, doubling up to the maximum: a down
 #: server costs nothing to ask (the pool waits for a connection, it does not open one per try), and a restarted

@@ -148,6 +148,7 @@ def _worker(args: argparse.Namespace) -> int:
         f"worker stopped: {stats.jobs_run} run(s), {stats.completed} completed, {stats.failed} failed, "
         f"{stats.rescheduled} rescheduled"
         + (f", {stats.taken_over} taken over by another runner" if stats.taken_over else "")
+        + (f", {stats.given_back} given back unfinished" if stats.given_back else "")
     )
     return 0
 

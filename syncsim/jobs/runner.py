@@ -301,8 +301,9 @@ class JobRunner:
 
         ``on_claim`` is told the claim's answer (the job, or ``None``) before the job runs: a worker learns
         from it that its store answers again after an outage. A :class:`~syncsim.errors.StoreError` that
-        leaves this method means the store failed the runner: a job it had claimed keeps its lease until the
-        lease lapses, and is then reclaimed as a crash.
+        leaves this method means the store failed the runner: a job it had claimed keeps its lease, for the
+        caller to give back once the store answers (:class:`~syncsim.jobs.worker.Worker` does), or until the
+        lease lapses and it is reclaimed as a crash.
         """
         store = guard_store(self.store, invocation)
         runner_id = self._runner_id()

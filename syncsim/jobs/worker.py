@@ -1,7 +1,8 @@
 """A long-running worker: claims due jobs, runs them with leases, reaps expired ones.
 
-On SIGTERM it stops claiming, lets running jobs finish for ``grace_s`` seconds, then cancels the rest and exits;
-a job it could not finish keeps its lease until expiry and is then reclaimed by any runner — never lost. With
+On SIGTERM it stops claiming, lets running jobs finish for ``grace_s`` seconds, then cancels the rest, gives them
+back (``pending``, due at once, continued from their last checkpoint by any runner, no attempt spent and no crash
+counted) and exits; if the store cannot take them back, their leases lapse and they are reclaimed, never lost. With
 ``burst=True`` it exits once no job is pending or running (waiting for backoffs and expired leases first), like
 rq's burst mode.
 
@@ -12,8 +13,9 @@ whole load, for no job), while a new job is still found within ``poll_s`` either
 
 A failing store does not stop it: a claim loop whose store fails (down, restarting, unreachable) backs off and
 tries again for as long as the outage lasts, and the worker logs one line when the store fails and one when it
-answers again. Any other error that ends a claim loop is a bug: the worker logs it at once, stops as on SIGTERM,
-and ``run()`` raises it.
+answers again. A job whose run the store failed is given back once it answers, rather than left ``running``.
+Any other error that ends a claim loop is a bug: the worker logs it at once, stops as on SIGTERM, and ``run()``
+raises it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ IDLE_POLL_FIRST_S = 0.01
 #: the loop ends: one cancellation can be lost (see ``JobRunner._keep_lease``), and a lost one must not keep
 #: the worker alive.
 CANCEL_REPEAT_S = 0.1
+#: How long a stopping worker tries to give its unfinished jobs back (seconds): past it (a store still down), their
+#: leases lapse and they are reclaimed, as any crashed worker's are.
+GIVE_BACK_ON_STOP_S = 5.0
+#: What a job given back says (its ``error`` while it waits; cleared when it completes).
+STOPPED_REASON = "the worker stopped before the run finished; continued from its last checkpoint"
+OUTAGE_REASON = "the store failed during the run; continued from its last checkpoint"
 
 
 @dataclass
@@ -59,6 +67,10 @@ class WorkerStats:
     taken_over: int = 0
     #: Calls to the store that failed (each claim loop's, while the store was down or refused them).
     store_errors: int = 0
+    #: Jobs whose run ended without the runner putting them back (the worker stopped past its grace, or the store
+    #: failed as the runner tried), given back as ``pending`` here: continued from their checkpoint, no attempt
+    #: spent, no crash counted, and at once rather than when their lease lapses.
+    given_back: int = 0
 
 
 class Worker:
@@ -98,6 +110,9 @@ class Worker:
         self._outage_since: float | None = None
         #: When the store last answered again after an outage.
         self._answered_at = float("-inf")
+        #: Jobs claimed by runs that ended without the runner putting them back, to give back (:meth:`_give_back`).
+        self._stranded: list[Job] = []
+        self._giving_back = asyncio.Lock()
 
     def stop(self) -> None:
         """Stop claiming new jobs (what SIGTERM does)."""
@@ -127,7 +142,7 @@ class Worker:
                 for task in done - {stop_wait}:
                     running.discard(task)
                     failure = failure or self._loop_ended(task)
-            # Let running jobs finish within the grace period; the rest lapse and are reclaimed later.
+            # Let running jobs finish within the grace period; the rest are cut off, and given back below.
             ending = set(running)
             if running:
                 _, running = await asyncio.wait(running, timeout=self.grace_s)
@@ -137,6 +152,10 @@ class Worker:
                 _, running = await asyncio.wait(running, timeout=CANCEL_REPEAT_S)
             for task in ending:
                 failure = failure or self._loop_ended(task)
+            if self._stranded:
+                with contextlib.suppress(TimeoutError):  # a store still down: their leases lapse, as before
+                    async with self._giving_back:
+                        await asyncio.wait_for(self._give_back(STOPPED_REASON), timeout=GIVE_BACK_ON_STOP_S)
         finally:
             stop_wait.cancel()
             for task in loops:
@@ -168,6 +187,14 @@ class Worker:
     async def _claim_loop(self) -> None:
         retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
         while not self._stopping.is_set():
+            # Before any claim, which would reclaim a stranded job's lapsed lease as a crash: give it back. The
+            # other loops wait for that (an uncontended lock takes no turn of the event loop).
+            async with self._giving_back:
+                given = await self._give_back(OUTAGE_REASON) if self._stranded else True
+            if not given:
+                await self._pause(retry_s)
+                retry_s = min(retry_s * 2, defaults.WORKER_STORE_RETRY_MAX_S)
+                continue
             called_at = self.runner.clock.now()
             types = self.runner.claimable_types(called_at)
             pause_ends_at = None if types else self.runner.pause_ends_at()
@@ -179,10 +206,16 @@ class Worker:
             try:
                 job = await self.runner.run_next(on_claim=functools.partial(self._claimed, into=claimed), types=types)
             except StoreError as exc:
+                # A run the store failed (the runner could not put its job back): the job is given back once the
+                # store answers, instead of staying `running` until its lease lapses and counting a crash.
+                self._stranded.extend(claimed)
                 self._store_failed(exc, called_at)
                 await self._pause(retry_s)
                 retry_s = min(retry_s * 2, defaults.WORKER_STORE_RETRY_MAX_S)
                 continue
+            except asyncio.CancelledError:
+                self._stranded.extend(claimed)  # stopped past the grace period: given back by run()
+                raise
             finally:
                 self._busy -= 1
             retry_s = defaults.WORKER_STORE_RETRY_FIRST_S
@@ -210,6 +243,26 @@ class Worker:
                     self.stop()
                     return
             await self._wait_for_work()
+
+    async def _give_back(self, reason: str) -> bool:
+        """Put the stranded jobs back as ``pending``, due now, where this worker's run still holds the lease
+        (``reschedule_job`` changes nothing otherwise: another runner has taken the job, or it ended); whether
+        the store took them all (``False``: it failed, and the rest wait for the next try)."""
+        store, clock = self.runner.store, self.runner.clock
+        while self._stranded:
+            job = self._stranded[0]
+            now = clock.now()
+            try:
+                if job.locked_by and await store.reschedule_job(
+                    job.id, worker_id=job.locked_by, at=now, reason=reason, now=now
+                ):
+                    self.stats.given_back += 1
+            except StoreError as exc:
+                self._store_failed(exc, now)
+                return False
+            self._stranded.pop(0)
+        self._store_answered()
+        return True
 
     def _claimed(self, job: Job | None, *, into: list[Job]) -> None:
         """A claim answered: the store works; a job found (kept in ``into``) means more may be due, so one waiting

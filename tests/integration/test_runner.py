@@ -382,9 +382,10 @@ async def test_a_claim_loop_that_dies_stops_the_worker_and_reports_its_error_at_
     errors = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker" and r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "EscapedTheRunner: a fault escaped the runner" in errors[0], errors
     assert "\n" not in errors[0]
-    # The long job was cut off at the end of the grace period: it keeps its lease, to be reclaimed later.
+    # The long job was cut off at the end of the grace period and given back: pending, due now, no crash.
     row = await store.get_job(long_job.id)
-    assert row is not None and row.status is JobStatus.RUNNING and 0 < row.progress["steps_done"] < 200
+    assert row is not None and row.status is JobStatus.PENDING and 0 < row.progress["steps_done"] < 200
+    assert (row.locked_by, row.crashes, row.attempts) == (None, 0, 0), row
 
 
 @pytest.mark.parametrize("strategy", ["waituntil", "worker"])

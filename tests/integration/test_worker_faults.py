@@ -287,6 +287,9 @@ async def test_a_worker_rides_out_an_outage_longer_than_its_pool_timeout_and_log
         await store.close()
     assert done.status is JobStatus.COMPLETED and done.result == {"steps_done": 30}, done
     assert done.attempts == 1, done  # the outage spent no attempt
+    # Found by probing: the run the outage stopped could not put its job back (the store was down), so the job
+    # stayed `running` until its lease lapsed and was reclaimed as a crash. The worker gives it back first.
+    assert done.crashes == 0 and run.result().given_back == 1, (done, run.result())
     assert later.status is JobStatus.COMPLETED
     assert run.result().store_errors > 0
     messages = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker"]
