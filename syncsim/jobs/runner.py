@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from syncsim import defaults
+from syncsim.aio import gather_or_cancel
 from syncsim.clock import Clock, SystemClock, to_datetime
 from syncsim.errors import InvalidInput, InvocationKilled, NoTimeToRetry, OutOfTime, StoreError, StoreUnavailable
 from syncsim.jobs.handlers import HandlerRegistry
@@ -557,7 +558,7 @@ class JobRunner:
                 elif job.status is JobStatus.FAILED:
                     summary.failed += 1
 
-        await asyncio.gather(*(loop() for _ in range(max(1, concurrency))))
+        await gather_or_cancel([loop() for _ in range(max(1, concurrency))])
         return summary
 
     async def get(self, job_id: uuid.UUID | str, *, user_id: uuid.UUID | str | None = None) -> Job | None:

@@ -22,6 +22,7 @@ import asyncio
 from typing import Any
 
 from syncsim import defaults
+from syncsim.aio import gather_or_cancel
 from syncsim.errors import PermanentError, Reschedule
 from syncsim.jobs.handlers import HandlerRegistry
 from syncsim.jobs.model import JobStatus
@@ -29,7 +30,6 @@ from syncsim.jobs.runner import JobContext
 from syncsim.strava.client import StravaClient, StravaRejected
 from syncsim.strava.models import Activity
 from syncsim.strava.ratelimit import next_quarter_hour, quarter_hour_start
-from syncsim.strava.sync import gather_or_cancel
 
 __all__ = ["EVENTS_JOB_TYPE", "register_strava_events", "strava_events"]
 

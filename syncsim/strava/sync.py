@@ -60,7 +60,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from syncsim import defaults
@@ -76,7 +76,6 @@ __all__ = [
     "JOB_TYPE",
     "MODES",
     "PER_PAGE",
-    "gather_or_cancel",
     "list_requests_needed",
     "register_strava_sync",
     "strava_sync",
@@ -450,19 +449,6 @@ class _Sync:
         order = {s.id: i for i, s in enumerate(summaries)}
         detailed.sort(key=lambda a: order.get(a.id, 0))
         return detailed, gone
-
-
-async def gather_or_cancel(calls: Sequence[Coroutine[Any, Any, Any]]) -> None:
-    """Run ``calls`` at once; if one fails, cancel the others, wait for them, and raise the first failure (not
-    an ExceptionGroup: a rate limit or the deadline must reach the runner as itself)."""
-    tasks = [asyncio.ensure_future(call) for call in calls]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _within_bound(answered: ActivityPage, cursor: tuple[str, int | None, int]) -> list[Activity]:

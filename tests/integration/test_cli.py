@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -379,3 +380,64 @@ def test_a_port_in_use_is_one_line_before_anything_else(tmp_path: Path) -> None:
             == f"syncsim {command}: error: cannot listen on 127.0.0.1:{port}: Address already in use"
         )
         assert result.stdout == ""
+
+
+def test_the_tick_outlives_a_store_call_longer_than_its_limit(tmp_path: Path) -> None:
+    """Found by probing: a job's write that waited for another process's lock past the tick's limit got the
+    tick's invocation killed, and `syncsim tick --every` exited ("invocation 2 was killed"), leaving nothing to
+    move resumable jobs. It skips that tick, says so in one line, and ticks on."""
+    import asyncio
+    import time
+    import uuid
+
+    from syncsim.job_types import default_handlers
+    from syncsim.jobs.model import Job
+    from syncsim.jobs.runner import JobRunner
+    from syncsim.stores import open_store
+    from tests.support.sqlite import write_lock_held
+
+    path = tmp_path / "syncsim.db"
+    url = f"sqlite:///{path}"
+
+    async def submit(steps: int) -> uuid.UUID:
+        store = open_store(url)
+        try:
+            await store.migrate()
+            runner = JobRunner(store, handlers=default_handlers())
+            job, _ = await runner.submit(uuid.uuid4(), {"steps": steps, "step_s": 0.1}, type="demo")
+            return job.id
+        finally:
+            await store.close()
+
+    async def read(job_id: uuid.UUID) -> Job | None:
+        store = open_store(url)
+        try:
+            return await store.get_job(job_id)
+        finally:
+            await store.close()
+
+    def wait_for(job_id: uuid.UUID, what: str, done: Callable[[Job], bool]) -> Job:
+        give_up = time.monotonic() + 30.0
+        while (job := asyncio.run(read(job_id))) is None or not done(job):
+            assert tick.poll() is None, f"the tick exited: {tick.communicate()[1].decode()}"
+            assert time.monotonic() < give_up, f"{what}: {job}"
+            time.sleep(0.05)
+        return job
+
+    long_job = asyncio.run(submit(steps=100))  # saves its progress every step: a write every 0.1 s
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRAVA_", "SYNCSIM_"))}
+    argv = [sys.executable, "-m", "syncsim.cli", "tick", "--store", url, "--every", "3", "--limit", "3"]
+    tick = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(long_job, "the long job to make progress", lambda job: job.progress.get("steps_done", 0) >= 1)
+        with write_lock_held(str(path)):
+            time.sleep(5.0)  # past the tick's limit: its invocation is killed while the write waits
+        after = asyncio.run(submit(steps=1))
+        done = wait_for(after, "a job submitted after the lock to finish", lambda job: job.is_final)
+    finally:
+        tick.terminate()
+        _, err = tick.communicate(timeout=20)
+    assert done.status.value == "completed", done
+    lines = err.decode().splitlines()
+    assert any("was killed" in line and "skipped, the next tick in 3 s" in line for line in lines), lines
+    assert "Traceback" not in err.decode(), err.decode()
