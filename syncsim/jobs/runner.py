@@ -257,6 +257,9 @@ class JobRunner:
         self._paused_here: dict[str, float] = {}
         self._due = _RecentCount(self._count_due, self.clock)
         self._unserved = _RecentCount(self._count_unserved, self.clock)
+        #: Told when a job's run stops for its store (the run is paused, and nothing leaves the runner): a worker
+        #: reports the outage from it, as it does when a claim fails.
+        self.on_store_unavailable: Callable[[StoreError], None] | None = None
 
     # -- submit --------------------------------------------------------------------------------------------------
     async def submit(
@@ -388,6 +391,8 @@ class JobRunner:
             except StoreUnavailable as exc:
                 # The store failed the job, not the job itself: continue soon, without spending an attempt.
                 store_failed = True
+                if self.on_store_unavailable is not None:
+                    self.on_store_unavailable(exc)
                 decision = Wait(
                     at=self.clock.now() + self.retry.delay(1, self.rng),
                     reason=f"paused while the store was unavailable: {describe(exc)}",

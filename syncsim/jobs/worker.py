@@ -92,6 +92,8 @@ class Worker:
         if not 0 <= grace_s < math.inf:
             raise InvalidInput(f"grace_s must be a number of seconds >= 0, got {grace_s!r}")
         self.runner = runner
+        # A job's run paused for its store is an outage as much as a failed claim: the same one line reports it.
+        runner.on_store_unavailable = self._store_failed
         self.concurrency = concurrency
         self.burst = burst
         self.poll_s = poll_s
@@ -304,12 +306,14 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
-    def _store_failed(self, error: StoreError, called_at: float) -> None:
-        """Count a failed call made at ``called_at``; the first of an outage is logged. A call made before the
-        store answered again belongs to the outage that has just ended: it starts no new one."""
+    def _store_failed(self, error: StoreError, called_at: float | None = None) -> None:
+        """Count a failed call made at ``called_at`` (default: now); the first of an outage is logged, and the
+        outage counted from now (a job's run may have gone on for long before the call that failed). A call made
+        before the store answered again belongs to the outage that has just ended: it starts no new one."""
+        now = self.runner.clock.now()
         self.stats.store_errors += 1
-        if self._outage_since is None and called_at >= self._answered_at:
-            self._outage_since = called_at
+        if self._outage_since is None and (now if called_at is None else called_at) >= self._answered_at:
+            self._outage_since = now
             log.warning(
                 "worker %s: the store failed, claiming paused and retried until it answers: %s",
                 self.runner.worker_id,

@@ -40,6 +40,7 @@ from syncsim.strava.fake import FakeStrava
 from syncsim.strava.fake.server import running_fake_strava
 from syncsim.testing.postgres import TemporaryPostgres
 from tests.support.api import ApiHarness, assert_json_error
+from tests.support.sqlite import write_lock_held
 
 pytestmark = pytest.mark.postgres
 
@@ -298,6 +299,50 @@ async def test_a_worker_rides_out_an_outage_longer_than_its_pool_timeout_and_log
     assert (len(failed), len(answered)) == (1, 1), messages
     assert "StoreUnavailable" in failed[0]
     assert all("\n" not in m and PASSWORD not in m for m in messages), messages
+
+
+async def test_a_worker_reports_an_outage_a_jobs_run_met_once_and_its_end_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by probing: a store outage that a job's run met (its write waited out another process's SQLite lock,
+    and the run was paused, no attempt spent) wrote no line at all, and an outage a claim met was counted from
+    the start of the job's run before it. The run's outage is now reported as a claim's is: one line when it is
+    met, one when the store answers again."""
+    caplog.set_level(logging.WARNING, logger="syncsim.worker")
+    path = tmp_path / "locked.db"
+    store = open_store(f"sqlite:///{path}", busy_timeout_s=0.5)
+    await store.migrate()
+    runner = JobRunner(store, handlers=default_handlers(), lease_s=5.0, retry=RetryPolicy(base_s=0.2, jitter=0))
+    worker = Worker(runner, concurrency=1, poll_s=0.05, grace_s=1.0)
+    job, _ = await runner.submit(uuid.uuid4(), {"steps": 40, "step_s": 0.05}, type="demo")
+    run = asyncio.ensure_future(worker.run())
+    try:
+
+        async def under_way() -> bool:
+            row = await store.get_job(job.id)
+            return row is not None and row.progress.get("steps_done", 0) >= 3
+
+        await _until("the job to make progress", under_way, START_TIMEOUT_S)
+        with write_lock_held(str(path)):
+            await asyncio.sleep(0.8)  # past the busy timeout (0.5 s) for the run's write, not for its put-back
+
+        async def finished() -> Job | None:
+            row = await store.get_job(job.id)
+            return row if row is not None and row.is_final else None
+
+        done = await _until("the job to finish after the lock", finished, 30.0)
+        worker.stop()
+        await asyncio.wait_for(asyncio.shield(run), timeout=worker.grace_s + EXIT_SLACK_S)
+    finally:
+        run.cancel()
+        await asyncio.wait([run])
+        await store.close()
+    assert done.status is JobStatus.COMPLETED and done.attempts == 1, done
+    messages = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker"]
+    failed = [m for m in messages if "the store failed" in m]
+    answered = [m for m in messages if "the store answers again" in m]
+    assert (len(failed), len(answered)) == (1, 1), messages
+    assert "StoreUnavailable" in failed[0] and "busy" in failed[0], failed
 
 
 # -- syncsim worker processes syncing from FakeStrava --------------------------------------------------------------
