@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -239,6 +239,40 @@ async def test_a_webhook_meeting_a_down_store_is_a_503_within_stravas_two_second
     assert "not handled" not in caplog.text, caplog.text  # nothing was taken on to be dropped after a 200
 
 
+async def _stop(worker: Worker, run: asyncio.Future[Any]) -> None:
+    """Stop ``worker`` (as SIGTERM does) and wait for its ``run`` to end, within its grace period."""
+    worker.stop()
+    await asyncio.wait_for(asyncio.shield(run), timeout=worker.grace_s + EXIT_SLACK_S)
+
+
+def _outage_lines(caplog: pytest.LogCaptureFixture) -> tuple[list[str], list[str], list[str]]:
+    """The worker's log lines, and those saying the store failed and that it answers again."""
+    messages = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker"]
+    failed = [m for m in messages if "the store failed" in m]
+    answered = [m for m in messages if "the store answers again" in m]
+    return messages, failed, answered
+
+
+def _made_progress(store: Store, job_id: uuid.UUID, steps: int) -> Callable[[], Awaitable[bool]]:
+    """For :func:`_until`: whether the demo job has done ``steps`` steps."""
+
+    async def check() -> bool:
+        row = await store.get_job(job_id)
+        return row is not None and row.progress.get("steps_done", 0) >= steps
+
+    return check
+
+
+def _finished(store: Store, job_id: uuid.UUID) -> Callable[[], Awaitable[Job | None]]:
+    """For :func:`_until`: the job once it has ended."""
+
+    async def check() -> Job | None:
+        row = await store.get_job(job_id)
+        return row if row is not None and row.is_final else None
+
+    return check
+
+
 # -- an in-process worker -----------------------------------------------------------------------------------------
 
 
@@ -257,31 +291,16 @@ async def test_a_worker_rides_out_an_outage_longer_than_its_pool_timeout_and_log
     job, _ = await runner.submit(uuid.uuid4(), {"steps": 30, "step_s": 0.1}, type="demo")
     run = asyncio.ensure_future(worker.run())
     try:
-
-        async def under_way() -> bool:
-            row = await store.get_job(job.id)
-            return row is not None and row.progress.get("steps_done", 0) >= 3
-
-        await _until("the job to make progress", under_way, START_TIMEOUT_S)
+        await _until("the job to make progress", _made_progress(store, job.id, 3), START_TIMEOUT_S)
         await asyncio.to_thread(outage_pg.stop_server)
         await asyncio.sleep(2 * POOL_TIMEOUT_S + 1.0)  # longer than the pool timeout and the lease
         assert not run.done(), "the worker ended during the outage"
         await asyncio.to_thread(outage_pg.start_server)
 
-        async def finished() -> Job | None:
-            row = await store.get_job(job.id)
-            return row if row is not None and row.is_final else None
-
-        done = await _until("the job to finish after the outage", finished, 30.0)
+        done = await _until("the job to finish after the outage", _finished(store, job.id), 30.0)
         after, _ = await runner.submit(uuid.uuid4(), {"steps": 1, "step_s": 0.01}, type="demo")
-
-        async def after_done() -> Job | None:
-            row = await store.get_job(after.id)
-            return row if row is not None and row.is_final else None
-
-        later = await _until("a job submitted after the outage to finish", after_done, 10.0)
-        worker.stop()
-        await asyncio.wait_for(asyncio.shield(run), timeout=worker.grace_s + EXIT_SLACK_S)
+        later = await _until("a job submitted after the outage to finish", _finished(store, after.id), 10.0)
+        await _stop(worker, run)
     finally:
         run.cancel()
         await asyncio.wait([run])
@@ -293,9 +312,7 @@ async def test_a_worker_rides_out_an_outage_longer_than_its_pool_timeout_and_log
     assert done.crashes == 0 and run.result().given_back == 1, (done, run.result())
     assert later.status is JobStatus.COMPLETED
     assert run.result().store_errors > 0
-    messages = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker"]
-    failed = [m for m in messages if "the store failed" in m]
-    answered = [m for m in messages if "the store answers again" in m]
+    messages, failed, answered = _outage_lines(caplog)
     assert (len(failed), len(answered)) == (1, 1), messages
     assert "StoreUnavailable" in failed[0]
     assert all("\n" not in m and PASSWORD not in m for m in messages), messages
@@ -317,30 +334,18 @@ async def test_a_worker_reports_an_outage_a_jobs_run_met_once_and_its_end_once(
     job, _ = await runner.submit(uuid.uuid4(), {"steps": 40, "step_s": 0.05}, type="demo")
     run = asyncio.ensure_future(worker.run())
     try:
-
-        async def under_way() -> bool:
-            row = await store.get_job(job.id)
-            return row is not None and row.progress.get("steps_done", 0) >= 3
-
-        await _until("the job to make progress", under_way, START_TIMEOUT_S)
+        await _until("the job to make progress", _made_progress(store, job.id, 3), START_TIMEOUT_S)
         with write_lock_held(str(path)):
             await asyncio.sleep(0.8)  # past the busy timeout (0.5 s) for the run's write, not for its put-back
 
-        async def finished() -> Job | None:
-            row = await store.get_job(job.id)
-            return row if row is not None and row.is_final else None
-
-        done = await _until("the job to finish after the lock", finished, 30.0)
-        worker.stop()
-        await asyncio.wait_for(asyncio.shield(run), timeout=worker.grace_s + EXIT_SLACK_S)
+        done = await _until("the job to finish after the lock", _finished(store, job.id), 30.0)
+        await _stop(worker, run)
     finally:
         run.cancel()
         await asyncio.wait([run])
         await store.close()
     assert done.status is JobStatus.COMPLETED and done.attempts == 1, done
-    messages = [r.getMessage() for r in caplog.records if r.name == "syncsim.worker"]
-    failed = [m for m in messages if "the store failed" in m]
-    answered = [m for m in messages if "the store answers again" in m]
+    messages, failed, answered = _outage_lines(caplog)
     assert (len(failed), len(answered)) == (1, 1), messages
     assert "StoreUnavailable" in failed[0] and "busy" in failed[0], failed
 
