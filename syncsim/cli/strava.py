@@ -132,7 +132,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
                     if not args.quiet:
                         bar.write(f"waiting {wait:.1f} s for {why}", file=sys.stderr)
                     done = await _wait_watching(store, done, clock, wait)
-                    if done is None or done.status not in (JobStatus.PENDING, JobStatus.RUNNING):
+                    if done is None or done.is_final:
                         break  # cancelled (DELETE /api/sync/{id}) or finished by another runner meanwhile
                 try:
                     done = await runner.run_job(job.id, on_progress=on_progress)
@@ -149,7 +149,7 @@ async def _run_foreground_sync(args: argparse.Namespace, user_id: uuid.UUID) -> 
             current = await store.get_job(job.id)
             if current is None:
                 raise InvalidInput(f"job {job.id} is gone from the store")
-            if current.status in (JobStatus.PENDING, JobStatus.RUNNING):
+            if not current.is_final:
                 raise InvalidInput(f"job {job.id} was taken by another runner: it is {current.status.value}")
             done = current  # ended while this command waited (cancelled by the user, say): said below as it ended
         if args.trace:
@@ -190,7 +190,6 @@ async def _wait_watching(store: Store, job: Job, clock: Any, wait: float) -> Job
     """Wait ``wait`` seconds, looking at ``job`` every :data:`WATCH_EVERY_S`; the job as last read (None if gone),
     early if it has ended. A look the store cannot answer is no news: the run after the wait meets the outage."""
     from syncsim.errors import StoreError
-    from syncsim.jobs.model import JobStatus
 
     end = clock.now() + wait
     seen: Job | None = job
@@ -198,7 +197,7 @@ async def _wait_watching(store: Store, job: Job, clock: Any, wait: float) -> Job
         await clock.sleep(min(WATCH_EVERY_S, max(0.0, end - clock.now())))
         with contextlib.suppress(StoreError):
             seen = await store.get_job(job.id)
-        if seen is None or seen.status not in (JobStatus.PENDING, JobStatus.RUNNING) or clock.now() >= end:
+        if seen is None or seen.is_final or clock.now() >= end:
             return seen
 
 

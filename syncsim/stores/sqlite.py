@@ -251,7 +251,7 @@ class SQLiteStore:
     async def _begin(self, conn: sqlite3.Connection) -> None:
         """``BEGIN IMMEDIATE``; while another connection holds the write lock, tried again after growing pauses
         on the event loop until the busy timeout has passed (then SQLite's busy error). Without another holder
-        it takes the lock without a pause: under the simulator's virtual time, an uncontended write is instant."""
+        it takes the lock at once, without yielding to the event loop: an uncontended write costs no turn of it."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             return

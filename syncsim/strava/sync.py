@@ -365,16 +365,16 @@ class _Sync:
         seconds = [int(a.start_date.timestamp()) for a in activities]
         edge = min(seconds) if kind == "before" else max(seconds)
         boundary = None if bound is None else (bound - 1 if kind == "before" else bound + 1)
+        only_boundary = boundary is not None and all(second == boundary for second in seconds)
         if not new:
-            whole_page_of_it = len(activities) == PER_PAGE and all(second == boundary for second in seconds)
-            if page == 1 and boundary is not None and whole_page_of_it:
+            if page == 1 and only_boundary and len(activities) == PER_PAGE:
                 # A whole page of the boundary second, all seen: the page before it was the same second's first
                 # page (it had no bound, or did not start at this one), so the second holds more than a page:
                 # its next page, by number, rather than closing it on the first.
                 return (kind, bound, 2)
             # Only the boundary second, all seen: it is closed; exclude it from now on.
             return (kind, edge, 1)
-        if boundary is not None and edge == boundary and all(s == boundary for s in seconds):
+        if only_boundary:
             return (kind, bound, page + 1)  # a tie larger than a page: the next page of the same bound
         return (kind, edge + 1 if kind == "before" else edge - 1, 1)
 
@@ -454,9 +454,10 @@ class _Sync:
 def _within_bound(answered: ActivityPage, cursor: tuple[str, int | None, int]) -> list[Activity]:
     """The page's activities that start within the bound asked for (Strava's ``before``/``after`` are exclusive).
 
-    One beyond it would move the cursor back, so that the same page is asked for again and again; a page that
-    brings activities but none within the bound ignored it, and taken for empty would end the listing early
-    (and a full sync would remove every activity it did not reach): :class:`UnusableResponse`, either way."""
+    One at or beyond the bound is dropped: kept, it would move the cursor back, and the same page be asked for
+    again and again. A page that brings activities but none within the bound ignored it: taken for empty, it would
+    end the listing early (and a full sync would remove every activity it did not reach), so it is an
+    :class:`UnusableResponse`."""
     activities = answered.activities()
     kind, bound, _ = cursor
     if bound is None or not activities:
